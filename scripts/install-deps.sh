@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs tern's build and test dependencies from Debian 12's packages (run as root; non-interactive).
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  g++ cmake make ninja-build pkg-config ca-certificates git python3 curl procps iproute2 \
+  libasio-dev capnproto libcapnp-dev libspdlog-dev libfmt-dev librapidcheck-dev \
+  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libtomlplusplus-dev \
+  nlohmann-json3-dev libxxhash-dev libzstd-dev libexpected-dev libedit-dev >/dev/null
+echo "install-deps: ok"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds and runs the whole test suite (ctest), then the fast tests again under ASan+UBSan.
+#   TERN_SKIP_SANITIZE=1   skip the sanitizer pass
+#   RC_PARAMS="..."        passed to RapidCheck (e.g. "seed=42" or "max_success=20000")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+scripts/build.sh build
+(cd build && ctest --output-on-failure -j "${TERN_JOBS:-$(nproc)}" --timeout 900)
+echo "run-tests: main suite passed in $(( $(date +%s) - start ))s"
+if [ "${TERN_SKIP_SANITIZE:-0}" != 1 ]; then
+  scripts/build.sh build-asan -DCMAKE_BUILD_TYPE=Debug -DTERN_SANITIZE=address,undefined -DTERN_BUILD_BENCH=OFF
+  (cd build-asan && ctest --output-on-failure -L fast -j "${TERN_JOBS:-$(nproc)}" --timeout 900)
+  echo "run-tests: sanitizer pass passed in $(( $(date +%s) - start ))s total"
+fi
