@@ -1,0 +1,892 @@
+#include "raft/core.h"
+
+#include <algorithm>
+#include <cstdarg>
+#include <cstdio>
+
+#include "common/assert.h"
+#include "raft/quorum.h"
+
+namespace tern::raft {
+
+namespace {
+template <class... Fs>
+struct Overloaded : Fs... {
+  using Fs::operator()...;
+};
+template <class... Fs>
+Overloaded(Fs...) -> Overloaded<Fs...>;
+}  // namespace
+
+const char* message_name(const MessageBody& body) {
+  static constexpr const char* names[] = {"AppendRequest",  "AppendReply",    "VoteRequest",
+                                          "VoteReply",      "HeartbeatRequest", "HeartbeatReply",
+                                          "InstallSnapshotRequest", "InstallSnapshotReply", "TimeoutNow",
+                                          "ReadIndexRequest", "ReadIndexReply"};
+  return names[body.index()];
+}
+
+const char* role_name(Role r) {
+  switch (r) {
+    case Role::follower: return "follower";
+    case Role::pre_candidate: return "pre_candidate";
+    case Role::candidate: return "candidate";
+    case Role::leader: return "leader";
+  }
+  return "?";
+}
+
+const char* error_name(RaftError e) {
+  switch (e) {
+    case RaftError::not_leader: return "not_leader";
+    case RaftError::transfer_in_progress: return "transfer_in_progress";
+    case RaftError::too_many_uncommitted_bytes: return "too_many_uncommitted_bytes";
+    case RaftError::entry_too_large: return "entry_too_large";
+    case RaftError::conf_change_pending: return "conf_change_pending";
+    case RaftError::invalid_conf_change: return "invalid_conf_change";
+    case RaftError::no_leader: return "no_leader";
+  }
+  return "?";
+}
+
+std::string encode_conf_change(const ConfChange& cc) {
+  std::string out(9, '\0');
+  out[0] = static_cast<char>(cc.type);
+  for (int i = 0; i < 8; ++i) out[1 + i] = static_cast<char>((cc.node.value >> (8 * i)) & 0xff);
+  return out;
+}
+
+std::optional<ConfChange> decode_conf_change(std::string_view data) {
+  if (data.size() != 9 || static_cast<std::uint8_t>(data[0]) > 3) return std::nullopt;
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= std::uint64_t(static_cast<std::uint8_t>(data[1 + i])) << (8 * i);
+  return ConfChange{static_cast<ConfChangeType>(data[0]), NodeId{v}};
+}
+
+namespace {
+void insert_sorted(std::vector<NodeId>& v, NodeId id) {
+  auto it = std::lower_bound(v.begin(), v.end(), id);
+  if (it == v.end() || *it != id) v.insert(it, id);
+}
+void erase_id(std::vector<NodeId>& v, NodeId id) { v.erase(std::remove(v.begin(), v.end(), id), v.end()); }
+}  // namespace
+
+ConfState apply_conf_change(ConfState conf, const ConfChange& cc) {
+  switch (cc.type) {
+    case ConfChangeType::add_learner:
+      if (!contains(conf.voters, cc.node)) insert_sorted(conf.learners, cc.node);
+      break;
+    case ConfChangeType::add_voter:
+    case ConfChangeType::promote_learner:
+      erase_id(conf.learners, cc.node);
+      insert_sorted(conf.voters, cc.node);
+      break;
+    case ConfChangeType::remove_node:
+      erase_id(conf.learners, cc.node);
+      erase_id(conf.voters, cc.node);
+      break;
+  }
+  return conf;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Construction and restart.
+
+Core::Core(Config config, RestoreState restore)
+    : config_(std::move(config)),
+      rng_(config_.seed * 0x9e3779b97f4a7c15ULL + config_.id.value),
+      term_(restore.hard_state.term),
+      vote_(restore.hard_state.vote),
+      log_(restore.snapshot ? restore.snapshot->index : Index{0}, restore.snapshot ? restore.snapshot->term : Term{0},
+           std::move(restore.entries), restore.hard_state.commit),
+      applied_(log_.snapshot_index()),
+      conf_(restore.snapshot ? restore.snapshot->conf : restore.bootstrap),
+      snapshot_conf_(conf_),
+      applied_conf_index_(log_.snapshot_index()),
+      persisted_hs_(restore.hard_state) {
+  TERN_ASSERT(config_.id != no_node);
+  TERN_ASSERT(config_.election_ticks > config_.heartbeat_ticks);
+  TERN_ASSERT(config_.heartbeat_ticks > 0);
+  // The committed membership is the snapshot's plus every committed change after it.
+  apply_committed_conf_changes(log_.snapshot_index(), log_.committed());
+  persisted_hs_.commit = log_.committed();
+  role_ = Role::follower;
+  reset_randomized_election_timeout();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Roles (§5.2).
+
+void Core::reset(Term term) {
+  if (term != term_) {
+    TERN_ASSERT(term > term_);  // terms only move forward (generation clock)
+    term_ = term;
+    vote_ = no_node;
+  }
+  leader_ = no_node;
+  election_elapsed_ = 0;
+  heartbeat_elapsed_ = 0;
+  reset_randomized_election_timeout();
+  votes_.clear();
+  transfer_target_ = no_node;
+  pending_reads_.clear();
+  read_acks_.clear();
+  progress_.clear();
+  uncommitted_bytes_ = 0;
+}
+
+void Core::reset_randomized_election_timeout() {
+  std::uniform_int_distribution<std::uint32_t> dist(config_.election_ticks, 2 * config_.election_ticks - 1);
+  randomized_election_ticks_ = dist(rng_);
+}
+
+void Core::become_follower(Term term, NodeId leader) {
+  reset(term);
+  role_ = Role::follower;
+  leader_ = leader;
+  logf("follower of %llu", (unsigned long long)leader.value);
+}
+
+void Core::become_pre_candidate() {
+  // Thesis §9.6: ask whether we could win before disturbing anyone's term.
+  TERN_ASSERT(role_ != Role::leader);
+  votes_.clear();
+  leader_ = no_node;
+  role_ = Role::pre_candidate;
+  election_elapsed_ = 0;
+  reset_randomized_election_timeout();
+  votes_[config_.id] = true;
+  logf("pre-candidate for term %llu", (unsigned long long)term_.next().value);
+  if (votes_.size() >= majority(conf_.voters.size())) {
+    become_candidate(false);
+    return;
+  }
+  for (NodeId v : conf_.voters) {
+    if (v == config_.id) continue;
+    msgs_.push_back(Message{config_.id, v, term_.next(),
+                            VoteRequest{log_.last_index(), log_.last_term(), /*pre_vote=*/true, false}});
+  }
+}
+
+void Core::become_candidate(bool transfer) {
+  TERN_ASSERT(role_ != Role::leader);
+  reset(term_.next());
+  role_ = Role::candidate;
+  vote_ = config_.id;  // persisted with the term in the next Ready, before the requests leave
+  votes_[config_.id] = true;
+  logf("candidate");
+  if (votes_.size() >= majority(conf_.voters.size())) {
+    become_leader();
+    return;
+  }
+  for (NodeId v : conf_.voters) {
+    if (v == config_.id) continue;
+    send(v, VoteRequest{log_.last_index(), log_.last_term(), false, transfer});
+  }
+}
+
+void Core::become_leader() {
+  TERN_ASSERT(role_ == Role::candidate);
+  reset(term_);
+  role_ = Role::leader;
+  leader_ = config_.id;
+  for (NodeId v : conf_.voters)
+    if (v != config_.id) progress_[v] = Progress{};
+  for (NodeId l : conf_.learners)
+    if (l != config_.id) progress_[l] = Progress{};
+  for (auto& [id, pr] : progress_) {
+    pr.next_index = log_.last_index().next();
+    pr.recent_active = true;
+  }
+  // §8 / §5.4.2: commit an entry of the new term so earlier entries commit and ReadIndex works.
+  // No membership change until it commits (the fix for single-server changes, thesis §4.1 errata).
+  append_leader_entry(EntryType::noop, {});
+  pending_conf_index_ = log_.last_index();
+  logf("leader");
+}
+
+bool Core::is_voter() const { return contains(conf_.voters, config_.id); }
+bool Core::is_learner() const { return contains(conf_.learners, config_.id); }
+bool Core::promotable() const { return is_voter(); }
+
+bool Core::in_leader_lease() const {
+  // Thesis §4.2.3: while a node hears from a leader, it ignores vote requests, so a removed or
+  // partitioned server cannot depose a working leader.
+  return config_.check_quorum && leader_ != no_node && election_elapsed_ < config_.election_ticks;
+}
+
+void Core::campaign(bool transfer) {
+  if (config_.pre_vote && !transfer)
+    become_pre_candidate();
+  else
+    become_candidate(transfer);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time.
+
+void Core::tick() {
+  if (role_ == Role::leader)
+    tick_leader();
+  else
+    tick_election();
+}
+
+void Core::tick_election() {
+  ++election_elapsed_;
+  if (promotable() && election_elapsed_ >= randomized_election_ticks_) {
+    election_elapsed_ = 0;
+    campaign(false);
+  }
+}
+
+void Core::tick_leader() {
+  ++heartbeat_elapsed_;
+  ++election_elapsed_;
+  if (election_elapsed_ >= config_.election_ticks) {
+    election_elapsed_ = 0;
+    if (config_.check_quorum) {
+      // Thesis §6.2: a leader that has not heard from a majority in an election timeout steps
+      // down, so clients stop waiting on a leader that can no longer commit.
+      std::size_t active = 1;
+      for (NodeId v : conf_.voters) {
+        if (v == config_.id) continue;
+        auto it = progress_.find(v);
+        if (it != progress_.end() && it->second.recent_active) ++active;
+      }
+      if (active < majority(conf_.voters.size())) {
+        logf("check-quorum failed: stepping down");
+        become_follower(term_, no_node);
+        return;
+      }
+    }
+    for (auto& [id, pr] : progress_) pr.recent_active = false;
+    if (transfer_target_ != no_node) {
+      logf("leadership transfer to %llu timed out", (unsigned long long)transfer_target_.value);
+      transfer_target_ = no_node;
+    }
+  }
+  for (auto& [id, pr] : progress_) {
+    // An InstallSnapshot may be lost; after two election timeouts, probe again (and resend).
+    if (pr.state == ProgressState::snapshot && ++pr.snapshot_ticks >= 2 * config_.election_ticks) pr.become_probe();
+  }
+  if (heartbeat_elapsed_ >= config_.heartbeat_ticks) {
+    heartbeat_elapsed_ = 0;
+    broadcast_heartbeat();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages.
+
+void Core::step(Message m) {
+  TERN_ASSERT(m.to == config_.id);
+  if (!step_term(m)) return;
+  switch (role_) {
+    case Role::leader: step_leader(m); break;
+    case Role::candidate:
+    case Role::pre_candidate: step_candidate(m); break;
+    case Role::follower: step_follower(m); break;
+  }
+}
+
+// Term rules common to all roles (§5.1, Figure 2 "Rules for All Servers"). Returns false if the
+// message is consumed here.
+bool Core::step_term(const Message& m) {
+  const auto* vreq = std::get_if<VoteRequest>(&m.body);
+  if (m.term > term_) {
+    if (vreq && !vreq->transfer && in_leader_lease()) {
+      logf("ignoring vote request from %llu: leader lease", (unsigned long long)m.from.value);
+      return false;
+    }
+    if (vreq && vreq->pre_vote) return true;  // a pre-vote never changes anyone's term
+    if (const auto* vrep = std::get_if<VoteReply>(&m.body); vrep && vrep->pre_vote && vrep->granted) return true;
+    bool from_leader = std::holds_alternative<AppendRequest>(m.body) ||
+                       std::holds_alternative<HeartbeatRequest>(m.body) ||
+                       std::holds_alternative<InstallSnapshotRequest>(m.body);
+    become_follower(m.term, from_leader ? m.from : no_node);
+    return true;
+  }
+  if (m.term < term_) {
+    if (std::holds_alternative<AppendRequest>(m.body) || std::holds_alternative<HeartbeatRequest>(m.body)) {
+      // A stale leader (e.g. healed from a partition) learns our term and steps down; with
+      // pre-vote and check-quorum nothing else would tell it.
+      send(m.from, AppendReply{});
+    } else if (vreq && vreq->pre_vote) {
+      send(m.from, VoteReply{false, true});
+    }
+    return false;
+  }
+  return true;
+}
+
+void Core::step_leader(Message& m) {
+  std::visit(Overloaded{
+                 [&](AppendReply& r) { handle_append_reply(m, r); },
+                 [&](HeartbeatReply& r) { handle_heartbeat_reply(m, r); },
+                 [&](InstallSnapshotReply& r) { handle_snapshot_reply(m, r); },
+                 [&](ReadIndexRequest& r) { handle_read_index_request(m.from, std::move(r.context)); },
+                 [&](VoteRequest& r) { handle_vote_request(m, r); },
+                 [&](AppendRequest&) { TERN_ASSERT_MSG(false, "two leaders in one term (election safety)"); },
+                 [&](HeartbeatRequest&) { TERN_ASSERT_MSG(false, "two leaders in one term (election safety)"); },
+                 [&](InstallSnapshotRequest&) { TERN_ASSERT_MSG(false, "two leaders in one term"); },
+                 [&](auto&) {},
+             },
+             m.body);
+}
+
+void Core::step_candidate(Message& m) {
+  std::visit(Overloaded{
+                 [&](VoteReply& r) { handle_vote_reply(m, r); },
+                 [&](VoteRequest& r) { handle_vote_request(m, r); },
+                 [&](AppendRequest& r) {
+                   become_follower(term_, m.from);  // §5.2: a leader of our term exists
+                   handle_append(m, r);
+                 },
+                 [&](HeartbeatRequest& r) {
+                   become_follower(term_, m.from);
+                   handle_heartbeat(m, r);
+                 },
+                 [&](InstallSnapshotRequest& r) {
+                   become_follower(term_, m.from);
+                   handle_snapshot(m, r);
+                 },
+                 [&](ReadIndexRequest& r) { send(m.from, ReadIndexReply{std::move(r.context), Index{}, false}); },
+                 [&](auto&) {},
+             },
+             m.body);
+}
+
+void Core::step_follower(Message& m) {
+  std::visit(Overloaded{
+                 [&](AppendRequest& r) { handle_append(m, r); },
+                 [&](HeartbeatRequest& r) { handle_heartbeat(m, r); },
+                 [&](InstallSnapshotRequest& r) { handle_snapshot(m, r); },
+                 [&](VoteRequest& r) { handle_vote_request(m, r); },
+                 [&](TimeoutNow&) {
+                   // Thesis §3.10: the leader chose us; start an election now, skipping pre-vote.
+                   if (promotable()) become_candidate(true);
+                 },
+                 [&](ReadIndexRequest& r) { send(m.from, ReadIndexReply{std::move(r.context), Index{}, false}); },
+                 [&](ReadIndexReply& r) {
+                   if (r.ok) read_states_.push_back(ReadState{std::move(r.context), r.index});
+                 },
+                 [&](auto&) {},
+             },
+             m.body);
+}
+
+void Core::handle_vote_request(const Message& m, const VoteRequest& req) {
+  bool up_to_date = log_.is_up_to_date(req.last_index, req.last_term);  // §5.4.1
+  if (req.pre_vote) {
+    // Thesis §9.6: grant if the candidate could win a real election now: its term would be
+    // newer and its log is at least as up-to-date. Nothing is recorded.
+    bool grant = m.term > term_ && up_to_date;
+    msgs_.push_back(Message{config_.id, m.from, grant ? m.term : term_, VoteReply{grant, true}});
+    return;
+  }
+  TERN_ASSERT(m.term == term_);
+  // Figure 2 RequestVote: at most one vote per term (vote_ is persisted with the reply's Ready).
+  bool can_vote = vote_ == m.from || (vote_ == no_node && leader_ == no_node);
+  bool grant = can_vote && up_to_date;
+  if (grant) {
+    vote_ = m.from;
+    election_elapsed_ = 0;
+  }
+  send(m.from, VoteReply{grant, false});
+}
+
+void Core::handle_vote_reply(const Message& m, const VoteReply& rep) {
+  bool pre = role_ == Role::pre_candidate;
+  if (rep.pre_vote != pre) return;  // a reply to an earlier round
+  if (!contains(conf_.voters, m.from)) return;
+  votes_.emplace(m.from, rep.granted);
+  std::size_t granted = 0, rejected = 0;
+  for (auto& [id, g] : votes_) (g ? granted : rejected)++;
+  std::size_t need = majority(conf_.voters.size());
+  if (granted >= need) {
+    if (pre)
+      become_candidate(false);
+    else
+      become_leader();
+  } else if (rejected >= need) {
+    become_follower(term_, no_node);
+  }
+}
+
+void Core::handle_append(const Message& m, AppendRequest& req) {
+  leader_ = m.from;
+  election_elapsed_ = 0;
+  Index prev = req.prev_index;
+  Term prev_term = req.prev_term;
+  std::vector<Entry>& entries = req.entries;
+  if (prev < log_.committed()) {
+    // A delayed or duplicated append overlapping our committed prefix. Committed entries are
+    // in every later leader's log (Leader Completeness, §5.4), so that prefix matches: skip it
+    // rather than ever comparing (and truncating) committed entries.
+    std::size_t skip = std::min<std::size_t>(entries.size(), log_.committed() - prev);
+    entries.erase(entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(skip));
+    prev = log_.committed();
+    prev_term = *log_.term_at(prev);
+  }
+  if (!log_.matches(prev, prev_term)) {
+    // §5.3: reject when we lack the entry preceding the new ones; hint where to resume.
+    AppendReply rep;
+    rep.rejected_index = req.prev_index;
+    if (prev > log_.last_index()) {
+      rep.conflict_index = log_.last_index().next();
+    } else {
+      rep.conflict_term = *log_.term_at(prev);
+      rep.conflict_index = std::max(log_.first_index_of_term(prev, rep.conflict_term), log_.committed().next());
+    }
+    send(m.from, rep);
+    return;
+  }
+  Index last_new = log_.append_after(prev, std::move(entries));
+  // Figure 2 AppendEntries step 5: commitIndex = min(leaderCommit, index of last new entry).
+  log_.commit_to(std::min(req.commit, last_new));
+  apply_committed_conf_changes(applied_conf_index_, log_.committed());
+  AppendReply rep;
+  rep.success = true;
+  rep.match_index = last_new;
+  send(m.from, rep);
+}
+
+void Core::handle_append_reply(const Message& m, const AppendReply& rep) {
+  auto it = progress_.find(m.from);
+  if (it == progress_.end()) return;
+  Progress& pr = it->second;
+  pr.recent_active = true;
+  if (!rep.success) {
+    if (pr.state == ProgressState::replicate) {
+      if (rep.rejected_index <= pr.match_index) return;  // stale
+      pr.become_probe();
+    } else if (pr.state == ProgressState::probe) {
+      if (rep.rejected_index.next() != pr.next_index) return;  // a reply to an older probe
+    } else {
+      return;
+    }
+    // Fast back-off (§5.3): skip the follower's whole conflicting term at once.
+    Index next = rep.conflict_index;
+    if (rep.conflict_term != Term{0}) {
+      Index j = log_.last_index_with_term_at_most(rep.conflict_term);
+      if (log_.term_at(j) == rep.conflict_term) next = j.next();
+    }
+    next = std::min(next, rep.rejected_index);
+    next = std::max(next, pr.match_index.next());
+    pr.next_index = next;
+    pr.probe_sent = false;
+    send_append(m.from, pr, true);
+    return;
+  }
+  pr.free_inflights_to(rep.match_index);
+  if (pr.update_match(rep.match_index)) {
+    if (pr.state == ProgressState::probe) pr.become_replicate();
+    if (pr.state == ProgressState::snapshot && pr.match_index >= pr.pending_snapshot) pr.become_replicate();
+    if (maybe_commit()) {
+      for (auto& [id, p] : progress_) send_append(id, p, true);  // tell followers the new commit
+    }
+    if (role_ != Role::leader) return;  // the commit removed us from the configuration
+    if (m.from == transfer_target_ && pr.match_index == log_.last_index()) {
+      send(m.from, TimeoutNow{});
+    }
+  }
+  if (pr.state == ProgressState::probe) pr.probe_sent = false;
+  for (int i = 0; i < 64 && send_append(m.from, pr, false); ++i) {
+  }
+}
+
+void Core::handle_heartbeat(const Message& m, const HeartbeatRequest& req) {
+  leader_ = m.from;
+  election_elapsed_ = 0;
+  // The leader sends min(our match, its commit): entries we are known to hold.
+  log_.commit_to(std::min(req.commit, log_.last_index()));
+  apply_committed_conf_changes(applied_conf_index_, log_.committed());
+  send(m.from, HeartbeatReply{req.read_seq});
+}
+
+void Core::handle_heartbeat_reply(const Message& m, const HeartbeatReply& rep) {
+  auto it = progress_.find(m.from);
+  if (it == progress_.end()) return;
+  Progress& pr = it->second;
+  pr.recent_active = true;
+  auto& ack = read_acks_[m.from];
+  ack = std::max(ack, rep.read_seq);
+  if (pr.state == ProgressState::probe) pr.probe_sent = false;
+  if (pr.match_index < log_.last_index()) send_append(m.from, pr, false);
+  release_reads();
+}
+
+void Core::handle_snapshot(const Message& m, const InstallSnapshotRequest& req) {
+  leader_ = m.from;
+  election_elapsed_ = 0;
+  const SnapshotMeta& meta = req.meta;
+  if (meta.index <= log_.committed()) {
+    send(m.from, InstallSnapshotReply{log_.committed()});
+    return;
+  }
+  if (log_.matches(meta.index, meta.term)) {
+    // We already hold the snapshot's last entry: it is committed; nothing to restore.
+    log_.commit_to(meta.index);
+    apply_committed_conf_changes(applied_conf_index_, log_.committed());
+    send(m.from, InstallSnapshotReply{meta.index});
+    return;
+  }
+  TERN_ASSERT_MSG(req.data != nullptr, "driver must attach snapshot data before stepping InstallSnapshot");
+  // §7: discard the log (it conflicts or is too short) and restart from the snapshot.
+  log_.restore(meta.index, meta.term);
+  conf_ = meta.conf;
+  snapshot_conf_ = meta.conf;
+  conf_history_.clear();
+  applied_conf_index_ = meta.index;
+  applied_ = meta.index;  // the application restores from the snapshot in the next Ready
+  pending_snapshot_ = Snapshot{meta, req.data};
+  logf("installed snapshot at %llu", (unsigned long long)meta.index.value);
+  send(m.from, InstallSnapshotReply{meta.index});
+}
+
+void Core::handle_snapshot_reply(const Message& m, const InstallSnapshotReply& rep) {
+  auto it = progress_.find(m.from);
+  if (it == progress_.end()) return;
+  Progress& pr = it->second;
+  pr.recent_active = true;
+  pr.update_match(rep.match_index);
+  pr.become_probe();
+  send_append(m.from, pr, false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leader replication (§5.3).
+
+bool Core::send_append(NodeId to, Progress& pr, bool allow_empty) {
+  if (pr.state == ProgressState::snapshot) return false;
+  if (pr.state == ProgressState::probe && pr.probe_sent) return false;
+  if (pr.state == ProgressState::replicate &&
+      (pr.inflights.size() >= config_.max_inflight_msgs || pr.inflight_bytes >= config_.max_inflight_bytes))
+    return false;
+  Index prev = pr.next_index.prev();
+  auto prev_term = log_.term_at(prev);
+  if (!prev_term) {
+    // The follower needs entries we compacted away: send the snapshot (§7).
+    msgs_.push_back(Message{config_.id, to, term_, InstallSnapshotRequest{snapshot_meta(), nullptr}});
+    pr.become_snapshot(log_.snapshot_index());
+    return true;
+  }
+  std::vector<Entry> entries;
+  if (pr.next_index <= log_.last_index()) entries = log_.slice(pr.next_index, log_.last_index(), config_.max_msg_bytes);
+  if (entries.empty() && !allow_empty) return false;
+  std::size_t bytes = 0;
+  for (const auto& e : entries) bytes += e.data.size();
+  Index last = entries.empty() ? prev : entries.back().index;
+  if (pr.state == ProgressState::replicate && !entries.empty()) {
+    pr.next_index = last.next();  // pipelining: assume success, back off on rejection
+    pr.inflights.push_back(Inflight{last, bytes});
+    pr.inflight_bytes += bytes;
+  } else if (pr.state == ProgressState::probe) {
+    pr.probe_sent = true;
+  }
+  send(to, AppendRequest{prev, *prev_term, std::move(entries), log_.committed()});
+  return true;
+}
+
+void Core::send_heartbeat(NodeId to, const Progress& pr) {
+  send(to, HeartbeatRequest{std::min(pr.match_index, log_.committed()), read_seq_});
+}
+
+void Core::broadcast_heartbeat() {
+  for (auto& [id, pr] : progress_) send_heartbeat(id, pr);
+}
+
+void Core::broadcast_append() {
+  for (auto& [id, pr] : progress_) {
+    for (int i = 0; i < 64 && send_append(id, pr, false); ++i) {
+    }
+  }
+}
+
+Index Core::own_match() const { return log_.stable(); }  // only what is durable here counts
+
+std::vector<Index> Core::voter_matches() const {
+  std::vector<Index> matches;
+  matches.reserve(conf_.voters.size());
+  for (NodeId v : conf_.voters) {
+    if (v == config_.id) {
+      matches.push_back(own_match());
+    } else {
+      auto it = progress_.find(v);
+      matches.push_back(it == progress_.end() ? Index{0} : it->second.match_index);
+    }
+  }
+  return matches;
+}
+
+bool Core::maybe_commit() {
+  TERN_ASSERT(role_ == Role::leader);
+  if (!is_voter()) return false;
+  Index q = quorum_index(voter_matches());
+  // §5.4.2: only entries of the current term are committed by counting replicas; earlier ones
+  // commit indirectly with them.
+  if (q <= log_.committed() || log_.term_at(q) != term_) return false;
+  Index old = log_.committed();
+  log_.commit_to(q);
+  for (Index i = old.next(); i <= q; i = i.next()) {
+    std::size_t n = log_.at(i).data.size();
+    uncommitted_bytes_ -= std::min(uncommitted_bytes_, n);
+  }
+  apply_committed_conf_changes(applied_conf_index_, q);
+  release_reads();
+  return true;
+}
+
+void Core::append_leader_entry(EntryType type, std::string data) {
+  uncommitted_bytes_ += data.size();
+  log_.append(Entry{term_, log_.last_index().next(), type, std::move(data)});
+  pending_broadcast_ = true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proposals.
+
+Result<Index, ProposeError> Core::propose(std::string data) {
+  if (role_ != Role::leader) return fail(ProposeError{RaftError::not_leader, leader_});
+  if (transfer_target_ != no_node) return fail(ProposeError{RaftError::transfer_in_progress, transfer_target_});
+  if (data.size() > config_.max_entry_bytes) return fail(ProposeError{RaftError::entry_too_large, leader_});
+  if (uncommitted_bytes_ > 0 && uncommitted_bytes_ + data.size() > config_.max_uncommitted_bytes)
+    return fail(ProposeError{RaftError::too_many_uncommitted_bytes, leader_});
+  append_leader_entry(EntryType::normal, std::move(data));
+  return log_.last_index();
+}
+
+Result<Index, ProposeError> Core::propose_conf_change(const ConfChange& cc) {
+  if (role_ != Role::leader) return fail(ProposeError{RaftError::not_leader, leader_});
+  if (transfer_target_ != no_node) return fail(ProposeError{RaftError::transfer_in_progress, transfer_target_});
+  // Thesis §4.1: one change at a time, and (errata) only after an entry of this term committed.
+  if (pending_conf_index_ > log_.committed() || log_.term_at(log_.committed()) != term_)
+    return fail(ProposeError{RaftError::conf_change_pending, leader_});
+  bool voter = contains(conf_.voters, cc.node), learner = contains(conf_.learners, cc.node);
+  bool valid = cc.node != no_node;
+  switch (cc.type) {
+    case ConfChangeType::add_learner: valid = valid && !voter && !learner; break;
+    case ConfChangeType::add_voter: valid = valid && !voter; break;
+    case ConfChangeType::promote_learner: valid = valid && learner; break;
+    case ConfChangeType::remove_node: valid = valid && (voter || learner) && !(voter && conf_.voters.size() == 1); break;
+  }
+  if (!valid) return fail(ProposeError{RaftError::invalid_conf_change, leader_});
+  append_leader_entry(EntryType::conf_change, encode_conf_change(cc));
+  pending_conf_index_ = log_.last_index();
+  return log_.last_index();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Membership (thesis §4.1). A change takes effect when it commits, on every node in log order.
+
+void Core::apply_committed_conf_changes(Index from, Index to) {
+  if (to <= from) return;
+  for (Index i = std::max(from, log_.snapshot_index()).next(); i <= to; i = i.next()) {
+    const Entry& e = log_.at(i);
+    if (e.type != EntryType::conf_change) continue;
+    auto cc = decode_conf_change(e.data);
+    TERN_ASSERT_MSG(cc.has_value(), "undecodable membership change in the log");
+    ConfState next = apply_conf_change(conf_, *cc);
+    conf_history_.emplace_back(i, next);
+    set_conf(std::move(next));
+  }
+  applied_conf_index_ = std::max(applied_conf_index_, to);
+}
+
+void Core::set_conf(ConfState conf) {
+  conf_ = std::move(conf);
+  logf("membership: %zu voters, %zu learners", conf_.voters.size(), conf_.learners.size());
+  if (role_ != Role::leader) return;
+  if (!is_voter()) {
+    // Thesis §4.2.2: a leader removed from the configuration steps down once the change commits.
+    become_follower(term_, no_node);
+    return;
+  }
+  for (auto it = progress_.begin(); it != progress_.end();) {
+    if (!contains(conf_.voters, it->first) && !contains(conf_.learners, it->first))
+      it = progress_.erase(it);
+    else
+      ++it;
+  }
+  auto add = [&](NodeId id) {
+    if (id == config_.id || progress_.count(id)) return;
+    Progress pr;
+    pr.next_index = log_.last_index().next();
+    pr.recent_active = true;
+    progress_[id] = pr;
+  };
+  for (NodeId v : conf_.voters) add(v);
+  for (NodeId l : conf_.learners) add(l);
+  if (transfer_target_ != no_node && !contains(conf_.voters, transfer_target_)) transfer_target_ = no_node;
+  pending_broadcast_ = true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ReadIndex (thesis §6.4).
+
+Result<void, ProposeError> Core::read_index(std::string context) {
+  if (role_ == Role::leader) {
+    handle_read_index_request(no_node, std::move(context));
+    return {};
+  }
+  if (leader_ == no_node) return fail(ProposeError{RaftError::no_leader, no_node});
+  send(leader_, ReadIndexRequest{std::move(context)});
+  return {};
+}
+
+void Core::handle_read_index_request(NodeId from, std::string context) {
+  pending_reads_.push_back(PendingRead{from, std::move(context), Index{}, 0});
+  release_reads();
+}
+
+void Core::release_reads() {
+  if (pending_reads_.empty()) return;
+  // 1. The read index is our commit index, but only once an entry of this term is committed:
+  //    before that, our commit index may lag entries committed by earlier leaders.
+  if (log_.term_at(log_.committed()) != term_) return;
+  bool new_round = false;
+  for (auto& r : pending_reads_) {
+    if (r.seq == 0) {
+      if (!new_round) {
+        ++read_seq_;
+        new_round = true;
+      }
+      r.seq = read_seq_;
+      r.index = log_.committed();
+    }
+  }
+  // 2. Confirm we are still leader: a majority must echo a heartbeat round sent after the
+  //    read was registered.
+  std::vector<Index> acks;  // round numbers as indices, to reuse quorum_index
+  for (NodeId v : conf_.voters) {
+    if (v == config_.id) {
+      acks.push_back(Index{read_seq_});
+    } else {
+      auto it = read_acks_.find(v);
+      acks.push_back(Index{it == read_acks_.end() ? 0 : it->second});
+    }
+  }
+  std::uint64_t confirmed = is_voter() ? quorum_index(std::move(acks)).value : 0;
+  auto done = std::stable_partition(pending_reads_.begin(), pending_reads_.end(),
+                                    [&](const PendingRead& r) { return r.seq <= confirmed; });
+  for (auto it = pending_reads_.begin(); it != done; ++it) deliver_read(*it);
+  pending_reads_.erase(pending_reads_.begin(), done);
+  if (new_round) broadcast_heartbeat();
+}
+
+void Core::deliver_read(const PendingRead& r) {
+  if (r.from == no_node || r.from == config_.id)
+    read_states_.push_back(ReadState{r.context, r.index});
+  else
+    send(r.from, ReadIndexReply{r.context, r.index, true});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leadership transfer (thesis §3.10).
+
+Result<void, ProposeError> Core::transfer_leadership(NodeId target) {
+  if (role_ != Role::leader) return fail(ProposeError{RaftError::not_leader, leader_});
+  if (target == config_.id) return {};
+  auto it = progress_.find(target);
+  if (it == progress_.end() || !contains(conf_.voters, target))
+    return fail(ProposeError{RaftError::invalid_conf_change, leader_});
+  transfer_target_ = target;
+  election_elapsed_ = 0;  // the transfer is abandoned after one election timeout
+  Progress& pr = it->second;
+  if (pr.match_index == log_.last_index())
+    send(target, TimeoutNow{});
+  else
+    send_append(target, pr, false);
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots (§7).
+
+SnapshotMeta Core::snapshot_meta() const {
+  return SnapshotMeta{log_.snapshot_index(), log_.snapshot_term(), snapshot_conf_};
+}
+
+void Core::compact(Index upto) {
+  TERN_ASSERT_MSG(upto <= applied_, "compact beyond the applied index");
+  if (upto <= log_.snapshot_index()) return;
+  ConfState conf = snapshot_conf_;
+  std::size_t keep = 0;
+  for (; keep < conf_history_.size() && conf_history_[keep].first <= upto; ++keep) conf = conf_history_[keep].second;
+  conf_history_.erase(conf_history_.begin(), conf_history_.begin() + static_cast<std::ptrdiff_t>(keep));
+  snapshot_conf_ = std::move(conf);
+  log_.compact(upto, *log_.term_at(upto));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ready / advance (raft/ready.h).
+
+bool Core::has_ready() const {
+  if (ready_outstanding_) return false;
+  return hard_state() != persisted_hs_ || log_.unstable_from() <= log_.last_index() || pending_snapshot_ ||
+         !msgs_.empty() || !read_states_.empty() || applied_ < log_.committed() || pending_broadcast_;
+}
+
+Ready Core::ready() {
+  TERN_ASSERT_MSG(!ready_outstanding_, "ready() called twice without advance()");
+  if (pending_broadcast_ && role_ == Role::leader) broadcast_append();
+  pending_broadcast_ = false;
+  Ready rd;
+  HardState hs = hard_state();
+  if (hs != persisted_hs_) rd.hard_state = hs;
+  rd.entries = log_.unstable_entries();
+  rd.snapshot = std::move(pending_snapshot_);
+  pending_snapshot_.reset();
+  rd.messages = std::move(msgs_);
+  msgs_.clear();
+  if (applied_ < log_.committed()) {
+    rd.committed.reserve(log_.committed() - applied_);
+    for (Index i = applied_.next(); i <= log_.committed(); i = i.next()) rd.committed.push_back(log_.at(i));
+  }
+  rd.read_states = std::move(read_states_);
+  read_states_.clear();
+  ready_outstanding_ = true;
+  return rd;
+}
+
+void Core::advance(const Ready& rd) {
+  TERN_ASSERT_MSG(ready_outstanding_, "advance() without ready()");
+  ready_outstanding_ = false;
+  if (rd.hard_state) persisted_hs_ = *rd.hard_state;
+  // Scan back for the newest entry of this Ready that is still in our log: it and everything
+  // before it are now durable (Log Matching, §5.3).
+  for (auto it = rd.entries.rbegin(); it != rd.entries.rend(); ++it) {
+    if (log_.matches(it->index, it->term)) {
+      log_.stable_to(it->index, it->term);
+      break;
+    }
+  }
+  if (!rd.committed.empty()) applied_ = std::max(applied_, rd.committed.back().index);
+  if (rd.snapshot) applied_ = std::max(applied_, rd.snapshot->meta.index);
+  // The leader's own durable entries count towards commitment only now.
+  if (role_ == Role::leader && !rd.entries.empty() && maybe_commit()) {
+    for (auto& [id, pr] : progress_) send_append(id, pr, true);
+  }
+}
+
+const Progress* Core::progress(NodeId id) const {
+  auto it = progress_.find(id);
+  return it == progress_.end() ? nullptr : &it->second;
+}
+
+void Core::send(NodeId to, MessageBody body) { msgs_.push_back(Message{config_.id, to, term_, std::move(body)}); }
+
+void Core::logf(const char* fmt, ...) const {
+  if (!config_.log) return;
+  char buf[512];
+  int n = std::snprintf(buf, sizeof buf, "[n%llu t%llu] ", (unsigned long long)config_.id.value,
+                        (unsigned long long)term_.value);
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf + n, sizeof buf - n, fmt, ap);
+  va_end(ap);
+  config_.log(buf);
+}
+
+}  // namespace tern::raft

@@ -1,0 +1,56 @@
+#pragma once
+// Cross-node safety checks of Raft (paper Figure 3), evaluated by the simulator and tests after
+// every step. Each returns a description of the first violation found, or nothing.
+//
+//   Election Safety      at most one leader per term (ever, not just at one instant);
+//   Log Matching         two logs with an entry of the same index and term are identical up to it;
+//   Leader Completeness  a leader of a later term holds every entry committed before it;
+//   State Machine Safety no two nodes apply different entries at the same index;
+//   Commit monotonicity  a node's commit index never goes backwards (per incarnation), and the
+//                        globally committed prefix never changes;
+//   Durable majority     a committed entry is durably held by a majority of the voters.
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "raft/core.h"
+
+namespace tern::raft {
+
+class InvariantChecker {
+ public:
+  // durable_term(node, index): the term of the entry `node` holds durably at `index` (from its
+  // persisted log or snapshot), or nullopt. Used for the durable-majority check.
+  using DurableTerm = std::function<std::optional<Term>(NodeId, Index)>;
+
+  // `cores` are the live nodes; `all_nodes` every node ever in the cluster (crashed ones too).
+  std::optional<std::string> check(const std::vector<const Core*>& cores, const std::vector<NodeId>& all_nodes,
+                                   const DurableTerm& durable_term);
+  // The application applied `e` on `node` (from Ready::committed, in order).
+  std::optional<std::string> on_apply(NodeId node, const Entry& e);
+  // A snapshot restored `node`'s state machine up to index (its applied index jumps there).
+  void on_restore(NodeId node, Index index);
+  // `node` crashed; its next incarnation starts from its durable commit index.
+  void on_restart(NodeId node) { last_commit_.erase(node); }
+
+  Index max_committed() const { return committed_.empty() ? Index{0} : committed_.rbegin()->first; }
+
+ private:
+  struct Committed {
+    Term term;
+    std::size_t data_hash;
+    Term observed_at;  // the term of the node that first saw it committed
+  };
+  std::optional<std::string> check_log_matching(const Core& a, const Core& b) const;
+
+  std::map<Term, NodeId> leaders_;
+  std::map<Index, Committed> committed_;
+  std::map<NodeId, Index> last_commit_;
+  std::map<NodeId, std::size_t> prev_voters_;
+  std::map<Index, std::size_t> applied_;  // index -> hash of (term, data) applied there
+  std::map<NodeId, Index> last_applied_;
+};
+
+}  // namespace tern::raft
