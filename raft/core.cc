@@ -64,6 +64,47 @@ std::optional<ConfChange> decode_conf_change(std::string_view data) {
 }
 
 namespace {
+constexpr std::uint8_t conf_state_tag = 0xff;
+
+void put_u64(std::string& out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+bool get_u64(std::string_view& in, std::uint64_t& v) {
+  if (in.size() < 8) return false;
+  v = 0;
+  for (int i = 0; i < 8; ++i) v |= std::uint64_t(static_cast<std::uint8_t>(in[i])) << (8 * i);
+  in.remove_prefix(8);
+  return true;
+}
+}  // namespace
+
+std::string encode_conf_state(const ConfState& conf) {
+  std::string out(1, static_cast<char>(conf_state_tag));
+  put_u64(out, conf.voters.size());
+  for (NodeId v : conf.voters) put_u64(out, v.value);
+  put_u64(out, conf.learners.size());
+  for (NodeId l : conf.learners) put_u64(out, l.value);
+  return out;
+}
+
+std::optional<ConfState> decode_conf_state(std::string_view in) {
+  if (in.empty() || static_cast<std::uint8_t>(in[0]) != conf_state_tag) return std::nullopt;
+  in.remove_prefix(1);
+  ConfState conf;
+  for (auto* ids : {&conf.voters, &conf.learners}) {
+    std::uint64_t n = 0;
+    if (!get_u64(in, n) || n > in.size() / 8) return std::nullopt;
+    for (std::uint64_t i = 0; i < n; ++i) {
+      std::uint64_t v = 0;
+      get_u64(in, v);
+      ids->push_back(NodeId{v});
+    }
+  }
+  if (!in.empty()) return std::nullopt;
+  return conf;
+}
+
+namespace {
 void insert_sorted(std::vector<NodeId>& v, NodeId id) {
   auto it = std::lower_bound(v.begin(), v.end(), id);
   if (it == v.end() || *it != id) v.insert(it, id);
@@ -92,24 +133,41 @@ ConfState apply_conf_change(ConfState conf, const ConfChange& cc) {
 // ---------------------------------------------------------------------------------------------
 // Construction and restart.
 
-Core::Core(Config config, RestoreState restore)
+namespace {
+// A brand-new member of a new cluster writes the initial membership as entry 1 (term 1).
+bool needs_bootstrap(const RestoreState& rs) {
+  return rs.hard_state == HardState{} && !rs.snapshot && rs.entries.empty() && !rs.bootstrap.voters.empty();
+}
+RestoreState with_bootstrap(RestoreState rs) {
+  if (!needs_bootstrap(rs)) return rs;
+  rs.hard_state.term = Term{1};
+  rs.entries.push_back(Entry{Term{1}, Index{1}, EntryType::conf_change, encode_conf_state(rs.bootstrap)});
+  return rs;
+}
+}  // namespace
+
+Core::Core(Config config, RestoreState restore_in)
+    : Core(std::move(config), with_bootstrap(restore_in), needs_bootstrap(restore_in)) {}
+
+// `bootstrapped`: the bootstrap entry and term were created here and are not durable yet.
+Core::Core(Config config, RestoreState restore, bool bootstrapped)
     : config_(std::move(config)),
       rng_(config_.seed * 0x9e3779b97f4a7c15ULL + config_.id.value),
       term_(restore.hard_state.term),
       vote_(restore.hard_state.vote),
       log_(restore.snapshot ? restore.snapshot->index : Index{0}, restore.snapshot ? restore.snapshot->term : Term{0},
-           std::move(restore.entries), restore.hard_state.commit),
+           std::move(restore.entries), restore.hard_state.commit, /*durable=*/!bootstrapped),
       applied_(log_.snapshot_index()),
       conf_(restore.snapshot ? restore.snapshot->conf : restore.bootstrap),
       snapshot_conf_(conf_),
       applied_conf_index_(log_.snapshot_index()),
-      persisted_hs_(restore.hard_state) {
+      persisted_hs_(bootstrapped ? HardState{} : restore.hard_state) {
   TERN_ASSERT(config_.id != no_node);
   TERN_ASSERT(config_.election_ticks > config_.heartbeat_ticks);
   TERN_ASSERT(config_.heartbeat_ticks > 0);
   // The committed membership is the snapshot's plus every committed change after it.
   apply_committed_conf_changes(log_.snapshot_index(), log_.committed());
-  persisted_hs_.commit = log_.committed();
+  if (!bootstrapped) persisted_hs_.commit = log_.committed();
   role_ = Role::follower;
   reset_randomized_election_timeout();
 }
@@ -483,12 +541,13 @@ void Core::handle_append_reply(const Message& m, const AppendReply& rep) {
   if (pr.update_match(rep.match_index)) {
     if (pr.state == ProgressState::probe) pr.become_replicate();
     if (pr.state == ProgressState::snapshot && pr.match_index >= pr.pending_snapshot) pr.become_replicate();
+    if (m.from == transfer_target_ && pr.match_index == log_.last_index()) send(m.from, TimeoutNow{});
     if (maybe_commit()) {
+      // The commit may have changed the membership (even removed us or this follower), so the
+      // progress reference is not used past this point.
+      if (role_ != Role::leader) return;
       for (auto& [id, p] : progress_) send_append(id, p, true);  // tell followers the new commit
-    }
-    if (role_ != Role::leader) return;  // the commit removed us from the configuration
-    if (m.from == transfer_target_ && pr.match_index == log_.last_index()) {
-      send(m.from, TimeoutNow{});
+      return;
     }
   }
   if (pr.state == ProgressState::probe) pr.probe_sent = false;
@@ -513,6 +572,9 @@ void Core::handle_heartbeat_reply(const Message& m, const HeartbeatReply& rep) {
   auto& ack = read_acks_[m.from];
   ack = std::max(ack, rep.read_seq);
   if (pr.state == ProgressState::probe) pr.probe_sent = false;
+  // Appends in flight may all have been lost: a follower that still answers heartbeats but
+  // whose pipeline is full is probed again from its match index.
+  if (pr.state == ProgressState::replicate && pr.inflights.size() >= config_.max_inflight_msgs) pr.become_probe();
   if (pr.match_index < log_.last_index()) send_append(m.from, pr, false);
   release_reads();
 }
@@ -685,9 +747,14 @@ void Core::apply_committed_conf_changes(Index from, Index to) {
   for (Index i = std::max(from, log_.snapshot_index()).next(); i <= to; i = i.next()) {
     const Entry& e = log_.at(i);
     if (e.type != EntryType::conf_change) continue;
-    auto cc = decode_conf_change(e.data);
-    TERN_ASSERT_MSG(cc.has_value(), "undecodable membership change in the log");
-    ConfState next = apply_conf_change(conf_, *cc);
+    ConfState next;
+    if (auto whole = decode_conf_state(e.data)) {
+      next = std::move(*whole);
+    } else {
+      auto cc = decode_conf_change(e.data);
+      TERN_ASSERT_MSG(cc.has_value(), "undecodable membership change in the log");
+      next = apply_conf_change(conf_, *cc);
+    }
     conf_history_.emplace_back(i, next);
     set_conf(std::move(next));
   }
@@ -865,7 +932,7 @@ void Core::advance(const Ready& rd) {
   if (!rd.committed.empty()) applied_ = std::max(applied_, rd.committed.back().index);
   if (rd.snapshot) applied_ = std::max(applied_, rd.snapshot->meta.index);
   // The leader's own durable entries count towards commitment only now.
-  if (role_ == Role::leader && !rd.entries.empty() && maybe_commit()) {
+  if (role_ == Role::leader && !rd.entries.empty() && maybe_commit() && role_ == Role::leader) {
     for (auto& [id, pr] : progress_) send_append(id, pr, true);
   }
 }

@@ -54,7 +54,10 @@ struct RestoreState {
   HardState hard_state;
   std::optional<SnapshotMeta> snapshot;  // the newest durable snapshot, if any
   std::vector<Entry> entries;            // the log after the snapshot, contiguous
-  ConfState bootstrap;                   // membership when there is no snapshot yet
+  // Membership of a brand-new cluster, given identically to every initial member on its first
+  // start (empty log, no snapshot, zero hard state); empty for a node that joins later. The
+  // core then starts at term 1 with the membership as committed log entry 1 (term 1).
+  ConfState bootstrap;
 };
 
 enum class Role : std::uint8_t { follower, pre_candidate, candidate, leader };
@@ -65,8 +68,14 @@ struct ConfChange {
   ConfChangeType type;
   NodeId node;
 };
+// A conf_change entry holds either one change (9 bytes: type, node id little-endian) or, as the
+// first entry of a new cluster, the whole initial membership (byte 0xff, then voter count, voter
+// ids, learner count, learner ids; all u64 little-endian), so that a node joining later learns
+// the full membership from the log.
 std::string encode_conf_change(const ConfChange& cc);
 std::optional<ConfChange> decode_conf_change(std::string_view data);
+std::string encode_conf_state(const ConfState& conf);
+std::optional<ConfState> decode_conf_state(std::string_view data);
 // The membership after applying cc to conf (voters and learners stay sorted and disjoint).
 ConfState apply_conf_change(ConfState conf, const ConfChange& cc);
 
@@ -129,9 +138,14 @@ class Core {
   // Leader only: the follower's progress, or nullptr.
   const Progress* progress(NodeId id) const;
   const std::map<NodeId, Progress>& progress_map() const { return progress_; }
+  // Membership changes committed since the snapshot, as (index, membership after it).
+  const std::vector<std::pair<Index, ConfState>>& conf_history() const { return conf_history_; }
+  const ConfState& snapshot_conf() const { return snapshot_conf_; }
   std::uint32_t randomized_election_ticks() const { return randomized_election_ticks_; }
 
  private:
+  Core(Config config, RestoreState restore, bool bootstrapped);
+
   // Roles (§5.2).
   void become_follower(Term term, NodeId leader);
   void become_pre_candidate();

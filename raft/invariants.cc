@@ -17,6 +17,18 @@ std::string at(NodeId n, Index i) {
 }
 }  // namespace
 
+// Holders needed for an entry at i, seen from the node that first saw it committed (the leader):
+// while a single-server change commits, the smaller of the old and new majorities applies.
+std::size_t InvariantChecker::quorum_for(const Core& c, Index i) {
+  std::size_t now_voters = c.snapshot_conf().voters.size(), before_voters = now_voters;
+  for (const auto& [idx, conf] : c.conf_history()) {
+    if (idx > i) break;
+    before_voters = now_voters;
+    now_voters = conf.voters.size();
+  }
+  return now_voters == 0 ? 0 : std::min(majority(now_voters), majority(before_voters));
+}
+
 std::optional<std::string> InvariantChecker::check_log_matching(const Core& a, const Core& b) const {
   Index lo = std::max(a.first_index(), b.first_index());
   Index hi = std::min(a.last_index(), b.last_index());
@@ -35,7 +47,7 @@ std::optional<std::string> InvariantChecker::check_log_matching(const Core& a, c
 
 std::optional<std::string> InvariantChecker::check(const std::vector<const Core*>& cores,
                                                    const std::vector<NodeId>& all_nodes,
-                                                   const DurableTerm& durable_term) {
+                                                   const DurableHolds& durable_holds) {
   for (const Core* c : cores) {
     // Election safety.
     if (c->role() == Role::leader) {
@@ -54,7 +66,7 @@ std::optional<std::string> InvariantChecker::check(const std::vector<const Core*
     // Record and compare the committed prefix.
     for (Index i = std::max(c->first_index(), max_committed().next()); i <= c->commit_index(); i = i.next()) {
       const Entry& e = c->entry_at(i);
-      committed_.emplace(i, Committed{e.term, entry_hash(e), c->term()});
+      committed_.emplace(i, Committed{e.term, entry_hash(e), c->term(), quorum_for(*c, i)});
     }
     for (Index i = c->first_index(); i <= c->commit_index(); i = i.next()) {
       auto it = committed_.find(i);
@@ -77,24 +89,20 @@ std::optional<std::string> InvariantChecker::check(const std::vector<const Core*
       if (c->term_at(i) != ce.term) return "leader completeness violated" + at(c->id(), i);
     }
   }
-  // Durable majority: each node's commit index is durably held by a majority of voters. With a
-  // single-server change in flight, the smaller of the old and new majorities applies.
+  // Durable majority: each node's commit index is durably held by a majority of voters.
   for (const Core* c : cores) {
     Index ci = c->commit_index();
-    std::size_t voters = c->conf_state().voters.size();
-    auto pv = prev_voters_.find(c->id());
-    std::size_t need = majority(voters);
-    if (pv != prev_voters_.end()) need = std::min(need, majority(pv->second));
-    prev_voters_[c->id()] = voters;
-    if (ci.value == 0 || voters == 0) continue;
     auto t = c->term_at(ci);
-    if (!t) continue;
+    if (ci.value == 0 || !t) continue;
+    auto rec = committed_.find(ci);
+    if (rec == committed_.end()) continue;
+    std::size_t need = rec->second.quorum;
     std::size_t holders = 0;
     for (NodeId n : all_nodes)
-      if (durable_term(n, ci) == t) ++holders;
+      if (durable_holds(n, ci, *t)) ++holders;
     if (holders < need)
-      return "commit index not durable on a majority (" + std::to_string(holders) + " of " +
-             std::to_string(voters) + ")" + at(c->id(), ci);
+      return "commit index not durable on a majority (" + std::to_string(holders) + " holders, " +
+             std::to_string(need) + " needed)" + at(c->id(), ci);
   }
   return std::nullopt;
 }

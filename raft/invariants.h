@@ -21,19 +21,21 @@ namespace tern::raft {
 
 class InvariantChecker {
  public:
-  // durable_term(node, index): the term of the entry `node` holds durably at `index` (from its
-  // persisted log or snapshot), or nullopt. Used for the durable-majority check.
-  using DurableTerm = std::function<std::optional<Term>(NodeId, Index)>;
+  // durable_holds(node, index, term): does `node` durably hold the entry (index, term), in its
+  // persisted log or covered by its persisted snapshot? Used for the durable-majority check.
+  using DurableHolds = std::function<bool(NodeId, Index, Term)>;
 
   // `cores` are the live nodes; `all_nodes` every node ever in the cluster (crashed ones too).
   std::optional<std::string> check(const std::vector<const Core*>& cores, const std::vector<NodeId>& all_nodes,
-                                   const DurableTerm& durable_term);
+                                   const DurableHolds& durable_holds);
   // The application applied `e` on `node` (from Ready::committed, in order).
   std::optional<std::string> on_apply(NodeId node, const Entry& e);
   // A snapshot restored `node`'s state machine up to index (its applied index jumps there).
   void on_restore(NodeId node, Index index);
   // `node` crashed; its next incarnation starts from its durable commit index.
-  void on_restart(NodeId node) { last_commit_.erase(node); }
+  void on_restart(NodeId node) {
+    last_commit_.erase(node);
+  }
 
   Index max_committed() const { return committed_.empty() ? Index{0} : committed_.rbegin()->first; }
 
@@ -41,14 +43,15 @@ class InvariantChecker {
   struct Committed {
     Term term;
     std::size_t data_hash;
-    Term observed_at;  // the term of the node that first saw it committed
+    Term observed_at;    // the term of the node that first saw it committed
+    std::size_t quorum;  // durable holders it needs
   };
   std::optional<std::string> check_log_matching(const Core& a, const Core& b) const;
+  static std::size_t quorum_for(const Core& c, Index i);
 
   std::map<Term, NodeId> leaders_;
   std::map<Index, Committed> committed_;
   std::map<NodeId, Index> last_commit_;
-  std::map<NodeId, std::size_t> prev_voters_;
   std::map<Index, std::size_t> applied_;  // index -> hash of (term, data) applied there
   std::map<NodeId, Index> last_applied_;
 };

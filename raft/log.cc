@@ -6,12 +6,12 @@
 
 namespace tern::raft {
 
-RaftLog::RaftLog(Index snapshot_index, Term snapshot_term, std::vector<Entry> entries, Index committed)
+RaftLog::RaftLog(Index snapshot_index, Term snapshot_term, std::vector<Entry> entries, Index committed, bool durable)
     : snapshot_index_(snapshot_index),
       snapshot_term_(snapshot_term),
       entries_(std::move(entries)),
       committed_(std::max(committed, snapshot_index)),
-      stable_(snapshot_index_ + entries_.size()),
+      stable_(durable ? snapshot_index_ + entries_.size() : snapshot_index_),
       unstable_from_(stable_.next()) {
   for (std::size_t i = 0; i < entries_.size(); ++i) {
     TERN_ASSERT(entries_[i].index == snapshot_index_ + (i + 1));

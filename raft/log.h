@@ -18,7 +18,8 @@ namespace tern::raft {
 
 class RaftLog {
  public:
-  RaftLog(Index snapshot_index, Term snapshot_term, std::vector<Entry> entries, Index committed);
+  // durable: whether `entries` are already on stable storage (false for a bootstrap entry).
+  RaftLog(Index snapshot_index, Term snapshot_term, std::vector<Entry> entries, Index committed, bool durable = true);
 
   Index first_index() const { return snapshot_index_.next(); }
   Index last_index() const { return snapshot_index_ + entries_.size(); }

@@ -1,0 +1,72 @@
+#pragma once
+// A deterministic simulator of a Raft cluster (tests only). One thread, virtual time, one seeded
+// PRNG: the same Options and schedule always produce the same run.
+//
+// What it simulates:
+//   - N cores driven by the Ready contract with asynchronous persistence: a Ready is durable only
+//     after a random disk delay; its messages leave, and its entries are applied, only then;
+//   - crashes that lose every Ready not yet durable and the whole in-memory core, and restarts
+//     from the simulated disk (hard state + snapshot + log);
+//   - a network with delay (hence reordering), loss, duplication, symmetric and one-way
+//     partitions, an isolated leader, and a bridge node;
+//   - clients appending unique values to a replicated list and doing ReadIndex reads;
+//   - snapshots of that list, compaction, InstallSnapshot, leadership transfer and single-server
+//     membership changes.
+// After every event it checks raft/invariants.h; at the end it heals everything, requires a
+// leader and a fresh write to commit within a bound (liveness), and checks the client history
+// for linearizability.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tern::sim {
+
+enum class FaultKind : std::uint8_t {
+  crash,           // a = node
+  restart,         // a = node
+  partition,       // a = bitmask of one side
+  cut_one_way,     // a -> b messages dropped
+  isolate_leader,
+  bridge,          // a = bridge node; the rest split in two halves that only talk through it
+  heal,
+  loss,            // a = drop probability in percent (0..40)
+  duplicate,       // a = duplication probability in percent (0..30)
+  transfer,        // a = target node
+  add_learner,     // the next spare node
+  promote,         // a learner becomes a voter
+  remove,          // a = node to remove (not the last voter)
+};
+
+struct Fault {
+  std::uint32_t at_tick;
+  FaultKind kind;
+  std::uint32_t a = 0;
+  std::uint32_t b = 0;
+};
+
+struct Options {
+  std::uint64_t seed = 1;
+  int voters = 3;              // initial voters 1..voters
+  int spares = 1;              // nodes voters+1.. that may join as learners
+  std::uint32_t ticks = 300;   // safety phase length
+  std::uint32_t liveness_ticks = 400;
+  int clients = 3;
+  std::uint32_t snapshot_every = 16;  // applied entries between snapshots
+  std::vector<Fault> faults;
+  bool verbose = false;
+  std::string history_path;   // if set, the client history is written there as JSON lines
+};
+
+struct Outcome {
+  bool ok = true;
+  std::string error;          // first violation found
+  std::uint64_t events = 0;
+  std::uint64_t writes_ok = 0, reads_ok = 0, leaders = 0, snapshots_sent = 0;
+  std::uint64_t committed = 0;
+};
+
+Outcome run(const Options& options);
+std::string describe(const Fault& f);
+
+}  // namespace tern::sim
