@@ -572,9 +572,13 @@ void Core::handle_heartbeat_reply(const Message& m, const HeartbeatReply& rep) {
   auto& ack = read_acks_[m.from];
   ack = std::max(ack, rep.read_seq);
   if (pr.state == ProgressState::probe) pr.probe_sent = false;
-  // Appends in flight may all have been lost: a follower that still answers heartbeats but
-  // whose pipeline is full is probed again from its match index.
-  if (pr.state == ProgressState::replicate && pr.inflights.size() >= config_.max_inflight_msgs) pr.become_probe();
+  // Appends in flight may have been lost (a dropped connection): a follower that answers
+  // heartbeats but makes no progress while appends are outstanding is probed again from its
+  // match index.
+  if (pr.state == ProgressState::replicate && !pr.inflights.empty() && ++pr.stalled_heartbeats >= 2) {
+    pr.become_probe();
+    pr.stalled_heartbeats = 0;
+  }
   if (pr.match_index < log_.last_index()) send_append(m.from, pr, false);
   release_reads();
 }

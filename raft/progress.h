@@ -28,6 +28,7 @@ struct Progress {
   bool recent_active = false;     // heard from since the last check-quorum round (§6.2)
   Index pending_snapshot;         // snapshot: the index of the snapshot sent
   std::uint32_t snapshot_ticks = 0;
+  std::uint32_t stalled_heartbeats = 0;  // replicate: heartbeat replies without match progress
   std::deque<Inflight> inflights; // replicate: appends sent and not yet acknowledged
   std::size_t inflight_bytes = 0;
 
@@ -61,7 +62,10 @@ struct Progress {
   // Returns true if match_index moved forward.
   bool update_match(Index index) {
     bool moved = index > match_index;
-    if (moved) match_index = index;
+    if (moved) {
+      match_index = index;
+      stalled_heartbeats = 0;
+    }
     if (next_index <= index) next_index = index.next();
     return moved;
   }

@@ -28,7 +28,7 @@ using raft::Term;
 std::string describe(const Fault& f) {
   static const char* names[] = {"crash",    "restart",   "partition", "cut_one_way", "isolate_leader",
                                 "bridge",   "heal",      "loss",      "duplicate",   "transfer",
-                                "add_learner", "promote", "remove"};
+                                "add_learner", "promote", "remove", "reboot"};
   return "@" + std::to_string(f.at_tick) + " " + names[static_cast<int>(f.kind)] + "(" + std::to_string(f.a) + "," +
          std::to_string(f.b) + ")";
 }
@@ -98,6 +98,8 @@ std::vector<std::uint64_t> decode_list(const std::string& s) {
 class Simulation {
  public:
   explicit Simulation(const Options& o) : opt_(o), rng_(o.seed) {
+    pre_vote_ = o.pre_vote.value_or(chance(50));
+    check_quorum_ = o.check_quorum.value_or(chance(50));
     int n = o.voters + o.spares;
     nodes_.resize(n + 1);
     for (int i = 1; i <= n; ++i) {
@@ -199,8 +201,10 @@ class Simulation {
     cfg.election_ticks = election_ticks;
     cfg.heartbeat_ticks = 2;
     cfg.seed = opt_.seed ^ (0x1000u * ++incarnations_);
-    cfg.max_msg_bytes = 64;  // small batches exercise batching and pipelining
+    cfg.max_msg_bytes = 24;  // small batches exercise batching, pipelining and partial replication
     cfg.max_inflight_msgs = 8;
+    cfg.pre_vote = pre_vote_;
+    cfg.check_quorum = check_quorum_;
     if (opt_.verbose) cfg.log = [](std::string_view s) { std::fprintf(stderr, "%.*s\n", (int)s.size(), s.data()); };
     raft::RestoreState rs;
     rs.hard_state = n.disk.hs;
@@ -436,6 +440,10 @@ class Simulation {
       case FaultKind::restart:
         if (!nodes_[node_of(f.a)].core) start(node_of(f.a));
         break;
+      case FaultKind::reboot:
+        crash(node_of(f.a));
+        start(node_of(f.a));
+        break;
       case FaultKind::partition:
         cut_.clear();
         for (int a = 1; a <= n; ++a)
@@ -541,7 +549,12 @@ class Simulation {
       s += "[n" + std::to_string(i) + " " + raft::role_name(c->role()) + " t" + std::to_string(c->term().value) +
            " last=" + std::to_string(c->last_index().value) + " commit=" + std::to_string(c->commit_index().value) +
            " applied=" + std::to_string(nodes_[i].applied.value) + " voters=" + std::to_string(c->conf_state().voters.size()) +
-           " learners=" + std::to_string(c->conf_state().learners.size()) + "] ";
+           " learners=" + std::to_string(c->conf_state().learners.size());
+      for (auto& [id, pr] : c->progress_map())
+        s += " p" + std::to_string(id.value) + "{m" + std::to_string(pr.match_index.value) + " n" +
+             std::to_string(pr.next_index.value) + " s" + std::to_string(int(pr.state)) + " ps" +
+             std::to_string(pr.probe_sent) + " if" + std::to_string(pr.inflights.size()) + "}";
+      s += "] ";
     }
     return s;
   }
@@ -594,6 +607,7 @@ class Simulation {
   std::uint32_t loss_ = 0, dup_ = 0;
   int next_spare_ = 0;
   bool clients_active_ = true;
+  bool pre_vote_ = true, check_quorum_ = true;
   Term probe_term_;
   std::vector<HistoryOp> ops_;
   std::map<int, std::size_t> busy_;  // process -> its operation in flight

@@ -36,6 +36,7 @@ enum class FaultKind : std::uint8_t {
   add_learner,     // the next spare node
   promote,         // a learner becomes a voter
   remove,          // a = node to remove (not the last voter)
+  reboot,          // a = node: crash and restart at once (kill -9 and systemd restart)
 };
 
 struct Fault {
@@ -53,6 +54,9 @@ struct Options {
   std::uint32_t liveness_ticks = 400;
   int clients = 3;
   std::uint32_t snapshot_every = 16;  // applied entries between snapshots
+  // Raft options; unset means drawn from the seed, so schedules cover both settings.
+  std::optional<bool> pre_vote;
+  std::optional<bool> check_quorum;
   std::vector<Fault> faults;
   bool verbose = false;
   std::string history_path;   // if set, the client history is written there as JSON lines
