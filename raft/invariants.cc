@@ -47,7 +47,8 @@ std::optional<std::string> InvariantChecker::check_log_matching(const Core& a, c
 
 std::optional<std::string> InvariantChecker::check(const std::vector<const Core*>& cores,
                                                    const std::vector<NodeId>& all_nodes,
-                                                   const DurableHolds& durable_holds) {
+                                                   const DurableHolds& durable_holds,
+                                                   const DurableLast& durable_last) {
   for (const Core* c : cores) {
     // Election safety.
     if (c->role() == Role::leader) {
@@ -103,6 +104,20 @@ std::optional<std::string> InvariantChecker::check(const std::vector<const Core*
     if (holders < need)
       return "commit index not durable on a majority (" + std::to_string(holders) + " holders, " +
              std::to_string(need) + " needed)" + at(c->id(), ci);
+    // Electability of nodes that lack the entry.
+    const auto& voters = c->conf_state().voters;
+    for (NodeId n : all_nodes) {
+      if (durable_holds(n, ci, *t)) continue;
+      auto [n_index, n_term] = durable_last(n);
+      std::size_t votes = 0;
+      for (NodeId v : voters) {
+        auto [v_index, v_term] = durable_last(v);
+        if (n_term > v_term || (n_term == v_term && n_index >= v_index)) ++votes;
+      }
+      if (votes >= need && votes >= majority(voters.size()))
+        return "node " + std::to_string(n.value) + " lacks committed entry " + std::to_string(ci.value) +
+               " yet could win an election (" + std::to_string(votes) + " voters would grant)" + at(c->id(), ci);
+    }
   }
   return std::nullopt;
 }

@@ -8,7 +8,12 @@
 //   State Machine Safety no two nodes apply different entries at the same index;
 //   Commit monotonicity  a node's commit index never goes backwards (per incarnation), and the
 //                        globally committed prefix never changes;
-//   Durable majority     a committed entry is durably held by a majority of the voters.
+//   Durable majority     a committed entry is durably held by a majority of the voters;
+//   Electability         no node lacking a committed entry could collect a majority of votes
+//                        (its durable log at least as up-to-date, §5.4.1, as that of a majority
+//                        of voters): the property that makes Leader Completeness hold after
+//                        any later crash. It exposes commits that are unsafe before the unlucky
+//                        election that would overwrite them happens (Figure 8).
 #include <functional>
 #include <map>
 #include <optional>
@@ -24,10 +29,12 @@ class InvariantChecker {
   // durable_holds(node, index, term): does `node` durably hold the entry (index, term), in its
   // persisted log or covered by its persisted snapshot? Used for the durable-majority check.
   using DurableHolds = std::function<bool(NodeId, Index, Term)>;
+  // durable_last(node): index and term of the last entry in `node`'s durable log (or snapshot).
+  using DurableLast = std::function<std::pair<Index, Term>(NodeId)>;
 
   // `cores` are the live nodes; `all_nodes` every node ever in the cluster (crashed ones too).
   std::optional<std::string> check(const std::vector<const Core*>& cores, const std::vector<NodeId>& all_nodes,
-                                   const DurableHolds& durable_holds);
+                                   const DurableHolds& durable_holds, const DurableLast& durable_last);
   // The application applied `e` on `node` (from Ready::committed, in order).
   std::optional<std::string> on_apply(NodeId node, const Entry& e);
   // A snapshot restored `node`'s state machine up to index (its applied index jumps there).

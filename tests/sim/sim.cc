@@ -28,7 +28,7 @@ using raft::Term;
 std::string describe(const Fault& f) {
   static const char* names[] = {"crash",    "restart",   "partition", "cut_one_way", "isolate_leader",
                                 "bridge",   "heal",      "loss",      "duplicate",   "transfer",
-                                "add_learner", "promote", "remove", "reboot"};
+                                "add_learner", "promote", "remove", "reboot", "crash_point"};
   return "@" + std::to_string(f.at_tick) + " " + names[static_cast<int>(f.kind)] + "(" + std::to_string(f.a) + "," +
          std::to_string(f.b) + ")";
 }
@@ -68,6 +68,7 @@ struct Node {
   std::uint64_t inflight_gen = 0;
   std::vector<PendingWrite> writes;
   std::vector<PendingRead> reads;
+  int crash_after = -1;  // armed crash point (FaultKind::crash_point), -1 when none
 };
 
 enum class EventKind : std::uint8_t { tick, deliver, disk_done, client, fault };
@@ -100,6 +101,7 @@ class Simulation {
   explicit Simulation(const Options& o) : opt_(o), rng_(o.seed) {
     pre_vote_ = o.pre_vote.value_or(chance(50));
     check_quorum_ = o.check_quorum.value_or(chance(50));
+    max_msg_bytes_ = chance(50) ? 1 : uniform(8, 256);
     int n = o.voters + o.spares;
     nodes_.resize(n + 1);
     for (int i = 1; i <= n; ++i) {
@@ -183,7 +185,13 @@ class Simulation {
       Index first = d.snap_meta ? d.snap_meta->index.next() : Index{1};
       return i >= first && i - first < d.log.size() && d.log[i - first].term == t;
     };
-    if (auto err = checker_.check(live, all_ids_, holds)) fail(*err);
+    auto last = [&](NodeId id) -> std::pair<Index, Term> {
+      const Disk& d = nodes_[id.value].disk;
+      if (!d.log.empty()) return {d.log.back().index, d.log.back().term};
+      if (d.snap_meta) return {d.snap_meta->index, d.snap_meta->term};
+      return {Index{0}, Term{0}};
+    };
+    if (auto err = checker_.check(live, all_ids_, holds, last)) fail(*err);
   }
 
   // -- nodes ---------------------------------------------------------------------------------
@@ -201,7 +209,7 @@ class Simulation {
     cfg.election_ticks = election_ticks;
     cfg.heartbeat_ticks = 2;
     cfg.seed = opt_.seed ^ (0x1000u * ++incarnations_);
-    cfg.max_msg_bytes = 24;  // small batches exercise batching, pipelining and partial replication
+    cfg.max_msg_bytes = max_msg_bytes_;  // small batches exercise pipelining and partial replication
     cfg.max_inflight_msgs = 8;
     cfg.pre_vote = pre_vote_;
     cfg.check_quorum = check_quorum_;
@@ -269,7 +277,17 @@ class Simulation {
     raft::Ready rd = std::move(*n.inflight);
     n.inflight.reset();
     persist(n, rd);                                   // 1. durable
-    for (auto& m : rd.messages) send(n, std::move(m));  // 2. only now the messages leave
+    bool hit = false;
+    for (auto& m : rd.messages) {                     // 2. only now the messages leave
+      hit = hit || crash_point_hit(n, m);
+      send(n, std::move(m));
+    }
+    if (hit) {
+      n.crash_after = -1;
+      crash(i);
+      start(i);
+      return;
+    }
     if (rd.snapshot) {                                // 3. apply
       n.list = decode_list(*rd.snapshot->data);
       n.applied = rd.snapshot->meta.index;
@@ -287,6 +305,17 @@ class Simulation {
     maybe_snapshot(n);
     serve_reads(n);
     pump(i);
+  }
+
+  static bool crash_point_hit(const Node& n, const Message& m) {
+    switch (n.crash_after) {
+      case 0:
+        if (auto* v = std::get_if<raft::VoteReply>(&m.body)) return v->granted && !v->pre_vote;
+        return false;
+      case 1: return std::holds_alternative<raft::AppendReply>(m.body);
+      case 2: return std::holds_alternative<raft::AppendRequest>(m.body);
+      default: return false;
+    }
   }
 
   void apply(Node& n, const Entry& e) {
@@ -439,6 +468,9 @@ class Simulation {
       case FaultKind::crash: crash(node_of(f.a)); break;
       case FaultKind::restart:
         if (!nodes_[node_of(f.a)].core) start(node_of(f.a));
+        break;
+      case FaultKind::crash_point:
+        nodes_[node_of(f.a)].crash_after = static_cast<int>(f.b % 3);
         break;
       case FaultKind::reboot:
         crash(node_of(f.a));
@@ -608,6 +640,7 @@ class Simulation {
   int next_spare_ = 0;
   bool clients_active_ = true;
   bool pre_vote_ = true, check_quorum_ = true;
+  std::size_t max_msg_bytes_ = 64;
   Term probe_term_;
   std::vector<HistoryOp> ops_;
   std::map<int, std::size_t> busy_;  // process -> its operation in flight

@@ -37,6 +37,8 @@ enum class FaultKind : std::uint8_t {
   promote,         // a learner becomes a voter
   remove,          // a = node to remove (not the last voter)
   reboot,          // a = node: crash and restart at once (kill -9 and systemd restart)
+  crash_point,     // a = node reboots right after it next sends b % 3: 0 a granted vote,
+                   // 1 an append reply, 2 an append request (the most delicate moments)
 };
 
 struct Fault {

@@ -31,7 +31,8 @@ rc::Gen<Fault> gen_fault(std::uint32_t ticks, int nodes) {
                                      {1, (int)FaultKind::add_learner},
                                      {1, (int)FaultKind::promote},
                                      {1, (int)FaultKind::remove},
-                                     {4, (int)FaultKind::reboot}}),
+                                     {4, (int)FaultKind::reboot},
+                                     {4, (int)FaultKind::crash_point}}),
       rc::gen::inRange<std::uint32_t>(0, 64), rc::gen::inRange<std::uint32_t>(0, static_cast<std::uint32_t>(nodes)));
 }
 

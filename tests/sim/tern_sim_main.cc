@@ -19,7 +19,7 @@ static std::vector<Fault> random_faults(std::uint64_t seed, std::uint32_t ticks,
   for (int i = 0; i < count; ++i) {
     Fault f;
     f.at_tick = static_cast<std::uint32_t>(rng() % ticks);
-    f.kind = static_cast<FaultKind>(rng() % 14);
+    f.kind = static_cast<FaultKind>(rng() % 15);
     f.a = static_cast<std::uint32_t>(rng() % 64);
     f.b = static_cast<std::uint32_t>(rng() % nodes);
     faults.push_back(f);

@@ -2,14 +2,15 @@
 # Mutation check of the simulator (docs/testing.md): plants each classic Raft bug in a scratch
 # copy of the source tree, builds tern-sim there, and reports whether (and how fast) the
 # simulator catches it. The real tree is never modified.
-#   tests/sim/mutations/run.sh [runs-per-mutation]
+#   tests/sim/mutations/run.sh [runs-per-mutation] [mutation-name-glob]
 set -u
 root=$(cd "$(dirname "$0")/../../.." && pwd)
 runs=${1:-400}
+filter=${2:-*}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 status=0
-for m in "$root"/tests/sim/mutations/*.py; do
+for m in "$root"/tests/sim/mutations/$filter.py; do
   name=$(basename "$m" .py)
   rm -rf "$work/src" && mkdir -p "$work/src"
   (cd "$root" && git ls-files -z | xargs -0 cp --parents -t "$work/src")
