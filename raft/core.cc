@@ -570,7 +570,7 @@ void Core::handle_heartbeat_reply(const Message& m, const HeartbeatReply& rep) {
   Progress& pr = it->second;
   pr.recent_active = true;
   auto& ack = read_acks_[m.from];
-  ack = std::max(ack, rep.read_seq);
+  ack = std::max(ack, std::min(rep.read_seq, read_seq_));  // never credit a round not yet started
   if (pr.state == ProgressState::probe) pr.probe_sent = false;
   // Appends in flight may have been lost (a dropped connection): a follower that answers
   // heartbeats but makes no progress while appends are outstanding is probed again from its
