@@ -1,0 +1,133 @@
+#pragma once
+// The write-ahead log: Raft entries and hard state, in segment files, with group commit.
+//
+// ON-DISK FORMAT (docs/storage-format.md has the full specification)
+//   <dir>/<seq:020>.wal   segment files, seq increasing; preallocated to segment_bytes (zeros).
+//   segment = header | record*  ; header = "TERNWAL1" (8 bytes) | seq (u64 LE)
+//   record  = length (u32 LE, of payload) | crc (u32 LE, CRC32C of type+payload) | type (u8) | payload
+//     type 1 entry:      term u64 | index u64 | entry type u8 | data
+//     type 2 hard state: term u64 | vote u64 | commit u64
+//     type 3 truncate:   index u64            — entries >= index are discarded (a log conflict)
+//     type 4 reset:      index u64 | term u64 — the log restarts after a snapshot at (index, term)
+//   A zero length and crc ends a segment's data (preallocated space).
+//   Every new segment starts with the current hard state, so dropping old segments never loses it.
+//
+// RECOVERY replays the segments in order. An invalid record at the tail of the last segment
+// with nothing valid after it is a torn write: it is zeroed and reported. An invalid record
+// followed by any valid record, or in an earlier segment, is corruption: open fails, naming the
+// file and offset. Nothing acknowledged (durable) is ever dropped silently.
+//
+// THREADS: submit() queues a batch for the disk thread, which writes every queued batch, issues
+// one fdatasync for all of them (group commit) and then calls each callback with the durable
+// last index. An fdatasync error is fatal: the WAL fails every later call (fail-stop; an fsync
+// is never retried). The other methods may be called from any thread (one internal mutex).
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/result.h"
+#include "raft/storage/error.h"
+#include "raft/storage/io.h"
+#include "raft/types.h"
+
+namespace tern::storage {
+
+using raft::Entry;
+using raft::HardState;
+using raft::Index;
+using raft::Term;
+
+struct WalOptions {
+  std::size_t segment_bytes = 64 << 20;
+  std::size_t max_queued_batches = 4096;  // submit() beyond this returns queue_full
+  Io* io = &posix_io();
+  std::function<void(const std::string&)> log;  // notes such as a truncated torn tail
+};
+
+struct WriteBatch {
+  std::optional<std::pair<Index, Term>> reset_to;  // a snapshot was installed: restart the log after it
+  std::vector<Entry> entries;                       // may replace the suffix from entries.front().index
+  std::optional<HardState> hard_state;
+};
+
+struct Recovered {
+  HardState hard_state;
+  std::optional<std::pair<Index, Term>> reset;  // the newest reset record, if any
+  std::vector<Entry> entries;                   // contiguous
+  std::vector<std::string> notes;               // e.g. "truncated a torn record at FILE:OFFSET"
+};
+
+class Wal {
+ public:
+  using Callback = std::function<void(Result<Index, StorageError>)>;
+
+  static Result<std::unique_ptr<Wal>, StorageError> open(const std::string& dir, WalOptions options, Recovered* out);
+  ~Wal();
+  Wal(const Wal&) = delete;
+  Wal& operator=(const Wal&) = delete;
+
+  // Writes and syncs one batch now; returns the durable last index.
+  Result<Index, StorageError> write(const WriteBatch& batch);
+  // Group commit: the disk thread writes and syncs; `done` runs on that thread.
+  Result<void, StorageError> submit(WriteBatch batch, Callback done);
+  // Drops whole segments whose entries are all <= upto (after a snapshot at upto or later).
+  Result<void, StorageError> compact(Index upto);
+  Result<std::vector<Entry>, StorageError> read(Index from, Index to);
+
+  Index first_index() const;
+  Index last_index() const;
+  Index durable_index() const;
+  std::size_t segment_count() const;
+
+ private:
+  struct Segment {
+    std::uint64_t seq = 0;
+    std::string path;
+    int fd = -1;
+    off_t end = 0;  // next write offset
+  };
+  struct Loc {
+    std::uint64_t seq;
+    off_t offset;  // of the record header
+    std::uint32_t length;
+  };
+
+  Wal(std::string dir, WalOptions options);
+  Result<void, StorageError> recover(Recovered* out);
+  Result<void, StorageError> replay_segment(Segment& seg, bool last, Recovered* out);
+  Result<void, StorageError> append_batch(const WriteBatch& batch);  // mu_ held; no sync
+  Result<void, StorageError> append_record(std::uint8_t type, const std::string& payload);
+  Result<void, StorageError> flush();
+  Result<void, StorageError> sync();
+  Result<void, StorageError> new_segment();
+  Segment* find_segment(std::uint64_t seq);
+  void run_disk_thread();
+  StorageError failure(StorageError e);
+
+  const std::string dir_;
+  const WalOptions opt_;
+  Io& io_;
+  mutable std::mutex mu_;
+  std::vector<Segment> segments_;
+  std::vector<Loc> locs_;  // locs_[i] is the entry first_ + i
+  Index first_{1};
+  HardState hard_state_;
+  Index durable_;
+  std::string pending_;      // encoded records not yet written to the active segment
+  off_t pending_offset_ = 0;
+  std::optional<StorageError> failed_;
+
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<std::pair<WriteBatch, Callback>> queue_;
+  bool stopping_ = false;
+  std::thread disk_thread_;
+};
+
+}  // namespace tern::storage
