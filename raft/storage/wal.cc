@@ -86,11 +86,13 @@ Wal::~Wal() {
 
 Result<std::unique_ptr<Wal>, StorageError> Wal::open(const std::string& dir, WalOptions options, Recovered* out) {
   std::unique_ptr<Wal> wal(new Wal(dir, std::move(options)));
-  if (int r = wal->io_.mkdir(dir); r < 0) return fail(errno_error(r, "create " + dir));
+  if (!wal->opt_.read_only)
+    if (int r = wal->io_.mkdir(dir); r < 0) return fail(errno_error(r, "create " + dir));
   Recovered scratch;
   if (!out) out = &scratch;
   *out = Recovered{};
   if (auto r = wal->recover(out); !r) return fail(r.error());
+  if (wal->opt_.read_only) return wal;
   wal->disk_thread_ = std::thread([w = wal.get()] { w->run_disk_thread(); });
   return wal;
 }
@@ -104,7 +106,7 @@ Result<void, StorageError> Wal::recover(Recovered* out) {
     Segment seg;
     seg.seq = std::strtoull(names[i].c_str(), nullptr, 10);
     seg.path = dir_ + "/" + names[i];
-    seg.fd = io_.open(seg.path, O_RDWR, 0644);
+    seg.fd = io_.open(seg.path, opt_.read_only ? O_RDONLY : O_RDWR, 0644);
     if (seg.fd < 0) return fail(errno_error(seg.fd, "open " + seg.path));
     segments_.push_back(seg);
     if (auto r = replay_segment(segments_.back(), i + 1 == names.size(), out); !r) return r;
@@ -112,7 +114,7 @@ Result<void, StorageError> Wal::recover(Recovered* out) {
   if (first_ == Index{0}) first_ = Index{1};
   hard_state_ = out->hard_state;
   durable_ = last_index();
-  if (segments_.empty()) return new_segment();
+  if (segments_.empty() && !opt_.read_only) return new_segment();
   return {};
 }
 
@@ -123,7 +125,7 @@ Result<void, StorageError> Wal::replay_segment(Segment& seg, bool last, Recovere
   if (size > 0)
     if (int r = read_full(io_, seg.fd, buf.data(), buf.size(), 0); r < 0) return fail(errno_error(r, "read " + seg.path));
   if (buf.size() < header_bytes || std::memcmp(buf.data(), magic, 8) != 0 || get_u64(buf.data() + 8) != seg.seq) {
-    if (last && buf.find_first_not_of('\0') == std::string::npos) {
+    if (last && !opt_.read_only && buf.find_first_not_of('\0') == std::string::npos) {
       // Created but never written (crash right after creating it): start it afresh.
       seg.end = 0;
       std::string header(magic, 8);
@@ -148,6 +150,10 @@ Result<void, StorageError> Wal::replay_segment(Segment& seg, bool last, Recovere
         return fail(StorageError{StorageErrc::corrupt, "invalid record in a sealed segment: " + location(seg.path, off)});
       // A torn write at the tail: nothing after it was ever acknowledged. Zero it.
       std::string zeros(last_nonzero + 1 - off, '\0');
+      if (opt_.read_only) {
+        out->notes.push_back("torn record (" + std::to_string(zeros.size()) + " bytes) at " + location(seg.path, off));
+        break;
+      }
       if (int r = write_full(io_, seg.fd, zeros.data(), zeros.size(), static_cast<off_t>(off)); r < 0)
         return fail(errno_error(r, "zero torn tail of " + seg.path));
       if (int r = io_.fdatasync(seg.fd); r < 0) return fail(errno_error(r, "fdatasync " + seg.path));
@@ -332,6 +338,7 @@ Result<void, StorageError> Wal::sync() {
 
 Result<Index, StorageError> Wal::write(const WriteBatch& batch) {
   std::lock_guard lk(mu_);
+  if (opt_.read_only) return fail(StorageError{StorageErrc::bad_argument, "the WAL was opened read-only"});
   if (auto r = append_batch(batch); !r) {
     failure(r.error());  // a partly written batch may not be built upon
     return fail(r.error());
@@ -343,6 +350,7 @@ Result<Index, StorageError> Wal::write(const WriteBatch& batch) {
 Result<void, StorageError> Wal::submit(WriteBatch batch, Callback done) {
   {
     std::lock_guard lk(mu_);
+    if (opt_.read_only) return fail(StorageError{StorageErrc::bad_argument, "the WAL was opened read-only"});
     if (failed_) return fail(StorageError{StorageErrc::failed, "the WAL failed earlier: " + failed_->message});
   }
   std::lock_guard lk(queue_mu_);

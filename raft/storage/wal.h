@@ -48,6 +48,7 @@ struct WalOptions {
   std::size_t max_queued_batches = 4096;  // submit() beyond this returns queue_full
   Io* io = &posix_io();
   std::function<void(const std::string&)> log;  // notes such as a truncated torn tail
+  bool read_only = false;  // inspect only (ternutl): report a torn tail but do not repair it; no writes
 };
 
 struct WriteBatch {

@@ -606,5 +606,30 @@ TEST(DataDirTest, LockAndIdentity) {
   EXPECT_EQ(other_cluster.error().code, StorageErrc::id_mismatch);
 }
 
+// ---- ternutl -----------------------------------------------------------------------------------
+
+TEST(Ternutl, VerifiesAHealthyDirectoryAndFlagsADamagedSnapshot) {
+  TempDir d;
+  std::string dir = d.path + "/data";
+  {
+    auto dd = DataDir::open(dir, 5, 1);
+    ASSERT_TRUE(dd);
+    auto wal = Wal::open((*dd)->wal_dir(), small(), nullptr);
+    ASSERT_TRUE((*wal)->write(WriteBatch{{}, entries(1, 20), HardState{Term{2}, NodeId{1}, Index{20}}}));
+    ASSERT_TRUE(SnapshotStore((*dd)->snap_dir()).save(meta(10), "state bytes"));
+  }
+  std::string tool = TERNUTL_PATH;
+  EXPECT_EQ(std::system((tool + " verify " + dir + " > /dev/null").c_str()), 0);
+  std::string out = d.path + "/out.txt";
+  ASSERT_EQ(std::system((tool + " dump " + dir + " > " + out).c_str()), 0);
+  std::ifstream in(out);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(text.find("entry 20 term 1"), std::string::npos);
+  EXPECT_NE(text.find("hard state: term 2 vote 1 commit 20"), std::string::npos);
+  EXPECT_NE(text.find("index 10 term 2, 3 voters, 1 learners"), std::string::npos);
+  for (auto& e : fs::directory_iterator(dir + "/snap")) overwrite(e.path(), 60, "!");
+  EXPECT_NE(std::system((tool + " verify " + dir + " > /dev/null").c_str()), 0);
+}
+
 }  // namespace
 }  // namespace tern::storage
