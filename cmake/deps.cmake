@@ -19,7 +19,7 @@ find_package(tl-expected CONFIG REQUIRED)
 find_package(nlohmann_json CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(tomlplusplus CONFIG QUIET)
-find_package(zstd CONFIG QUIET)
+find_package(zstd CONFIG REQUIRED)
 
 # Helper: a GoogleTest/RapidCheck binary registered with ctest.
 # tern_test(NAME name SOURCES ... LIBS ... [LABELS fast|slow] [ENV "K=V"])

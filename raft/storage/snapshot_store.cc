@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include <zstd.h>
+
 #include "raft/storage/crc32c.h"
 
 namespace tern::storage {
@@ -26,11 +28,14 @@ std::uint64_t get(const char* p, int n) {
   return v;
 }
 
-std::string encode_header(const raft::SnapshotMeta& m, std::uint64_t data_size, std::uint32_t data_crc) {
+constexpr std::uint32_t flag_zstd = 1;
+
+std::string encode_header(const raft::SnapshotMeta& m, std::uint32_t flags, std::uint64_t data_size, std::uint32_t data_crc) {
   std::string h(magic, 8);
   put_u32(h, 0);  // header length, patched below
   put_u64(h, m.index.value);
   put_u64(h, m.term.value);
+  put_u32(h, flags);
   put_u32(h, static_cast<std::uint32_t>(m.conf.voters.size()));
   for (auto v : m.conf.voters) put_u64(h, v.value);
   put_u32(h, static_cast<std::uint32_t>(m.conf.learners.size()));
@@ -50,25 +55,50 @@ std::string final_name(const raft::SnapshotMeta& m) {
 }
 }  // namespace
 
-SnapshotWriter::SnapshotWriter(Io& io, std::string dir, raft::SnapshotMeta meta, int fd, std::uint64_t header_size)
-    : io_(io), dir_(std::move(dir)), meta_(std::move(meta)), fd_(fd), header_size_(header_size) {}
+SnapshotWriter::SnapshotWriter(Io& io, std::string dir, raft::SnapshotMeta meta, int fd, std::uint64_t header_size,
+                               bool compress)
+    : io_(io), dir_(std::move(dir)), meta_(std::move(meta)), fd_(fd), header_size_(header_size) {
+  if (compress) zstd_ = ZSTD_createCCtx();
+}
 
 SnapshotWriter::~SnapshotWriter() {
+  if (zstd_) ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(zstd_));
   if (fd_ >= 0) io_.close(fd_);
   if (!done_) io_.unlink(dir_ + "/snap.tmp");
 }
 
-Result<void, StorageError> SnapshotWriter::write(std::string_view chunk) {
-  if (int r = write_full(io_, fd_, chunk.data(), chunk.size(), static_cast<off_t>(header_size_ + size_)); r < 0)
+Result<void, StorageError> SnapshotWriter::put(const char* data, std::size_t n) {
+  if (int r = write_full(io_, fd_, data, n, static_cast<off_t>(header_size_ + size_)); r < 0)
     return fail(errno_error(r, "write " + dir_ + "/snap.tmp"));
-  crc_ = crc32c(chunk.data(), chunk.size(), crc_);
-  size_ += chunk.size();
+  crc_ = crc32c(data, n, crc_);
+  size_ += n;
   return {};
+}
+
+Result<void, StorageError> SnapshotWriter::compress_chunk(std::string_view chunk, bool last) {
+  auto* cctx = static_cast<ZSTD_CCtx*>(zstd_);
+  std::string out(ZSTD_CStreamOutSize(), '\0');
+  ZSTD_inBuffer in{chunk.data(), chunk.size(), 0};
+  while (true) {
+    ZSTD_outBuffer o{out.data(), out.size(), 0};
+    std::size_t left = ZSTD_compressStream2(cctx, &o, &in, last ? ZSTD_e_end : ZSTD_e_continue);
+    if (ZSTD_isError(left)) return fail(StorageError{StorageErrc::io_error, std::string("zstd: ") + ZSTD_getErrorName(left)});
+    if (o.pos > 0)
+      if (auto r = put(out.data(), o.pos); !r) return r;
+    if (last ? left == 0 : in.pos == in.size) return {};
+  }
+}
+
+Result<void, StorageError> SnapshotWriter::write(std::string_view chunk) {
+  if (zstd_) return compress_chunk(chunk, false);
+  return put(chunk.data(), chunk.size());
 }
 
 Result<SnapshotFile, StorageError> SnapshotWriter::finish() {
   std::string tmp = dir_ + "/snap.tmp";
-  std::string header = encode_header(meta_, size_, crc_);
+  if (zstd_)
+    if (auto r = compress_chunk({}, true); !r) return fail(r.error());
+  std::string header = encode_header(meta_, zstd_ ? flag_zstd : 0, size_, crc_);
   if (header.size() != header_size_) return fail(StorageError{StorageErrc::bad_argument, "snapshot header size changed"});
   if (int r = write_full(io_, fd_, header.data(), header.size(), 0); r < 0) return fail(errno_error(r, "write " + tmp));
   if (int r = io_.fsync(fd_); r < 0) return fail(StorageError{StorageErrc::fsync_failed, errno_error(r, "fsync " + tmp).message});
@@ -83,22 +113,22 @@ Result<SnapshotFile, StorageError> SnapshotWriter::finish() {
   for (auto& n : io_.list(dir_))
     if (n.rfind("snap-", 0) == 0 && n.size() > 5 && n.substr(n.size() - 5) == ".snap") snaps.push_back(n);
   for (std::size_t i = 0; i + SnapshotStore::keep < snaps.size(); ++i) io_.unlink(dir_ + "/" + snaps[i]);
-  return SnapshotFile{meta_, path, header.size(), size_};
+  return SnapshotFile{meta_, path, header.size(), size_, zstd_ != nullptr};
 }
 
 SnapshotStore::SnapshotStore(std::string dir, Io& io) : dir_(std::move(dir)), io_(io) {}
 
-Result<std::unique_ptr<SnapshotWriter>, StorageError> SnapshotStore::begin(const raft::SnapshotMeta& meta) {
+Result<std::unique_ptr<SnapshotWriter>, StorageError> SnapshotStore::begin(const raft::SnapshotMeta& meta, bool compress) {
   if (int r = io_.mkdir(dir_); r < 0) return fail(errno_error(r, "create " + dir_));
   std::string tmp = dir_ + "/snap.tmp";
   int fd = io_.open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) return fail(errno_error(fd, "create " + tmp));
-  std::uint64_t header_size = encode_header(meta, 0, 0).size();
-  return std::unique_ptr<SnapshotWriter>(new SnapshotWriter(io_, dir_, meta, fd, header_size));
+  std::uint64_t header_size = encode_header(meta, 0, 0, 0).size();
+  return std::unique_ptr<SnapshotWriter>(new SnapshotWriter(io_, dir_, meta, fd, header_size, compress));
 }
 
-Result<SnapshotFile, StorageError> SnapshotStore::save(const raft::SnapshotMeta& meta, std::string_view data) {
-  auto w = begin(meta);
+Result<SnapshotFile, StorageError> SnapshotStore::save(const raft::SnapshotMeta& meta, std::string_view data, bool compress) {
+  auto w = begin(meta, compress);
   if (!w) return fail(w.error());
   if (auto r = (*w)->write(data); !r) return fail(r.error());
   return (*w)->finish();
@@ -117,7 +147,7 @@ Result<SnapshotFile, StorageError> SnapshotStore::verify(const std::string& path
   char fixed[12];
   if (size < 12 || read_full(io_, fd, fixed, 12, 0) < 0 || std::memcmp(fixed, magic, 8) != 0) return fail(bad("bad magic"));
   std::uint64_t hlen = get(fixed + 8, 4);
-  if (hlen < 48 || hlen > 12 + 16 + 8 + 2 * 4 + 2 * 8 * max_ids + 16 || static_cast<std::uint64_t>(size) < hlen)
+  if (hlen < 52 || hlen > 12 + 16 + 4 + 2 * 4 + 2 * 8 * max_ids + 16 || static_cast<std::uint64_t>(size) < hlen)
     return fail(bad("bad header length"));
   std::string h(hlen, '\0');
   if (read_full(io_, fd, h.data(), hlen, 0) < 0) return fail(bad("short header"));
@@ -127,7 +157,10 @@ Result<SnapshotFile, StorageError> SnapshotStore::verify(const std::string& path
   const char* p = h.data() + 12;
   f.meta.index = raft::Index{get(p, 8)};
   f.meta.term = raft::Term{get(p + 8, 8)};
-  p += 16;
+  std::uint64_t flags = get(p + 16, 4);
+  if (flags & ~std::uint64_t{flag_zstd}) return fail(bad("unknown flags"));
+  f.compressed = (flags & flag_zstd) != 0;
+  p += 20;
   for (auto* ids : {&f.meta.conf.voters, &f.meta.conf.learners}) {
     std::uint64_t n = get(p, 4);
     p += 4;
@@ -160,6 +193,30 @@ Result<std::optional<SnapshotFile>, StorageError> SnapshotStore::load_newest(std
     if (notes) notes->push_back("skipping damaged snapshot: " + f.error().message);
   }
   return std::optional<SnapshotFile>();
+}
+
+Result<std::string, StorageError> SnapshotStore::read_all(const SnapshotFile& f) {
+  auto stored = read(f, 0, f.data_size);
+  if (!stored || !f.compressed) return stored;
+  unsigned long long raw = ZSTD_getFrameContentSize(stored->data(), stored->size());
+  if (raw == ZSTD_CONTENTSIZE_ERROR) return fail(StorageError{StorageErrc::corrupt, f.path + ": not a zstd frame"});
+  std::string out;
+  ZSTD_DCtx* d = ZSTD_createDCtx();
+  std::string buf(ZSTD_DStreamOutSize(), '\0');
+  ZSTD_inBuffer in{stored->data(), stored->size(), 0};
+  std::size_t ret = 1;
+  while (in.pos < in.size && ret != 0) {
+    ZSTD_outBuffer o{buf.data(), buf.size(), 0};
+    ret = ZSTD_decompressStream(d, &o, &in);
+    if (ZSTD_isError(ret)) {
+      ZSTD_freeDCtx(d);
+      return fail(StorageError{StorageErrc::corrupt, f.path + ": zstd: " + ZSTD_getErrorName(ret)});
+    }
+    out.append(buf.data(), o.pos);
+  }
+  ZSTD_freeDCtx(d);
+  if (ret != 0) return fail(StorageError{StorageErrc::corrupt, f.path + ": truncated zstd frame"});
+  return out;
 }
 
 Result<std::string, StorageError> SnapshotStore::read(const SnapshotFile& f, std::uint64_t offset, std::uint64_t n) {

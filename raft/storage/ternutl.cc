@@ -76,9 +76,9 @@ int main(int argc, char** argv) {
       ++problems;
       continue;
     }
-    std::printf("snapshot %s: index %llu term %llu, %zu voters, %zu learners, %llu bytes, checksums ok\n", name.c_str(),
+    std::printf("snapshot %s: index %llu term %llu, %zu voters, %zu learners, %llu bytes%s, checksums ok\n", name.c_str(),
                 (unsigned long long)f->meta.index.value, (unsigned long long)f->meta.term.value, f->meta.conf.voters.size(),
-                f->meta.conf.learners.size(), (unsigned long long)f->data_size);
+                f->meta.conf.learners.size(), (unsigned long long)f->data_size, f->compressed ? " (zstd)" : "");
   }
   std::printf("%s\n", problems ? "verify: PROBLEMS FOUND" : "verify: ok");
   return problems ? 1 : 0;

@@ -569,6 +569,26 @@ TEST(Snapshots, DamagedNewestFallsBackToThePreviousAndIsReported) {
   EXPECT_EQ(*store.read_all(**got), "older state");
 }
 
+TEST(Snapshots, CompressedSnapshotsRoundTripAndAreSmaller) {
+  TempDir d;
+  SnapshotStore store(d.path);
+  std::string state;
+  for (int i = 0; i < 20000; ++i) state += "/config/service-" + std::to_string(i % 50) + "=enabled;";
+  auto w = store.begin(meta(40), /*compress=*/true);
+  ASSERT_TRUE(w);
+  for (std::size_t off = 0; off < state.size(); off += 4096) ASSERT_TRUE((*w)->write(std::string_view(state).substr(off, 4096)));
+  auto f = (*w)->finish();
+  ASSERT_TRUE(f) << f.error().message;
+  EXPECT_TRUE(f->compressed);
+  EXPECT_LT(f->data_size * 5, state.size());
+  auto loaded = store.load_newest();
+  ASSERT_TRUE(loaded && *loaded);
+  EXPECT_TRUE((*loaded)->compressed);
+  auto back = store.read_all(**loaded);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(*back, state);
+}
+
 TEST(Snapshots, UnfinishedTempFileIsIgnored) {
   TempDir d;
   SnapshotStore store(d.path);
