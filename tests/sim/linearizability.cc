@@ -1,7 +1,6 @@
 #include "tests/sim/linearizability.h"
 
 #include <algorithm>
-#include <fstream>
 #include <map>
 #include <tuple>
 #include <unordered_map>
@@ -62,7 +61,7 @@ std::optional<std::string> check_list_history(const std::vector<HistoryOp>& ops,
   return std::nullopt;
 }
 
-void write_history_jsonl(const std::vector<HistoryOp>& ops, const std::string& path) {
+std::string history_jsonl(const std::vector<HistoryOp>& ops, const std::vector<std::uint64_t>& order) {
   struct Line {
     std::uint64_t time;
     int order;
@@ -73,22 +72,28 @@ void write_history_jsonl(const std::vector<HistoryOp>& ops, const std::string& p
     std::string f = op.is_write ? "append" : "read";
     std::string p = std::to_string(op.process);
     std::string inv_value = op.is_write ? std::to_string(op.value) : "null";
-    lines.push_back({op.invoke_time, 0,
+    lines.push_back({op.invoke_time, 1,
                      "{\"process\":" + p + ",\"type\":\"invoke\",\"f\":\"" + f + "\",\"value\":" + inv_value +
                          ",\"time\":" + std::to_string(op.invoke_time) + "}"});
     const char* type = op.status == OpStatus::ok ? "ok" : op.status == OpStatus::fail ? "fail" : "info";
     std::string value = inv_value;
-    if (!op.is_write && op.status == OpStatus::ok)
-      value = "{\"length\":" + std::to_string(op.read_length) + ",\"last\":" + std::to_string(op.read_last) + "}";
-    std::uint64_t t = op.status == OpStatus::ok || op.status == OpStatus::fail ? op.complete_time : UINT64_MAX;
-    lines.push_back({t, 1,
-                     "{\"process\":" + p + ",\"type\":\"" + type + "\",\"f\":\"" + f + "\",\"value\":" + value +
-                         (t == UINT64_MAX ? std::string() : ",\"time\":" + std::to_string(t)) + "}"});
+    if (!op.is_write && op.status == OpStatus::ok) {
+      value = "[";
+      for (std::size_t i = 0; i < op.read_length && i < order.size(); ++i) value += (i ? "," : "") + std::to_string(order[i]);
+      value += "]";
+    }
+    bool done = op.status != OpStatus::pending;
+    // At equal times: completions of earlier operations, then invocations, then operations that
+    // completed at the instant they were invoked (rejected at once).
+    std::uint64_t t = done ? op.complete_time : UINT64_MAX;
+    lines.push_back({t, done && op.complete_time == op.invoke_time ? 2 : 0,
+                     "{\"process\":" + p + ",\"type\":\"" + type + "\",\"f\":\"" + f + "\",\"value\":" + value + "}"});
   }
   std::stable_sort(lines.begin(), lines.end(),
                    [](const Line& a, const Line& b) { return std::tie(a.time, a.order) < std::tie(b.time, b.order); });
-  std::ofstream out(path);
-  for (const auto& l : lines) out << l.text << '\n';
+  std::string out;
+  for (const auto& l : lines) out += l.text + "\n";
+  return out;
 }
 
 }  // namespace tern::sim

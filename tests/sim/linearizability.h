@@ -33,8 +33,9 @@ struct HistoryOp {
 std::optional<std::string> check_list_history(const std::vector<HistoryOp>& ops,
                                               const std::vector<std::uint64_t>& committed_order);
 
-// Writes the history in the project's JSON-lines format (docs/checker.md): one invoke line and
-// one completion line per operation, in time order.
-void write_history_jsonl(const std::vector<HistoryOp>& ops, const std::string& path);
+// The history in the project's JSON-lines format (docs/checker.md), for tern-check's `list`
+// model: "append" v, and "read" returning the whole list (the first read_length values of
+// committed_order). One invoke and one completion line per operation, in time order.
+std::string history_jsonl(const std::vector<HistoryOp>& ops, const std::vector<std::uint64_t>& committed_order);
 
 }  // namespace tern::sim

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <tuple>
 #include <cstdio>
 #include <map>
@@ -232,7 +233,7 @@ class Simulation {
     n.core.reset();
     n.inflight.reset();  // not durable: lost
     ++n.inflight_gen;
-    for (auto& w : n.writes) ops_[w.op].status = OpStatus::info;
+    for (auto& w : n.writes) ops_[w.op].status = OpStatus::info, ops_[w.op].complete_time = now_;
     for (auto& r : n.reads) ops_[r.op].status = OpStatus::fail, ops_[r.op].complete_time = now_;
     for (auto& w : n.writes) busy_.erase(ops_[w.op].process);
     for (auto& r : n.reads) busy_.erase(ops_[r.op].process);
@@ -293,7 +294,8 @@ class Simulation {
       n.applied = rd.snapshot->meta.index;
       checker_.on_restore(n.id, n.applied);
       for (auto& w : n.writes)
-        if (w.index <= n.applied) ops_[w.op].status = OpStatus::info, busy_.erase(ops_[w.op].process);
+        if (w.index <= n.applied)
+          ops_[w.op].status = OpStatus::info, ops_[w.op].complete_time = now_, busy_.erase(ops_[w.op].process);
       std::erase_if(n.writes, [&](const PendingWrite& w) { return w.index <= n.applied; });
     }
     for (const Entry& e : rd.committed) apply(n, e);
@@ -613,7 +615,10 @@ class Simulation {
     for (auto v : longest->list)
       if (v < 1'000'000'000) order.push_back(v);  // liveness probes are not client writes
     for (auto& op : ops_)
-      if (op.status == OpStatus::pending) op.status = op.is_write ? OpStatus::info : OpStatus::fail;
+      if (op.status == OpStatus::pending) {
+        op.status = op.is_write ? OpStatus::info : OpStatus::fail;
+        op.complete_time = now_;
+      }
     for (auto& op : ops_)
       if (!op.is_write && op.status == OpStatus::ok) {
         // Reads may have seen probe values at the end; cut them off the observed prefix.
@@ -621,7 +626,7 @@ class Simulation {
         while (len < op.read_length && len < longest->list.size() && longest->list[len] < 1'000'000'000) ++len;
         if (len < op.read_length) op.read_length = len, op.read_last = len ? longest->list[len - 1] : 0;
       }
-    if (!opt_.history_path.empty()) write_history_jsonl(ops_, opt_.history_path);
+    if (!opt_.history_path.empty()) std::ofstream(opt_.history_path) << history_jsonl(ops_, order);
     if (auto err = check_list_history(ops_, order)) fail("linearizability: " + *err);
     for (const auto& n : nodes_)
       if (n.core && n.core->role() == raft::Role::leader) ++out_.leaders;

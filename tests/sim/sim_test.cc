@@ -7,6 +7,12 @@
 
 #include <cstdlib>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "jepsen-like/checker/history.h"
+#include "jepsen-like/checker/linearizability.h"
 #include "tests/sim/sim.h"
 
 namespace tern::sim {
@@ -86,6 +92,30 @@ TEST(Simulation, SameSeedSameRun) {
   EXPECT_EQ(a.events, b.events);
   EXPECT_EQ(a.writes_ok, b.writes_ok);
   EXPECT_EQ(a.committed, b.committed);
+}
+
+// Cross-check: the project's general checker (jepsen-like/, Wing-Gong-Lowe search) agrees that
+// simulated histories under faults are linearizable.
+TEST(Simulation, HistoriesPassTheGeneralLinearizabilityChecker) {
+  std::string path = ::testing::TempDir() + "/sim-history.jsonl";
+  for (std::uint64_t seed = 1; seed <= 12; ++seed) {
+    Options o;
+    o.seed = seed;
+    o.history_path = path;
+    o.faults = {{40, FaultKind::isolate_leader}, {90, FaultKind::heal}, {120, FaultKind::reboot, static_cast<std::uint32_t>(seed)},
+                {150, FaultKind::loss, 20}, {200, FaultKind::heal}};
+    Outcome out = run(o);
+    ASSERT_TRUE(out.ok) << out.error;
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    auto history = check::parse_history(text.str());
+    ASSERT_TRUE(history) << history.error().message;
+    ASSERT_GT(history->ops.size(), 20u);
+    auto verdict = check::check_history(*history, "list");
+    EXPECT_EQ(verdict.verdict, check::Verdict::linearizable) << "seed " << seed;
+  }
+  std::filesystem::remove(path);
 }
 
 }  // namespace
