@@ -1,0 +1,62 @@
+#include "service/sm/command.h"
+
+#include "service/sm/codec.h"
+
+namespace tern::sm {
+
+namespace {
+constexpr std::uint32_t max_ops_per_multi = 1024;
+
+void put_op(Writer& w, const Op& op) {
+  w.u8(static_cast<std::uint8_t>(op.type));
+  w.str(op.path);
+  w.str(op.data);
+  w.i64(op.version);
+  w.u32(op.flags);
+  w.i64(op.ttl_ms);
+  w.u64(op.id);
+  w.u8(op.recursive ? 1 : 0);
+  w.u32(static_cast<std::uint32_t>(op.ops.size()));
+  for (const auto& o : op.ops) put_op(w, o);
+}
+
+bool get_op(Reader& r, Op& op, int depth) {
+  std::uint8_t type = r.u8();
+  if (type < 1 || type > 12) return false;
+  op.type = static_cast<OpType>(type);
+  op.path = r.str();
+  op.data = r.str();
+  op.version = r.i64();
+  op.flags = r.u32();
+  op.ttl_ms = r.i64();
+  op.id = r.u64();
+  std::uint8_t rec = r.u8();
+  if (rec > 1) return false;
+  op.recursive = rec == 1;
+  std::uint32_t n = r.u32();
+  if (!r.ok() || n > max_ops_per_multi || (n > 0 && (op.type != OpType::multi || depth > 0))) return false;
+  op.ops.resize(n);
+  for (auto& o : op.ops)
+    if (!get_op(r, o, depth + 1)) return false;
+  return r.ok();
+}
+}  // namespace
+
+std::string encode(const Command& c) {
+  Writer w;
+  w.u64(c.session);
+  w.u64(c.seq);
+  put_op(w, c.op);
+  return w.take();
+}
+
+std::optional<Command> decode(std::string_view bytes) {
+  Reader r(bytes);
+  Command c;
+  c.session = r.u64();
+  c.seq = r.u64();
+  if (!get_op(r, c.op, 0) || !r.done()) return std::nullopt;
+  return c;
+}
+
+}  // namespace tern::sm

@@ -1,0 +1,63 @@
+#pragma once
+// Commands of the replicated state machine and their binary encoding (the bytes of a Raft
+// entry). Encoding, little-endian: session u64 | seq u64 | op, where
+//   op = type u8 | path str | data str | version i64 | flags u32 | ttl_ms i64 | id u64 |
+//        recursive u8 | op count u32 | op*          (str = length u32 | bytes)
+// Reads (get, exists, children) are queries, not commands: they do not go through the log.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tern::sm {
+
+enum class OpType : std::uint8_t {
+  create = 1,
+  set = 2,
+  remove = 3,
+  check = 4,            // inside multi only
+  multi = 5,            // all-or-nothing
+  open_session = 6,     // ttl_ms = session timeout
+  keep_alive = 7,       // id = session
+  close_session = 8,    // id = session
+  grant_lease = 9,      // ttl_ms
+  keep_alive_lease = 10,
+  revoke_lease = 11,
+  tick = 12,            // carries only cluster time (the leader appends one periodically)
+};
+
+// create flags
+inline constexpr std::uint32_t flag_ephemeral = 1;
+inline constexpr std::uint32_t flag_sequential = 2;
+inline constexpr std::uint32_t flag_container = 4;  // deleted when its last child goes
+inline constexpr std::uint32_t flag_ttl = 8;        // deleted after ttl_ms without changes and children
+// check flags
+inline constexpr std::uint32_t check_exists = 1;
+inline constexpr std::uint32_t check_not_exists = 2;
+inline constexpr std::uint32_t check_value = 4;     // data must equal `data`
+
+struct Op {
+  OpType type = OpType::tick;
+  std::string path;
+  std::string data;
+  std::int64_t version = -1;  // expected version; -1: any
+  std::uint32_t flags = 0;
+  std::int64_t ttl_ms = 0;
+  std::uint64_t id = 0;       // lease to attach (create), or the session/lease acted on
+  bool recursive = false;     // remove
+  std::vector<Op> ops;        // multi
+  bool operator==(const Op&) const = default;
+};
+
+struct Command {
+  std::uint64_t session = 0;  // 0: no session (no exactly-once)
+  std::uint64_t seq = 0;      // per-session sequence number; a retry repeats it
+  Op op;
+  bool operator==(const Command&) const = default;
+};
+
+std::string encode(const Command& c);
+std::optional<Command> decode(std::string_view bytes);
+
+}  // namespace tern::sm

@@ -1,0 +1,717 @@
+#include "service/sm/state_machine.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+
+#include "common/assert.h"
+#include "service/sm/codec.h"
+#include "service/sm/path.h"
+
+namespace tern::sm {
+
+const char* errc_name(Errc e) {
+  switch (e) {
+    case Errc::ok: return "ok";
+    case Errc::bad_path: return "bad_path";
+    case Errc::no_node: return "no_node";
+    case Errc::node_exists: return "node_exists";
+    case Errc::no_parent: return "no_parent";
+    case Errc::not_empty: return "not_empty";
+    case Errc::bad_version: return "bad_version";
+    case Errc::too_large: return "too_large";
+    case Errc::ephemeral_parent: return "ephemeral_parent";
+    case Errc::unknown_session: return "unknown_session";
+    case Errc::unknown_lease: return "unknown_lease";
+    case Errc::check_failed: return "check_failed";
+    case Errc::bad_request: return "bad_request";
+    case Errc::stale_request: return "stale_request";
+  }
+  return "?";
+}
+
+const char* event_name(EventType t) {
+  switch (t) {
+    case EventType::created: return "created";
+    case EventType::deleted: return "deleted";
+    case EventType::data_changed: return "data_changed";
+    case EventType::children_changed: return "children_changed";
+    case EventType::session_expired: return "session_expired";
+    case EventType::lease_expired: return "lease_expired";
+  }
+  return "?";
+}
+
+namespace {
+constexpr std::uint64_t root_id = 1;
+Response error(Errc e) {
+  Response r;
+  r.err = e;
+  return r;
+}
+}  // namespace
+
+struct StateMachine::Context {
+  std::uint64_t index;
+  std::vector<Event> events;
+  std::set<std::uint64_t> maybe_empty_containers;
+};
+
+StateMachine::StateMachine(Limits limits) : limits_(limits) {
+  Node root;
+  root.name = "";
+  nodes_[root_id] = root;
+}
+
+// ---- lookup ------------------------------------------------------------------------------------
+
+std::optional<std::uint64_t> StateMachine::find(std::string_view path) const {
+  if (validate_path(path) != Errc::ok) return std::nullopt;
+  std::uint64_t id = root_id;
+  std::size_t start = 1;
+  while (start < path.size()) {
+    std::size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    auto it = children_.find({id, std::string(path.substr(start, end - start))});
+    if (it == children_.end()) return std::nullopt;
+    id = it->second;
+    start = end + 1;
+  }
+  return id;
+}
+
+std::string StateMachine::path_of(std::uint64_t id) const {
+  if (id == root_id) return "/";
+  std::vector<const std::string*> parts;
+  while (id != root_id) {
+    const Node& n = nodes_.at(id);
+    parts.push_back(&n.name);
+    id = n.parent;
+  }
+  std::string p;
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) p += "/" + **it;
+  return p;
+}
+
+Response StateMachine::get(std::string_view path) const {
+  if (validate_path(path) != Errc::ok) return error(Errc::bad_path);
+  auto id = find(path);
+  if (!id) return error(Errc::no_node);
+  const Node& n = nodes_.at(*id);
+  Response r;
+  r.data = n.data;
+  r.stat = n.stat;
+  return r;
+}
+
+Response StateMachine::exists(std::string_view path) const {
+  Response r = get(path);
+  r.data.clear();
+  return r;
+}
+
+Response StateMachine::children(std::string_view path, std::string_view cursor, std::size_t limit) const {
+  if (validate_path(path) != Errc::ok) return error(Errc::bad_path);
+  auto id = find(path);
+  if (!id) return error(Errc::no_node);
+  Response r;
+  r.stat = nodes_.at(*id).stat;
+  auto it = children_.upper_bound({*id, std::string(cursor)});
+  for (; it != children_.end() && it->first.first == *id; ++it) {
+    if (r.names.size() == limit) {
+      r.path = r.names.back();  // more to come: resume after the last name returned
+      break;
+    }
+    r.names.push_back(it->first.second);
+  }
+  return r;
+}
+
+Response StateMachine::lease_ttl(std::uint64_t lease) const {
+  auto it = leases_.find(lease);
+  if (it == leases_.end()) return error(Errc::unknown_lease);
+  Response r;
+  r.id = lease;
+  r.ttl_ms = std::max<std::int64_t>(0, it->second.deadline_ms - now_);
+  r.names.assign(it->second.nodes.begin(), it->second.nodes.end());
+  return r;
+}
+
+// ---- apply ---------------------------------------------------------------------------------------
+
+void StateMachine::advance_clock(std::int64_t stamp) {
+  if (!stamped_) {
+    now_ = stamp;
+    stamped_ = true;
+  } else if (stamp > last_stamp_) {
+    now_ += std::min(stamp - last_stamp_, limits_.max_time_step_ms);
+  }
+  last_stamp_ = stamp;
+}
+
+ApplyResult StateMachine::apply(std::uint64_t index, std::int64_t cluster_time_ms, std::string_view bytes) {
+  TERN_ASSERT_MSG(index > applied_, "entries must be applied in index order, once");
+  applied_ = index;
+  Context cx{index, {}, {}};
+  advance_clock(cluster_time_ms);
+  expire(cx);
+  ApplyResult result;
+  if (bytes.size() > limits_.max_request_bytes) {
+    result.response = error(Errc::too_large);
+  } else if (auto c = decode(bytes)) {
+    result.response = execute(cx, *c);
+  } else {
+    result.response = error(Errc::bad_request);
+  }
+  collect_empty_containers(cx);
+  result.events = std::move(cx.events);
+  return result;
+}
+
+void StateMachine::expire(Context& cx) {
+  std::vector<std::uint64_t> dead;
+  for (auto& [id, s] : sessions_)
+    if (now_ > s.deadline_ms) dead.push_back(id);
+  for (auto id : dead) end_session(cx, id, EventType::session_expired);
+  dead.clear();
+  for (auto& [id, l] : leases_)
+    if (now_ > l.deadline_ms) dead.push_back(id);
+  for (auto id : dead) end_lease(cx, id, EventType::lease_expired);
+  std::vector<std::string> ttl_dead;
+  for (const auto& p : ttl_nodes_) {
+    auto id = find(p);
+    if (!id) continue;
+    const Node& n = nodes_.at(*id);
+    if (n.stat.child_count == 0 && now_ > n.stat.mtime_ms + n.ttl_ms) ttl_dead.push_back(p);
+  }
+  for (const auto& p : ttl_dead)
+    if (auto id = find(p)) remove_node(cx, *id, p);
+}
+
+Response StateMachine::execute(Context& cx, const Command& c) {
+  if (c.op.type == OpType::open_session) return execute_op(cx, c, c.op);
+  Session* s = nullptr;
+  if (c.session != 0) {
+    auto it = sessions_.find(c.session);
+    if (it == sessions_.end()) return error(Errc::unknown_session);
+    s = &it->second;
+    if (c.seq != 0 && c.seq <= s->last_seq) {
+      // A retry: answer exactly as the first time, without applying it again.
+      auto cached = s->responses.find(c.seq);
+      return cached != s->responses.end() ? cached->second : error(Errc::stale_request);
+    }
+    s->deadline_ms = now_ + s->timeout_ms;  // any request keeps the session alive
+  }
+  Response r = execute_op(cx, c, c.op);
+  if (s && c.seq != 0 && sessions_.count(c.session)) {
+    s->last_seq = c.seq;
+    s->responses[c.seq] = r;
+    while (s->responses.size() > limits_.responses_per_session) s->responses.erase(s->responses.begin());
+  }
+  return r;
+}
+
+Response StateMachine::execute_op(Context& cx, const Command& c, const Op& op) {
+  switch (op.type) {
+    case OpType::create: return do_create(cx, c, op);
+    case OpType::set: return do_set(cx, op);
+    case OpType::remove: return do_remove(cx, op);
+    case OpType::multi: return do_multi(cx, c, op);
+    case OpType::check: return error(Errc::bad_request);  // only inside multi
+    case OpType::tick: return Response{};
+    case OpType::open_session: {
+      if (op.ttl_ms < limits_.min_timeout_ms || op.ttl_ms > limits_.max_timeout_ms) return error(Errc::bad_request);
+      Session s;
+      s.timeout_ms = op.ttl_ms;
+      s.deadline_ms = now_ + op.ttl_ms;
+      sessions_[cx.index] = s;  // the session id is the log index: unique, deterministic
+      Response r;
+      r.id = cx.index;
+      return r;
+    }
+    case OpType::keep_alive: {
+      auto it = sessions_.find(op.id);
+      if (it == sessions_.end()) return error(Errc::unknown_session);
+      it->second.deadline_ms = now_ + it->second.timeout_ms;
+      return Response{};
+    }
+    case OpType::close_session: {
+      if (!sessions_.count(op.id)) return error(Errc::unknown_session);
+      end_session(cx, op.id, EventType::session_expired);
+      return Response{};
+    }
+    case OpType::grant_lease: {
+      if (op.ttl_ms < limits_.min_timeout_ms || op.ttl_ms > limits_.max_timeout_ms) return error(Errc::bad_request);
+      leases_[cx.index] = Lease{op.ttl_ms, now_ + op.ttl_ms, {}};
+      Response r;
+      r.id = cx.index;
+      r.ttl_ms = op.ttl_ms;
+      return r;
+    }
+    case OpType::keep_alive_lease: {
+      auto it = leases_.find(op.id);
+      if (it == leases_.end()) return error(Errc::unknown_lease);
+      it->second.deadline_ms = now_ + it->second.ttl_ms;
+      Response r;
+      r.id = op.id;
+      r.ttl_ms = it->second.ttl_ms;
+      return r;
+    }
+    case OpType::revoke_lease: {
+      if (!leases_.count(op.id)) return error(Errc::unknown_lease);
+      end_lease(cx, op.id, EventType::lease_expired);
+      return Response{};
+    }
+  }
+  return error(Errc::bad_request);
+}
+
+Response StateMachine::do_create(Context& cx, const Command& c, const Op& op) {
+  if (validate_path(op.path) != Errc::ok || op.path == "/") return error(Errc::bad_path);
+  if (op.data.size() > limits_.max_value_bytes) return error(Errc::too_large);
+  if (op.flags & ~(flag_ephemeral | flag_sequential | flag_container | flag_ttl)) return error(Errc::bad_request);
+  bool ephemeral = op.flags & flag_ephemeral;
+  if ((op.flags & flag_ttl) && (op.ttl_ms <= 0 || ephemeral)) return error(Errc::bad_request);
+  if ((op.flags & flag_container) && ephemeral) return error(Errc::bad_request);
+  if (ephemeral && !sessions_.count(c.session)) return error(Errc::unknown_session);
+  if (op.id != 0 && !leases_.count(op.id)) return error(Errc::unknown_lease);
+  auto parent = find(parent_of(op.path));
+  if (!parent) return error(Errc::no_parent);
+  Node& p = nodes_.at(*parent);
+  if (p.stat.ephemeral_owner != 0) return error(Errc::ephemeral_parent);
+  std::string name(name_of(op.path));
+  if (op.flags & flag_sequential) {
+    char suffix[24];
+    std::snprintf(suffix, sizeof suffix, "%010" PRIu64, p.sequence);
+    name += suffix;
+  }
+  std::string path = std::string(parent_of(op.path) == "/" ? "" : parent_of(op.path)) + "/" + name;
+  if (path.size() > max_path_bytes) return error(Errc::bad_path);
+  if (children_.count({*parent, name})) return error(Errc::node_exists);
+  if (op.flags & flag_sequential) ++p.sequence;
+  Node n;
+  n.parent = *parent;
+  n.name = name;
+  n.data = op.data;
+  n.flags = op.flags;
+  n.ttl_ms = op.ttl_ms;
+  n.stat.created_index = n.stat.modified_index = n.stat.child_index = cx.index;
+  n.stat.ephemeral_owner = ephemeral ? c.session : 0;
+  n.stat.lease = op.id;
+  n.stat.data_length = op.data.size();
+  n.stat.ctime_ms = n.stat.mtime_ms = now_;
+  std::uint64_t id = next_id_++;
+  p.stat.child_count++;
+  p.stat.child_version++;
+  p.stat.child_index = cx.index;
+  children_[{*parent, name}] = id;
+  Stat stat = n.stat;
+  nodes_[id] = std::move(n);
+  if (ephemeral) sessions_.at(c.session).ephemerals.insert(path);
+  if (op.id != 0) leases_.at(op.id).nodes.insert(path);
+  if (op.flags & flag_ttl) ttl_nodes_.insert(path);
+  cx.events.push_back(Event{cx.index, EventType::created, path, op.data, {}, stat, 0});
+  cx.events.push_back(Event{cx.index, EventType::children_changed, path_of(*parent), {}, {}, nodes_.at(*parent).stat, 0});
+  Response r;
+  r.path = path;
+  r.stat = stat;
+  return r;
+}
+
+Response StateMachine::do_set(Context& cx, const Op& op) {
+  if (validate_path(op.path) != Errc::ok) return error(Errc::bad_path);
+  if (op.data.size() > limits_.max_value_bytes) return error(Errc::too_large);
+  auto id = find(op.path);
+  if (!id) return error(Errc::no_node);
+  Node& n = nodes_.at(*id);
+  if (op.version >= 0 && op.version != n.stat.version) return error(Errc::bad_version);
+  std::string prev = std::move(n.data);
+  n.data = op.data;
+  n.stat.version++;
+  n.stat.modified_index = cx.index;
+  n.stat.mtime_ms = now_;
+  n.stat.data_length = op.data.size();
+  cx.events.push_back(Event{cx.index, EventType::data_changed, op.path, op.data, std::move(prev), n.stat, 0});
+  Response r;
+  r.stat = n.stat;
+  return r;
+}
+
+Response StateMachine::do_remove(Context& cx, const Op& op) {
+  if (validate_path(op.path) != Errc::ok) return error(Errc::bad_path);
+  if (op.path == "/") return error(Errc::bad_path);
+  auto id = find(op.path);
+  if (!id) return error(Errc::no_node);
+  const Node& n = nodes_.at(*id);
+  if (op.version >= 0 && op.version != n.stat.version) return error(Errc::bad_version);
+  if (n.stat.child_count > 0 && !op.recursive) return error(Errc::not_empty);
+  Response r;
+  r.stat = n.stat;
+  remove_subtree(cx, *id, op.path);
+  return r;
+}
+
+void StateMachine::remove_subtree(Context& cx, std::uint64_t id, const std::string& path) {
+  // Children first, in name order, so that every delete event names an existing parent.
+  std::vector<std::pair<std::uint64_t, std::string>> kids;
+  for (auto it = children_.lower_bound({id, ""}); it != children_.end() && it->first.first == id; ++it)
+    kids.push_back({it->second, path + "/" + it->first.second});
+  for (auto& [kid, kid_path] : kids) remove_subtree(cx, kid, kid_path);
+  remove_node(cx, id, path);
+}
+
+void StateMachine::remove_node(Context& cx, std::uint64_t id, const std::string& path) {
+  Node n = std::move(nodes_.at(id));
+  TERN_ASSERT(n.stat.child_count == 0);
+  nodes_.erase(id);
+  children_.erase({n.parent, n.name});
+  Node& p = nodes_.at(n.parent);
+  p.stat.child_count--;
+  p.stat.child_version++;
+  p.stat.child_index = cx.index;
+  if (n.stat.ephemeral_owner)
+    if (auto s = sessions_.find(n.stat.ephemeral_owner); s != sessions_.end()) s->second.ephemerals.erase(path);
+  if (n.stat.lease)
+    if (auto l = leases_.find(n.stat.lease); l != leases_.end()) l->second.nodes.erase(path);
+  if (n.flags & flag_ttl) ttl_nodes_.erase(path);
+  if (p.flags & flag_container) cx.maybe_empty_containers.insert(n.parent);
+  cx.events.push_back(Event{cx.index, EventType::deleted, path, {}, std::move(n.data), n.stat, 0});
+  cx.events.push_back(Event{cx.index, EventType::children_changed, path_of(n.parent), {}, {}, p.stat, 0});
+}
+
+void StateMachine::collect_empty_containers(Context& cx) {
+  // A container vanishes when its last child goes (possibly cascading to its own container parent).
+  while (!cx.maybe_empty_containers.empty()) {
+    std::uint64_t id = *cx.maybe_empty_containers.begin();
+    cx.maybe_empty_containers.erase(cx.maybe_empty_containers.begin());
+    auto it = nodes_.find(id);
+    if (it == nodes_.end() || id == root_id || it->second.stat.child_count != 0) continue;
+    remove_node(cx, id, path_of(id));
+  }
+}
+
+void StateMachine::end_session(Context& cx, std::uint64_t id, EventType why) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  std::vector<std::string> eph(it->second.ephemerals.rbegin(), it->second.ephemerals.rend());
+  for (const auto& p : eph)
+    if (auto nid = find(p)) remove_node(cx, *nid, p);  // ephemerals have no children
+  sessions_.erase(id);
+  Event e;
+  e.index = cx.index;
+  e.type = why;
+  e.id = id;
+  cx.events.push_back(e);
+}
+
+void StateMachine::end_lease(Context& cx, std::uint64_t id, EventType why) {
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return;
+  std::vector<std::string> attached(it->second.nodes.rbegin(), it->second.nodes.rend());
+  for (const auto& p : attached) {
+    auto nid = find(p);
+    if (nid && nodes_.at(*nid).stat.lease == id) remove_subtree(cx, *nid, p);
+  }
+  leases_.erase(id);
+  Event e;
+  e.index = cx.index;
+  e.type = why;
+  e.id = id;
+  cx.events.push_back(e);
+}
+
+// ---- transactions ----------------------------------------------------------------------------------
+
+Errc StateMachine::validate_multi(const Command& c, const Op& op, std::size_t* failed) const {
+  // Dry run over an overlay of the paths the transaction touches: existence, version, data and
+  // child count as they will be after each earlier operation.
+  struct View {
+    bool exists;
+    std::int64_t version;
+    std::string data;
+    std::int64_t children;
+    bool ephemeral;
+  };
+  std::map<std::string, View> overlay;
+  auto view = [&](const std::string& p) -> View {
+    if (auto it = overlay.find(p); it != overlay.end()) return it->second;
+    auto id = find(p);
+    if (!id) return View{false, 0, {}, 0, false};
+    const Node& n = nodes_.at(*id);
+    return View{true, n.stat.version, n.data, static_cast<std::int64_t>(n.stat.child_count), n.stat.ephemeral_owner != 0};
+  };
+  for (std::size_t i = 0; i < op.ops.size(); ++i) {
+    *failed = i;
+    const Op& o = op.ops[i];
+    if (validate_path(o.path) != Errc::ok) return Errc::bad_path;
+    switch (o.type) {
+      case OpType::check: {
+        View v = view(o.path);
+        if ((o.flags & check_exists) && !v.exists) return Errc::no_node;
+        if ((o.flags & check_not_exists) && v.exists) return Errc::node_exists;
+        if (o.version >= 0 && (!v.exists || v.version != o.version)) return v.exists ? Errc::bad_version : Errc::no_node;
+        if ((o.flags & check_value) && (!v.exists || v.data != o.data)) return v.exists ? Errc::check_failed : Errc::no_node;
+        break;
+      }
+      case OpType::create: {
+        if (o.path == "/") return Errc::bad_path;
+        if (o.flags & flag_sequential) return Errc::bad_request;  // names unknown until applied
+        if (o.data.size() > limits_.max_value_bytes) return Errc::too_large;
+        // Same order of checks as do_create.
+        if ((o.flags & flag_ephemeral) && !sessions_.count(c.session)) return Errc::unknown_session;
+        if (o.id != 0 && !leases_.count(o.id)) return Errc::unknown_lease;
+        std::string parent(parent_of(o.path));
+        View p = view(parent);
+        if (!p.exists) return Errc::no_parent;
+        if (p.ephemeral) return Errc::ephemeral_parent;
+        if (view(o.path).exists) return Errc::node_exists;
+        overlay[o.path] = View{true, 0, o.data, 0, (o.flags & flag_ephemeral) != 0};
+        p.children++;
+        overlay[parent] = p;
+        break;
+      }
+      case OpType::set: {
+        if (o.data.size() > limits_.max_value_bytes) return Errc::too_large;
+        View v = view(o.path);
+        if (!v.exists) return Errc::no_node;
+        if (o.version >= 0 && o.version != v.version) return Errc::bad_version;
+        v.version++;
+        v.data = o.data;
+        overlay[o.path] = v;
+        break;
+      }
+      case OpType::remove: {
+        if (o.path == "/" || o.recursive) return Errc::bad_request;
+        View v = view(o.path);
+        if (!v.exists) return Errc::no_node;
+        if (o.version >= 0 && o.version != v.version) return Errc::bad_version;
+        if (v.children > 0) return Errc::not_empty;
+        overlay[o.path] = View{false, 0, {}, 0, false};
+        std::string parent(parent_of(o.path));
+        View p = view(parent);
+        p.children--;
+        overlay[parent] = p;
+        break;
+      }
+      default: return Errc::bad_request;
+    }
+  }
+  return Errc::ok;
+}
+
+Response StateMachine::do_multi(Context& cx, const Command& c, const Op& op) {
+  std::size_t failed = 0;
+  Errc e = validate_multi(c, op, &failed);
+  Response r;
+  if (e != Errc::ok) {
+    // Nothing was applied: report which operation failed and why.
+    r.err = e;
+    r.results.resize(failed + 1);
+    r.results[failed].err = e;
+    return r;
+  }
+  for (const Op& o : op.ops) {
+    Response one = o.type == OpType::check ? Response{} : execute_op(cx, c, o);
+    TERN_ASSERT_MSG(one.err == Errc::ok, "a validated transaction operation failed");
+    r.results.push_back(std::move(one));
+  }
+  return r;
+}
+
+// ---- snapshot --------------------------------------------------------------------------------------
+
+namespace {
+constexpr std::uint32_t snapshot_magic = 0x314d5354;  // "TSM1"
+
+void put_stat(Writer& w, const Stat& s) {
+  w.u64(s.created_index);
+  w.u64(s.modified_index);
+  w.u64(s.child_index);
+  w.i64(s.version);
+  w.i64(s.child_version);
+  w.u64(s.ephemeral_owner);
+  w.u64(s.lease);
+  w.u64(s.data_length);
+  w.u64(s.child_count);
+  w.i64(s.ctime_ms);
+  w.i64(s.mtime_ms);
+}
+Stat get_stat(Reader& r) {
+  Stat s;
+  s.created_index = r.u64();
+  s.modified_index = r.u64();
+  s.child_index = r.u64();
+  s.version = r.i64();
+  s.child_version = r.i64();
+  s.ephemeral_owner = r.u64();
+  s.lease = r.u64();
+  s.data_length = r.u64();
+  s.child_count = r.u64();
+  s.ctime_ms = r.i64();
+  s.mtime_ms = r.i64();
+  return s;
+}
+void put_response(Writer& w, const Response& x) {
+  w.u8(static_cast<std::uint8_t>(x.err));
+  w.str(x.path);
+  w.str(x.data);
+  put_stat(w, x.stat);
+  w.u64(x.id);
+  w.i64(x.ttl_ms);
+  w.u32(static_cast<std::uint32_t>(x.names.size()));
+  for (auto& n : x.names) w.str(n);
+  w.u32(static_cast<std::uint32_t>(x.results.size()));
+  for (auto& y : x.results) put_response(w, y);
+}
+bool get_response(Reader& r, Response& x, int depth) {
+  x.err = static_cast<Errc>(r.u8());
+  x.path = r.str();
+  x.data = r.str();
+  x.stat = get_stat(r);
+  x.id = r.u64();
+  x.ttl_ms = r.i64();
+  std::uint32_t n = r.u32();
+  if (!r.ok() || n > r.left()) return false;
+  x.names.resize(n);
+  for (auto& s : x.names) s = r.str();
+  std::uint32_t m = r.u32();
+  if (!r.ok() || m > r.left() || (m > 0 && depth > 0)) return false;
+  x.results.resize(m);
+  for (auto& y : x.results)
+    if (!get_response(r, y, depth + 1)) return false;
+  return r.ok();
+}
+}  // namespace
+
+std::string StateMachine::snapshot() const {
+  Writer w;
+  w.u32(snapshot_magic);
+  w.u64(applied_);
+  w.i64(now_);
+  w.i64(last_stamp_);
+  w.u8(stamped_ ? 1 : 0);
+  // Nodes in depth-first, name order (parents before children), root first.
+  w.u64(nodes_.size());
+  std::vector<std::uint64_t> stack{root_id};
+  while (!stack.empty()) {
+    std::uint64_t id = stack.back();
+    stack.pop_back();
+    const Node& n = nodes_.at(id);
+    w.str(id == root_id ? "/" : path_of(id));
+    w.str(n.data);
+    put_stat(w, n.stat);
+    w.u32(n.flags);
+    w.i64(n.ttl_ms);
+    w.u64(n.sequence);
+    std::vector<std::uint64_t> kids;
+    for (auto it = children_.lower_bound({id, ""}); it != children_.end() && it->first.first == id; ++it) kids.push_back(it->second);
+    for (auto it = kids.rbegin(); it != kids.rend(); ++it) stack.push_back(*it);
+  }
+  w.u64(sessions_.size());
+  for (auto& [id, s] : sessions_) {
+    w.u64(id);
+    w.i64(s.timeout_ms);
+    w.i64(s.deadline_ms);
+    w.u64(s.last_seq);
+    w.u32(static_cast<std::uint32_t>(s.responses.size()));
+    for (auto& [seq, resp] : s.responses) {
+      w.u64(seq);
+      put_response(w, resp);
+    }
+  }
+  w.u64(leases_.size());
+  for (auto& [id, l] : leases_) {
+    w.u64(id);
+    w.i64(l.ttl_ms);
+    w.i64(l.deadline_ms);
+  }
+  return w.take();
+}
+
+bool StateMachine::restore(std::string_view bytes) {
+  StateMachine fresh(limits_);
+  Reader r(bytes);
+  if (r.u32() != snapshot_magic) return false;
+  fresh.applied_ = r.u64();
+  fresh.now_ = r.i64();
+  fresh.last_stamp_ = r.i64();
+  fresh.stamped_ = r.u8() == 1;
+  std::uint64_t count = r.u64();
+  if (!r.ok() || count == 0 || count > r.left()) return false;
+  for (std::uint64_t i = 0; i < count; ++i) {
+    std::string path = r.str();
+    Node n;
+    n.data = r.str();
+    n.stat = get_stat(r);
+    n.flags = r.u32();
+    n.ttl_ms = r.i64();
+    n.sequence = r.u64();
+    if (!r.ok()) return false;
+    if (i == 0) {
+      if (path != "/") return false;
+      fresh.nodes_[root_id] = std::move(n);
+      continue;
+    }
+    if (validate_path(path) != Errc::ok || path == "/") return false;
+    auto parent = fresh.find(parent_of(path));
+    if (!parent || fresh.find(path)) return false;
+    n.parent = *parent;
+    n.name = std::string(name_of(path));
+    std::uint64_t id = fresh.next_id_++;
+    fresh.children_[{*parent, n.name}] = id;
+    if (n.flags & flag_ttl) fresh.ttl_nodes_.insert(path);
+    std::uint64_t owner = n.stat.ephemeral_owner, lease = n.stat.lease;
+    fresh.nodes_[id] = std::move(n);  // child_count is checked once all nodes are in
+    if (owner) fresh.sessions_[owner].ephemerals.insert(path);  // session fields filled below
+    if (lease) fresh.leases_[lease].nodes.insert(path);
+  }
+  // Recount children and compare with the stats in the snapshot.
+  std::unordered_map<std::uint64_t, std::uint64_t> counts;
+  for (auto& [key, id] : fresh.children_) counts[key.first]++;
+  for (auto& [id, n] : fresh.nodes_)
+    if (n.stat.child_count != counts[id]) return false;
+  std::uint64_t ns = r.u64();
+  if (!r.ok() || ns > r.left()) return false;
+  std::set<std::uint64_t> seen_sessions;
+  for (std::uint64_t i = 0; i < ns; ++i) {
+    std::uint64_t id = r.u64();
+    Session& s = fresh.sessions_[id];
+    seen_sessions.insert(id);
+    s.timeout_ms = r.i64();
+    s.deadline_ms = r.i64();
+    s.last_seq = r.u64();
+    std::uint32_t nr = r.u32();
+    if (!r.ok() || nr > r.left()) return false;
+    for (std::uint32_t k = 0; k < nr; ++k) {
+      std::uint64_t seq = r.u64();
+      if (!get_response(r, s.responses[seq], 0)) return false;
+    }
+  }
+  if (seen_sessions.size() != fresh.sessions_.size()) return false;  // an ephemeral owned by no session
+  std::uint64_t nl = r.u64();
+  if (!r.ok() || nl > r.left()) return false;
+  std::set<std::uint64_t> seen_leases;
+  for (std::uint64_t i = 0; i < nl; ++i) {
+    std::uint64_t id = r.u64();
+    Lease& l = fresh.leases_[id];
+    seen_leases.insert(id);
+    l.ttl_ms = r.i64();
+    l.deadline_ms = r.i64();
+  }
+  if (!r.done() || seen_leases.size() != fresh.leases_.size()) return false;
+  *this = std::move(fresh);
+  return true;
+}
+
+std::uint64_t StateMachine::digest() const {
+  // FNV-1a over the canonical snapshot encoding of the replicated data (nodes, sessions,
+  // leases), skipping the header (applied index and clock), which every entry advances: equal
+  // states give equal digests on any replica, and a rejected command leaves the digest as it was.
+  constexpr std::size_t header_bytes = 4 + 8 + 8 + 8 + 1;
+  std::string s = snapshot();
+  std::uint64_t h = 1469598103934665603ull;
+  for (std::size_t i = header_bytes; i < s.size(); ++i) h = (h ^ static_cast<unsigned char>(s[i])) * 1099511628211ull;
+  return h;
+}
+
+}  // namespace tern::sm

@@ -1,0 +1,127 @@
+#pragma once
+// StateMachine: tern's replicated coordination state (design.md §4). Deterministic: the same
+// sequence of apply(index, cluster_time, command) calls gives the same state, responses, events
+// and digest on every replica. No clocks, threads or I/O; time arrives as the cluster time the
+// leader stamped into each entry.
+//
+// Holds: the namespace (a tree of nodes with data and stat; persistent, ephemeral, sequential,
+// container and TTL nodes), sessions (timeouts, exactly-once responses, ephemeral nodes) and
+// leases (TTL, attached nodes). Multi-op transactions are all-or-nothing.
+//
+// TIME. Each entry carries the leader's wall-clock time. The state machine's clock advances by
+// the difference to the previous entry's stamp, but by at most Limits::max_time_step_ms per
+// entry and never backwards. The leader appends a tick entry every few hundred milliseconds, so
+// in a healthy cluster the clock follows real time; a gap longer than the step (no leader, a
+// clock jump forward) is not charged to sessions and leases, so an election or a jumping clock
+// cannot expire them en masse, while a new leader cannot extend them either (their deadlines
+// are part of the replicated state). A clock that jumps back simply stalls expiry.
+//
+// Invariants: every node but the root has an existing parent; an ephemeral node's owner is a
+// live session; child_count equals the number of children.
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "service/sm/command.h"
+#include "service/sm/types.h"
+
+namespace tern::sm {
+
+struct Limits {
+  std::size_t max_value_bytes = 1 << 20;             // one limit for values ...
+  std::size_t max_request_bytes = (1 << 20) + 8192;  // ... and whole requests (value + overhead)
+  std::int64_t max_time_step_ms = 2000;              // see TIME above
+  std::size_t responses_per_session = 64;            // retained for exactly-once retries
+  std::int64_t min_timeout_ms = 100;
+  std::int64_t max_timeout_ms = 24 * 3600 * 1000;
+};
+
+struct ApplyResult {
+  Response response;
+  std::vector<Event> events;  // in order; consumed by the watch hub
+};
+
+class StateMachine {
+ public:
+  explicit StateMachine(Limits limits = {});
+
+  ApplyResult apply(std::uint64_t index, std::int64_t cluster_time_ms, std::string_view command);
+
+  // Queries (served locally; linearizable when issued after a ReadIndex).
+  Response get(std::string_view path) const;
+  Response exists(std::string_view path) const;
+  // Children in byte order after `cursor` (exclusive), at most `limit`; response.path holds the
+  // cursor for the next page, empty when there is none.
+  Response children(std::string_view path, std::string_view cursor = {}, std::size_t limit = SIZE_MAX) const;
+  Response lease_ttl(std::uint64_t lease) const;
+  bool has_session(std::uint64_t session) const { return sessions_.count(session) > 0; }
+
+  std::string snapshot() const;
+  bool restore(std::string_view bytes);
+  std::uint64_t digest() const;
+
+  std::uint64_t applied_index() const { return applied_; }
+  std::int64_t now_ms() const { return now_; }
+  std::size_t node_count() const { return nodes_.size(); }
+
+ private:
+  struct Node {
+    std::uint64_t parent = 0;
+    std::string name;
+    std::string data;
+    Stat stat;
+    std::uint32_t flags = 0;
+    std::int64_t ttl_ms = 0;
+    std::uint64_t sequence = 0;  // next sequential suffix for children
+  };
+  struct Session {
+    std::int64_t timeout_ms = 0;
+    std::int64_t deadline_ms = 0;
+    std::uint64_t last_seq = 0;
+    std::map<std::uint64_t, Response> responses;  // seq -> response, the newest few
+    std::set<std::string> ephemerals;
+  };
+  struct Lease {
+    std::int64_t ttl_ms = 0;
+    std::int64_t deadline_ms = 0;
+    std::set<std::string> nodes;
+  };
+  struct Context;  // one command's execution: index, events, touched containers
+
+  void advance_clock(std::int64_t stamp);
+  void expire(Context& cx);
+  Response execute(Context& cx, const Command& c);
+  Response execute_op(Context& cx, const Command& c, const Op& op);
+  Response do_create(Context& cx, const Command& c, const Op& op);
+  Response do_set(Context& cx, const Op& op);
+  Response do_remove(Context& cx, const Op& op);
+  Response do_multi(Context& cx, const Command& c, const Op& op);
+  Errc validate_multi(const Command& c, const Op& op, std::size_t* failed) const;
+  void remove_node(Context& cx, std::uint64_t id, const std::string& path);
+  void remove_subtree(Context& cx, std::uint64_t id, const std::string& path);
+  void collect_empty_containers(Context& cx);
+  void end_session(Context& cx, std::uint64_t id, EventType why);
+  void end_lease(Context& cx, std::uint64_t id, EventType why);
+
+  std::optional<std::uint64_t> find(std::string_view path) const;
+  std::string path_of(std::uint64_t id) const;
+
+  Limits limits_;
+  std::unordered_map<std::uint64_t, Node> nodes_;                     // id -> node; 1 is the root
+  std::map<std::pair<std::uint64_t, std::string>, std::uint64_t> children_;  // (parent, name) -> id
+  std::uint64_t next_id_ = 2;
+  std::map<std::uint64_t, Session> sessions_;
+  std::map<std::uint64_t, Lease> leases_;
+  std::set<std::string> ttl_nodes_;
+  std::int64_t now_ = 0;
+  std::int64_t last_stamp_ = 0;
+  bool stamped_ = false;
+  std::uint64_t applied_ = 0;
+};
+
+}  // namespace tern::sm

@@ -1,0 +1,463 @@
+// Tests of the coordination state machine (issue 5, first part): namespace, validation and
+// errors, transactions, sessions and ephemerals, exactly-once, leases, containers, TTL nodes,
+// time handling, snapshot/restore/digest; and model-based properties.
+#include <gtest/gtest.h>
+#include <rapidcheck.h>
+#include <rapidcheck/gtest.h>
+
+#include <map>
+
+#include "service/sm/command.h"
+#include "service/sm/path.h"
+#include "service/sm/state_machine.h"
+
+namespace tern::sm {
+namespace {
+
+struct Driver {
+  StateMachine sm;
+  std::uint64_t index = 0;
+  std::int64_t time = 1'000'000;
+  std::vector<Event> events;
+
+  ApplyResult raw(const std::string& bytes) {
+    auto r = sm.apply(++index, time, bytes);
+    events.insert(events.end(), r.events.begin(), r.events.end());
+    return r;
+  }
+  Response run(const Op& op, std::uint64_t session = 0, std::uint64_t seq = 0) {
+    return raw(encode(Command{session, seq, op})).response;
+  }
+  Response create(const std::string& path, const std::string& data = "", std::uint32_t flags = 0, std::uint64_t session = 0,
+                  std::int64_t ttl = 0, std::uint64_t lease = 0) {
+    Op op{OpType::create, path, data};
+    op.flags = flags;
+    op.ttl_ms = ttl;
+    op.id = lease;
+    return run(op, session);
+  }
+  Response set(const std::string& path, const std::string& data, std::int64_t version = -1) {
+    Op op{OpType::set, path, data};
+    op.version = version;
+    return run(op);
+  }
+  Response remove(const std::string& path, std::int64_t version = -1, bool recursive = false) {
+    Op op{OpType::remove, path};
+    op.version = version;
+    op.recursive = recursive;
+    return run(op);
+  }
+  std::uint64_t open_session(std::int64_t timeout_ms) {
+    Op op{OpType::open_session};
+    op.ttl_ms = timeout_ms;
+    return run(op).id;
+  }
+  void tick(std::int64_t advance_ms) {
+    time += advance_ms;
+    run(Op{OpType::tick});
+  }
+};
+
+TEST(Path, Validation) {
+  for (const char* ok : {"/", "/a", "/a/b", "/a.b/c-d_e", "/0000000001"}) EXPECT_EQ(validate_path(ok), Errc::ok) << ok;
+  for (const std::string& bad : std::vector<std::string>{"", "a", "a/b", "/a/", "//", "/a//b", "/./a", "/a/..", std::string("/a\0b", 4), "/" + std::string(5000, 'x')})
+    EXPECT_EQ(validate_path(bad), Errc::bad_path) << bad;
+  EXPECT_EQ(parent_of("/a/b"), "/a");
+  EXPECT_EQ(parent_of("/a"), "/");
+  EXPECT_TRUE(in_subtree("/a/b", "/a"));
+  EXPECT_FALSE(in_subtree("/ab", "/a"));
+}
+
+TEST(Namespace, CreateGetSetDeleteWithVersionsAndStat) {
+  Driver d;
+  auto c = d.create("/app", "v0");
+  ASSERT_EQ(c.err, Errc::ok);
+  EXPECT_EQ(c.path, "/app");
+  auto g = d.sm.get("/app");
+  EXPECT_EQ(g.data, "v0");
+  EXPECT_EQ(g.stat.version, 0);
+  EXPECT_EQ(g.stat.created_index, 1u);
+  EXPECT_EQ(g.stat.data_length, 2u);
+  EXPECT_EQ(d.set("/app", "v1", 0).stat.version, 1);
+  EXPECT_EQ(d.set("/app", "v2", 0).err, Errc::bad_version);  // a rejected command changes nothing
+  EXPECT_EQ(d.sm.get("/app").data, "v1");
+  EXPECT_EQ(d.sm.get("/app").stat.modified_index, 2u);
+  d.create("/app/x");
+  EXPECT_EQ(d.sm.get("/app").stat.child_count, 1u);
+  EXPECT_EQ(d.sm.get("/app").stat.child_version, 1);
+  EXPECT_EQ(d.remove("/app").err, Errc::not_empty);
+  EXPECT_EQ(d.remove("/app/x", 3).err, Errc::bad_version);
+  EXPECT_EQ(d.remove("/app/x", 0).err, Errc::ok);
+  EXPECT_EQ(d.remove("/app", 1).err, Errc::ok);
+  EXPECT_EQ(d.sm.get("/app").err, Errc::no_node);
+}
+
+TEST(Namespace, EveryErrorIsDistinct) {
+  Driver d;
+  EXPECT_EQ(d.create("relative").err, Errc::bad_path);
+  EXPECT_EQ(d.create("/a/").err, Errc::bad_path);
+  EXPECT_EQ(d.create("/").err, Errc::bad_path);
+  EXPECT_EQ(d.create("/missing/child").err, Errc::no_parent);
+  EXPECT_EQ(d.create("/a").err, Errc::ok);
+  EXPECT_EQ(d.create("/a").err, Errc::node_exists);
+  EXPECT_EQ(d.create("/big", std::string((1 << 20) + 1, 'x')).err, Errc::too_large);
+  EXPECT_EQ(d.set("/nope", "x").err, Errc::no_node);
+  EXPECT_EQ(d.remove("/").err, Errc::bad_path);
+  EXPECT_EQ(d.raw("garbage").response.err, Errc::bad_request);
+  EXPECT_EQ(d.raw(std::string(2 << 20, 'x')).response.err, Errc::too_large);
+  EXPECT_EQ(d.create("/e", "", flag_ephemeral, /*session=*/12345).err, Errc::unknown_session);
+  EXPECT_EQ(d.create("/l", "", 0, 0, 0, /*lease=*/999).err, Errc::unknown_lease);
+  EXPECT_EQ(d.run(Op{OpType::check, "/a"}).err, Errc::bad_request);  // check only inside multi
+}
+
+TEST(Namespace, RejectedCommandsLeaveTheDigestUnchanged) {
+  Driver d;
+  d.create("/a", "1");
+  std::uint64_t before = d.sm.digest();
+  EXPECT_EQ(d.create("/a").err, Errc::node_exists);
+  EXPECT_EQ(d.set("/a", "x", 7).err, Errc::bad_version);
+  EXPECT_EQ(d.remove("/zzz").err, Errc::no_node);
+  EXPECT_EQ(d.raw("\x01\x02").response.err, Errc::bad_request);
+  Op multi{OpType::multi};
+  multi.ops = {Op{OpType::create, "/b"}, Op{OpType::set, "/zzz", "x"}};
+  EXPECT_EQ(d.run(multi).err, Errc::no_node);
+  EXPECT_EQ(d.sm.digest(), before);
+  EXPECT_EQ(d.sm.get("/b").err, Errc::no_node);
+  d.set("/a", "2");
+  EXPECT_NE(d.sm.digest(), before);  // and an accepted one does change it
+}
+
+TEST(Namespace, SequentialNodesUseAPerParentCounter) {
+  Driver d;
+  d.create("/q");
+  d.create("/r");
+  EXPECT_EQ(d.create("/q/job-", "", flag_sequential).path, "/q/job-0000000000");
+  EXPECT_EQ(d.create("/q/job-", "", flag_sequential).path, "/q/job-0000000001");
+  EXPECT_EQ(d.create("/r/x", "", flag_sequential).path, "/r/x0000000000");
+  d.remove("/q/job-0000000001");
+  EXPECT_EQ(d.create("/q/job-", "", flag_sequential).path, "/q/job-0000000002");  // never reused
+}
+
+TEST(Namespace, ChildrenAreSortedAndPaged) {
+  Driver d;
+  d.create("/dir");
+  for (int i = 9; i >= 0; --i) d.create("/dir/n" + std::to_string(i));
+  auto all = d.sm.children("/dir");
+  EXPECT_EQ(all.names.size(), 10u);
+  EXPECT_TRUE(std::is_sorted(all.names.begin(), all.names.end()));
+  std::vector<std::string> paged;
+  std::string cursor;
+  for (int page = 0; page < 10; ++page) {
+    auto r = d.sm.children("/dir", cursor, 3);
+    paged.insert(paged.end(), r.names.begin(), r.names.end());
+    if (r.path.empty()) break;
+    cursor = r.path;
+  }
+  EXPECT_EQ(paged, all.names);
+}
+
+TEST(Namespace, RecursiveDeleteRemovesTheSubtreeWithEvents) {
+  Driver d;
+  d.create("/t");
+  d.create("/t/a");
+  d.create("/t/a/b");
+  d.create("/t/c");
+  d.events.clear();
+  EXPECT_EQ(d.remove("/t", -1, true).err, Errc::ok);
+  EXPECT_EQ(d.sm.node_count(), 1u);  // only the root
+  std::vector<std::string> deleted;
+  for (auto& e : d.events)
+    if (e.type == EventType::deleted) deleted.push_back(e.path);
+  EXPECT_EQ(deleted, (std::vector<std::string>{"/t/a/b", "/t/a", "/t/c", "/t"}));
+}
+
+TEST(Namespace, ContainerVanishesWithItsLastChild) {
+  Driver d;
+  d.create("/locks", "", flag_container);
+  d.create("/locks/a");
+  d.create("/locks/b");
+  d.remove("/locks/a");
+  EXPECT_EQ(d.sm.get("/locks").err, Errc::ok);
+  d.remove("/locks/b");
+  EXPECT_EQ(d.sm.get("/locks").err, Errc::no_node);
+}
+
+TEST(Namespace, TtlNodeExpiresWhenUnchangedAndChildless) {
+  Driver d;
+  d.create("/cache", "x", flag_ttl, 0, /*ttl=*/1000);
+  d.tick(600);
+  d.set("/cache", "y");  // a change restarts the clock
+  d.tick(600);
+  EXPECT_EQ(d.sm.get("/cache").err, Errc::ok);
+  d.tick(600);
+  EXPECT_EQ(d.sm.get("/cache").err, Errc::no_node);
+}
+
+TEST(Transactions, AllOrNothing) {
+  Driver d;
+  d.create("/cfg", "1");
+  Op multi{OpType::multi};
+  Op check{OpType::check, "/cfg"};
+  check.version = 0;
+  check.flags = check_value;
+  check.data = "1";
+  multi.ops = {check, Op{OpType::set, "/cfg", "2"}, Op{OpType::create, "/cfg/a", "x"}, Op{OpType::create, "/cfg/a/b"}};
+  auto ok = d.run(multi);
+  ASSERT_EQ(ok.err, Errc::ok);
+  EXPECT_EQ(ok.results.size(), 4u);
+  EXPECT_EQ(d.sm.get("/cfg").data, "2");
+  EXPECT_EQ(d.sm.get("/cfg/a/b").err, Errc::ok);
+  // The same transaction again fails at its first op (the check), and changes nothing.
+  auto bad = d.run(multi);
+  EXPECT_EQ(bad.err, Errc::bad_version);
+  ASSERT_EQ(bad.results.size(), 1u);
+  Op partial{OpType::multi};
+  partial.ops = {Op{OpType::set, "/cfg", "3"}, Op{OpType::remove, "/cfg/a"}};  // /cfg/a has a child
+  auto r = d.run(partial);
+  EXPECT_EQ(r.err, Errc::not_empty);
+  EXPECT_EQ(r.results.size(), 2u);
+  EXPECT_EQ(d.sm.get("/cfg").data, "2");  // the set was not applied
+}
+
+TEST(Sessions, ExpiryRemovesEphemeralsAtomically) {
+  Driver d;
+  auto s = d.open_session(1000);
+  ASSERT_NE(s, 0u);
+  d.create("/members");
+  EXPECT_EQ(d.create("/members/me", "host:1", flag_ephemeral, s).err, Errc::ok);
+  EXPECT_EQ(d.sm.get("/members/me").stat.ephemeral_owner, s);
+  EXPECT_EQ(d.create("/members/me/child", "", 0, s).err, Errc::ephemeral_parent);
+  d.tick(800);
+  d.run(Op{OpType::keep_alive, "", "", -1, 0, 0, s});
+  d.tick(800);
+  EXPECT_TRUE(d.sm.has_session(s));
+  d.events.clear();
+  d.tick(800);
+  d.tick(800);
+  EXPECT_FALSE(d.sm.has_session(s));
+  EXPECT_EQ(d.sm.get("/members/me").err, Errc::no_node);
+  bool expired = false, deleted = false;
+  for (auto& e : d.events) {
+    expired |= e.type == EventType::session_expired && e.id == s;
+    deleted |= e.type == EventType::deleted && e.path == "/members/me";
+  }
+  EXPECT_TRUE(expired);
+  EXPECT_TRUE(deleted);
+  EXPECT_EQ(d.create("/x", "", 0, s).err, Errc::unknown_session);
+}
+
+TEST(Sessions, AGapInClusterTimeIsNotChargedToSessions) {
+  // A leader change (or a clock jump) leaves a long gap between stamps: sessions survive it.
+  Driver d;
+  auto s = d.open_session(5000);
+  d.tick(60'000);  // one entry a minute later
+  EXPECT_TRUE(d.sm.has_session(s));
+  d.time -= 30'000;  // and a clock that jumps back does not shorten anything either
+  d.tick(0);
+  EXPECT_TRUE(d.sm.has_session(s));
+  // Normal time passing still expires it.
+  for (int i = 0; i < 5; ++i) d.tick(1000);
+  EXPECT_FALSE(d.sm.has_session(s));
+}
+
+TEST(Sessions, RetriedRequestIsAppliedExactlyOnce) {
+  Driver d;
+  auto s = d.open_session(10'000);
+  d.create("/counter", "0");
+  Op set{OpType::set, "/counter", "1"};
+  auto first = d.run(set, s, 1);
+  ASSERT_EQ(first.err, Errc::ok);
+  auto retry = d.run(set, s, 1);
+  EXPECT_EQ(retry, first);
+  EXPECT_EQ(d.sm.get("/counter").stat.version, 1);  // not 2
+  Op create{OpType::create, "/job-", "", -1, flag_sequential};
+  auto c1 = d.run(create, s, 2);
+  auto c2 = d.run(create, s, 2);
+  EXPECT_EQ(c1.path, c2.path);
+  EXPECT_EQ(d.sm.children("/").names.size(), 2u);  // /counter and one job
+  // Beyond the retained window a retry is refused, never re-applied.
+  for (std::uint64_t q = 3; q < 100; ++q) d.run(Op{OpType::tick}, s, q);
+  EXPECT_EQ(d.run(set, s, 1).err, Errc::stale_request);
+}
+
+TEST(Leases, AttachedNodesGoWithTheLease) {
+  Driver d;
+  Op grant{OpType::grant_lease};
+  grant.ttl_ms = 2000;
+  auto lease = d.run(grant).id;
+  ASSERT_NE(lease, 0u);
+  d.create("/svc");
+  d.create("/svc/a", "", 0, 0, 0, lease);
+  d.create("/svc/b", "", 0, 0, 0, lease);
+  EXPECT_EQ(d.sm.lease_ttl(lease).names.size(), 2u);
+  d.tick(1500);
+  d.run(Op{OpType::keep_alive_lease, "", "", -1, 0, 0, lease});
+  d.tick(1500);
+  EXPECT_EQ(d.sm.get("/svc/a").err, Errc::ok);
+  EXPECT_GT(d.sm.lease_ttl(lease).ttl_ms, 0);
+  d.run(Op{OpType::revoke_lease, "", "", -1, 0, 0, lease});
+  EXPECT_EQ(d.sm.get("/svc/a").err, Errc::no_node);
+  EXPECT_EQ(d.sm.get("/svc/b").err, Errc::no_node);
+  EXPECT_EQ(d.sm.lease_ttl(lease).err, Errc::unknown_lease);
+}
+
+TEST(Snapshots, RestoreGivesTheSameDigestAndFutureBehaviour) {
+  Driver d;
+  auto s = d.open_session(3000);
+  d.create("/a", "1");
+  d.create("/a/e", "eph", flag_ephemeral, s);
+  d.create("/q", "", flag_container);
+  d.create("/q/x-", "", flag_sequential);
+  d.run(Op{OpType::set, "/a", "2"}, s, 1);
+  Driver e;
+  ASSERT_TRUE(e.sm.restore(d.sm.snapshot()));
+  e.index = d.index;
+  e.time = d.time;
+  EXPECT_EQ(e.sm.digest(), d.sm.digest());
+  for (Driver* x : {&d, &e}) {
+    x->create("/q/x-", "", flag_sequential);
+    x->run(Op{OpType::set, "/a", "2"}, s, 1);  // a retry, answered from the restored cache
+    for (int t = 0; t < 3; ++t) x->tick(1500);  // the session expires the same way
+  }
+  EXPECT_EQ(e.sm.digest(), d.sm.digest());
+  EXPECT_EQ(e.sm.get("/a").stat.version, 1);
+  EXPECT_EQ(e.sm.get("/a/e").err, Errc::no_node);
+  EXPECT_FALSE(StateMachine().restore("not a snapshot"));
+}
+
+// ---- model-based properties --------------------------------------------------------------------
+
+// A reference model: a map of paths to (data, version), with ephemeral owners.
+struct Model {
+  struct N {
+    std::string data;
+    std::int64_t version = 0;
+    std::uint64_t owner = 0;
+  };
+  std::map<std::string, N> nodes{{"/", {}}};
+  bool has_children(const std::string& p) const {
+    auto it = nodes.upper_bound(p == "/" ? "/" : p + "/");
+    return it != nodes.end() && in_subtree(it->first, p) && it->first != p;
+  }
+};
+
+const std::vector<std::string> paths = {"/a", "/b", "/a/x", "/a/y", "/b/x", "/a/x/z"};
+
+rc::Gen<Op> gen_simple_op() {
+  return rc::gen::apply(
+      [](int kind, int p, int v, int data, bool eph) {
+        Op op;
+        op.path = paths[static_cast<std::size_t>(p)];
+        op.data = "d" + std::to_string(data);
+        op.version = v - 1;
+        if (kind == 0) op.type = OpType::create, op.flags = eph ? flag_ephemeral : 0;
+        if (kind == 1) op.type = OpType::set;
+        if (kind == 2) op.type = OpType::remove;
+        return op;
+      },
+      rc::gen::inRange(0, 3), rc::gen::inRange(0, static_cast<int>(paths.size())), rc::gen::inRange(0, 3),
+      rc::gen::inRange(0, 4), rc::gen::arbitrary<bool>());
+}
+
+// Applies op to the model; returns the expected error.
+Errc model_apply(Model& m, const Op& op, std::uint64_t session) {
+  auto it = m.nodes.find(op.path);
+  switch (op.type) {
+    case OpType::create: {
+      if ((op.flags & flag_ephemeral) && session == 0) return Errc::unknown_session;
+      auto parent = m.nodes.find(std::string(parent_of(op.path)));
+      if (parent == m.nodes.end()) return Errc::no_parent;
+      if (parent->second.owner) return Errc::ephemeral_parent;
+      if (it != m.nodes.end()) return Errc::node_exists;
+      m.nodes[op.path] = Model::N{op.data, 0, (op.flags & flag_ephemeral) ? session : 0};
+      return Errc::ok;
+    }
+    case OpType::set:
+      if (it == m.nodes.end()) return Errc::no_node;
+      if (op.version >= 0 && op.version != it->second.version) return Errc::bad_version;
+      it->second.data = op.data;
+      it->second.version++;
+      return Errc::ok;
+    default:
+      if (it == m.nodes.end()) return Errc::no_node;
+      if (op.version >= 0 && op.version != it->second.version) return Errc::bad_version;
+      if (m.has_children(op.path)) return Errc::not_empty;
+      m.nodes.erase(it);
+      return Errc::ok;
+  }
+}
+
+void compare(const Model& m, const StateMachine& sm) {
+  for (const auto& p : paths) {
+    auto g = sm.get(p);
+    auto it = m.nodes.find(p);
+    if (it == m.nodes.end()) {
+      RC_ASSERT(g.err == Errc::no_node);
+    } else {
+      RC_ASSERT(g.err == Errc::ok);
+      RC_ASSERT(g.data == it->second.data);
+      RC_ASSERT(g.stat.version == it->second.version);
+      RC_ASSERT(g.stat.ephemeral_owner == it->second.owner);
+    }
+  }
+}
+
+RC_GTEST_PROP(Model, NamespaceSessionsAndTransactionsMatchAMapOfPaths, ()) {
+  Driver d;
+  Model m;
+  std::uint64_t session = 0;
+  int steps = *rc::gen::inRange(1, 60);
+  for (int i = 0; i < steps; ++i) {
+    int what = *rc::gen::inRange(0, 10);
+    if (what < 6) {
+      Op op = *gen_simple_op();
+      Errc want = model_apply(m, op, session);
+      RC_ASSERT(d.run(op, session).err == want);
+    } else if (what < 8) {
+      // A transaction of up to 4 simple ops: all-or-nothing against a copy of the model.
+      Op multi{OpType::multi};
+      multi.ops = *rc::gen::container<std::vector<Op>>(static_cast<std::size_t>(*rc::gen::inRange(1, 5)), gen_simple_op());
+      Model trial = m;
+      Errc want = Errc::ok;
+      for (auto& o : multi.ops)
+        if ((want = model_apply(trial, o, session)) != Errc::ok) break;
+      if (want == Errc::ok) m = trial;
+      RC_ASSERT(d.run(multi, session).err == want);
+    } else if (what == 8) {
+      if (session == 0) {
+        session = d.open_session(2000);
+      } else {
+        for (int t = 0; t < 3; ++t) d.tick(1500);  // let the session expire: its ephemerals go with it
+        for (auto it = m.nodes.begin(); it != m.nodes.end();) it = it->second.owner == session ? m.nodes.erase(it) : std::next(it);
+        session = 0;
+      }
+    } else {
+      std::uint64_t before = d.sm.digest();
+      StateMachine copy;
+      RC_ASSERT(copy.restore(d.sm.snapshot()));
+      RC_ASSERT(copy.digest() == before);
+      d.tick(100);
+    }
+    compare(m, d.sm);
+  }
+}
+
+RC_GTEST_PROP(Model, ReplicasFedTheSameCommandsAgreeAndRejectionsChangeNothing, ()) {
+  Driver a, b;
+  auto ops = *rc::gen::container<std::vector<Op>>(gen_simple_op());
+  for (const auto& op : ops) {
+    auto before = a.sm.get(op.path);
+    std::uint64_t digest_before = a.sm.digest();
+    auto ra = a.run(op);
+    if (ra.err != Errc::ok) RC_ASSERT(a.sm.digest() == digest_before);
+    auto rb = b.run(op);
+    RC_ASSERT(ra == rb);
+    RC_ASSERT(a.sm.digest() == b.sm.digest());
+    if (ra.err != Errc::ok) {
+      RC_ASSERT(a.sm.get(op.path) == before);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tern::sm
