@@ -22,7 +22,7 @@ void put_op(Writer& w, const Op& op) {
 
 bool get_op(Reader& r, Op& op, int depth) {
   std::uint8_t type = r.u8();
-  if (type < 1 || type > 12) return false;
+  if (type < 1 || type > max_op_type) return false;
   op.type = static_cast<OpType>(type);
   op.path = r.str();
   op.data = r.str();

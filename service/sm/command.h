@@ -25,13 +25,22 @@ enum class OpType : std::uint8_t {
   keep_alive_lease = 10,
   revoke_lease = 11,
   tick = 12,            // carries only cluster time (the leader appends one periodically)
+  lock = 13,            // path = lock name; flags lock_*; ttl_ms = lock-delay on expiry
+  unlock = 14,          // release, or withdraw a queued request
+  campaign = 15,        // path = election name; data = the candidate's value
+  resign = 16,
+  proclaim = 17,        // data = the leader's new value
 };
+inline constexpr std::uint8_t max_op_type = 17;
 
 // create flags
 inline constexpr std::uint32_t flag_ephemeral = 1;
 inline constexpr std::uint32_t flag_sequential = 2;
 inline constexpr std::uint32_t flag_container = 4;  // deleted when its last child goes
 inline constexpr std::uint32_t flag_ttl = 8;        // deleted after ttl_ms without changes and children
+// lock flags
+inline constexpr std::uint32_t lock_shared = 1;
+inline constexpr std::uint32_t lock_try = 2;
 // check flags
 inline constexpr std::uint32_t check_exists = 1;
 inline constexpr std::uint32_t check_not_exists = 2;

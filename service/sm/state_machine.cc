@@ -26,6 +26,9 @@ const char* errc_name(Errc e) {
     case Errc::check_failed: return "check_failed";
     case Errc::bad_request: return "bad_request";
     case Errc::stale_request: return "stale_request";
+    case Errc::busy: return "busy";
+    case Errc::too_many: return "too_many";
+    case Errc::not_held: return "not_held";
   }
   return "?";
 }
@@ -38,12 +41,17 @@ const char* event_name(EventType t) {
     case EventType::children_changed: return "children_changed";
     case EventType::session_expired: return "session_expired";
     case EventType::lease_expired: return "lease_expired";
+    case EventType::lock_granted: return "lock_granted";
+    case EventType::leader_changed: return "leader_changed";
   }
   return "?";
 }
 
 namespace {
 constexpr std::uint64_t root_id = 1;
+// Locks and elections share one table under distinct prefixes.
+std::string lock_key(std::string_view name) { return "l:" + std::string(name); }
+std::string election_key(std::string_view name) { return "e:" + std::string(name); }
 Response error(Errc e) {
   Response r;
   r.err = e;
@@ -186,6 +194,93 @@ void StateMachine::expire(Context& cx) {
   }
   for (const auto& p : ttl_dead)
     if (auto id = find(p)) remove_node(cx, *id, p);
+  std::vector<Grant> grants;
+  locks_.on_time(cx.index, now_, &grants);  // lock-delays that have passed
+  emit_grants(cx, grants);
+}
+
+void StateMachine::emit_grants(Context& cx, const std::vector<Grant>& grants) {
+  for (const auto& g : grants) {
+    if (g.name.rfind("e:", 0) == 0) {
+      emit_leader_change(cx, g.name);
+      continue;
+    }
+    Event e;
+    e.index = cx.index;
+    e.type = EventType::lock_granted;
+    e.path = g.name.substr(2);
+    e.id = g.session;
+    e.token = g.token;
+    cx.events.push_back(std::move(e));
+  }
+}
+
+void StateMachine::emit_leader_change(Context& cx, const std::string& key) {
+  Event e;
+  e.index = cx.index;
+  e.type = EventType::leader_changed;
+  e.path = key.substr(2);
+  if (const auto* l = locks_.find(key); l && !l->holders.empty()) {
+    e.id = l->holders.front().session;
+    e.token = l->holders.front().token;
+    e.data = l->value;
+  }
+  cx.events.push_back(std::move(e));
+}
+
+Response StateMachine::do_lock(Context& cx, const Command& c, const Op& op) {
+  if (!sessions_.count(c.session)) return error(Errc::unknown_session);
+  if (op.path.empty() || op.path.size() > max_path_bytes) return error(Errc::bad_path);
+  if (op.data.size() > limits_.max_value_bytes) return error(Errc::too_large);
+  bool election = op.type == OpType::campaign || op.type == OpType::resign || op.type == OpType::proclaim;
+  std::string key = election ? election_key(op.path) : lock_key(op.path);
+  std::vector<Grant> grants;
+  Response r;
+  switch (op.type) {
+    case OpType::lock:
+    case OpType::campaign: {
+      if (op.flags & ~(lock_shared | lock_try) || (election && op.flags != 0)) return error(Errc::bad_request);
+      std::uint64_t token = 0;
+      auto res = locks_.acquire(key, c.session, (op.flags & lock_shared) != 0, (op.flags & lock_try) != 0,
+                                std::max<std::int64_t>(op.ttl_ms, 0), op.data, cx.index, now_, &token, &grants);
+      if (res == LockResult::busy) return error(Errc::busy);
+      if (res == LockResult::too_many) return error(Errc::too_many);
+      if (res == LockResult::granted) {
+        r.id = token;  // granted now; otherwise queued (id 0) and a grant event follows later
+        if (election && token == cx.index) emit_leader_change(cx, key);
+      }
+      break;
+    }
+    case OpType::unlock:
+    case OpType::resign: {
+      const auto* l = locks_.find(key);
+      bool was_leader = election && l && !l->holders.empty() && l->holders.front().session == c.session;
+      if (locks_.release(key, c.session, cx.index, now_, &grants) == LockResult::not_held) return error(Errc::not_held);
+      if (was_leader && grants.empty()) emit_leader_change(cx, key);  // nobody leads now
+      break;
+    }
+    case OpType::proclaim:
+      if (!locks_.set_value(key, c.session, op.data)) return error(Errc::not_held);
+      emit_leader_change(cx, key);
+      break;
+    default: return error(Errc::bad_request);
+  }
+  emit_grants(cx, grants);
+  return r;
+}
+
+bool StateMachine::check_token(std::string_view name, std::uint64_t token) const {
+  return locks_.check_token(lock_key(name), token);
+}
+
+Response StateMachine::leader(std::string_view name) const {
+  const auto* l = locks_.find(election_key(name));
+  if (!l || l->holders.empty()) return error(Errc::no_node);
+  Response r;
+  r.id = l->holders.front().session;
+  r.data = l->value;
+  r.stat.modified_index = l->holders.front().token;
+  return r;
 }
 
 Response StateMachine::execute(Context& cx, const Command& c) {
@@ -237,7 +332,9 @@ Response StateMachine::execute_op(Context& cx, const Command& c, const Op& op) {
     }
     case OpType::close_session: {
       if (!sessions_.count(op.id)) return error(Errc::unknown_session);
+      closing_ = true;  // a clean close applies no lock-delay
       end_session(cx, op.id, EventType::session_expired);
+      closing_ = false;
       return Response{};
     }
     case OpType::grant_lease: {
@@ -257,6 +354,11 @@ Response StateMachine::execute_op(Context& cx, const Command& c, const Op& op) {
       r.ttl_ms = it->second.ttl_ms;
       return r;
     }
+    case OpType::lock:
+    case OpType::unlock:
+    case OpType::campaign:
+    case OpType::resign:
+    case OpType::proclaim: return do_lock(cx, c, op);
     case OpType::revoke_lease: {
       if (!leases_.count(op.id)) return error(Errc::unknown_lease);
       end_lease(cx, op.id, EventType::lease_expired);
@@ -397,11 +499,23 @@ void StateMachine::end_session(Context& cx, std::uint64_t id, EventType why) {
   for (const auto& p : eph)
     if (auto nid = find(p)) remove_node(cx, *nid, p);  // ephemerals have no children
   sessions_.erase(id);
+  // Release its locks and elections in the same entry (atomically with the ephemerals).
+  std::vector<std::string> led;
+  for (const auto& key : locks_.names_of(id))
+    if (const auto* l = locks_.find(key); key.rfind("e:", 0) == 0 && l && !l->holders.empty() && l->holders.front().session == id)
+      led.push_back(key);
+  std::vector<Grant> grants;
+  locks_.on_session_end(id, /*expired=*/why == EventType::session_expired && !closing_, cx.index, now_, &grants);
   Event e;
   e.index = cx.index;
   e.type = why;
   e.id = id;
   cx.events.push_back(e);
+  emit_grants(cx, grants);
+  for (const auto& key : led) {
+    const auto* l = locks_.find(key);
+    if (!l || l->holders.empty()) emit_leader_change(cx, key);  // no successor
+  }
 }
 
 void StateMachine::end_lease(Context& cx, std::uint64_t id, EventType why) {
@@ -625,6 +739,7 @@ std::string StateMachine::snapshot() const {
     w.i64(l.ttl_ms);
     w.i64(l.deadline_ms);
   }
+  locks_.encode(w);
   return w.take();
 }
 
@@ -698,7 +813,14 @@ bool StateMachine::restore(std::string_view bytes) {
     l.ttl_ms = r.i64();
     l.deadline_ms = r.i64();
   }
-  if (!r.done() || seen_leases.size() != fresh.leases_.size()) return false;
+  if (!r.ok() || seen_leases.size() != fresh.leases_.size()) return false;
+  if (!fresh.locks_.decode(r) || !r.done()) return false;
+  for (const auto& [name, l] : fresh.locks_.locks()) {
+    for (const auto& h : l.holders)
+      if (!fresh.sessions_.count(h.session)) return false;
+    for (const auto& q : l.queue)
+      if (!fresh.sessions_.count(q.session)) return false;
+  }
   *this = std::move(fresh);
   return true;
 }

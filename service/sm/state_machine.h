@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "service/sm/command.h"
+#include "service/sm/locks.h"
 #include "service/sm/types.h"
 
 namespace tern::sm {
@@ -59,6 +60,11 @@ class StateMachine {
   // cursor for the next page, empty when there is none.
   Response children(std::string_view path, std::string_view cursor = {}, std::size_t limit = SIZE_MAX) const;
   Response lease_ttl(std::uint64_t lease) const;
+  // Is `token` the fencing token of a current holder of lock `name`? (for downstream services)
+  bool check_token(std::string_view name, std::uint64_t token) const;
+  // The current leader of election `name`: id = its session, data = its value, stat.modified_index
+  // = its token; no_node if nobody leads.
+  Response leader(std::string_view name) const;
   bool has_session(std::uint64_t session) const { return sessions_.count(session) > 0; }
 
   std::string snapshot() const;
@@ -107,6 +113,9 @@ class StateMachine {
   void collect_empty_containers(Context& cx);
   void end_session(Context& cx, std::uint64_t id, EventType why);
   void end_lease(Context& cx, std::uint64_t id, EventType why);
+  Response do_lock(Context& cx, const Command& c, const Op& op);
+  void emit_grants(Context& cx, const std::vector<Grant>& grants);
+  void emit_leader_change(Context& cx, const std::string& election);
 
   std::optional<std::uint64_t> find(std::string_view path) const;
   std::string path_of(std::uint64_t id) const;
@@ -118,9 +127,11 @@ class StateMachine {
   std::map<std::uint64_t, Session> sessions_;
   std::map<std::uint64_t, Lease> leases_;
   std::set<std::string> ttl_nodes_;
+  LockTable locks_;
   std::int64_t now_ = 0;
   std::int64_t last_stamp_ = 0;
   bool stamped_ = false;
+  bool closing_ = false;  // end_session from close_session (no lock-delay)
   std::uint64_t applied_ = 0;
 };
 

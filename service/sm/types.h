@@ -23,6 +23,9 @@ enum class Errc : std::uint8_t {
   check_failed,      // a transaction's check (existence or value) did not hold
   bad_request,       // malformed command (undecodable bytes, invalid arguments)
   stale_request,     // (session, sequence) older than the retained response window
+  busy,              // try-lock of a lock that is taken
+  too_many,          // a bound was reached (waiters per lock, locks per session)
+  not_held,          // unlock/resign/proclaim by a session that does not hold (or wait for) it
 };
 const char* errc_name(Errc e);
 
@@ -41,7 +44,16 @@ struct Stat {
   bool operator==(const Stat&) const = default;
 };
 
-enum class EventType : std::uint8_t { created, deleted, data_changed, children_changed, session_expired, lease_expired };
+enum class EventType : std::uint8_t {
+  created,
+  deleted,
+  data_changed,
+  children_changed,
+  session_expired,
+  lease_expired,
+  lock_granted,    // path = lock name, id = session, token = fencing token
+  leader_changed,  // path = election name, id = leader's session (0: none), data = value, token
+};
 const char* event_name(EventType t);
 
 struct Event {
@@ -51,7 +63,8 @@ struct Event {
   std::string data;       // new data (created, data_changed)
   std::string prev_data;  // previous data (data_changed, deleted)
   Stat stat;              // the node's stat after the change (before, for deleted)
-  std::uint64_t id = 0;   // session or lease id for session_expired / lease_expired
+  std::uint64_t id = 0;   // session or lease id (session_expired, lease_expired, lock_granted, leader_changed)
+  std::uint64_t token = 0;  // fencing token (lock_granted, leader_changed)
   bool operator==(const Event&) const = default;
 };
 

@@ -1,0 +1,249 @@
+// Locks and elections in the state machine (issue 5): fairness, shared/exclusive, try-lock,
+// fencing tokens, session end and lock-delay, elections; a model-based property of the queues.
+#include <gtest/gtest.h>
+#include <rapidcheck.h>
+#include <rapidcheck/gtest.h>
+
+#include <deque>
+#include <map>
+
+#include "service/sm/command.h"
+#include "service/sm/state_machine.h"
+
+namespace tern::sm {
+namespace {
+
+struct Driver {
+  StateMachine sm;
+  std::uint64_t index = 0;
+  std::int64_t time = 1'000'000;
+  std::vector<Event> events;
+  Response run(const Op& op, std::uint64_t session = 0) {
+    auto r = sm.apply(++index, time, encode(Command{session, 0, op}));
+    events.insert(events.end(), r.events.begin(), r.events.end());
+    return r.response;
+  }
+  std::uint64_t session(std::int64_t timeout = 10'000) {
+    Op op{OpType::open_session};
+    op.ttl_ms = timeout;
+    return run(op).id;
+  }
+  Response lock(std::uint64_t s, const std::string& name, std::uint32_t flags = 0, std::int64_t delay = 0) {
+    Op op{OpType::lock, name};
+    op.flags = flags;
+    op.ttl_ms = delay;
+    return run(op, s);
+  }
+  Response unlock(std::uint64_t s, const std::string& name) { return run(Op{OpType::unlock, name}, s); }
+  void tick(std::int64_t ms) {
+    time += ms;
+    run(Op{OpType::tick});
+  }
+  std::vector<std::uint64_t> granted_sessions() {
+    std::vector<std::uint64_t> out;
+    for (auto& e : events)
+      if (e.type == EventType::lock_granted) out.push_back(e.id);
+    events.clear();
+    return out;
+  }
+};
+
+TEST(Locks, ExclusiveLockIsFairFifoWithoutHerd) {
+  Driver d;
+  auto a = d.session(), b = d.session(), c = d.session();
+  auto ra = d.lock(a, "db");
+  ASSERT_EQ(ra.err, Errc::ok);
+  EXPECT_EQ(ra.id, d.index);  // token = log index of the grant
+  EXPECT_EQ(d.lock(b, "db").id, 0u);  // queued
+  EXPECT_EQ(d.lock(c, "db").id, 0u);
+  d.events.clear();
+  ASSERT_EQ(d.unlock(a, "db").err, Errc::ok);
+  EXPECT_EQ(d.granted_sessions(), std::vector<std::uint64_t>{b});  // only the next waiter
+  EXPECT_TRUE(d.sm.check_token("db", d.index));
+  EXPECT_FALSE(d.sm.check_token("db", ra.id));  // the old holder's token is stale
+  ASSERT_EQ(d.unlock(b, "db").err, Errc::ok);
+  EXPECT_EQ(d.granted_sessions(), std::vector<std::uint64_t>{c});
+  EXPECT_GT(d.index, ra.id);
+}
+
+TEST(Locks, SharedHoldersTogetherButNeverAheadOfAQueuedWriter) {
+  Driver d;
+  auto r1 = d.session(), r2 = d.session(), w = d.session(), r3 = d.session();
+  EXPECT_NE(d.lock(r1, "t", lock_shared).id, 0u);
+  EXPECT_NE(d.lock(r2, "t", lock_shared).id, 0u);  // readers share
+  EXPECT_EQ(d.lock(w, "t").id, 0u);                // the writer waits
+  EXPECT_EQ(d.lock(r3, "t", lock_shared).id, 0u);  // and a later reader waits behind it
+  d.events.clear();
+  d.unlock(r1, "t");
+  EXPECT_TRUE(d.granted_sessions().empty());
+  d.unlock(r2, "t");
+  EXPECT_EQ(d.granted_sessions(), std::vector<std::uint64_t>{w});
+  d.unlock(w, "t");
+  EXPECT_EQ(d.granted_sessions(), std::vector<std::uint64_t>{r3});
+}
+
+TEST(Locks, TryLockFailsInsteadOfQueueing) {
+  Driver d;
+  auto a = d.session(), b = d.session();
+  d.lock(a, "x");
+  EXPECT_EQ(d.lock(b, "x", lock_try).err, Errc::busy);
+  d.unlock(a, "x");
+  EXPECT_TRUE(d.granted_sessions().empty());  // b never queued
+  EXPECT_NE(d.lock(b, "x", lock_try).id, 0u);
+  EXPECT_EQ(d.unlock(a, "x").err, Errc::not_held);
+  EXPECT_EQ(d.lock(999, "x").err, Errc::unknown_session);
+}
+
+TEST(Locks, ExpiredHolderReleasesAfterTheLockDelay) {
+  Driver d;
+  auto a = d.session(1000), b = d.session(60'000);
+  d.lock(a, "m", 0, /*lock-delay=*/1500);
+  d.lock(b, "m");
+  d.events.clear();
+  for (int i = 0; i < 3; ++i) {  // a stops keeping alive; b keeps alive
+    d.tick(500);
+    d.run(Op{OpType::keep_alive, "", "", -1, 0, 0, b});
+  }
+  EXPECT_FALSE(d.sm.has_session(a));
+  EXPECT_TRUE(d.granted_sessions().empty());  // within the lock-delay
+  for (int i = 0; i < 4; ++i) d.tick(500);
+  EXPECT_EQ(d.granted_sessions(), std::vector<std::uint64_t>{b});
+}
+
+TEST(Locks, ClosedSessionReleasesAtOnce) {
+  Driver d;
+  auto a = d.session(), b = d.session();
+  d.lock(a, "m", 0, 5000);
+  d.lock(b, "m");
+  d.events.clear();
+  d.run(Op{OpType::close_session, "", "", -1, 0, 0, a});
+  EXPECT_EQ(d.granted_sessions(), std::vector<std::uint64_t>{b});
+}
+
+TEST(Elections, CampaignLeaderProclaimResignAndExpiry) {
+  Driver d;
+  auto a = d.session(2000), b = d.session(60'000);
+  Op camp{OpType::campaign, "svc", "host-a"};
+  EXPECT_NE(d.run(camp, a).id, 0u);
+  auto l = d.sm.leader("svc");
+  EXPECT_EQ(l.id, a);
+  EXPECT_EQ(l.data, "host-a");
+  camp.data = "host-b";
+  EXPECT_EQ(d.run(camp, b).id, 0u);  // queued
+  EXPECT_EQ(d.run(Op{OpType::proclaim, "svc", "x"}, b).err, Errc::not_held);
+  d.events.clear();
+  EXPECT_EQ(d.run(Op{OpType::proclaim, "svc", "host-a2"}, a).err, Errc::ok);
+  EXPECT_EQ(d.sm.leader("svc").data, "host-a2");
+  ASSERT_EQ(d.events.size(), 1u);
+  EXPECT_EQ(d.events[0].type, EventType::leader_changed);
+  d.events.clear();
+  d.run(Op{OpType::resign, "svc"}, a);
+  EXPECT_EQ(d.sm.leader("svc").id, b);
+  EXPECT_EQ(d.sm.leader("svc").data, "host-b");
+  ASSERT_FALSE(d.events.empty());
+  EXPECT_EQ(d.events.back().id, b);
+  d.events.clear();
+  d.run(Op{OpType::close_session, "", "", -1, 0, 0, b});
+  EXPECT_EQ(d.sm.leader("svc").err, Errc::no_node);
+  bool none = false;
+  for (auto& e : d.events) none |= e.type == EventType::leader_changed && e.id == 0;
+  EXPECT_TRUE(none);
+}
+
+TEST(Locks, SnapshotKeepsQueuesTokensAndDelays) {
+  Driver d;
+  auto a = d.session(1000), b = d.session(60'000), c = d.session(60'000);
+  d.lock(a, "m", 0, 1500);
+  d.lock(b, "m");
+  d.lock(c, "m", lock_shared);
+  d.run(Op{OpType::campaign, "e", "v"}, b);
+  Driver e;
+  ASSERT_TRUE(e.sm.restore(d.sm.snapshot()));
+  e.index = d.index;
+  e.time = d.time;
+  EXPECT_EQ(e.sm.digest(), d.sm.digest());
+  for (Driver* x : {&d, &e}) {
+    x->events.clear();
+    for (int i = 0; i < 8; ++i) {
+      x->tick(500);
+      x->run(Op{OpType::keep_alive, "", "", -1, 0, 0, b});
+      x->run(Op{OpType::keep_alive, "", "", -1, 0, 0, c});
+    }
+  }
+  EXPECT_EQ(e.events, d.events);
+  EXPECT_EQ(e.sm.digest(), d.sm.digest());
+  EXPECT_EQ(e.sm.leader("e").id, b);
+}
+
+// ---- model-based: queues, grants and tokens -----------------------------------------------------
+
+RC_GTEST_PROP(LockModel, GrantsMatchAFifoModelAndNeverConflict, ()) {
+  Driver d;
+  std::vector<std::uint64_t> sessions;
+  for (int i = 0; i < 4; ++i) sessions.push_back(d.session(1'000'000));
+  struct Req {
+    std::uint64_t session;
+    bool shared;
+  };
+  struct L {
+    std::vector<Req> holders;
+    std::deque<Req> queue;
+    std::uint64_t last_token = 0;
+  };
+  std::map<std::string, L> model;
+  auto compatible = [](const L& l, bool shared) { return l.holders.empty() || (shared && l.holders.front().shared); };
+  auto grant = [&](L& l, std::vector<std::uint64_t>& out) {
+    while (!l.queue.empty() && compatible(l, l.queue.front().shared)) {
+      Req r = l.queue.front();
+      l.queue.pop_front();
+      l.holders.push_back(r);
+      out.push_back(r.session);
+      if (!r.shared) break;
+    }
+  };
+  int steps = *rc::gen::inRange(1, 80);
+  for (int i = 0; i < steps; ++i) {
+    std::string name = *rc::gen::element<std::string>("a", "b");
+    std::uint64_t s = sessions[static_cast<std::size_t>(*rc::gen::inRange(0, 4))];
+    L& l = model[name];
+    std::vector<std::uint64_t> want;
+    bool holds = std::any_of(l.holders.begin(), l.holders.end(), [&](const Req& r) { return r.session == s; });
+    bool waits = std::any_of(l.queue.begin(), l.queue.end(), [&](const Req& r) { return r.session == s; });
+    if (*rc::gen::inRange(0, 3) < 2) {
+      bool shared = *rc::gen::arbitrary<bool>();
+      auto r = d.lock(s, name, shared ? lock_shared : 0);
+      if (!holds && !waits) {
+        if (l.queue.empty() && compatible(l, shared)) {
+          l.holders.push_back({s, shared});
+          RC_ASSERT(r.id == d.index);
+        } else {
+          l.queue.push_back({s, shared});
+          RC_ASSERT(r.id == 0u);
+        }
+      }
+    } else {
+      auto r = d.unlock(s, name);
+      RC_ASSERT((r.err == Errc::ok) == (holds || waits));
+      std::erase_if(l.holders, [&](const Req& x) { return x.session == s; });
+      std::erase_if(l.queue, [&](const Req& x) { return x.session == s; });
+      grant(l, want);
+    }
+    // Tokens of a lock never decrease (grants in one entry share the entry's index) and each
+    // is valid for its holder.
+    for (auto& e : d.events) {
+      if (e.type != EventType::lock_granted) continue;
+      RC_ASSERT(e.token >= model[e.path].last_token);
+      RC_ASSERT(e.token == d.index);
+      RC_ASSERT(d.sm.check_token(e.path, e.token));
+      model[e.path].last_token = e.token;
+    }
+    RC_ASSERT(d.granted_sessions() == want);
+    // Safety: one exclusive holder, or only shared holders.
+    for (auto& [n, m] : model)
+      if (m.holders.size() > 1)
+        for (auto& h : m.holders) RC_ASSERT(h.shared);
+  }
+}
+
+}  // namespace
+}  // namespace tern::sm
