@@ -66,9 +66,7 @@ struct StateMachine::Context {
 };
 
 StateMachine::StateMachine(Limits limits) : limits_(limits) {
-  Node root;
-  root.name = "";
-  nodes_[root_id] = root;
+  TERN_ASSERT(nodes_.add(Node{}) == root_id);
 }
 
 // ---- lookup ------------------------------------------------------------------------------------
@@ -93,7 +91,7 @@ std::string StateMachine::path_of(std::uint64_t id) const {
   std::vector<const std::string*> parts;
   while (id != root_id) {
     const Node& n = nodes_.at(id);
-    parts.push_back(&n.name);
+    parts.push_back(n.name);
     id = n.parent;
   }
   std::string p;
@@ -186,11 +184,11 @@ void StateMachine::expire(Context& cx) {
     if (now_ > l.deadline_ms) dead.push_back(id);
   for (auto id : dead) end_lease(cx, id, EventType::lease_expired);
   std::vector<std::string> ttl_dead;
-  for (const auto& p : ttl_nodes_) {
+  for (const auto& [p, ttl] : ttl_nodes_) {
     auto id = find(p);
     if (!id) continue;
     const Node& n = nodes_.at(*id);
-    if (n.stat.child_count == 0 && now_ > n.stat.mtime_ms + n.ttl_ms) ttl_dead.push_back(p);
+    if (n.stat.child_count == 0 && now_ > n.stat.mtime_ms + ttl) ttl_dead.push_back(p);
   }
   for (const auto& p : ttl_dead)
     if (auto id = find(p)) remove_node(cx, *id, p);
@@ -384,34 +382,33 @@ Response StateMachine::do_create(Context& cx, const Command& c, const Op& op) {
   std::string name(name_of(op.path));
   if (op.flags & flag_sequential) {
     char suffix[24];
-    std::snprintf(suffix, sizeof suffix, "%010" PRIu64, p.sequence);
+    std::snprintf(suffix, sizeof suffix, "%010" PRIu64, sequences_[*parent]);
     name += suffix;
   }
   std::string path = std::string(parent_of(op.path) == "/" ? "" : parent_of(op.path)) + "/" + name;
   if (path.size() > max_path_bytes) return error(Errc::bad_path);
   if (children_.count({*parent, name})) return error(Errc::node_exists);
-  if (op.flags & flag_sequential) ++p.sequence;
+  if (op.flags & flag_sequential) ++sequences_[*parent];
   Node n;
   n.parent = *parent;
-  n.name = name;
   n.data = op.data;
   n.flags = op.flags;
-  n.ttl_ms = op.ttl_ms;
   n.stat.created_index = n.stat.modified_index = n.stat.child_index = cx.index;
   n.stat.ephemeral_owner = ephemeral ? c.session : 0;
   n.stat.lease = op.id;
   n.stat.data_length = op.data.size();
   n.stat.ctime_ms = n.stat.mtime_ms = now_;
-  std::uint64_t id = next_id_++;
   p.stat.child_count++;
   p.stat.child_version++;
   p.stat.child_index = cx.index;
-  children_[{*parent, name}] = id;
   Stat stat = n.stat;
-  nodes_[id] = std::move(n);
+  auto slot = children_.emplace(std::pair{*parent, name}, 0).first;
+  std::uint64_t id = nodes_.add(std::move(n));  // may reallocate: `p` is not used after this
+  slot->second = id;
+  nodes_.at(id).name = &slot->first.second;
   if (ephemeral) sessions_.at(c.session).ephemerals.insert(path);
   if (op.id != 0) leases_.at(op.id).nodes.insert(path);
-  if (op.flags & flag_ttl) ttl_nodes_.insert(path);
+  if (op.flags & flag_ttl) ttl_nodes_[path] = op.ttl_ms;
   cx.events.push_back(Event{cx.index, EventType::created, path, op.data, {}, stat, 0});
   cx.events.push_back(Event{cx.index, EventType::children_changed, path_of(*parent), {}, {}, nodes_.at(*parent).stat, 0});
   Response r;
@@ -466,7 +463,7 @@ void StateMachine::remove_node(Context& cx, std::uint64_t id, const std::string&
   Node n = std::move(nodes_.at(id));
   TERN_ASSERT(n.stat.child_count == 0);
   nodes_.erase(id);
-  children_.erase({n.parent, n.name});
+  children_.erase(std::pair{n.parent, *n.name});
   Node& p = nodes_.at(n.parent);
   p.stat.child_count--;
   p.stat.child_version++;
@@ -476,6 +473,7 @@ void StateMachine::remove_node(Context& cx, std::uint64_t id, const std::string&
   if (n.stat.lease)
     if (auto l = leases_.find(n.stat.lease); l != leases_.end()) l->second.nodes.erase(path);
   if (n.flags & flag_ttl) ttl_nodes_.erase(path);
+  sequences_.erase(id);
   if (p.flags & flag_container) cx.maybe_empty_containers.insert(n.parent);
   cx.events.push_back(Event{cx.index, EventType::deleted, path, {}, std::move(n.data), n.stat, 0});
   cx.events.push_back(Event{cx.index, EventType::children_changed, path_of(n.parent), {}, {}, p.stat, 0});
@@ -486,8 +484,7 @@ void StateMachine::collect_empty_containers(Context& cx) {
   while (!cx.maybe_empty_containers.empty()) {
     std::uint64_t id = *cx.maybe_empty_containers.begin();
     cx.maybe_empty_containers.erase(cx.maybe_empty_containers.begin());
-    auto it = nodes_.find(id);
-    if (it == nodes_.end() || id == root_id || it->second.stat.child_count != 0) continue;
+    if (!nodes_.contains(id) || id == root_id || nodes_.at(id).stat.child_count != 0) continue;
     remove_node(cx, id, path_of(id));
   }
 }
@@ -715,8 +712,10 @@ std::string StateMachine::snapshot() const {
     w.str(n.data);
     put_stat(w, n.stat);
     w.u32(n.flags);
-    w.i64(n.ttl_ms);
-    w.u64(n.sequence);
+    auto ttl = (n.flags & flag_ttl) ? ttl_nodes_.find(id == root_id ? "/" : path_of(id)) : ttl_nodes_.end();
+    w.i64(ttl == ttl_nodes_.end() ? 0 : ttl->second);
+    auto seq = sequences_.find(id);
+    w.u64(seq == sequences_.end() ? 0 : seq->second);
     std::vector<std::uint64_t> kids;
     for (auto it = children_.lower_bound({id, ""}); it != children_.end() && it->first.first == id; ++it) kids.push_back(it->second);
     for (auto it = kids.rbegin(); it != kids.rend(); ++it) stack.push_back(*it);
@@ -759,32 +758,35 @@ bool StateMachine::restore(std::string_view bytes) {
     n.data = r.str();
     n.stat = get_stat(r);
     n.flags = r.u32();
-    n.ttl_ms = r.i64();
-    n.sequence = r.u64();
+    std::int64_t ttl_ms = r.i64();
+    std::uint64_t sequence = r.u64();
     if (!r.ok()) return false;
     if (i == 0) {
       if (path != "/") return false;
-      fresh.nodes_[root_id] = std::move(n);
+      fresh.nodes_.at(root_id) = std::move(n);
+      if (sequence) fresh.sequences_[root_id] = sequence;
       continue;
     }
     if (validate_path(path) != Errc::ok || path == "/") return false;
     auto parent = fresh.find(parent_of(path));
     if (!parent || fresh.find(path)) return false;
     n.parent = *parent;
-    n.name = std::string(name_of(path));
-    std::uint64_t id = fresh.next_id_++;
-    fresh.children_[{*parent, n.name}] = id;
-    if (n.flags & flag_ttl) fresh.ttl_nodes_.insert(path);
+    if (n.flags & flag_ttl) fresh.ttl_nodes_[path] = ttl_ms;
     std::uint64_t owner = n.stat.ephemeral_owner, lease = n.stat.lease;
-    fresh.nodes_[id] = std::move(n);  // child_count is checked once all nodes are in
+    auto slot = fresh.children_.emplace(std::pair{*parent, std::string(name_of(path))}, 0).first;
+    std::uint64_t id = fresh.nodes_.add(std::move(n));  // child_count is checked once all nodes are in
+    slot->second = id;
+    fresh.nodes_.at(id).name = &slot->first.second;
+    if (sequence) fresh.sequences_[id] = sequence;
     if (owner) fresh.sessions_[owner].ephemerals.insert(path);  // session fields filled below
     if (lease) fresh.leases_[lease].nodes.insert(path);
   }
   // Recount children and compare with the stats in the snapshot.
   std::unordered_map<std::uint64_t, std::uint64_t> counts;
   for (auto& [key, id] : fresh.children_) counts[key.first]++;
-  for (auto& [id, n] : fresh.nodes_)
-    if (n.stat.child_count != counts[id]) return false;
+  bool counts_ok = true;
+  fresh.nodes_.for_each([&](std::uint64_t id, Node& n) { counts_ok = counts_ok && n.stat.child_count == counts[id]; });
+  if (!counts_ok) return false;
   std::uint64_t ns = r.u64();
   if (!r.ok() || ns > r.left()) return false;
   std::set<std::uint64_t> seen_sessions;

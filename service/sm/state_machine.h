@@ -50,6 +50,11 @@ struct ApplyResult {
 class StateMachine {
  public:
   explicit StateMachine(Limits limits = {});
+  // Nodes point at their names inside children_: moves keep those addresses, copies would not.
+  StateMachine(const StateMachine&) = delete;
+  StateMachine& operator=(const StateMachine&) = delete;
+  StateMachine(StateMachine&&) = default;
+  StateMachine& operator=(StateMachine&&) = default;
 
   ApplyResult apply(std::uint64_t index, std::int64_t cluster_time_ms, std::string_view command);
 
@@ -78,12 +83,10 @@ class StateMachine {
  private:
   struct Node {
     std::uint64_t parent = 0;
-    std::string name;
+    const std::string* name = nullptr;  // the key in children_ (stable): names are stored once
     std::string data;
     Stat stat;
     std::uint32_t flags = 0;
-    std::int64_t ttl_ms = 0;
-    std::uint64_t sequence = 0;  // next sequential suffix for children
   };
   struct Session {
     std::int64_t timeout_ms = 0;
@@ -121,12 +124,52 @@ class StateMachine {
   std::string path_of(std::uint64_t id) const;
 
   Limits limits_;
-  std::unordered_map<std::uint64_t, Node> nodes_;                     // id -> node; 1 is the root
+  // Nodes in a slot vector indexed by id (ids of deleted nodes are reused): no per-node
+  // allocation or hash bucket, which keeps the overhead per node small.
+  class NodeStore {
+   public:
+    std::uint64_t add(Node n) {
+      if (!free_.empty()) {
+        std::uint64_t id = free_.back();
+        free_.pop_back();
+        slots_[id] = std::move(n);
+        live_[id] = true;
+        ++count_;
+        return id;
+      }
+      slots_.push_back(std::move(n));
+      live_.push_back(true);
+      ++count_;
+      return slots_.size() - 1;
+    }
+    Node& at(std::uint64_t id) { return slots_.at(id); }
+    const Node& at(std::uint64_t id) const { return slots_.at(id); }
+    bool contains(std::uint64_t id) const { return id < live_.size() && live_[id]; }
+    void erase(std::uint64_t id) {
+      slots_[id] = Node{};
+      live_[id] = false;
+      free_.push_back(id);
+      --count_;
+    }
+    std::size_t size() const { return count_; }
+    template <class F>
+    void for_each(F f) {
+      for (std::uint64_t id = 0; id < slots_.size(); ++id)
+        if (live_[id]) f(id, slots_[id]);
+    }
+
+   private:
+    std::vector<Node> slots_{Node{}};  // slot 0 unused: the root is id 1
+    std::vector<bool> live_{false};
+    std::vector<std::uint64_t> free_;
+    std::size_t count_ = 0;
+  };
+  NodeStore nodes_;
   std::map<std::pair<std::uint64_t, std::string>, std::uint64_t> children_;  // (parent, name) -> id
-  std::uint64_t next_id_ = 2;
   std::map<std::uint64_t, Session> sessions_;
   std::map<std::uint64_t, Lease> leases_;
-  std::set<std::string> ttl_nodes_;
+  std::map<std::string, std::int64_t> ttl_nodes_;   // TTL node path -> ttl_ms (rare: kept aside)
+  std::map<std::uint64_t, std::uint64_t> sequences_; // node id -> next sequential suffix of its children
   LockTable locks_;
   std::int64_t now_ = 0;
   std::int64_t last_stamp_ = 0;

@@ -1,0 +1,117 @@
+// State machine benchmark (issue 5): commands applied per second for create / set / get mixes,
+// memory per node for 1 million nodes with 100-byte values, and snapshot / restore time for
+// that tree. Prints a markdown table (and writes it to $TERN_BENCH_OUT).
+//   sm_bench [NODES]   (default 1,000,000)
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "service/sm/command.h"
+#include "service/sm/state_machine.h"
+
+using namespace tern::sm;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+long rss_kib() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  return 0;
+}
+
+double secs(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string node_path(std::size_t i) {
+  // 1,000 directories of 1,000 nodes each: /d123/n456789
+  return "/d" + std::to_string(i % 1000) + "/n" + std::to_string(i);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::size_t n = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 1'000'000;
+  std::string table = "| measurement | value |\n|---|---|\n";
+  char row[256];
+  auto add = [&](const char* what, const std::string& v) {
+    std::snprintf(row, sizeof row, "| %s | %s |\n", what, v.c_str());
+    table += row;
+    std::fputs(row, stdout);
+    std::fflush(stdout);
+  };
+  const std::string value(100, 'v');
+  // Encoded commands are prepared up front: the measurement is apply(), not encoding.
+  std::vector<std::string> creates;
+  creates.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) creates.push_back(encode(Command{0, 0, Op{OpType::create, node_path(i), value}}));
+  std::uint64_t index = 0;
+  long rss_before = rss_kib();
+  StateMachine sm;
+  for (std::size_t d = 0; d < 1000; ++d) sm.apply(++index, 1000, encode(Command{0, 0, Op{OpType::create, "/d" + std::to_string(d)}}));
+  auto t0 = Clock::now();
+  for (auto& c : creates) {
+    auto r = sm.apply(++index, 1000, c);
+    if (r.response.err != Errc::ok) return 1;
+  }
+  double create_s = secs(t0);
+  long rss_after = rss_kib();
+  creates.clear();
+  creates.shrink_to_fit();
+  std::snprintf(row, sizeof row, "%.0f", static_cast<double>(n) / create_s);
+  add("create, 100-byte values (commands/s)", row);
+  std::size_t key_bytes = 0;
+  for (std::size_t i = 0; i < n; ++i) key_bytes += node_path(i).size();
+  double per_node = (static_cast<double>(rss_after - rss_before) * 1024.0) / static_cast<double>(n);
+  double overhead = per_node - 100.0 - static_cast<double>(key_bytes) / static_cast<double>(n);
+  std::snprintf(row, sizeof row, "%.0f B (of which path %.1f B and data 100 B; overhead %.0f B)", per_node,
+                static_cast<double>(key_bytes) / static_cast<double>(n), overhead);
+  add("memory per node, 1M nodes (RSS delta / nodes)", row);
+
+  std::mt19937_64 rng(1);
+  std::vector<std::string> sets;
+  for (int i = 0; i < 200000; ++i)
+    sets.push_back(encode(Command{0, 0, Op{OpType::set, node_path(rng() % n), value}}));
+  t0 = Clock::now();
+  for (auto& c : sets) sm.apply(++index, 1000, c);
+  std::snprintf(row, sizeof row, "%.0f", static_cast<double>(sets.size()) / secs(t0));
+  add("set (commands/s)", row);
+  std::vector<std::string> paths;
+  for (int i = 0; i < 500000; ++i) paths.push_back(node_path(rng() % n));
+  t0 = Clock::now();
+  std::size_t found = 0;
+  for (auto& p : paths) found += sm.get(p).err == Errc::ok;
+  std::snprintf(row, sizeof row, "%.0f", static_cast<double>(paths.size()) / secs(t0));
+  add("get (queries/s)", row);
+  if (found != paths.size()) return 1;
+  // A mix: 10 % create, 30 % set, 60 % get.
+  t0 = Clock::now();
+  std::size_t ops = 300000;
+  for (std::size_t i = 0; i < ops; ++i) {
+    auto r = rng() % 10;
+    if (r == 0) sm.apply(++index, 1000, encode(Command{0, 0, Op{OpType::create, "/d1/m" + std::to_string(i), value}}));
+    else if (r < 4) sm.apply(++index, 1000, encode(Command{0, 0, Op{OpType::set, node_path(rng() % n), value}}));
+    else (void)sm.get(node_path(rng() % n));
+  }
+  std::snprintf(row, sizeof row, "%.0f", static_cast<double>(ops) / secs(t0));
+  add("mix 10% create / 30% set / 60% get (ops/s, encoding included)", row);
+
+  t0 = Clock::now();
+  std::string snap = sm.snapshot();
+  double snap_s = secs(t0);
+  std::snprintf(row, sizeof row, "%.2f s (%.0f MiB)", snap_s, static_cast<double>(snap.size()) / (1 << 20));
+  add("snapshot of the tree", row);
+  StateMachine restored;
+  t0 = Clock::now();
+  bool ok = restored.restore(snap);
+  std::snprintf(row, sizeof row, "%.2f s", secs(t0));
+  add("restore of the tree", row);
+  if (!ok || restored.digest() != sm.digest()) return 1;
+  if (const char* out = std::getenv("TERN_BENCH_OUT")) std::ofstream(out) << table;
+  return 0;
+}
