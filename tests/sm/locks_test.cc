@@ -4,6 +4,7 @@
 #include <rapidcheck.h>
 #include <rapidcheck/gtest.h>
 
+#include <algorithm>
 #include <deque>
 #include <map>
 
@@ -192,12 +193,13 @@ RC_GTEST_PROP(LockModel, GrantsMatchAFifoModelAndNeverConflict, ()) {
   };
   std::map<std::string, L> model;
   auto compatible = [](const L& l, bool shared) { return l.holders.empty() || (shared && l.holders.front().shared); };
-  auto grant = [&](L& l, std::vector<std::uint64_t>& out) {
+  std::vector<std::pair<std::uint64_t, std::string>> want_named;
+  auto grant = [&](const std::string& lock_name, L& l) {
     while (!l.queue.empty() && compatible(l, l.queue.front().shared)) {
       Req r = l.queue.front();
       l.queue.pop_front();
       l.holders.push_back(r);
-      out.push_back(r.session);
+      want_named.push_back({r.session, lock_name});
       if (!r.shared) break;
     }
   };
@@ -206,12 +208,24 @@ RC_GTEST_PROP(LockModel, GrantsMatchAFifoModelAndNeverConflict, ()) {
     std::string name = *rc::gen::element<std::string>("a", "b");
     std::uint64_t s = sessions[static_cast<std::size_t>(*rc::gen::inRange(0, 4))];
     L& l = model[name];
-    std::vector<std::uint64_t> want;
+    want_named.clear();
     bool holds = std::any_of(l.holders.begin(), l.holders.end(), [&](const Req& r) { return r.session == s; });
     bool waits = std::any_of(l.queue.begin(), l.queue.end(), [&](const Req& r) { return r.session == s; });
-    if (*rc::gen::inRange(0, 3) < 2) {
-      bool shared = *rc::gen::arbitrary<bool>();
-      auto r = d.lock(s, name, shared ? lock_shared : 0);
+    int what = *rc::gen::inRange(0, 7);
+    if (what == 6) {
+      // The session ends (closed: no lock-delay): all its holds and requests go, waiters advance.
+      d.run(Op{OpType::close_session, "", "", -1, 0, 0, s});
+      for (auto& [n, ml] : model) {
+        std::erase_if(ml.holders, [&](const Req& x) { return x.session == s; });
+        std::erase_if(ml.queue, [&](const Req& x) { return x.session == s; });
+        grant(n, ml);
+      }
+      std::replace(sessions.begin(), sessions.end(), s, d.session(1'000'000));
+    } else if (what < 4) {
+      // Elections are exclusive locks on their own names: "a" is a lock, "b" an election.
+      bool election = name == "b";
+      bool shared = !election && *rc::gen::arbitrary<bool>();
+      auto r = election ? d.run(Op{OpType::campaign, name, "v" + std::to_string(s)}, s) : d.lock(s, name, shared ? lock_shared : 0);
       if (!holds && !waits) {
         if (l.queue.empty() && compatible(l, shared)) {
           l.holders.push_back({s, shared});
@@ -222,22 +236,43 @@ RC_GTEST_PROP(LockModel, GrantsMatchAFifoModelAndNeverConflict, ()) {
         }
       }
     } else {
-      auto r = d.unlock(s, name);
+      auto r = name == "b" ? d.run(Op{OpType::resign, name}, s) : d.unlock(s, name);
       RC_ASSERT((r.err == Errc::ok) == (holds || waits));
       std::erase_if(l.holders, [&](const Req& x) { return x.session == s; });
       std::erase_if(l.queue, [&](const Req& x) { return x.session == s; });
-      grant(l, want);
+      grant(name, l);
     }
     // Tokens of a lock never decrease (grants in one entry share the entry's index) and each
     // is valid for its holder.
     for (auto& e : d.events) {
-      if (e.type != EventType::lock_granted) continue;
+      if (e.type != EventType::lock_granted && e.type != EventType::leader_changed) continue;
+      if (e.type == EventType::leader_changed) {
+        if (e.id != 0) RC_ASSERT(e.token >= model[e.path].last_token);
+        if (e.id != 0) model[e.path].last_token = e.token;
+        continue;
+      }
       RC_ASSERT(e.token >= model[e.path].last_token);
-      RC_ASSERT(e.token == d.index);
+      RC_ASSERT(e.token == e.index);  // the log index of the grant
       RC_ASSERT(d.sm.check_token(e.path, e.token));
       model[e.path].last_token = e.token;
     }
-    RC_ASSERT(d.granted_sessions() == want);
+    // The election's leader is the model's holder of "b", with its value.
+    auto leader = d.sm.leader("b");
+    if (model["b"].holders.empty()) {
+      RC_ASSERT(leader.err == Errc::no_node);
+    } else {
+      RC_ASSERT(leader.id == model["b"].holders.front().session);
+      RC_ASSERT(leader.data == "v" + std::to_string(leader.id));
+    }
+    // Grants handed over from the queue: lock_granted events for the lock, leader_changed for
+    // the election (whose leader is checked above).
+    std::vector<std::uint64_t> got, want_locks;
+    for (auto& e : d.events)
+      if (e.type == EventType::lock_granted) got.push_back(e.id);
+    for (auto& [who, lock_name] : want_named)
+      if (lock_name == "a") want_locks.push_back(who);
+    d.events.clear();
+    RC_ASSERT(got == want_locks);
     // Safety: one exclusive holder, or only shared holders.
     for (auto& [n, m] : model)
       if (m.holders.size() > 1)

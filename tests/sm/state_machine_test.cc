@@ -6,6 +6,7 @@
 #include <rapidcheck/gtest.h>
 
 #include <map>
+#include <set>
 
 #include "service/sm/command.h"
 #include "service/sm/path.h"
@@ -405,14 +406,22 @@ void compare(const Model& m, const StateMachine& sm) {
 RC_GTEST_PROP(Model, NamespaceSessionsAndTransactionsMatchAMapOfPaths, ()) {
   Driver d;
   Model m;
-  std::uint64_t session = 0;
+  std::uint64_t session = 0, next_seq = 0;
   int steps = *rc::gen::inRange(1, 60);
   for (int i = 0; i < steps; ++i) {
     int what = *rc::gen::inRange(0, 10);
     if (what < 6) {
       Op op = *gen_simple_op();
       Errc want = model_apply(m, op, session);
-      RC_ASSERT(d.run(op, session).err == want);
+      std::uint64_t seq = session ? ++next_seq : 0;
+      Response got = d.run(op, session, seq);
+      RC_ASSERT(got.err == want);
+      if (session && *rc::gen::inRange(0, 4) == 0) {
+        // A client retry of the same (session, sequence): same answer, applied once.
+        std::uint64_t digest = d.sm.digest();
+        RC_ASSERT(d.run(op, session, seq) == got);
+        RC_ASSERT(d.sm.digest() == digest);
+      }
     } else if (what < 8) {
       // A transaction of up to 4 simple ops: all-or-nothing against a copy of the model.
       Op multi{OpType::multi};
@@ -426,6 +435,7 @@ RC_GTEST_PROP(Model, NamespaceSessionsAndTransactionsMatchAMapOfPaths, ()) {
     } else if (what == 8) {
       if (session == 0) {
         session = d.open_session(2000);
+        next_seq = 0;
       } else {
         for (int t = 0; t < 3; ++t) d.tick(1500);  // let the session expire: its ephemerals go with it
         for (auto it = m.nodes.begin(); it != m.nodes.end();) it = it->second.owner == session ? m.nodes.erase(it) : std::next(it);
@@ -455,6 +465,92 @@ RC_GTEST_PROP(Model, ReplicasFedTheSameCommandsAgreeAndRejectionsChangeNothing, 
     RC_ASSERT(a.sm.digest() == b.sm.digest());
     if (ra.err != Errc::ok) {
       RC_ASSERT(a.sm.get(op.path) == before);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tern::sm
+
+namespace tern::sm {
+namespace {
+
+// Leases against a model of deadlines and attached nodes, including expiry on cluster time.
+RC_GTEST_PROP(LeaseModel, GrantKeepAliveRevokeAndExpiryMatchTheModel, ()) {
+  Driver d;
+  struct L {
+    std::int64_t ttl, deadline;
+    std::set<std::string> nodes;
+  };
+  std::map<std::uint64_t, L> model;
+  std::set<std::string> nodes;
+  std::int64_t now = d.time;  // the state machine's clock starts at the first stamp
+  bool started = false;
+  auto step_clock = [&](std::int64_t delta) {
+    d.time += delta;
+    if (!started) {
+      now = d.time;
+      started = true;
+    } else {
+      now += std::min<std::int64_t>(delta, 2000);
+    }
+    for (auto it = model.begin(); it != model.end();) {
+      if (now > it->second.deadline) {
+        for (auto& p : it->second.nodes) nodes.erase(p);
+        it = model.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  };
+  int steps = *rc::gen::inRange(1, 50);
+  int counter = 0;
+  for (int i = 0; i < steps; ++i) {
+    int what = *rc::gen::inRange(0, 5);
+    std::int64_t delta = *rc::gen::inRange<std::int64_t>(0, 900);
+    step_clock(delta);
+    std::uint64_t some = model.empty() ? 424242 : std::next(model.begin(), *rc::gen::inRange<int>(0, static_cast<int>(model.size())))->first;
+    if (what == 0) {
+      std::int64_t ttl = *rc::gen::inRange<std::int64_t>(200, 3000);
+      Op op{OpType::grant_lease};
+      op.ttl_ms = ttl;
+      auto r = d.raw(encode(Command{0, 0, op})).response;
+      RC_ASSERT(r.err == Errc::ok);
+      model[r.id] = L{ttl, now + ttl, {}};
+    } else if (what == 1) {
+      std::string p = "/n" + std::to_string(counter++);
+      Op op{OpType::create, p};
+      op.id = some;
+      auto r = d.raw(encode(Command{0, 0, op})).response;
+      if (model.count(some)) {
+        RC_ASSERT(r.err == Errc::ok);
+        model[some].nodes.insert(p);
+        nodes.insert(p);
+      } else {
+        RC_ASSERT(r.err == Errc::unknown_lease);
+      }
+    } else if (what == 2) {
+      auto r = d.raw(encode(Command{0, 0, Op{OpType::keep_alive_lease, "", "", -1, 0, 0, some}})).response;
+      RC_ASSERT((r.err == Errc::ok) == (model.count(some) > 0));
+      if (model.count(some)) model[some].deadline = now + model[some].ttl;
+    } else if (what == 3) {
+      auto r = d.raw(encode(Command{0, 0, Op{OpType::revoke_lease, "", "", -1, 0, 0, some}})).response;
+      RC_ASSERT((r.err == Errc::ok) == (model.count(some) > 0));
+      if (model.count(some)) {
+        for (auto& p : model[some].nodes) nodes.erase(p);
+        model.erase(some);
+      }
+    } else {
+      d.raw(encode(Command{0, 0, Op{OpType::tick}}));
+    }
+    for (auto& [id, l] : model) {
+      auto t = d.sm.lease_ttl(id);
+      RC_ASSERT(t.err == Errc::ok);
+      RC_ASSERT(t.ttl_ms == l.deadline - now);
+    }
+    for (int k = 0; k < counter; ++k) {
+      std::string p = "/n" + std::to_string(k);
+      RC_ASSERT((d.sm.get(p).err == Errc::ok) == (nodes.count(p) > 0));
     }
   }
 }
