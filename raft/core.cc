@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "common/assert.h"
+#include "common/le.h"
 #include "raft/quorum.h"
 
 namespace tern::raft {
@@ -50,29 +51,23 @@ const char* error_name(RaftError e) {
 }
 
 std::string encode_conf_change(const ConfChange& cc) {
-  std::string out(9, '\0');
-  out[0] = static_cast<char>(cc.type);
-  for (int i = 0; i < 8; ++i) out[1 + i] = static_cast<char>((cc.node.value >> (8 * i)) & 0xff);
+  std::string out(1, static_cast<char>(cc.type));
+  le::put_u64(out, cc.node.value);
   return out;
 }
 
 std::optional<ConfChange> decode_conf_change(std::string_view data) {
   if (data.size() != 9 || static_cast<std::uint8_t>(data[0]) > 3) return std::nullopt;
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= std::uint64_t(static_cast<std::uint8_t>(data[1 + i])) << (8 * i);
-  return ConfChange{static_cast<ConfChangeType>(data[0]), NodeId{v}};
+  return ConfChange{static_cast<ConfChangeType>(data[0]), NodeId{le::get_u64(data.data() + 1)}};
 }
 
 namespace {
 constexpr std::uint8_t conf_state_tag = 0xff;
 
-void put_u64(std::string& out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
+using le::put_u64;
 bool get_u64(std::string_view& in, std::uint64_t& v) {
   if (in.size() < 8) return false;
-  v = 0;
-  for (int i = 0; i < 8; ++i) v |= std::uint64_t(static_cast<std::uint8_t>(in[i])) << (8 * i);
+  v = le::get_u64(in.data());
   in.remove_prefix(8);
   return true;
 }

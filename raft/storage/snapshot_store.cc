@@ -8,6 +8,7 @@
 
 #include <zstd.h>
 
+#include "common/le.h"
 #include "raft/storage/crc32c.h"
 
 namespace tern::storage {
@@ -16,17 +17,9 @@ namespace {
 constexpr char magic[8] = {'T', 'E', 'R', 'N', 'S', 'N', 'P', '1'};
 constexpr std::uint64_t max_ids = 1 << 16;
 
-void put_u32(std::string& s, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-void put_u64(std::string& s, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-std::uint64_t get(const char* p, int n) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < n; ++i) v |= std::uint64_t(static_cast<unsigned char>(p[i])) << (8 * i);
-  return v;
-}
+using le::get;
+using le::put_u32;
+using le::put_u64;
 
 constexpr std::uint32_t flag_zstd = 1;
 

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "common/assert.h"
+#include "common/le.h"
 #include "raft/storage/crc32c.h"
 
 namespace tern::storage {
@@ -21,22 +22,10 @@ constexpr std::size_t record_header_bytes = 9;
 constexpr std::uint32_t max_record_bytes = 256u << 20;
 enum RecordType : std::uint8_t { rec_entry = 1, rec_hard_state = 2, rec_truncate = 3, rec_reset = 4 };
 
-void put_u32(std::string& s, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-void put_u64(std::string& s, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-std::uint32_t get_u32(const char* p) {
-  std::uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= std::uint32_t(static_cast<unsigned char>(p[i])) << (8 * i);
-  return v;
-}
-std::uint64_t get_u64(const char* p) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= std::uint64_t(static_cast<unsigned char>(p[i])) << (8 * i);
-  return v;
-}
+using le::get_u32;
+using le::get_u64;
+using le::put_u32;
+using le::put_u64;
 
 std::string segment_name(std::uint64_t seq) {
   char buf[32];

@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/le.h"
+
 namespace tern::sm {
 
 class Writer {
@@ -21,9 +23,7 @@ class Writer {
   const std::string& bytes() const { return out_; }
 
  private:
-  void put(std::uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) out_.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-  }
+  void put(std::uint64_t v, int n) { le::put(out_, v, n); }
   std::string out_;
 };
 
@@ -55,8 +55,7 @@ class Reader {
       ok_ = false;
       return 0;
     }
-    std::uint64_t v = 0;
-    for (int i = 0; i < n; ++i) v |= std::uint64_t(static_cast<unsigned char>(in_[i])) << (8 * i);
+    std::uint64_t v = le::get(in_.data(), n);
     in_.remove_prefix(static_cast<std::size_t>(n));
     return v;
   }
