@@ -526,6 +526,39 @@ TEST(Membership, RemovedLeaderStepsDownOnceTheChangeCommits) {
   EXPECT_EQ(leaders, 1);
 }
 
+// Regression (found by the simulator): the acknowledgement that commits a follower's own removal
+// erased its progress entry while handle_append_reply still used it (use-after-free under ASan).
+TEST(Membership, RemovingTheFollowerWhoseAckCommitsTheRemoval) {
+  Harness h(2);
+  h.elect(1);
+  h.tick_all(1);
+  ASSERT_TRUE(h[1].propose_conf_change({ConfChangeType::remove_node, N(2)}));
+  h.tick_all(3);  // node 2's reply is the one that completes the majority of {1, 2}
+  EXPECT_EQ(h[1].conf_state().voters, std::vector<NodeId>{N(1)});
+  EXPECT_EQ(h[1].progress(N(2)), nullptr);
+  EXPECT_EQ(h[1].role(), Role::leader);
+  Index i = h.propose(1, "alone");
+  EXPECT_GE(h[1].commit_index(), i);
+}
+
+// Regression (found by the simulator): pipelined appends lost in flight left a follower stuck
+// one entry behind forever when no new proposals came.
+TEST(Replication, LostPipelinedAppendsAreResentAfterHeartbeats) {
+  Harness h(3);
+  h.elect(1);
+  h.tick_all(2);
+  h.propose(1, "a");
+  ASSERT_EQ(h[1].progress(N(3))->state, ProgressState::replicate);
+  h.cut.insert({N(1), N(3)});  // the next append to node 3 is lost...
+  auto r = h[1].propose("b");
+  ASSERT_TRUE(r);
+  h.settle();
+  h.cut.clear();  // ...and nothing else is proposed
+  h.tick_all(6);
+  EXPECT_GE(h[3].commit_index(), *r);
+  EXPECT_EQ(h[3].last_index(), h[1].last_index());
+}
+
 TEST(Membership, InvalidChangesAreRejected) {
   Harness h(1);
   h.elect(1);
