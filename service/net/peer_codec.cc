@@ -1,0 +1,210 @@
+#include "service/net/peer_codec.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <cstring>
+#include <vector>
+
+#include "service/proto/peer.capnp.h"
+
+namespace tern::net {
+
+using namespace tern::raft;
+
+const char* codec_error_name(CodecError e) {
+  switch (e) {
+    case CodecError::malformed: return "malformed";
+    case CodecError::too_large: return "too_large";
+    case CodecError::unaligned: return "unaligned";
+  }
+  return "?";
+}
+
+namespace {
+
+template <class... Fs>
+struct Overloaded : Fs... {
+  using Fs::operator()...;
+};
+template <class... Fs>
+Overloaded(Fs...) -> Overloaded<Fs...>;
+
+kj::ArrayPtr<const kj::byte> bytes_of(const std::string& s) {
+  return kj::arrayPtr(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+std::string string_of(capnp::Data::Reader d) { return std::string(reinterpret_cast<const char*>(d.begin()), d.size()); }
+
+void put_conf(proto::ConfState::Builder b, const ConfState& c) {
+  auto v = b.initVoters(static_cast<unsigned>(c.voters.size()));
+  for (unsigned i = 0; i < c.voters.size(); ++i) v.set(i, c.voters[i].value);
+  auto l = b.initLearners(static_cast<unsigned>(c.learners.size()));
+  for (unsigned i = 0; i < c.learners.size(); ++i) l.set(i, c.learners[i].value);
+}
+ConfState get_conf(proto::ConfState::Reader r) {
+  ConfState c;
+  for (auto v : r.getVoters()) c.voters.push_back(NodeId{v});
+  for (auto l : r.getLearners()) c.learners.push_back(NodeId{l});
+  return c;
+}
+
+}  // namespace
+
+std::string encode_peer_frame(std::uint64_t cluster_id, const Message& m) {
+  capnp::MallocMessageBuilder builder;
+  auto msg = builder.initRoot<proto::PeerMessage>();
+  msg.setClusterId(cluster_id);
+  msg.setFrom(m.from.value);
+  msg.setTo(m.to.value);
+  msg.setTerm(m.term.value);
+  auto body = msg.initBody();
+  std::visit(Overloaded{
+                 [&](const AppendRequest& r) {
+                   auto b = body.initAppendRequest();
+                   b.setPrevIndex(r.prev_index.value);
+                   b.setPrevTerm(r.prev_term.value);
+                   b.setCommit(r.commit.value);
+                   auto es = b.initEntries(static_cast<unsigned>(r.entries.size()));
+                   for (unsigned i = 0; i < r.entries.size(); ++i) {
+                     const Entry& e = r.entries[i];
+                     es[i].setTerm(e.term.value);
+                     es[i].setIndex(e.index.value);
+                     es[i].setType(static_cast<std::uint8_t>(e.type));
+                     es[i].setData(bytes_of(e.data));
+                   }
+                 },
+                 [&](const AppendReply& r) {
+                   auto b = body.initAppendReply();
+                   b.setSuccess(r.success);
+                   b.setMatchIndex(r.match_index.value);
+                   b.setRejectedIndex(r.rejected_index.value);
+                   b.setConflictIndex(r.conflict_index.value);
+                   b.setConflictTerm(r.conflict_term.value);
+                 },
+                 [&](const VoteRequest& r) {
+                   auto b = body.initVoteRequest();
+                   b.setLastIndex(r.last_index.value);
+                   b.setLastTerm(r.last_term.value);
+                   b.setPreVote(r.pre_vote);
+                   b.setTransfer(r.transfer);
+                 },
+                 [&](const VoteReply& r) {
+                   auto b = body.initVoteReply();
+                   b.setGranted(r.granted);
+                   b.setPreVote(r.pre_vote);
+                 },
+                 [&](const HeartbeatRequest& r) {
+                   auto b = body.initHeartbeatRequest();
+                   b.setCommit(r.commit.value);
+                   b.setReadSeq(r.read_seq);
+                 },
+                 [&](const HeartbeatReply& r) { body.initHeartbeatReply().setReadSeq(r.read_seq); },
+                 [&](const InstallSnapshotRequest& r) {
+                   auto b = body.initInstallSnapshot();
+                   auto meta = b.initMeta();
+                   meta.setIndex(r.meta.index.value);
+                   meta.setTerm(r.meta.term.value);
+                   put_conf(meta.initConf(), r.meta.conf);
+                   b.setOffset(0);
+                   if (r.data) b.setChunk(bytes_of(*r.data));
+                   b.setDone(true);
+                 },
+                 [&](const InstallSnapshotReply& r) { body.initInstallSnapshotReply().setMatchIndex(r.match_index.value); },
+                 [&](const TimeoutNow&) { body.setTimeoutNow(); },
+                 [&](const ReadIndexRequest& r) { body.initReadIndexRequest().setContext(bytes_of(r.context)); },
+                 [&](const ReadIndexReply& r) {
+                   auto b = body.initReadIndexReply();
+                   b.setContext(bytes_of(r.context));
+                   b.setIndex(r.index.value);
+                   b.setOk(r.ok);
+                 },
+             },
+             m.body);
+  auto words = capnp::messageToFlatArray(builder);
+  auto chars = words.asChars();
+  return std::string(chars.begin(), chars.size());
+}
+
+Result<PeerFrame, CodecError> decode_peer_frame(std::string_view bytes) {
+  if (bytes.size() > max_peer_frame_bytes) return fail(CodecError::too_large);
+  if (bytes.size() % sizeof(capnp::word) != 0 || bytes.empty()) return fail(CodecError::malformed);
+  // Cap'n Proto reads words in place: copy into aligned storage.
+  std::vector<capnp::word> words(bytes.size() / sizeof(capnp::word));
+  std::memcpy(words.data(), bytes.data(), bytes.size());
+  PeerFrame f;
+  try {
+    capnp::ReaderOptions options;
+    options.traversalLimitInWords = max_peer_frame_bytes / sizeof(capnp::word);
+    options.nestingLimit = 16;
+    capnp::FlatArrayMessageReader reader(kj::arrayPtr(words.data(), words.size()), options);
+    auto msg = reader.getRoot<proto::PeerMessage>();
+    f.cluster_id = msg.getClusterId();
+    Message& m = f.message;
+    m.from = NodeId{msg.getFrom()};
+    m.to = NodeId{msg.getTo()};
+    m.term = Term{msg.getTerm()};
+    auto body = msg.getBody();
+    switch (body.which()) {
+      case proto::PeerMessage::Body::APPEND_REQUEST: {
+        auto b = body.getAppendRequest();
+        AppendRequest r{Index{b.getPrevIndex()}, Term{b.getPrevTerm()}, {}, Index{b.getCommit()}};
+        for (auto e : b.getEntries()) {
+          if (e.getType() > 2) return fail(CodecError::malformed);
+          r.entries.push_back(Entry{Term{e.getTerm()}, Index{e.getIndex()}, static_cast<EntryType>(e.getType()), string_of(e.getData())});
+        }
+        m.body = std::move(r);
+        break;
+      }
+      case proto::PeerMessage::Body::APPEND_REPLY: {
+        auto b = body.getAppendReply();
+        m.body = AppendReply{b.getSuccess(), Index{b.getMatchIndex()}, Index{b.getRejectedIndex()}, Index{b.getConflictIndex()},
+                             Term{b.getConflictTerm()}};
+        break;
+      }
+      case proto::PeerMessage::Body::VOTE_REQUEST: {
+        auto b = body.getVoteRequest();
+        m.body = VoteRequest{Index{b.getLastIndex()}, Term{b.getLastTerm()}, b.getPreVote(), b.getTransfer()};
+        break;
+      }
+      case proto::PeerMessage::Body::VOTE_REPLY: {
+        auto b = body.getVoteReply();
+        m.body = VoteReply{b.getGranted(), b.getPreVote()};
+        break;
+      }
+      case proto::PeerMessage::Body::HEARTBEAT_REQUEST: {
+        auto b = body.getHeartbeatRequest();
+        m.body = HeartbeatRequest{Index{b.getCommit()}, b.getReadSeq()};
+        break;
+      }
+      case proto::PeerMessage::Body::HEARTBEAT_REPLY: m.body = HeartbeatReply{body.getHeartbeatReply().getReadSeq()}; break;
+      case proto::PeerMessage::Body::INSTALL_SNAPSHOT: {
+        auto b = body.getInstallSnapshot();
+        if (b.getOffset() != 0 || !b.getDone()) return fail(CodecError::malformed);  // chunks are reassembled by the transport
+        auto meta = b.getMeta();
+        InstallSnapshotRequest r{SnapshotMeta{Index{meta.getIndex()}, Term{meta.getTerm()}, get_conf(meta.getConf())}, nullptr};
+        if (b.hasChunk()) r.data = std::make_shared<const std::string>(string_of(b.getChunk()));
+        m.body = std::move(r);
+        break;
+      }
+      case proto::PeerMessage::Body::INSTALL_SNAPSHOT_REPLY:
+        m.body = InstallSnapshotReply{Index{body.getInstallSnapshotReply().getMatchIndex()}};
+        break;
+      case proto::PeerMessage::Body::TIMEOUT_NOW: m.body = TimeoutNow{}; break;
+      case proto::PeerMessage::Body::READ_INDEX_REQUEST:
+        m.body = ReadIndexRequest{string_of(body.getReadIndexRequest().getContext())};
+        break;
+      case proto::PeerMessage::Body::READ_INDEX_REPLY: {
+        auto b = body.getReadIndexReply();
+        m.body = ReadIndexReply{string_of(b.getContext()), Index{b.getIndex()}, b.getOk()};
+        break;
+      }
+      default: return fail(CodecError::malformed);  // a union member from a newer schema
+    }
+  } catch (const kj::Exception&) {
+    return fail(CodecError::malformed);
+  }
+  return f;
+}
+
+}  // namespace tern::net
