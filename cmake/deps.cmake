@@ -18,7 +18,7 @@ find_package(benchmark CONFIG REQUIRED)
 find_package(tl-expected CONFIG REQUIRED)
 find_package(nlohmann_json CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
-find_package(tomlplusplus CONFIG QUIET)
+find_package(tomlplusplus CONFIG REQUIRED)
 find_package(zstd CONFIG REQUIRED)
 
 # Helper: a GoogleTest/RapidCheck binary registered with ctest.

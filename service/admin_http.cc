@@ -1,0 +1,74 @@
+#include "service/admin_http.h"
+
+#include <asio.hpp>
+
+#include <map>
+
+namespace tern::service {
+
+struct AdminHttpServer::Impl : std::enable_shared_from_this<AdminHttpServer::Impl> {
+  asio::ip::tcp::acceptor acceptor;
+  std::map<std::string, HttpHandler> handlers;
+  std::size_t open = 0;
+
+  Impl(asio::io_context& io, const asio::ip::tcp::endpoint& ep) : acceptor(io, ep) {}
+
+  void accept() {
+    acceptor.async_accept([self = shared_from_this()](std::error_code ec, asio::ip::tcp::socket s) {
+      if (ec == asio::error::operation_aborted) return;
+      if (!ec && self->open < kMaxConnections) self->serve(std::move(s));
+      self->accept();
+    });
+  }
+
+  void serve(asio::ip::tcp::socket s) {
+    struct Conn {
+      asio::ip::tcp::socket sock;
+      std::string buf;
+      std::string out;
+    };
+    auto c = std::make_shared<Conn>(Conn{std::move(s), {}, {}});
+    ++open;
+    asio::async_read_until(
+        c->sock, asio::dynamic_buffer(c->buf, kMaxRequestBytes), "\r\n\r\n",
+        [self = shared_from_this(), c](std::error_code ec, std::size_t) {
+          HttpResponse r;
+          if (ec) {
+            r = {400, "text/plain", "bad request\n"};
+          } else {
+            auto sp1 = c->buf.find(' ');
+            auto sp2 = c->buf.find(' ', sp1 + 1);
+            std::string method = c->buf.substr(0, sp1);
+            std::string path = sp1 == std::string::npos ? "" : c->buf.substr(sp1 + 1, sp2 - sp1 - 1);
+            auto it = self->handlers.find(path);
+            if (method != "GET") r = {405, "text/plain", "method not allowed\n"};
+            else if (it == self->handlers.end()) r = {404, "text/plain", "not found\n"};
+            else r = it->second();
+          }
+          const char* reason = r.status == 200 ? "OK" : r.status == 503 ? "Service Unavailable" : "Error";
+          c->out = "HTTP/1.1 " + std::to_string(r.status) + " " + reason + "\r\nContent-Type: " +
+                   r.content_type + "\r\nContent-Length: " + std::to_string(r.body.size()) +
+                   "\r\nConnection: close\r\n\r\n" + r.body;
+          asio::async_write(c->sock, asio::buffer(c->out), [self, c](std::error_code, std::size_t) {
+            std::error_code ignore;
+            c->sock.shutdown(asio::ip::tcp::socket::shutdown_both, ignore);
+            c->sock.close(ignore);
+            --self->open;
+          });
+        });
+  }
+};
+
+AdminHttpServer::AdminHttpServer(asio::io_context& io, const std::string& host, std::uint16_t port)
+    : impl_(std::make_shared<Impl>(io, asio::ip::tcp::endpoint(asio::ip::make_address(host), port))) {}
+
+AdminHttpServer::~AdminHttpServer() {
+  std::error_code ignore;
+  impl_->acceptor.close(ignore);
+}
+
+void AdminHttpServer::handle(const std::string& path, HttpHandler h) { impl_->handlers[path] = std::move(h); }
+void AdminHttpServer::start() { impl_->accept(); }
+std::uint16_t AdminHttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+}  // namespace tern::service

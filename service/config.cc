@@ -1,0 +1,180 @@
+#include "service/config.h"
+
+#include <CLI/CLI.hpp>
+#include <toml++/toml.h>
+
+#include <charconv>
+#include <set>
+#include <sstream>
+
+namespace tern::service {
+namespace {
+
+template <class T>
+bool parse_uint(const std::string& s, T& out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc{} && p == s.data() + s.size();
+}
+
+std::string join_cluster(const std::vector<PeerAddress>& peers) {
+  std::string out;
+  for (const auto& p : peers) {
+    if (!out.empty()) out += ',';
+    out += std::to_string(p.id) + "=" + p.host + ":" + std::to_string(p.port);
+  }
+  return out;
+}
+
+// One setting, settable from all three sources, applied in precedence order.
+struct Setting {
+  const char* key;  // TOML key; flag is --key with '_' -> '-'; env is TERN_KEY
+  std::function<std::optional<std::string>(Config&, const std::string&)> set;  // error text
+};
+
+std::vector<Setting> settings() {
+  auto str = [](std::string Config::*m) {
+    return [m](Config& c, const std::string& v) -> std::optional<std::string> {
+      c.*m = v;
+      return std::nullopt;
+    };
+  };
+  auto num = [](auto Config::*m) {
+    return [m](Config& c, const std::string& v) -> std::optional<std::string> {
+      if (!parse_uint(v, c.*m)) return "not a number: '" + v + "'";
+      return std::nullopt;
+    };
+  };
+  return {
+      {"id", num(&Config::id)},
+      {"data_dir", str(&Config::data_dir)},
+      {"initial_cluster",
+       [](Config& c, const std::string& v) -> std::optional<std::string> {
+         auto r = parse_initial_cluster(v);
+         if (!r) return r.error();
+         c.initial_cluster = *r;
+         return std::nullopt;
+       }},
+      {"client_addr", str(&Config::client_addr)},
+      {"admin_addr", str(&Config::admin_addr)},
+      {"election_timeout_ms", num(&Config::election_timeout_ms)},
+      {"heartbeat_interval_ms", num(&Config::heartbeat_interval_ms)},
+      {"log_level", str(&Config::log_level)},
+  };
+}
+
+std::string flag_name(const char* key) {
+  std::string f = std::string("--") + key;
+  for (auto& ch : f) if (ch == '_') ch = '-';
+  return f;
+}
+
+std::string env_name(const char* key) {
+  std::string e = std::string("TERN_") + key;
+  for (auto& ch : e) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return e;
+}
+
+}  // namespace
+
+Result<std::vector<PeerAddress>, std::string> parse_initial_cluster(const std::string& text) {
+  std::vector<PeerAddress> out;
+  std::set<std::uint64_t> seen;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    auto eq = item.find('=');
+    auto colon = item.rfind(':');
+    if (eq == std::string::npos || colon == std::string::npos || colon < eq)
+      return fail("bad cluster member '" + item + "' (want id=host:port)");
+    PeerAddress p;
+    p.host = item.substr(eq + 1, colon - eq - 1);
+    if (!parse_uint(item.substr(0, eq), p.id) || p.id == 0 ||
+        !parse_uint(item.substr(colon + 1), p.port) || p.port == 0 || p.host.empty())
+      return fail("bad cluster member '" + item + "' (want id=host:port)");
+    if (!seen.insert(p.id).second) return fail("duplicate member id " + std::to_string(p.id));
+    out.push_back(std::move(p));
+  }
+  if (out.empty()) return fail(std::string("empty initial cluster"));
+  return out;
+}
+
+Result<Config, std::string> load_config(int argc, const char* const* argv, const EnvLookup& env) {
+  auto table = settings();
+  CLI::App app{"ternd: a tern coordination server"};
+  std::vector<std::string> flag_values(table.size());
+  for (std::size_t i = 0; i < table.size(); ++i) app.add_option(flag_name(table[i].key), flag_values[i]);
+  Config c;
+  app.add_option("--config", c.config_file, "TOML configuration file");
+  app.add_flag("--print-config", c.print_config, "print the merged configuration and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    return fail(app.help());
+  } catch (const CLI::ParseError& e) {
+    return fail(std::string(e.what()));
+  }
+  if (c.config_file.empty()) {
+    if (auto v = env("TERN_CONFIG")) c.config_file = *v;
+  }
+  // 1. TOML file.
+  if (!c.config_file.empty()) {
+    toml::table t;
+    try {
+      t = toml::parse_file(c.config_file);
+    } catch (const toml::parse_error& e) {
+      return fail(c.config_file + ": " + std::string(e.description()));
+    }
+    for (auto&& [k, node] : t) {
+      const Setting* s = nullptr;
+      for (const auto& cand : table) if (k.str() == cand.key) s = &cand;
+      if (s == nullptr) return fail(c.config_file + ": unknown key '" + std::string(k.str()) + "'");
+      std::string v;
+      if (auto i = node.value<std::int64_t>(); i && node.is_integer()) {
+        if (*i < 0) return fail(c.config_file + ": negative " + std::string(k.str()));
+        v = std::to_string(*i);
+      } else if (auto sv = node.value<std::string>()) {
+        v = *sv;
+      } else {
+        return fail(c.config_file + ": bad type for '" + std::string(k.str()) + "'");
+      }
+      if (auto err = s->set(c, v)) return fail(c.config_file + ": " + s->key + ": " + *err);
+    }
+  }
+  // 2. Environment, 3. flags.
+  for (const auto& s : table) {
+    if (auto v = env(env_name(s.key))) {
+      if (auto err = s.set(c, *v)) return fail(env_name(s.key) + ": " + *err);
+    }
+  }
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    if (app.count(flag_name(table[i].key)) == 0) continue;
+    if (auto err = table[i].set(c, flag_values[i])) return fail(flag_name(table[i].key) + ": " + *err);
+  }
+  // Validation.
+  if (c.id == 0) return fail(std::string("--id is required (non-zero)"));
+  if (c.data_dir.empty()) return fail(std::string("--data-dir is required"));
+  bool member = false;
+  for (const auto& p : c.initial_cluster) member |= p.id == c.id;
+  if (!member) return fail("--id " + std::to_string(c.id) + " is not in --initial-cluster");
+  if (c.heartbeat_interval_ms == 0 || c.election_timeout_ms < 2 * c.heartbeat_interval_ms)
+    return fail(std::string("election timeout must be at least twice the heartbeat interval"));
+  return c;
+}
+
+std::string to_toml(const Config& c) {
+  toml::table t{
+      {"id", static_cast<std::int64_t>(c.id)},
+      {"data_dir", c.data_dir},
+      {"initial_cluster", join_cluster(c.initial_cluster)},
+      {"client_addr", c.client_addr},
+      {"admin_addr", c.admin_addr},
+      {"election_timeout_ms", static_cast<std::int64_t>(c.election_timeout_ms)},
+      {"heartbeat_interval_ms", static_cast<std::int64_t>(c.heartbeat_interval_ms)},
+      {"log_level", c.log_level},
+  };
+  std::ostringstream os;
+  os << t << '\n';
+  return os.str();
+}
+
+}  // namespace tern::service

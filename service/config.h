@@ -1,0 +1,45 @@
+#pragma once
+// ternd configuration (docs/operations.md): defaults < TOML file < TERN_* environment < flags.
+// Unknown TOML keys and malformed values are errors, reported as text for the operator.
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace tern::service {
+
+struct PeerAddress {
+  std::uint64_t id = 0;
+  std::string host;
+  std::uint16_t port = 0;
+};
+
+struct Config {
+  std::uint64_t id = 0;
+  std::string data_dir;
+  std::vector<PeerAddress> initial_cluster;
+  std::string client_addr = "127.0.0.1:7201";
+  std::string admin_addr = "127.0.0.1:7301";
+  std::uint32_t election_timeout_ms = 1000;
+  std::uint32_t heartbeat_interval_ms = 100;
+  std::string log_level = "info";
+  std::string config_file;
+  bool print_config = false;
+};
+
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+
+// Parses "1=127.0.0.1:7101,2=127.0.0.1:7102".
+Result<std::vector<PeerAddress>, std::string> parse_initial_cluster(const std::string& text);
+
+// Parses argv (argv[0] is skipped), the environment (via `env`) and the TOML file named by
+// --config / TERN_CONFIG. Validates the result (id in the cluster, timing sane, data dir set).
+Result<Config, std::string> load_config(int argc, const char* const* argv, const EnvLookup& env);
+
+// The merged configuration as TOML, loadable again by --config.
+std::string to_toml(const Config& c);
+
+}  // namespace tern::service

@@ -1,0 +1,106 @@
+// ternd configuration: precedence flags > env > TOML > defaults, strict validation.
+#include "service/config.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <unistd.h>
+
+namespace tern::service {
+namespace {
+
+struct Env {
+  std::map<std::string, std::string> vars;
+  EnvLookup lookup() const {
+    return [this](const std::string& k) -> std::optional<std::string> {
+      auto it = vars.find(k);
+      if (it == vars.end()) return std::nullopt;
+      return it->second;
+    };
+  }
+};
+
+Result<Config, std::string> load(std::vector<const char*> args, const Env& env = {}) {
+  args.insert(args.begin(), "ternd");
+  return load_config(static_cast<int>(args.size()), args.data(), env.lookup());
+}
+
+std::string temp_toml(const std::string& body) {
+  std::string path = "/tmp/tern_config_test_" + std::to_string(::getpid()) + ".toml";
+  std::ofstream(path) << body;
+  return path;
+}
+
+constexpr const char* kCluster = "1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103";
+
+TEST(Config, FlagsParse) {
+  auto c = load({"--id", "2", "--data-dir", "/d", "--initial-cluster", kCluster, "--admin-addr",
+                 "127.0.0.1:9"});
+  ASSERT_TRUE(c.has_value()) << c.error();
+  EXPECT_EQ(c->id, 2u);
+  EXPECT_EQ(c->data_dir, "/d");
+  ASSERT_EQ(c->initial_cluster.size(), 3u);
+  EXPECT_EQ(c->initial_cluster[2].port, 7103);
+  EXPECT_EQ(c->admin_addr, "127.0.0.1:9");
+}
+
+TEST(Config, PrecedenceFlagsOverEnvOverToml) {
+  auto path = temp_toml("id = 1\ndata_dir = \"/toml\"\ninitial_cluster = \"" + std::string(kCluster) +
+                        "\"\nlog_level = \"debug\"\nheartbeat_interval_ms = 50\n");
+  Env env;
+  env.vars["TERN_DATA_DIR"] = "/env";
+  env.vars["TERN_LOG_LEVEL"] = "warn";
+  auto c = load({"--config", path.c_str(), "--log-level", "error"}, env);
+  ASSERT_TRUE(c.has_value()) << c.error();
+  EXPECT_EQ(c->id, 1u);                // toml
+  EXPECT_EQ(c->data_dir, "/env");      // env over toml
+  EXPECT_EQ(c->log_level, "error");    // flag over env
+  EXPECT_EQ(c->heartbeat_interval_ms, 50u);
+  std::remove(path.c_str());
+}
+
+TEST(Config, UnknownTomlKeyIsError) {
+  auto path = temp_toml("id = 1\ndata_dirr = \"/x\"\n");
+  auto c = load({"--config", path.c_str()});
+  ASSERT_FALSE(c.has_value());
+  EXPECT_NE(c.error().find("unknown key 'data_dirr'"), std::string::npos) << c.error();
+  std::remove(path.c_str());
+}
+
+TEST(Config, UnknownFlagIsError) {
+  EXPECT_FALSE(load({"--id", "1", "--bogus", "x"}).has_value());
+}
+
+TEST(Config, Validation) {
+  EXPECT_FALSE(load({"--data-dir", "/d", "--initial-cluster", kCluster}).has_value());  // no id
+  EXPECT_FALSE(load({"--id", "4", "--data-dir", "/d", "--initial-cluster", kCluster}).has_value());
+  EXPECT_FALSE(load({"--id", "1", "--initial-cluster", kCluster}).has_value());  // no data dir
+  EXPECT_FALSE(load({"--id", "1", "--data-dir", "/d", "--initial-cluster", kCluster,
+                     "--election-timeout-ms", "100", "--heartbeat-interval-ms", "100"})
+                   .has_value());
+  EXPECT_FALSE(load({"--id", "x", "--data-dir", "/d", "--initial-cluster", kCluster}).has_value());
+}
+
+TEST(Config, InitialClusterErrors) {
+  EXPECT_FALSE(parse_initial_cluster("").has_value());
+  EXPECT_FALSE(parse_initial_cluster("1=host").has_value());
+  EXPECT_FALSE(parse_initial_cluster("0=h:1").has_value());
+  EXPECT_FALSE(parse_initial_cluster("1=h:1,1=h:2").has_value());
+  EXPECT_FALSE(parse_initial_cluster("1=h:70000").has_value());
+  EXPECT_TRUE(parse_initial_cluster("1=h:1").has_value());
+}
+
+TEST(Config, PrintedConfigLoadsBack) {
+  auto c = load({"--id", "3", "--data-dir", "/d", "--initial-cluster", kCluster});
+  ASSERT_TRUE(c.has_value()) << c.error();
+  auto path = temp_toml(to_toml(*c));
+  auto again = load({"--config", path.c_str()});
+  ASSERT_TRUE(again.has_value()) << again.error();
+  EXPECT_EQ(to_toml(*again), to_toml(*c));
+  std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace tern::service

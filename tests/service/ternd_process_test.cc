@@ -1,0 +1,97 @@
+// Starts the real ternd binary on 127.0.0.1 and talks plain HTTP to its admin port.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+namespace {
+
+std::uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t n = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// One request; empty string if the port does not answer.
+std::string http_get(std::uint16_t port, const std::string& raw) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return {};
+  }
+  timeval tv{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  (void)::write(fd, raw.data(), raw.size());
+  std::string out;
+  char buf[4096];
+  for (int i = 0; i < 64; ++i) {
+    auto n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+TEST(TerndProcess, AdminHttpAndCleanShutdown) {
+  const char* bin = std::getenv("TERND_BIN");
+  ASSERT_NE(bin, nullptr);
+  char dir[] = "/tmp/ternd_test_XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  auto port = free_port();
+  std::string admin = "127.0.0.1:" + std::to_string(port);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execl(bin, bin, "--id", "1", "--data-dir", dir, "--initial-cluster", "1=127.0.0.1:1",
+            "--admin-addr", admin.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  std::string live;
+  for (int i = 0; i < 100 && live.empty(); ++i) {  // bounded: 5 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    live = http_get(port, "GET /livez HTTP/1.1\r\nHost: x\r\n\r\n");
+  }
+  EXPECT_NE(live.find("200 OK"), std::string::npos) << live;
+  EXPECT_NE(http_get(port, "GET /readyz HTTP/1.1\r\n\r\n").find("503"), std::string::npos);
+  EXPECT_NE(http_get(port, "GET /metrics HTTP/1.1\r\n\r\n").find("tern_has_leader 0"), std::string::npos);
+  EXPECT_NE(http_get(port, "GET /status HTTP/1.1\r\n\r\n").find("\"id\":1"), std::string::npos);
+  EXPECT_NE(http_get(port, "GET /nope HTTP/1.1\r\n\r\n").find("404"), std::string::npos);
+  // Garbage and an oversized head are answered 400 and do not hurt the server.
+  EXPECT_NE(http_get(port, std::string(20000, 'x')).find("400"), std::string::npos);
+  EXPECT_NE(http_get(port, "GET /livez HTTP/1.1\r\n\r\n").find("200 OK"), std::string::npos);
+
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  int status = 0;
+  for (int i = 0; i < 100; ++i) {  // bounded: 5 s
+    if (::waitpid(pid, &status, WNOHANG) == pid) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (i == 99) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      FAIL() << "ternd did not exit on SIGTERM";
+    }
+  }
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  ::rmdir(dir);
+}
+
+}  // namespace
