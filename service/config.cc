@@ -158,6 +158,13 @@ Result<Config, std::string> load_config(int argc, const char* const* argv, const
   if (!member) return fail("--id " + std::to_string(c.id) + " is not in --initial-cluster");
   if (c.heartbeat_interval_ms == 0 || c.election_timeout_ms < 2 * c.heartbeat_interval_ms)
     return fail(std::string("election timeout must be at least twice the heartbeat interval"));
+  // host:port with a port in 1..65535 (a port that does not fit must not wrap around silently).
+  for (auto [flag, addr] : {std::pair{"--client-addr", &c.client_addr}, std::pair{"--admin-addr", &c.admin_addr}}) {
+    auto colon = addr->rfind(':');
+    std::uint16_t port = 0;
+    if (colon == std::string::npos || colon == 0 || !parse_uint(addr->substr(colon + 1), port) || port == 0)
+      return fail(std::string(flag) + ": '" + *addr + "' is not host:port with a port in 1..65535");
+  }
   return c;
 }
 

@@ -83,6 +83,15 @@ TEST(Config, Validation) {
   EXPECT_FALSE(load({"--id", "x", "--data-dir", "/d", "--initial-cluster", kCluster}).has_value());
 }
 
+// Regression: --admin-addr 127.0.0.1:99999 used to wrap around to port 34463 and start.
+TEST(Config, AddressesMustHaveAPortInRange) {
+  for (const char* bad : {"127.0.0.1:99999", "127.0.0.1:0", "127.0.0.1", ":80", "127.0.0.1:http"}) {
+    EXPECT_FALSE(load({"--id", "1", "--data-dir", "/d", "--initial-cluster", kCluster, "--admin-addr", bad}).has_value()) << bad;
+    EXPECT_FALSE(load({"--id", "1", "--data-dir", "/d", "--initial-cluster", kCluster, "--client-addr", bad}).has_value()) << bad;
+  }
+  EXPECT_TRUE(load({"--id", "1", "--data-dir", "/d", "--initial-cluster", kCluster, "--admin-addr", "127.0.0.1:65535"}).has_value());
+}
+
 TEST(Config, InitialClusterErrors) {
   EXPECT_FALSE(parse_initial_cluster("").has_value());
   EXPECT_FALSE(parse_initial_cluster("1=host").has_value());
