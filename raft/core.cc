@@ -6,18 +6,11 @@
 
 #include "common/assert.h"
 #include "common/le.h"
+#include "common/overloaded.h"
 #include "raft/quorum.h"
 
 namespace tern::raft {
 
-namespace {
-template <class... Fs>
-struct Overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <class... Fs>
-Overloaded(Fs...) -> Overloaded<Fs...>;
-}  // namespace
 
 const char* message_name(const MessageBody& body) {
   static constexpr const char* names[] = {"AppendRequest",  "AppendReply",    "VoteRequest",

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/overloaded.h"
 #include "service/proto/peer.capnp.h"
 
 namespace tern::net {
@@ -23,13 +24,6 @@ const char* codec_error_name(CodecError e) {
 }
 
 namespace {
-
-template <class... Fs>
-struct Overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <class... Fs>
-Overloaded(Fs...) -> Overloaded<Fs...>;
 
 kj::ArrayPtr<const kj::byte> bytes_of(const std::string& s) {
   return kj::arrayPtr(reinterpret_cast<const kj::byte*>(s.data()), s.size());

@@ -10,48 +10,16 @@
 
 #include "service/sm/command.h"
 #include "service/sm/state_machine.h"
+#include "tests/sm/driver.h"
 
 namespace tern::sm {
 namespace {
 
-struct Driver {
-  StateMachine sm;
-  std::uint64_t index = 0;
-  std::int64_t time = 1'000'000;
-  std::vector<Event> events;
-  Response run(const Op& op, std::uint64_t session = 0) {
-    auto r = sm.apply(++index, time, encode(Command{session, 0, op}));
-    events.insert(events.end(), r.events.begin(), r.events.end());
-    return r.response;
-  }
-  std::uint64_t session(std::int64_t timeout = 10'000) {
-    Op op{OpType::open_session};
-    op.ttl_ms = timeout;
-    return run(op).id;
-  }
-  Response lock(std::uint64_t s, const std::string& name, std::uint32_t flags = 0, std::int64_t delay = 0) {
-    Op op{OpType::lock, name};
-    op.flags = flags;
-    op.ttl_ms = delay;
-    return run(op, s);
-  }
-  Response unlock(std::uint64_t s, const std::string& name) { return run(Op{OpType::unlock, name}, s); }
-  void tick(std::int64_t ms) {
-    time += ms;
-    run(Op{OpType::tick});
-  }
-  std::vector<std::uint64_t> granted_sessions() {
-    std::vector<std::uint64_t> out;
-    for (auto& e : events)
-      if (e.type == EventType::lock_granted) out.push_back(e.id);
-    events.clear();
-    return out;
-  }
-};
+using test::Driver;
 
 TEST(Locks, ExclusiveLockIsFairFifoWithoutHerd) {
   Driver d;
-  auto a = d.session(), b = d.session(), c = d.session();
+  auto a = d.open_session(), b = d.open_session(), c = d.open_session();
   auto ra = d.lock(a, "db");
   ASSERT_EQ(ra.err, Errc::ok);
   EXPECT_EQ(ra.id, d.index);  // token = log index of the grant
@@ -69,7 +37,7 @@ TEST(Locks, ExclusiveLockIsFairFifoWithoutHerd) {
 
 TEST(Locks, SharedHoldersTogetherButNeverAheadOfAQueuedWriter) {
   Driver d;
-  auto r1 = d.session(), r2 = d.session(), w = d.session(), r3 = d.session();
+  auto r1 = d.open_session(), r2 = d.open_session(), w = d.open_session(), r3 = d.open_session();
   EXPECT_NE(d.lock(r1, "t", lock_shared).id, 0u);
   EXPECT_NE(d.lock(r2, "t", lock_shared).id, 0u);  // readers share
   EXPECT_EQ(d.lock(w, "t").id, 0u);                // the writer waits
@@ -85,7 +53,7 @@ TEST(Locks, SharedHoldersTogetherButNeverAheadOfAQueuedWriter) {
 
 TEST(Locks, TryLockFailsInsteadOfQueueing) {
   Driver d;
-  auto a = d.session(), b = d.session();
+  auto a = d.open_session(), b = d.open_session();
   d.lock(a, "x");
   EXPECT_EQ(d.lock(b, "x", lock_try).err, Errc::busy);
   d.unlock(a, "x");
@@ -97,7 +65,7 @@ TEST(Locks, TryLockFailsInsteadOfQueueing) {
 
 TEST(Locks, ExpiredHolderReleasesAfterTheLockDelay) {
   Driver d;
-  auto a = d.session(1000), b = d.session(60'000);
+  auto a = d.open_session(1000), b = d.open_session(60'000);
   d.lock(a, "m", 0, /*lock-delay=*/1500);
   d.lock(b, "m");
   d.events.clear();
@@ -113,7 +81,7 @@ TEST(Locks, ExpiredHolderReleasesAfterTheLockDelay) {
 
 TEST(Locks, ClosedSessionReleasesAtOnce) {
   Driver d;
-  auto a = d.session(), b = d.session();
+  auto a = d.open_session(), b = d.open_session();
   d.lock(a, "m", 0, 5000);
   d.lock(b, "m");
   d.events.clear();
@@ -123,7 +91,7 @@ TEST(Locks, ClosedSessionReleasesAtOnce) {
 
 TEST(Elections, CampaignLeaderProclaimResignAndExpiry) {
   Driver d;
-  auto a = d.session(2000), b = d.session(60'000);
+  auto a = d.open_session(2000), b = d.open_session(60'000);
   Op camp{OpType::campaign, "svc", "host-a"};
   EXPECT_NE(d.run(camp, a).id, 0u);
   auto l = d.sm.leader("svc");
@@ -153,7 +121,7 @@ TEST(Elections, CampaignLeaderProclaimResignAndExpiry) {
 
 TEST(Locks, SnapshotKeepsQueuesTokensAndDelays) {
   Driver d;
-  auto a = d.session(1000), b = d.session(60'000), c = d.session(60'000);
+  auto a = d.open_session(1000), b = d.open_session(60'000), c = d.open_session(60'000);
   d.lock(a, "m", 0, 1500);
   d.lock(b, "m");
   d.lock(c, "m", lock_shared);
@@ -181,7 +149,7 @@ TEST(Locks, SnapshotKeepsQueuesTokensAndDelays) {
 RC_GTEST_PROP(LockModel, GrantsMatchAFifoModelAndNeverConflict, ()) {
   Driver d;
   std::vector<std::uint64_t> sessions;
-  for (int i = 0; i < 4; ++i) sessions.push_back(d.session(1'000'000));
+  for (int i = 0; i < 4; ++i) sessions.push_back(d.open_session(1'000'000));
   struct Req {
     std::uint64_t session;
     bool shared;
@@ -220,7 +188,7 @@ RC_GTEST_PROP(LockModel, GrantsMatchAFifoModelAndNeverConflict, ()) {
         std::erase_if(ml.queue, [&](const Req& x) { return x.session == s; });
         grant(n, ml);
       }
-      std::replace(sessions.begin(), sessions.end(), s, d.session(1'000'000));
+      std::replace(sessions.begin(), sessions.end(), s, d.open_session(1'000'000));
     } else if (what < 4) {
       // Elections are exclusive locks on their own names: "a" is a lock, "b" an election.
       bool election = name == "b";

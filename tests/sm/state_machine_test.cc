@@ -11,53 +11,12 @@
 #include "service/sm/command.h"
 #include "service/sm/path.h"
 #include "service/sm/state_machine.h"
+#include "tests/sm/driver.h"
 
 namespace tern::sm {
 namespace {
 
-struct Driver {
-  StateMachine sm;
-  std::uint64_t index = 0;
-  std::int64_t time = 1'000'000;
-  std::vector<Event> events;
-
-  ApplyResult raw(const std::string& bytes) {
-    auto r = sm.apply(++index, time, bytes);
-    events.insert(events.end(), r.events.begin(), r.events.end());
-    return r;
-  }
-  Response run(const Op& op, std::uint64_t session = 0, std::uint64_t seq = 0) {
-    return raw(encode(Command{session, seq, op})).response;
-  }
-  Response create(const std::string& path, const std::string& data = "", std::uint32_t flags = 0, std::uint64_t session = 0,
-                  std::int64_t ttl = 0, std::uint64_t lease = 0) {
-    Op op{OpType::create, path, data};
-    op.flags = flags;
-    op.ttl_ms = ttl;
-    op.id = lease;
-    return run(op, session);
-  }
-  Response set(const std::string& path, const std::string& data, std::int64_t version = -1) {
-    Op op{OpType::set, path, data};
-    op.version = version;
-    return run(op);
-  }
-  Response remove(const std::string& path, std::int64_t version = -1, bool recursive = false) {
-    Op op{OpType::remove, path};
-    op.version = version;
-    op.recursive = recursive;
-    return run(op);
-  }
-  std::uint64_t open_session(std::int64_t timeout_ms) {
-    Op op{OpType::open_session};
-    op.ttl_ms = timeout_ms;
-    return run(op).id;
-  }
-  void tick(std::int64_t advance_ms) {
-    time += advance_ms;
-    run(Op{OpType::tick});
-  }
-};
+using test::Driver;
 
 TEST(Path, Validation) {
   for (const char* ok : {"/", "/a", "/a/b", "/a.b/c-d_e", "/0000000001"}) EXPECT_EQ(validate_path(ok), Errc::ok) << ok;
