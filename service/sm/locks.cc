@@ -16,24 +16,24 @@ LockResult LockTable::acquire(const std::string& name, std::uint64_t session, bo
   for (const auto& h : l.holders)
     if (h.session == session) {
       *token = h.token;
-      return LockResult::granted;
+      return LockResult::held;
     }
   for (const auto& w : l.queue)
     if (w.session == session) return try_only ? LockResult::busy : LockResult::queued;
   bool free_now = l.queue.empty() && compatible(l, shared) && now >= l.delayed_until_ms;
   if (!free_now && try_only) {
-    forget_if_idle(name);
+    forget_if_idle(name, index);
     return LockResult::busy;
   }
   if (held_or_queued(session) >= limits_.max_locks_per_session || l.queue.size() >= limits_.max_waiters_per_lock) {
-    forget_if_idle(name);
+    forget_if_idle(name, index);
     return LockResult::too_many;
   }
   by_session_[session].insert(name);
   if (free_now) {
-    l.holders.push_back(Holder{session, shared, index, delay_ms});
+    *token = next_token(l, index);
+    l.holders.push_back(Holder{session, shared, *token, delay_ms});
     if (l.holders.size() == 1) l.value = value;
-    *token = index;
     return LockResult::granted;
   }
   l.queue.push_back(Waiter{session, shared, delay_ms, value});
@@ -54,8 +54,9 @@ void LockTable::grant_waiters(const std::string& name, Lock& l, std::uint64_t in
     Waiter w = std::move(l.queue.front());
     l.queue.pop_front();
     if (l.holders.empty()) l.value = w.value;
-    l.holders.push_back(Holder{w.session, w.shared, index, w.delay_ms});
-    grants->push_back(Grant{name, w.session, index});
+    std::uint64_t token = next_token(l, index);
+    l.holders.push_back(Holder{w.session, w.shared, token, w.delay_ms});
+    grants->push_back(Grant{name, w.session, token});
     if (!w.shared) break;
   }
 }
@@ -75,7 +76,7 @@ LockResult LockTable::release(const std::string& name, std::uint64_t session, st
     if (s->second.empty()) by_session_.erase(s);
   }
   grant_waiters(name, l, index, now, grants);
-  forget_if_idle(name);
+  forget_if_idle(name, index);
   return LockResult::granted;
 }
 
@@ -95,17 +96,29 @@ void LockTable::on_session_end(std::uint64_t session, bool expired, std::uint64_
     l.queue.erase(std::remove_if(l.queue.begin(), l.queue.end(), [&](const Waiter& w) { return w.session == session; }),
                   l.queue.end());
     grant_waiters(name, l, index, now, grants);
-    forget_if_idle(name);
+    forget_if_idle(name, index);
   }
 }
 
 void LockTable::on_time(std::uint64_t index, std::int64_t now, std::vector<Grant>* grants) {
+  // Every grant from this entry on gets a token >= index, so an idle lock whose last token is
+  // below it needs no memory. Entries for locks taken again since are just dropped.
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    auto l = locks_.find(*it);
+    bool idle = l != locks_.end() && l->second.holders.empty() && l->second.queue.empty() && !delayed_.count(*it);
+    if (idle && l->second.last_token >= index) {
+      ++it;
+      continue;
+    }
+    if (idle) locks_.erase(l);
+    it = idle_.erase(it);
+  }
   std::vector<std::string> due;
   for (const auto& name : delayed_)
     if (now >= locks_.at(name).delayed_until_ms) due.push_back(name);
   for (const auto& name : due) {
     grant_waiters(name, locks_.at(name), index, now, grants);
-    forget_if_idle(name);
+    forget_if_idle(name, index);
   }
 }
 
@@ -116,11 +129,17 @@ bool LockTable::set_value(const std::string& name, std::uint64_t session, const 
   return true;
 }
 
-void LockTable::forget_if_idle(const std::string& name) {
+void LockTable::forget_if_idle(const std::string& name, std::uint64_t index) {
   auto it = locks_.find(name);
-  if (it != locks_.end() && it->second.holders.empty() && it->second.queue.empty() && !delayed_.count(name)) {
-    // A lock-delay that has passed needs no memory either.
+  if (it == locks_.end() || !it->second.holders.empty() || !it->second.queue.empty() || delayed_.count(name)) return;
+  // A lock-delay that has passed needs no memory either. The last token does while it is >= the
+  // entry index: a new lock's first grant (later in this entry, or in the next entries if this
+  // one granted it several times) would get the index and could repeat it.
+  if (it->second.last_token < index) {
     locks_.erase(it);
+    idle_.erase(name);
+  } else {
+    idle_.insert(name);
   }
 }
 
@@ -143,6 +162,7 @@ void LockTable::encode(Writer& w) const {
     w.str(name);
     w.i64(l.delayed_until_ms);
     w.str(l.value);
+    w.u64(l.last_token);
     w.u32(static_cast<std::uint32_t>(l.holders.size()));
     for (const auto& h : l.holders) {
       w.u64(h.session);
@@ -169,10 +189,12 @@ bool LockTable::decode(Reader& r) {
     Lock& l = fresh.locks_[name];
     l.delayed_until_ms = r.i64();
     l.value = r.str();
+    l.last_token = r.u64();
     std::uint32_t nh = r.u32();
     if (!r.ok() || nh > r.left()) return false;
     for (std::uint32_t k = 0; k < nh; ++k) {
       Holder h{r.u64(), r.u8() == 1, r.u64(), r.i64()};
+      if (h.token > l.last_token) return false;  // tokens are issued from last_token
       l.holders.push_back(h);
       fresh.by_session_[h.session].insert(name);
     }
@@ -188,6 +210,7 @@ bool LockTable::decode(Reader& r) {
       fresh.by_session_[q.session].insert(name);
     }
     if (l.delayed_until_ms > 0) fresh.delayed_.insert(name);
+    else if (l.holders.empty() && l.queue.empty()) fresh.idle_.insert(name);
   }
   if (!r.ok()) return false;
   *this = std::move(fresh);

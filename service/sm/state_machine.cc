@@ -243,9 +243,9 @@ Response StateMachine::do_lock(Context& cx, const Command& c, const Op& op) {
                                 std::max<std::int64_t>(op.ttl_ms, 0), op.data, cx.index, now_, &token, &grants);
       if (res == LockResult::busy) return error(Errc::busy);
       if (res == LockResult::too_many) return error(Errc::too_many);
-      if (res == LockResult::granted) {
-        r.id = token;  // granted now; otherwise queued (id 0) and a grant event follows later
-        if (election && token == cx.index) emit_leader_change(cx, key);
+      if (res == LockResult::granted || res == LockResult::held) {
+        r.id = token;  // held (now or already); otherwise queued (id 0) and a grant event follows later
+        if (election && res == LockResult::granted) emit_leader_change(cx, key);  // a new leader
       }
       break;
     }
@@ -632,7 +632,8 @@ Response StateMachine::do_multi(Context& cx, const Command& c, const Op& op) {
 // ---- snapshot --------------------------------------------------------------------------------------
 
 namespace {
-constexpr std::uint32_t snapshot_magic = 0x314d5354;  // "TSM1"
+// "TSM2": each lock record carries its last token (TSM1 snapshots are rejected, not misread).
+constexpr std::uint32_t snapshot_magic = 0x324d5354;
 
 void put_stat(Writer& w, const Stat& s) {
   w.u64(s.created_index);

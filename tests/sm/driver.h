@@ -66,6 +66,14 @@ struct Driver {
     events.clear();
     return out;
   }
+  // Lock grants from the queue since the last call, in order: (lock name, session, token).
+  std::vector<Grant> granted() {
+    std::vector<Grant> out;
+    for (auto& e : events)
+      if (e.type == EventType::lock_granted) out.push_back(Grant{e.path, e.id, e.token});
+    events.clear();
+    return out;
+  }
 };
 
 }  // namespace tern::sm::test
