@@ -59,6 +59,9 @@ std::vector<Setting> settings() {
       {"election_timeout_ms", num(&Config::election_timeout_ms)},
       {"heartbeat_interval_ms", num(&Config::heartbeat_interval_ms)},
       {"log_level", str(&Config::log_level)},
+      {"cluster_name", str(&Config::cluster_name)},
+      {"initial_cluster_state", str(&Config::initial_cluster_state)},
+      {"snapshot_entries", num(&Config::snapshot_entries)},
   };
 }
 
@@ -158,6 +161,10 @@ Result<Config, std::string> load_config(int argc, const char* const* argv, const
   if (!member) return fail("--id " + std::to_string(c.id) + " is not in --initial-cluster");
   if (c.heartbeat_interval_ms == 0 || c.election_timeout_ms < 2 * c.heartbeat_interval_ms)
     return fail(std::string("election timeout must be at least twice the heartbeat interval"));
+  if (c.initial_cluster_state != "new" && c.initial_cluster_state != "existing")
+    return fail("--initial-cluster-state must be 'new' or 'existing', not '" + c.initial_cluster_state + "'");
+  if (c.cluster_name.empty()) return fail(std::string("--cluster-name must not be empty"));
+  if (c.snapshot_entries < 16) return fail(std::string("--snapshot-entries must be at least 16"));
   // host:port with a port in 1..65535 (a port that does not fit must not wrap around silently).
   for (auto [flag, addr] : {std::pair{"--client-addr", &c.client_addr}, std::pair{"--admin-addr", &c.admin_addr}}) {
     auto colon = addr->rfind(':');
@@ -166,6 +173,16 @@ Result<Config, std::string> load_config(int argc, const char* const* argv, const
       return fail(std::string(flag) + ": '" + *addr + "' is not host:port with a port in 1..65535");
   }
   return c;
+}
+
+std::uint64_t cluster_id_of(const std::string& cluster_name) {
+  // FNV-1a: stable across builds and platforms (it is stored in data directories).
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char ch : cluster_name) {
+    h ^= ch;
+    h *= 0x100000001b3ULL;
+  }
+  return h == 0 ? 1 : h;
 }
 
 std::string to_toml(const Config& c) {
@@ -178,6 +195,9 @@ std::string to_toml(const Config& c) {
       {"election_timeout_ms", static_cast<std::int64_t>(c.election_timeout_ms)},
       {"heartbeat_interval_ms", static_cast<std::int64_t>(c.heartbeat_interval_ms)},
       {"log_level", c.log_level},
+      {"cluster_name", c.cluster_name},
+      {"initial_cluster_state", c.initial_cluster_state},
+      {"snapshot_entries", static_cast<std::int64_t>(c.snapshot_entries)},
   };
   std::ostringstream os;
   os << t << '\n';

@@ -26,6 +26,13 @@ struct Config {
   std::uint32_t election_timeout_ms = 1000;
   std::uint32_t heartbeat_interval_ms = 100;
   std::string log_level = "info";
+  // Frames from another cluster are refused: the cluster id is derived from this name (like
+  // etcd's --initial-cluster-token); give each cluster on one network its own name.
+  std::string cluster_name = "tern-cluster";
+  // "new": the members of --initial-cluster bootstrap a new cluster together; "existing": this
+  // node joins a running cluster (after `addMember` on it) and starts with an empty log.
+  std::string initial_cluster_state = "new";
+  std::uint64_t snapshot_entries = 10000;  // take a snapshot after this many applied entries
   std::string config_file;
   bool print_config = false;
 };
@@ -38,6 +45,9 @@ Result<std::vector<PeerAddress>, std::string> parse_initial_cluster(const std::s
 // Parses argv (argv[0] is skipped), the environment (via `env`) and the TOML file named by
 // --config / TERN_CONFIG. Validates the result (id in the cluster, timing sane, data dir set).
 Result<Config, std::string> load_config(int argc, const char* const* argv, const EnvLookup& env);
+
+// The 64-bit cluster id carried by every peer frame and recorded in the data directory.
+std::uint64_t cluster_id_of(const std::string& cluster_name);
 
 // The merged configuration as TOML, loadable again by --config.
 std::string to_toml(const Config& c);

@@ -1,6 +1,10 @@
-// ternd: loads the configuration, sets up logging and serves the admin HTTP endpoints.
-// The Raft node driver is not wired in yet (issue 4): /readyz answers 503 until it is.
+// ternd: one tern server. Loads the configuration, opens the data directory, and runs the Raft
+// node, the peer transport, the admin RPC (on --client-addr) and admin HTTP (on --admin-addr) on
+// one event-loop thread (design.md §1a). SIGTERM/SIGINT stop it cleanly; SIGKILL is safe at any
+// moment because nothing is acknowledged before it is durable.
 #include <asio.hpp>
+#include <kj/async.h>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -9,72 +13,140 @@
 #include <cstdlib>
 
 #include "service/admin_http.h"
+#include "service/admin_rpc.h"
+#include "service/applier.h"
 #include "service/config.h"
 #include "service/metrics.h"
+#include "service/net/kj_asio.h"
+#include "service/net/rpc_listener.h"
+#include "service/node.h"
 
 namespace {
 
+// %* : the message as the body of a JSON string (quotes, backslashes, control bytes escaped).
+class JsonEscapedMessage final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    for (char ch : msg.payload) {
+      auto c = static_cast<unsigned char>(ch);
+      if (ch == '"' || ch == '\\') {
+        dest.push_back('\\');
+        dest.push_back(ch);
+      } else if (c < 0x20) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\u%04x", c);
+        dest.append(buf, buf + 6);
+      } else {
+        dest.push_back(ch);
+      }
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return spdlog::details::make_unique<JsonEscapedMessage>(); }
+};
+
 void setup_logging(const tern::service::Config& c) {
-  auto logger = spdlog::stdout_color_mt("ternd");
-  if (::isatty(STDOUT_FILENO) == 0) {
-    // JSON lines for log shippers; message text is escaped by fmt's {:?}-free quoting below.
-    logger->set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","node":)" + std::to_string(c.id) +
-                            R"(,"msg":"%v"})",
-                        spdlog::pattern_time_type::utc);
+  auto logger = spdlog::stderr_color_mt("ternd");
+  if (::isatty(STDERR_FILENO) == 0) {
+    auto f = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+    f->add_flag<JsonEscapedMessage>('*').set_pattern(
+        R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","node":)" + std::to_string(c.id) + R"(,"msg":"%*"})");
+    logger->set_formatter(std::move(f));
+  } else {
+    logger->set_pattern("%H:%M:%S.%f %^%l%$ [n" + std::to_string(c.id) + "] %v");
   }
   logger->set_level(spdlog::level::from_str(c.log_level));
+  logger->flush_on(spdlog::level::warn);
   spdlog::set_default_logger(logger);
+}
+
+std::pair<std::string, std::uint16_t> split(const std::string& addr) {
+  auto colon = addr.rfind(':');
+  return {addr.substr(0, colon), static_cast<std::uint16_t>(std::atoi(addr.c_str() + colon + 1))};
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  using namespace tern::service;
   auto env = [](const std::string& k) -> std::optional<std::string> {
     const char* v = std::getenv(k.c_str());
     if (v == nullptr) return std::nullopt;
     return std::string(v);
   };
-  auto cfg = tern::service::load_config(argc, argv, env);
+  auto cfg = load_config(argc, argv, env);
   if (!cfg) {
     std::fprintf(stderr, "%s\n", cfg.error().c_str());
     return 2;
   }
   if (cfg->print_config) {
-    std::fputs(tern::service::to_toml(*cfg).c_str(), stdout);
+    std::fputs(to_toml(*cfg).c_str(), stdout);
     return 0;
   }
   setup_logging(*cfg);
 
-  asio::io_context io;
-  tern::service::Metrics metrics;
-  auto colon = cfg->admin_addr.rfind(':');
-  std::uint16_t admin_port = static_cast<std::uint16_t>(std::atoi(cfg->admin_addr.c_str() + colon + 1));
-  std::unique_ptr<tern::service::AdminHttpServer> admin;
-  try {
-    admin = std::make_unique<tern::service::AdminHttpServer>(io, cfg->admin_addr.substr(0, colon), admin_port);
-  } catch (const std::exception& e) {
-    spdlog::error("cannot listen on admin address {}: {}", cfg->admin_addr, e.what());
+  // Loop thread objects, in the order the KJ bridge requires (service/net/kj_asio.h).
+  asio::io_context io{1};
+  tern::net::AsioEventPort port(io);
+  kj::EventLoop kj_loop(port);
+  kj::WaitScope wait_scope(kj_loop);
+  port.attach(kj_loop, wait_scope);
+
+  Metrics metrics;
+  NodeOptions no;
+  no.id = tern::raft::NodeId{cfg->id};
+  no.cluster_id = cluster_id_of(cfg->cluster_name);
+  no.data_dir = cfg->data_dir;
+  for (const auto& p : cfg->initial_cluster) no.initial_cluster[tern::raft::NodeId{p.id}] = p.host + ":" + std::to_string(p.port);
+  no.bootstrap = cfg->initial_cluster_state == "new";
+  no.tick = std::chrono::milliseconds(cfg->heartbeat_interval_ms);
+  no.election_ticks = std::max<std::uint32_t>(2, cfg->election_timeout_ms / cfg->heartbeat_interval_ms);
+  no.snapshot_entries = cfg->snapshot_entries;
+
+  auto node = Node::open(io, no, std::make_unique<RawLog>(), metrics);
+  if (!node) {
+    spdlog::critical("cannot start: {}", node.error());
     return 1;
   }
-  admin->handle("/livez", [] { return tern::service::HttpResponse{200, "text/plain", "ok\n"}; });
-  admin->handle("/readyz", [] { return tern::service::HttpResponse{503, "text/plain", "no raft node yet\n"}; });
-  admin->handle("/metrics", [&] {
-    metrics.set("tern_has_leader", 0);
-    return tern::service::HttpResponse{200, "text/plain; version=0.0.4", metrics.render()};
+  Node& n = **node;
+  std::unique_ptr<AdminHttpServer> http;
+  std::unique_ptr<tern::net::RpcListener> rpc;
+  try {
+    n.start();
+    auto [ahost, aport] = split(cfg->admin_addr);
+    http = std::make_unique<AdminHttpServer>(io, ahost, aport);
+    auto [chost, cport] = split(cfg->client_addr);
+    rpc = std::make_unique<tern::net::RpcListener>(io, make_admin_capability(n),
+                                                   [](const std::string& s) { spdlog::warn("{}", s); });
+    rpc->listen(chost, cport);
+  } catch (const std::exception& e) {
+    spdlog::critical("cannot listen: {}", e.what());
+    return 1;
+  }
+  http->handle("/livez", [] { return HttpResponse{200, "text/plain", "ok\n"}; });
+  http->handle("/readyz", [&] {
+    return n.is_ready() ? HttpResponse{200, "text/plain", "ok\n"}
+                        : HttpResponse{503, "text/plain", "no leader, or applying far behind the commit index\n"};
   });
-  admin->handle("/status", [&] {
-    return tern::service::HttpResponse{200, "application/json",
-                                       "{\"id\":" + std::to_string(cfg->id) + ",\"role\":\"none\"}\n"};
+  http->handle("/metrics", [&] {
+    n.update_metrics();
+    return HttpResponse{200, "text/plain; version=0.0.4", metrics.render()};
   });
-  admin->start();
-  spdlog::info("ternd {} listening: admin http {}", cfg->id, cfg->admin_addr);
+  http->handle("/status", [&] { return HttpResponse{200, "application/json", n.status_json()}; });
+  http->start();
+  spdlog::info("ternd {} up: peers {}, client {}, admin http {}", cfg->id, no.initial_cluster[no.id], cfg->client_addr,
+               cfg->admin_addr);
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](std::error_code, int sig) {
     spdlog::info("signal {}: shutting down", sig);
+    n.stop();
+    rpc->stop();
     io.stop();
   });
-  auto guard = asio::make_work_guard(io);
   io.run();
+  rpc.reset();
+  http.reset();
+  node->reset();
+  spdlog::info("stopped");
   return 0;
 }

@@ -28,6 +28,8 @@ class LatencyHistogram {
 class Metrics {
  public:
   void inc(const std::string& counter, std::uint64_t by = 1) { counters_[counter] += by; }
+  // For counters kept as plain integers on a hot path and copied in when rendering.
+  void set_counter(const std::string& counter, std::uint64_t value) { counters_[counter] = value; }
   void set(const std::string& gauge, double v) { gauges_[gauge] = v; }
   LatencyHistogram& histogram(const std::string& name) { return histograms_[name]; }
   std::uint64_t counter(const std::string& name) const;

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/assert.h"
 #include "common/overloaded.h"
 #include "service/proto/peer.capnp.h"
 
@@ -45,14 +46,51 @@ ConfState get_conf(proto::ConfState::Reader r) {
 
 }  // namespace
 
-std::string encode_peer_frame(std::uint64_t cluster_id, const Message& m) {
-  capnp::MallocMessageBuilder builder;
+namespace {
+
+proto::PeerMessage::Body::Builder init_header(capnp::MallocMessageBuilder& builder, std::uint64_t cluster_id,
+                                              const Message& m) {
   auto msg = builder.initRoot<proto::PeerMessage>();
   msg.setClusterId(cluster_id);
   msg.setFrom(m.from.value);
   msg.setTo(m.to.value);
   msg.setTerm(m.term.value);
-  auto body = msg.initBody();
+  return msg.initBody();
+}
+
+void put_snapshot(proto::PeerMessage::InstallSnapshot::Builder b, const SnapshotMeta& m, std::uint64_t offset,
+                  kj::ArrayPtr<const kj::byte> chunk, bool done) {
+  auto meta = b.initMeta();
+  meta.setIndex(m.index.value);
+  meta.setTerm(m.term.value);
+  put_conf(meta.initConf(), m.conf);
+  b.setOffset(offset);
+  b.setChunk(chunk);
+  b.setDone(done);
+}
+
+std::string to_bytes(capnp::MallocMessageBuilder& builder) {
+  auto words = capnp::messageToFlatArray(builder);
+  auto chars = words.asChars();
+  return std::string(chars.begin(), chars.size());
+}
+
+}  // namespace
+
+std::string encode_snapshot_chunk(std::uint64_t cluster_id, const Message& header, std::uint64_t offset,
+                                  std::string_view chunk, bool done) {
+  const auto* req = std::get_if<InstallSnapshotRequest>(&header.body);
+  TERN_ASSERT(req != nullptr);
+  capnp::MallocMessageBuilder builder;
+  auto body = init_header(builder, cluster_id, header);
+  put_snapshot(body.initInstallSnapshot(), req->meta, offset,
+               kj::arrayPtr(reinterpret_cast<const kj::byte*>(chunk.data()), chunk.size()), done);
+  return to_bytes(builder);
+}
+
+std::string encode_peer_frame(std::uint64_t cluster_id, const Message& m) {
+  capnp::MallocMessageBuilder builder;
+  auto body = init_header(builder, cluster_id, m);
   std::visit(Overloaded{
                  [&](const AppendRequest& r) {
                    auto b = body.initAppendRequest();
@@ -95,14 +133,8 @@ std::string encode_peer_frame(std::uint64_t cluster_id, const Message& m) {
                  },
                  [&](const HeartbeatReply& r) { body.initHeartbeatReply().setReadSeq(r.read_seq); },
                  [&](const InstallSnapshotRequest& r) {
-                   auto b = body.initInstallSnapshot();
-                   auto meta = b.initMeta();
-                   meta.setIndex(r.meta.index.value);
-                   meta.setTerm(r.meta.term.value);
-                   put_conf(meta.initConf(), r.meta.conf);
-                   b.setOffset(0);
-                   if (r.data) b.setChunk(bytes_of(*r.data));
-                   b.setDone(true);
+                   put_snapshot(body.initInstallSnapshot(), r.meta, 0,
+                                r.data ? bytes_of(*r.data) : kj::ArrayPtr<const kj::byte>(), true);
                  },
                  [&](const InstallSnapshotReply& r) { body.initInstallSnapshotReply().setMatchIndex(r.match_index.value); },
                  [&](const TimeoutNow&) { body.setTimeoutNow(); },
@@ -115,9 +147,7 @@ std::string encode_peer_frame(std::uint64_t cluster_id, const Message& m) {
                  },
              },
              m.body);
-  auto words = capnp::messageToFlatArray(builder);
-  auto chars = words.asChars();
-  return std::string(chars.begin(), chars.size());
+  return to_bytes(builder);
 }
 
 Result<PeerFrame, CodecError> decode_peer_frame(std::string_view bytes) {
@@ -174,10 +204,13 @@ Result<PeerFrame, CodecError> decode_peer_frame(std::string_view bytes) {
       case proto::PeerMessage::Body::HEARTBEAT_REPLY: m.body = HeartbeatReply{body.getHeartbeatReply().getReadSeq()}; break;
       case proto::PeerMessage::Body::INSTALL_SNAPSHOT: {
         auto b = body.getInstallSnapshot();
-        if (b.getOffset() != 0 || !b.getDone()) return fail(CodecError::malformed);  // chunks are reassembled by the transport
         auto meta = b.getMeta();
         InstallSnapshotRequest r{SnapshotMeta{Index{meta.getIndex()}, Term{meta.getTerm()}, get_conf(meta.getConf())}, nullptr};
-        if (b.hasChunk()) r.data = std::make_shared<const std::string>(string_of(b.getChunk()));
+        if (b.getOffset() == 0 && b.getDone()) {
+          r.data = std::make_shared<const std::string>(b.hasChunk() ? string_of(b.getChunk()) : std::string());
+        } else {  // part of a longer snapshot: the transport reassembles the chunks
+          f.chunk = SnapshotChunk{b.getOffset(), b.getDone(), b.hasChunk() ? string_of(b.getChunk()) : std::string()};
+        }
         m.body = std::move(r);
         break;
       }

@@ -1,0 +1,121 @@
+#include "service/admin_rpc.h"
+
+#include <memory>
+
+#include "service/proto/admin.capnp.h"
+
+namespace tern::service {
+namespace {
+
+proto::AdminCode code_of(NodeErrc e) {
+  switch (e) {
+    case NodeErrc::not_leader: return proto::AdminCode::NOT_LEADER;
+    case NodeErrc::unknown_outcome: return proto::AdminCode::UNKNOWN_OUTCOME;
+    case NodeErrc::busy: return proto::AdminCode::BUSY;
+    case NodeErrc::too_large: return proto::AdminCode::TOO_LARGE;
+    case NodeErrc::conf_change_pending: return proto::AdminCode::CONF_CHANGE_PENDING;
+    case NodeErrc::transfer_in_progress: return proto::AdminCode::TRANSFER_IN_PROGRESS;
+    case NodeErrc::invalid: return proto::AdminCode::INVALID;
+    case NodeErrc::shutting_down: return proto::AdminCode::SHUTTING_DOWN;
+  }
+  return proto::AdminCode::INVALID;
+}
+
+void fill(proto::AdminResult::Builder b, const Result<Committed, NodeError>& r) {
+  if (r) {
+    b.setCode(proto::AdminCode::OK);
+    b.setIndex(r->index.value);
+    b.setTerm(r->term.value);
+    b.setResponse(kj::arrayPtr(reinterpret_cast<const kj::byte*>(r->response.data()), r->response.size()));
+  } else {
+    b.setCode(code_of(r.error().code));
+    b.setLeaderHint(r.error().leader_hint.value);
+    b.setMessage(r.error().message);
+  }
+}
+
+class AdminImpl final : public proto::Admin::Server {
+ public:
+  explicit AdminImpl(Node& node) : node_(node) {}
+
+  kj::Promise<void> propose(ProposeContext ctx) override {
+    auto data = ctx.getParams().getData();
+    std::string command(reinterpret_cast<const char*>(data.begin()), data.size());
+    ctx.releaseParams();
+    return await_result(ctx, [&](ProposeCallback cb) { node_.propose(std::move(command), std::move(cb)); });
+  }
+
+  kj::Promise<void> status(StatusContext ctx) override {
+    auto s = node_.status();
+    auto b = ctx.getResults().initStatus();
+    b.setId(s.id.value);
+    b.setRole(s.role);
+    b.setTerm(s.term.value);
+    b.setLeader(s.leader.value);
+    b.setCommitIndex(s.commit.value);
+    b.setAppliedIndex(s.applied.value);
+    b.setLastIndex(s.last.value);
+    b.setSnapshotIndex(s.snapshot.value);
+    b.setAppliedCommands(s.applied_commands);
+    b.setDigest(s.digest);
+    b.setPendingProposals(s.pending);
+    auto ms = b.initMembers(static_cast<unsigned>(s.members.size()));
+    for (unsigned i = 0; i < s.members.size(); ++i) {
+      ms[i].setId(s.members[i].id.value);
+      ms[i].setAddress(s.members[i].address);
+      ms[i].setVoter(s.members[i].voter);
+      ms[i].setMatchIndex(s.members[i].match.value);
+    }
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> transferLeadership(TransferLeadershipContext ctx) override {
+    auto r = node_.transfer_leadership(raft::NodeId{ctx.getParams().getTo()});
+    auto b = ctx.getResults().initResult();
+    if (r) {
+      b.setCode(proto::AdminCode::OK);
+    } else {
+      b.setCode(code_of(r.error().code));
+      b.setLeaderHint(r.error().leader_hint.value);
+      b.setMessage(r.error().message);
+    }
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> addMember(AddMemberContext ctx) override {
+    auto p = ctx.getParams();
+    raft::NodeId id{p.getId()};
+    std::string address = p.getAddress();
+    bool learner = p.getLearner();
+    return await_result(ctx, [&](ProposeCallback cb) { node_.add_member(id, address, learner, std::move(cb)); });
+  }
+
+  kj::Promise<void> promoteMember(PromoteMemberContext ctx) override {
+    raft::NodeId id{ctx.getParams().getId()};
+    return await_result(ctx, [&](ProposeCallback cb) { node_.promote_member(id, std::move(cb)); });
+  }
+
+  kj::Promise<void> removeMember(RemoveMemberContext ctx) override {
+    raft::NodeId id{ctx.getParams().getId()};
+    return await_result(ctx, [&](ProposeCallback cb) { node_.remove_member(id, std::move(cb)); });
+  }
+
+ private:
+  // Starts a node operation whose callback fills `result`; the call resolves when it fires.
+  // If the client goes away first, the fulfiller outlives the promise harmlessly.
+  template <class Context, class Start>
+  kj::Promise<void> await_result(Context& ctx, Start start) {
+    auto paf = kj::newPromiseAndFulfiller<Result<Committed, NodeError>>();
+    auto fulfiller = std::make_shared<kj::Own<kj::PromiseFulfiller<Result<Committed, NodeError>>>>(kj::mv(paf.fulfiller));
+    start([fulfiller](Result<Committed, NodeError> r) { (*fulfiller)->fulfill(std::move(r)); });
+    return paf.promise.then([ctx](Result<Committed, NodeError> r) mutable { fill(ctx.getResults().initResult(), r); });
+  }
+
+  Node& node_;
+};
+
+}  // namespace
+
+capnp::Capability::Client make_admin_capability(Node& node) { return kj::heap<AdminImpl>(node); }
+
+}  // namespace tern::service

@@ -1,0 +1,41 @@
+#pragma once
+// The interface between the node driver and the replicated state machine (design.md §4): the
+// driver calls only these, in log order, on its loop thread. Deterministic: the same commands in
+// the same order give the same responses, snapshots and digest on every replica.
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+#include "raft/types.h"
+
+namespace tern::service {
+
+class Applier {
+ public:
+  virtual ~Applier() = default;
+  // `cluster_time_ms` is the time the leader stamped into the entry (never a local clock).
+  virtual std::string apply(raft::Index index, std::uint64_t cluster_time_ms, std::string_view command) = 0;
+  virtual std::string snapshot() const = 0;
+  virtual Result<void, std::string> restore(std::string_view data) = 0;
+  virtual std::uint64_t digest() const = 0;
+  virtual std::uint64_t applied_commands() const = 0;
+};
+
+// The placeholder state machine of issue 4: treats commands as opaque bytes and keeps their
+// count and an order-sensitive hash chain, so replicas can be compared and nothing lost is
+// hidden. The response to a command is the new count (8 bytes, little-endian).
+class RawLog final : public Applier {
+ public:
+  std::string apply(raft::Index index, std::uint64_t cluster_time_ms, std::string_view command) override;
+  std::string snapshot() const override;
+  Result<void, std::string> restore(std::string_view data) override;
+  std::uint64_t digest() const override { return hash_; }
+  std::uint64_t applied_commands() const override { return count_; }
+
+ private:
+  std::uint64_t count_ = 0;
+  std::uint64_t hash_ = 0xcbf29ce484222325ULL;
+};
+
+}  // namespace tern::service

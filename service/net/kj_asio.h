@@ -1,0 +1,77 @@
+#pragma once
+// Runs Cap'n Proto's KJ event loop inside an asio::io_context on one thread (design.md §1a,
+// reference/toolchain.md §5): AsioEventPort lets Asio drive KJ, and AsioStream is a buffered
+// kj::AsyncIoStream over an asio TCP socket (64 KiB read-ahead, writes coalesced into one send
+// per loop turn). Rules: construct io_context, AsioEventPort, kj::EventLoop, kj::WaitScope on the
+// loop thread in that order, call attach(); run the io_context from exactly one thread; destroy
+// capnp objects before the KJ loop.
+#include <asio.hpp>
+#include <kj/async-io.h>
+#include <kj/async.h>
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+namespace tern::net {
+
+class AsioEventPort final : public kj::EventPort {
+ public:
+  explicit AsioEventPort(asio::io_context& io) : io_(io) {}
+  void attach(kj::EventLoop& loop, kj::WaitScope& ws) {
+    loop_ = &loop;
+    ws_ = &ws;
+  }
+  // Only for a top-level promise.wait(ws) (tools, tests): KJ then drives Asio.
+  bool wait() override;
+  bool poll() override { return woken_.exchange(false); }
+  void setRunnable(bool runnable) override;
+  void wake() const override;
+  // After a top-level wait(), before io.run(): reschedule KJ work that became runnable meanwhile.
+  void kick() { setRunnable(loop_->isRunnable()); }
+
+ private:
+  asio::io_context& io_;
+  kj::EventLoop* loop_ = nullptr;
+  kj::WaitScope* ws_ = nullptr;
+  bool scheduled_ = false;
+  bool in_kj_wait_ = false;
+  mutable std::atomic<bool> woken_{false};
+};
+
+class AsioStream final : public kj::AsyncIoStream {
+ public:
+  static constexpr std::size_t kReadAheadBytes = 64 * 1024;
+  static constexpr std::size_t kWriteHighWaterBytes = 1 << 20;  // writers wait above this
+
+  explicit AsioStream(asio::ip::tcp::socket socket);
+  ~AsioStream() noexcept(false);
+
+  kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override;
+  kj::Promise<void> write(const void* buffer, size_t size) override;
+  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override;
+  kj::Promise<void> whenWriteDisconnected() override { return kj::NEVER_DONE; }
+  void shutdownWrite() override;
+  void abortRead() override;
+
+ private:
+  // Shared with pending Asio handlers, so that the stream may die mid-operation.
+  struct State {
+    explicit State(asio::ip::tcp::socket s) : socket(std::move(s)) {}
+    asio::ip::tcp::socket socket;
+    std::vector<kj::byte> read_buf = std::vector<kj::byte>(kReadAheadBytes);
+    std::size_t read_pos = 0, read_end = 0;
+    std::vector<kj::byte> write_buf, in_flight;
+    bool flush_scheduled = false, writing = false;
+    kj::Maybe<kj::Exception> error;
+    kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> drained;
+  };
+  std::size_t take(kj::byte* out, std::size_t max);
+  kj::Promise<size_t> fill(kj::byte* out, std::size_t min_bytes, std::size_t max_bytes, std::size_t done);
+  void schedule_flush();
+  static void flush(const std::shared_ptr<State>& st);
+
+  std::shared_ptr<State> st_;
+};
+
+}  // namespace tern::net

@@ -1,0 +1,614 @@
+#include "service/node.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "common/assert.h"
+#include "common/le.h"
+#include "common/overloaded.h"
+
+namespace tern::service {
+
+using raft::Index;
+using raft::NodeId;
+using raft::Term;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::uint8_t kKindCommand = 1;
+constexpr std::uint8_t kKindAddress = 2;
+constexpr std::uint64_t kReadyLagEntries = 1000;  // /readyz: applied within this many entries of commit
+
+std::uint64_t micros_since(Clock::time_point t) {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count());
+}
+
+std::uint64_t wall_ms() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+std::pair<std::string, std::uint16_t> split_address(const std::string& a) {
+  auto colon = a.rfind(':');
+  if (colon == std::string::npos) return {a, 0};
+  return {a.substr(0, colon), static_cast<std::uint16_t>(std::atoi(a.c_str() + colon + 1))};
+}
+
+// Messages a leader may send before its own write is durable (thesis §10.2.1): they vouch for
+// nothing on this node's disk. Replies and votes must wait (raft/ready.h).
+bool sendable_before_persist(const raft::Message& m) {
+  return std::holds_alternative<raft::AppendRequest>(m.body) || std::holds_alternative<raft::HeartbeatRequest>(m.body) ||
+         std::holds_alternative<raft::InstallSnapshotRequest>(m.body);
+}
+
+}  // namespace
+
+const char* node_errc_name(NodeErrc e) {
+  switch (e) {
+    case NodeErrc::not_leader: return "not_leader";
+    case NodeErrc::unknown_outcome: return "unknown_outcome";
+    case NodeErrc::busy: return "busy";
+    case NodeErrc::too_large: return "too_large";
+    case NodeErrc::conf_change_pending: return "conf_change_pending";
+    case NodeErrc::transfer_in_progress: return "transfer_in_progress";
+    case NodeErrc::invalid: return "invalid";
+    case NodeErrc::shutting_down: return "shutting_down";
+  }
+  return "?";
+}
+
+Node::Node(asio::io_context& io, NodeOptions options, std::unique_ptr<Applier> applier, Metrics& metrics)
+    : io_(io),
+      opt_(std::move(options)),
+      applier_(std::move(applier)),
+      metrics_(metrics),
+      tick_timer_(io),
+      fsync_hist_(metrics.histogram("tern_wal_write_seconds")),
+      commit_hist_(metrics.histogram("tern_commit_latency_seconds")),
+      rtt_hist_(metrics.histogram("tern_peer_rtt_seconds")) {}
+
+Node::~Node() {
+  stop();
+  *alive_ = false;
+  wal_.reset();  // joins the disk thread; its callbacks see alive_ == false
+}
+
+Result<std::unique_ptr<Node>, std::string> Node::open(asio::io_context& io, NodeOptions options,
+                                                      std::unique_ptr<Applier> applier, Metrics& metrics) {
+  std::unique_ptr<Node> n(new Node(io, std::move(options), std::move(applier), metrics));
+  if (auto r = n->recover(); !r) return fail(r.error());
+  return n;
+}
+
+Result<void, std::string> Node::recover() {
+  auto dd = storage::DataDir::open(opt_.data_dir, opt_.cluster_id, opt_.id.value);
+  if (!dd) return fail("data dir " + opt_.data_dir + ": " + dd.error().message);
+  data_dir_ = std::move(*dd);
+  snapshots_ = std::make_unique<storage::SnapshotStore>(data_dir_->snap_dir());
+  std::vector<std::string> notes;
+  auto newest = snapshots_->load_newest(&notes);
+  if (!newest) return fail("snapshots: " + newest.error().message);
+  for (const auto& n : notes) spdlog::warn("{}", n);
+
+  storage::WalOptions wo;
+  wo.log = [](const std::string& s) { spdlog::warn("wal: {}", s); };
+  storage::Recovered rec;
+  auto wal = storage::Wal::open(data_dir_->wal_dir(), wo, &rec);
+  if (!wal) return fail("wal: " + wal.error().message);
+  wal_ = std::move(*wal);
+
+  for (const auto& [id, addr] : opt_.initial_cluster) addresses_[id] = addr;
+  raft::RestoreState rs;
+  rs.hard_state = rec.hard_state;
+  if (*newest) {
+    const auto& f = **newest;
+    auto data = snapshots_->read_all(f);
+    if (!data) return fail("snapshot " + f.path + ": " + data.error().message);
+    if (auto r = decode_state(*data); !r) return fail("snapshot " + f.path + ": " + r.error());
+    rs.snapshot = f.meta;
+    applied_ = f.meta.index;
+    last_snapshot_index_ = f.meta.index;
+    snapshot_files_[f.meta.index] = f;
+  }
+  if (rec.reset && (!rs.snapshot || rec.reset->first > rs.snapshot->index))
+    return fail("the WAL restarts after a snapshot at index " + std::to_string(rec.reset->first.value) +
+                " but no such snapshot file is present in " + data_dir_->snap_dir());
+  Index after = rs.snapshot ? rs.snapshot->index : Index{0};
+  for (auto& e : rec.entries)
+    if (e.index > after) rs.entries.push_back(std::move(e));
+  if (!rs.entries.empty() && rs.entries.front().index != after.next())
+    return fail("the WAL's entries start at " + std::to_string(rs.entries.front().index.value) +
+                ", not right after the snapshot at " + std::to_string(after.value));
+  bool empty = rec.hard_state.term == Term{0} && rs.entries.empty() && !rs.snapshot;
+  if (empty && opt_.bootstrap) {
+    for (const auto& [id, addr] : opt_.initial_cluster) rs.bootstrap.voters.push_back(id);
+    spdlog::info("bootstrapping a new cluster of {} members", rs.bootstrap.voters.size());
+  }
+
+  raft::Config rc;
+  rc.id = opt_.id;
+  rc.election_ticks = opt_.election_ticks;
+  rc.heartbeat_ticks = 1;
+  rc.seed = opt_.id.value * 0x9e3779b97f4a7c15ULL ^ static_cast<std::uint64_t>(Clock::now().time_since_epoch().count());
+  rc.log = [](std::string_view s) { spdlog::debug("raft {}", s); };
+  core_ = std::make_unique<raft::Core>(rc, std::move(rs));
+  last_leader_ = core_->leader();
+  spdlog::info("recovered: term {}, commit {}, last index {}, snapshot {}", core_->term().value,
+               core_->commit_index().value, core_->last_index().value, last_snapshot_index_.value);
+
+  net::PeerTransportOptions to;
+  to.cluster_id = opt_.cluster_id;
+  to.self = opt_.id;
+  to.warn = [](const std::string& s) { spdlog::warn("{}", s); };
+  transport_ = std::make_unique<net::PeerTransport>(io_, to, [this](raft::Message m) { on_message(std::move(m)); });
+  for (const auto& [id, addr] : addresses_) set_address(id, addr);
+  return {};
+}
+
+void Node::start() {
+  auto self = opt_.initial_cluster.find(opt_.id);
+  TERN_ASSERT_MSG(self != opt_.initial_cluster.end(), "this node's peer address is not in the initial cluster");
+  auto [host, port] = split_address(self->second);
+  transport_->listen(host, port);
+  next_tick_ = Clock::now() + opt_.tick;
+  tick_timer_.expires_at(next_tick_);
+  tick_timer_.async_wait([this](const asio::error_code& ec) {
+    if (!ec) on_tick();
+  });
+  schedule_drive();
+}
+
+void Node::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  tick_timer_.cancel();
+  if (transport_) transport_->stop();
+  auto pending = std::move(pending_);
+  pending_.clear();
+  for (auto& [i, p] : pending)
+    p.done(fail(NodeError{NodeErrc::shutting_down, NodeId{}, "the node is shutting down; the outcome is unknown"}));
+}
+
+void Node::on_tick() {
+  if (stopped_) return;
+  core_->tick();
+  observe_leader();
+  schedule_drive();
+  // Fixed-rate ticks; after a stall, skip the missed ones rather than firing a burst.
+  next_tick_ += opt_.tick;
+  auto now = Clock::now();
+  if (next_tick_ < now) next_tick_ = now + opt_.tick;
+  tick_timer_.expires_at(next_tick_);
+  tick_timer_.async_wait([this](const asio::error_code& ec) {
+    if (!ec) on_tick();
+  });
+}
+
+void Node::on_message(raft::Message m) {
+  if (stopped_) return;
+  if (std::holds_alternative<raft::HeartbeatReply>(m.body)) {
+    auto it = heartbeat_sent_.find(m.from);
+    if (it != heartbeat_sent_.end()) {
+      rtt_hist_.observe_us(micros_since(it->second));
+      heartbeat_sent_.erase(it);
+    }
+  }
+  core_->step(std::move(m));
+  schedule_drive();
+}
+
+void Node::schedule_drive() {
+  if (drive_posted_ || stopped_) return;
+  drive_posted_ = true;
+  asio::post(io_, [this, alive = alive_] {
+    if (!*alive) return;
+    drive_posted_ = false;
+    drive();
+  });
+}
+
+void Node::drive() {
+  if (persisting_ || stopped_ || !core_->has_ready()) return;
+  auto rd = std::make_shared<raft::Ready>(core_->ready());
+  observe_leader();
+  storage::WriteBatch batch;
+  if (rd->snapshot) {
+    // A snapshot from the leader: its file must be durable before the WAL points past it.
+    const auto& s = *rd->snapshot;
+    TERN_ASSERT(s.data != nullptr);
+    auto f = snapshots_->save(s.meta, *s.data);
+    if (!f) fatal("cannot save the received snapshot: " + f.error().message);
+    snapshot_files_[s.meta.index] = *f;
+    while (snapshot_files_.size() > 2) snapshot_files_.erase(snapshot_files_.begin());
+    batch.reset_to = std::make_pair(s.meta.index, s.meta.term);
+  }
+  for (const auto& m : rd->messages)
+    if (sendable_before_persist(m)) send(m);
+  if (!rd->snapshot && rd->entries.empty() && !rd->hard_state) {
+    persisted(rd);
+    return;
+  }
+  batch.entries = rd->entries;
+  batch.hard_state = rd->hard_state;
+  persisting_ = true;
+  auto t0 = Clock::now();
+  auto r = wal_->submit(std::move(batch), [this, rd, t0, alive = alive_](Result<Index, storage::StorageError> res) {
+    asio::post(io_, [this, rd, t0, alive, res = std::move(res)] {
+      if (!*alive) return;
+      if (!res) fatal("WAL write failed: " + res.error().message);
+      fsync_hist_.observe_us(micros_since(t0));
+      persisting_ = false;
+      persisted(rd);
+    });
+  });
+  if (!r) fatal("WAL submit failed: " + r.error().message);
+}
+
+void Node::persisted(const std::shared_ptr<raft::Ready>& rd) {
+  if (stopped_) return;
+  for (const auto& m : rd->messages)
+    if (!sendable_before_persist(m)) send(m);
+  if (rd->snapshot) apply_snapshot(*rd->snapshot);
+  for (const auto& e : rd->committed) apply_entry(e);
+  core_->advance(*rd);
+  maybe_snapshot();
+  schedule_drive();
+}
+
+void Node::send(const raft::Message& m) {
+  if (const auto* req = std::get_if<raft::InstallSnapshotRequest>(&m.body)) {
+    auto data = snapshot_data(req->meta.index);
+    if (!data) return;  // the core retries; snapshot_data logged why
+    raft::Message full = m;
+    std::get<raft::InstallSnapshotRequest>(full.body).data = std::move(data);
+    transport_->send_snapshot(full);
+    return;
+  }
+  if (std::holds_alternative<raft::HeartbeatRequest>(m.body)) heartbeat_sent_.try_emplace(m.to, Clock::now());
+  transport_->send(m);
+}
+
+std::shared_ptr<const std::string> Node::snapshot_data(Index index) {
+  if (snapshot_cache_ && snapshot_cache_index_ == index) return snapshot_cache_;
+  auto it = snapshot_files_.find(index);
+  if (it == snapshot_files_.end()) {
+    spdlog::warn("no snapshot file for index {} to send", index.value);
+    return nullptr;
+  }
+  auto data = snapshots_->read_all(it->second);
+  if (!data) {
+    spdlog::error("cannot read snapshot {}: {}", it->second.path, data.error().message);
+    return nullptr;
+  }
+  snapshot_cache_index_ = index;
+  snapshot_cache_ = std::make_shared<const std::string>(std::move(*data));
+  return snapshot_cache_;
+}
+
+void Node::apply_snapshot(const raft::Snapshot& s) {
+  if (auto r = decode_state(*s.data); !r) fatal("cannot restore the snapshot at index " + std::to_string(s.meta.index.value) + ": " + r.error());
+  applied_ = s.meta.index;
+  last_snapshot_index_ = s.meta.index;
+  ++snapshots_installed_;
+  // Proposals at or below the snapshot can no longer be matched to their entries.
+  while (!pending_.empty() && pending_.begin()->first <= s.meta.index) {
+    auto p = std::move(pending_.begin()->second);
+    pending_.erase(pending_.begin());
+    ++proposals_failed_;
+    p.done(fail(NodeError{NodeErrc::unknown_outcome, core_->leader(), "replaced by a snapshot"}));
+  }
+  spdlog::info("installed a snapshot at index {} term {}", s.meta.index.value, s.meta.term.value);
+}
+
+void Node::apply_entry(const raft::Entry& e) {
+  applied_ = e.index;
+  ++entries_applied_;
+  std::string response;
+  if (e.type == raft::EntryType::normal && !e.data.empty()) {
+    auto kind = static_cast<std::uint8_t>(e.data[0]);
+    if (kind == kKindCommand && e.data.size() >= 9) {
+      std::uint64_t t = le::get_u64(e.data.data() + 1);
+      last_cluster_time_ms_ = std::max(last_cluster_time_ms_, t);
+      response = applier_->apply(e.index, t, std::string_view(e.data).substr(9));
+    } else if (kind == kKindAddress && e.data.size() >= 9) {
+      NodeId id{le::get_u64(e.data.data() + 1)};
+      set_address(id, e.data.substr(9));
+    } else {
+      spdlog::error("entry {} has an unknown payload kind {}; skipped", e.index.value, kind);
+    }
+  } else if (e.type == raft::EntryType::conf_change) {
+    if (auto cc = raft::decode_conf_change(e.data); cc && cc->type == raft::ConfChangeType::remove_node) {
+      addresses_.erase(cc->node);
+      transport_->remove_peer(cc->node);
+      if (cc->node == opt_.id) spdlog::warn("this node was removed from the cluster at index {}", e.index.value);
+    }
+  }
+  resolve(e.index, e.term, std::move(response));
+}
+
+void Node::resolve(Index index, Term term, std::string response) {
+  // Pending proposals below this index were overwritten and their slots reused (or compacted).
+  while (!pending_.empty() && pending_.begin()->first <= index) {
+    auto it = pending_.begin();
+    auto p = std::move(it->second);
+    Index i = it->first;
+    pending_.erase(it);
+    if (i == index && p.term == term) {
+      ++proposals_committed_;
+      commit_hist_.observe_us(micros_since(p.start));
+      p.done(Committed{index, term, std::move(response)});
+    } else {
+      ++proposals_failed_;
+      p.done(fail(NodeError{NodeErrc::unknown_outcome, core_->leader(),
+                            "entry " + std::to_string(i.value) + " was overwritten by a new leader"}));
+    }
+  }
+}
+
+void Node::maybe_snapshot() {
+  if (applied_.value < last_snapshot_index_.value + opt_.snapshot_entries) return;
+  Index at = applied_;
+  auto term = core_->term_at(at);
+  if (!term) return;
+  raft::SnapshotMeta meta{at, *term, core_->snapshot_conf()};
+  for (const auto& [i, conf] : core_->conf_history())
+    if (i <= at) meta.conf = conf;
+  auto data = std::make_shared<const std::string>(encode_state());
+  auto f = snapshots_->save(meta, *data);
+  if (!f) {
+    spdlog::error("cannot save a snapshot at {}: {}", at.value, f.error().message);
+    return;
+  }
+  ++snapshots_taken_;
+  Index previous = last_snapshot_index_;
+  last_snapshot_index_ = at;
+  snapshot_files_[at] = *f;
+  while (snapshot_files_.size() > 2) snapshot_files_.erase(snapshot_files_.begin());
+  snapshot_cache_index_ = at;
+  snapshot_cache_ = data;
+  // Keep the log since the previous snapshot, so a follower slightly behind still catches up
+  // from entries; the previous snapshot file stays on disk to send to one far behind.
+  if (previous > Index{0}) {
+    core_->compact(previous);
+    if (auto r = wal_->compact(previous); !r) spdlog::warn("WAL compaction: {}", r.error().message);
+  }
+  spdlog::info("snapshot at index {} ({} bytes); log compacted to {}", at.value, data->size(), previous.value);
+}
+
+void Node::set_address(NodeId id, const std::string& address) {
+  addresses_[id] = address;
+  auto [host, port] = split_address(address);
+  if (port != 0) transport_->set_peer(id, host, port);
+}
+
+void Node::observe_leader() {
+  NodeId l = core_->leader();
+  if (l == last_leader_) return;
+  last_leader_ = l;
+  ++leader_changes_;
+  if (l == NodeId{0}) {
+    spdlog::info("[n{} t{}] no leader", opt_.id.value, core_->term().value);
+  } else {
+    spdlog::info("[n{} t{}] leader is n{}", opt_.id.value, core_->term().value, l.value);
+  }
+}
+
+void Node::fatal(const std::string& what) {
+  // Fail-stop (design.md §3): never continue after a failed write or fsync.
+  spdlog::critical("[n{} t{}] fatal: {}", opt_.id.value, core_ ? core_->term().value : 0, what);
+  spdlog::default_logger()->flush();
+  std::_Exit(70);
+}
+
+// ---- proposals --------------------------------------------------------------------------------
+
+NodeError Node::error_from(const raft::ProposeError& e) const {
+  switch (e.code) {
+    case raft::RaftError::not_leader:
+    case raft::RaftError::no_leader: return NodeError{NodeErrc::not_leader, e.leader_hint, "not the leader"};
+    case raft::RaftError::transfer_in_progress:
+      return NodeError{NodeErrc::transfer_in_progress, e.leader_hint, "leadership transfer in progress"};
+    case raft::RaftError::too_many_uncommitted_bytes:
+      return NodeError{NodeErrc::busy, e.leader_hint, "too many uncommitted bytes"};
+    case raft::RaftError::entry_too_large: return NodeError{NodeErrc::too_large, e.leader_hint, "entry too large"};
+    case raft::RaftError::conf_change_pending:
+      return NodeError{NodeErrc::conf_change_pending, e.leader_hint, "a membership change is in progress"};
+    case raft::RaftError::invalid_conf_change: return NodeError{NodeErrc::invalid, e.leader_hint, "invalid membership change"};
+  }
+  return NodeError{NodeErrc::invalid, e.leader_hint, raft::error_name(e.code)};
+}
+
+void Node::propose_raw(std::string payload, ProposeCallback done) {
+  if (stopped_) return done(fail(NodeError{NodeErrc::shutting_down, NodeId{}, "shutting down"}));
+  if (pending_.size() >= opt_.max_pending_proposals)
+    return done(fail(NodeError{NodeErrc::busy, core_->leader(), "too many pending proposals"}));
+  auto r = core_->propose(std::move(payload));
+  if (!r) return done(fail(error_from(r.error())));
+  track(*r, std::move(done));
+}
+
+void Node::track(Index index, ProposeCallback done) {
+  // A proposal still pending at this index was truncated away when this node lost leadership
+  // (its entry can no longer commit): it cannot share the slot with the new one.
+  if (auto it = pending_.find(index); it != pending_.end()) {
+    auto old = std::move(it->second);
+    pending_.erase(it);
+    ++proposals_failed_;
+    old.done(fail(NodeError{NodeErrc::unknown_outcome, core_->leader(), "entry overwritten by a new leader"}));
+  }
+  pending_[index] = Pending{core_->term(), std::move(done), Clock::now()};
+  schedule_drive();
+}
+
+void Node::propose(std::string command, ProposeCallback done) {
+  std::string payload;
+  payload.reserve(9 + command.size());
+  payload.push_back(static_cast<char>(kKindCommand));
+  // Cluster time: the leader's wall clock, never behind what was already applied.
+  le::put_u64(payload, std::max(wall_ms(), last_cluster_time_ms_));
+  payload += command;
+  propose_raw(std::move(payload), std::move(done));
+}
+
+void Node::propose_conf(const raft::ConfChange& cc, ProposeCallback done) {
+  if (stopped_) return done(fail(NodeError{NodeErrc::shutting_down, NodeId{}, "shutting down"}));
+  auto r = core_->propose_conf_change(cc);
+  if (!r) return done(fail(error_from(r.error())));
+  track(*r, std::move(done));
+}
+
+void Node::add_member(NodeId id, std::string address, bool learner, ProposeCallback done) {
+  auto [host, port] = split_address(address);
+  if (id == NodeId{0} || host.empty() || port == 0)
+    return done(fail(NodeError{NodeErrc::invalid, core_->leader(), "want a non-zero id and host:port"}));
+  // The address is replicated first, so every member can reach the new node once it counts.
+  std::string payload(1, static_cast<char>(kKindAddress));
+  le::put_u64(payload, id.value);
+  payload += address;
+  propose_raw(std::move(payload), [this, id, learner, done = std::move(done)](Result<Committed, NodeError> r) mutable {
+    if (!r) return done(std::move(r));
+    raft::ConfChange cc{learner ? raft::ConfChangeType::add_learner : raft::ConfChangeType::add_voter, id};
+    propose_conf(cc, std::move(done));
+  });
+}
+
+void Node::promote_member(NodeId id, ProposeCallback done) {
+  propose_conf(raft::ConfChange{raft::ConfChangeType::promote_learner, id}, std::move(done));
+}
+
+void Node::remove_member(NodeId id, ProposeCallback done) {
+  propose_conf(raft::ConfChange{raft::ConfChangeType::remove_node, id}, std::move(done));
+}
+
+Result<void, NodeError> Node::transfer_leadership(NodeId to) {
+  auto r = core_->transfer_leadership(to);
+  if (!r) return fail(error_from(r.error()));
+  schedule_drive();
+  return {};
+}
+
+// ---- status -----------------------------------------------------------------------------------
+
+NodeStatus Node::status() const {
+  NodeStatus s;
+  s.id = opt_.id;
+  s.role = raft::role_name(core_->role());
+  s.term = core_->term();
+  s.leader = core_->leader();
+  s.commit = core_->commit_index();
+  s.applied = applied_;
+  s.last = core_->last_index();
+  s.snapshot = last_snapshot_index_;
+  s.applied_commands = applier_->applied_commands();
+  s.digest = applier_->digest();
+  s.pending = pending_.size();
+  auto add = [&](NodeId id, bool voter) {
+    MemberStatus m{id, "", voter, Index{0}};
+    if (auto it = addresses_.find(id); it != addresses_.end()) m.address = it->second;
+    if (id == opt_.id) {
+      m.match = core_->stable_index();
+    } else if (const auto* pr = core_->progress(id)) {
+      m.match = pr->match_index;
+    }
+    s.members.push_back(std::move(m));
+  };
+  for (NodeId v : core_->conf_state().voters) add(v, true);
+  for (NodeId l : core_->conf_state().learners) add(l, false);
+  return s;
+}
+
+std::string Node::status_json() const {
+  auto s = status();
+  std::string out = "{\"id\":" + std::to_string(s.id.value) + ",\"role\":\"" + s.role + "\",\"term\":" +
+                    std::to_string(s.term.value) + ",\"leader\":" + std::to_string(s.leader.value) +
+                    ",\"commit_index\":" + std::to_string(s.commit.value) +
+                    ",\"applied_index\":" + std::to_string(s.applied.value) +
+                    ",\"last_index\":" + std::to_string(s.last.value) +
+                    ",\"snapshot_index\":" + std::to_string(s.snapshot.value) +
+                    ",\"pending_proposals\":" + std::to_string(s.pending) +
+                    ",\"applied_commands\":" + std::to_string(s.applied_commands) +
+                    ",\"digest\":" + std::to_string(s.digest) + ",\"members\":[";
+  for (std::size_t i = 0; i < s.members.size(); ++i) {
+    const auto& m = s.members[i];
+    if (i > 0) out += ",";
+    // Addresses come from validated host:port strings: no characters that need escaping.
+    out += "{\"id\":" + std::to_string(m.id.value) + ",\"address\":\"" + m.address + "\",\"voter\":" +
+           (m.voter ? "true" : "false") + ",\"match_index\":" + std::to_string(m.match.value) + "}";
+  }
+  out += "]}\n";
+  return out;
+}
+
+bool Node::is_ready() const {
+  return core_->leader() != NodeId{0} && applied_.value + kReadyLagEntries >= core_->commit_index().value;
+}
+
+void Node::update_metrics() {
+  metrics_.set("tern_has_leader", core_->leader() != NodeId{0} ? 1 : 0);
+  metrics_.set("tern_is_leader", core_->role() == raft::Role::leader ? 1 : 0);
+  metrics_.set("tern_term", static_cast<double>(core_->term().value));
+  metrics_.set("tern_commit_index", static_cast<double>(core_->commit_index().value));
+  metrics_.set("tern_applied_index", static_cast<double>(applied_.value));
+  metrics_.set("tern_proposals_pending", static_cast<double>(pending_.size()));
+  metrics_.set_counter("tern_leader_changes_total", leader_changes_);
+  metrics_.set_counter("tern_proposals_committed_total", proposals_committed_);
+  metrics_.set_counter("tern_proposals_failed_total", proposals_failed_);
+  metrics_.set_counter("tern_entries_applied_total", entries_applied_);
+  metrics_.set_counter("tern_snapshots_taken_total", snapshots_taken_);
+  metrics_.set_counter("tern_snapshots_installed_total", snapshots_installed_);
+  const auto& ts = transport_->stats();
+  metrics_.set_counter("tern_snapshots_sent_total", ts.snapshots_sent);
+  metrics_.set_counter("tern_peer_frames_sent_total", ts.frames_sent);
+  metrics_.set_counter("tern_peer_frames_received_total", ts.frames_received);
+  metrics_.set_counter("tern_peer_frames_dropped_total", ts.dropped);
+  metrics_.set_counter("tern_peer_frames_rejected_total", ts.rejected);
+  metrics_.set_counter("tern_peer_connects_total", ts.connects);
+}
+
+// ---- the node's replicated state: address book + applier ------------------------------------
+
+std::string Node::encode_state() const {
+  std::string out = "TNS1";
+  le::put_u32(out, static_cast<std::uint32_t>(addresses_.size()));
+  for (const auto& [id, addr] : addresses_) {
+    le::put_u64(out, id.value);
+    le::put_u32(out, static_cast<std::uint32_t>(addr.size()));
+    out += addr;
+  }
+  le::put_u64(out, last_cluster_time_ms_);
+  out += applier_->snapshot();
+  return out;
+}
+
+Result<void, std::string> Node::decode_state(std::string_view d) {
+  auto need = [&](std::size_t n) { return d.size() >= n; };
+  if (!need(8) || d.substr(0, 4) != "TNS1") return fail(std::string("not a tern node snapshot"));
+  std::uint32_t count = le::get_u32(d.data() + 4);
+  d.remove_prefix(8);
+  std::map<NodeId, std::string> book;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    if (!need(12)) return fail(std::string("truncated address book"));
+    NodeId id{le::get_u64(d.data())};
+    std::uint32_t len = le::get_u32(d.data() + 8);
+    d.remove_prefix(12);
+    if (!need(len)) return fail(std::string("truncated address book"));
+    book[id] = std::string(d.substr(0, len));
+    d.remove_prefix(len);
+  }
+  if (!need(8)) return fail(std::string("truncated snapshot"));
+  std::uint64_t t = le::get_u64(d.data());
+  d.remove_prefix(8);
+  if (auto r = applier_->restore(d); !r) return r;
+  last_cluster_time_ms_ = t;
+  // Our own initial address for ourselves stays (it is what we listen on).
+  for (const auto& [id, addr] : book) {
+    addresses_[id] = addr;
+    if (transport_) set_address(id, addr);
+  }
+  return {};
+}
+
+}  // namespace tern::service

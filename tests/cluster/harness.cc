@@ -1,0 +1,369 @@
+#include "tests/cluster/harness.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace tern::testing {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("bind");
+  socklen_t n = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+double process_cpu_seconds(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto close = s.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream in(s.substr(close + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15; ++i) {  // fields 14 and 15 are utime and stime (man 5 proc)
+    in >> field;
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+Cluster::Cluster(std::string ternd_path, ClusterOptions options)
+    : ternd_(std::move(ternd_path)), opt_(std::move(options)), io_(kj::setupAsyncIo()) {
+  if (opt_.root.empty()) {
+    char tmpl[] = "/tmp/tern_cluster_XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp");
+    opt_.root = tmpl;
+    own_root_ = true;
+  }
+  std::set<std::uint16_t> used;
+  auto port = [&] {
+    for (;;) {
+      auto p = free_port();
+      if (used.insert(p).second) return p;
+    }
+  };
+  for (int i = 1; i <= opt_.size; ++i) {
+    ProcessNode n;
+    n.id = static_cast<std::uint64_t>(i);
+    n.peer_port = port();
+    n.client_port = port();
+    n.admin_port = port();
+    n.dir = opt_.root + "/n" + std::to_string(i);
+    nodes_[n.id] = n;
+    initial_.push_back(n.id);
+  }
+}
+
+Cluster::~Cluster() {
+  conns_.clear();
+  for (auto& [id, n] : nodes_) {
+    if (n.pid > 0) {
+      ::kill(n.pid, SIGKILL);
+      ::waitpid(n.pid, nullptr, 0);
+      n.pid = -1;
+    }
+  }
+  if (own_root_ && std::getenv("TERN_KEEP_CLUSTER_DIR") == nullptr) {
+    std::error_code ec;
+    fs::remove_all(opt_.root, ec);
+  }
+}
+
+std::vector<std::uint64_t> Cluster::ids() const {
+  std::vector<std::uint64_t> out;
+  for (const auto& [id, n] : nodes_) out.push_back(id);
+  return out;
+}
+
+std::string Cluster::peer_address(std::uint64_t id) const {
+  return "127.0.0.1:" + std::to_string(nodes_.at(id).peer_port);
+}
+
+std::string Cluster::initial_cluster() const {
+  std::string out;
+  for (auto id : initial_) {
+    if (!out.empty()) out += ",";
+    out += std::to_string(id) + "=" + peer_address(id);
+  }
+  return out;
+}
+
+std::string Cluster::log_of(std::uint64_t id) const {
+  std::ifstream f(nodes_.at(id).dir + ".log");
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+void Cluster::spawn(ProcessNode& n, bool join) {
+  if (n.pid > 0) throw std::runtime_error("node already running");
+  std::string cluster = initial_cluster();
+  if (join) cluster += "," + std::to_string(n.id) + "=" + peer_address(n.id);
+  std::vector<std::string> args = {ternd_,
+                                   "--id", std::to_string(n.id),
+                                   "--data-dir", n.dir,
+                                   "--initial-cluster", cluster,
+                                   "--initial-cluster-state", join ? "existing" : "new",
+                                   "--client-addr", "127.0.0.1:" + std::to_string(n.client_port),
+                                   "--admin-addr", "127.0.0.1:" + std::to_string(n.admin_port),
+                                   "--election-timeout-ms", std::to_string(opt_.election_timeout_ms),
+                                   "--heartbeat-interval-ms", std::to_string(opt_.heartbeat_interval_ms),
+                                   "--snapshot-entries", std::to_string(opt_.snapshot_entries),
+                                   "--log-level", opt_.log_level};
+  std::string log = n.dir + ".log";
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork");
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      ::close(fd);
+    }
+    int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) ::dup2(devnull, 0);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    std::_Exit(127);
+  }
+  n.pid = pid;
+  conns_.erase(n.id);
+}
+
+void Cluster::start_all() {
+  for (auto id : initial_) start(id);
+}
+
+void Cluster::start(std::uint64_t id) { spawn(nodes_.at(id), false); }
+
+void Cluster::kill9(std::uint64_t id) {
+  auto& n = nodes_.at(id);
+  conns_.erase(id);
+  if (n.pid <= 0) return;
+  ::kill(n.pid, SIGKILL);
+  ::waitpid(n.pid, nullptr, 0);
+  n.pid = -1;
+}
+
+void Cluster::terminate(std::uint64_t id) {
+  auto& n = nodes_.at(id);
+  conns_.erase(id);
+  if (n.pid <= 0) return;
+  ::kill(n.pid, SIGTERM);
+  for (int i = 0; i < 100; ++i) {  // at most 5 s, then SIGKILL
+    if (::waitpid(n.pid, nullptr, WNOHANG) == n.pid) {
+      n.pid = -1;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  kill9(id);
+}
+
+bool Cluster::running(std::uint64_t id) {
+  auto& n = nodes_.at(id);
+  if (n.pid <= 0) return false;
+  if (::waitpid(n.pid, nullptr, WNOHANG) == n.pid) {
+    n.pid = -1;
+    return false;
+  }
+  return true;
+}
+
+void Cluster::wipe(std::uint64_t id) {
+  auto& n = nodes_.at(id);
+  if (n.pid > 0) throw std::runtime_error("wipe of a running node");
+  std::error_code ec;
+  fs::remove_all(n.dir, ec);
+}
+
+ProcessNode& Cluster::add_spare(std::uint64_t id) {
+  ProcessNode n;
+  n.id = id;
+  n.peer_port = free_port();
+  n.client_port = free_port();
+  n.admin_port = free_port();
+  n.dir = opt_.root + "/n" + std::to_string(id);
+  return nodes_[id] = n;
+}
+
+void Cluster::start_joining(std::uint64_t id) { spawn(nodes_.at(id), true); }
+
+proto::Admin::Client& Cluster::admin(std::uint64_t id) {
+  auto it = conns_.find(id);
+  if (it != conns_.end()) return it->second.admin;
+  auto& n = nodes_.at(id);
+  auto addr = io_.provider->getNetwork().parseAddress("127.0.0.1", n.client_port).wait(io_.waitScope);
+  auto stream = addr->connect().wait(io_.waitScope);
+  Conn c;
+  c.stream = kj::mv(stream);
+  c.client = kj::heap<capnp::TwoPartyClient>(*c.stream);
+  c.admin = c.client->bootstrap().castAs<proto::Admin>();
+  return conns_.emplace(id, kj::mv(c)).first->second.admin;
+}
+
+namespace {
+
+template <class T>
+std::optional<T> wait_for(kj::AsyncIoContext& io, kj::Promise<T> p, std::chrono::milliseconds timeout) {
+  auto guarded = io.provider->getTimer().timeoutAfter(timeout.count() * kj::MILLISECONDS, kj::mv(p));
+  try {
+    return guarded.wait(io.waitScope);
+  } catch (const kj::Exception&) {
+    return std::nullopt;
+  }
+}
+
+ProposeOutcome outcome_of(proto::AdminResult::Reader r) {
+  ProposeOutcome o;
+  o.code = r.getCode();
+  o.index = r.getIndex();
+  o.term = r.getTerm();
+  o.leader_hint = r.getLeaderHint();
+  o.message = r.getMessage();
+  return o;
+}
+
+}  // namespace
+
+std::optional<StatusView> Cluster::status(std::uint64_t id, std::chrono::milliseconds timeout) {
+  if (!running(id)) return std::nullopt;
+  try {
+    auto p = admin(id).statusRequest().send().then([](capnp::Response<proto::Admin::StatusResults>&& r) {
+      auto s = r.getStatus();
+      StatusView v;
+      v.id = s.getId();
+      v.term = s.getTerm();
+      v.leader = s.getLeader();
+      v.commit = s.getCommitIndex();
+      v.applied = s.getAppliedIndex();
+      v.last = s.getLastIndex();
+      v.snapshot = s.getSnapshotIndex();
+      v.applied_commands = s.getAppliedCommands();
+      v.digest = s.getDigest();
+      v.role = s.getRole();
+      for (auto m : s.getMembers()) v.members.emplace_back(m.getId(), m.getVoter());
+      return v;
+    });
+    auto r = wait_for(io_, kj::mv(p), timeout);
+    if (!r) conns_.erase(id);  // a broken or stuck connection: reconnect next time
+    return r;
+  } catch (const kj::Exception&) {
+    conns_.erase(id);
+    return std::nullopt;
+  }
+}
+
+#define TERN_ADMIN_CALL(ID, REQ, SETUP, TIMEOUT)                                                                 \
+  do {                                                                                                           \
+    if (!running(ID)) return std::nullopt;                                                                       \
+    try {                                                                                                        \
+      auto req = admin(ID).REQ();                                                                                \
+      SETUP;                                                                                                     \
+      auto p = req.send().then([](auto&& r) { return outcome_of(r.getResult()); });                              \
+      auto out = wait_for(io_, kj::mv(p), TIMEOUT);                                                              \
+      if (!out) conns_.erase(ID);                                                                                \
+      return out;                                                                                                \
+    } catch (const kj::Exception&) {                                                                             \
+      conns_.erase(ID);                                                                                          \
+      return std::nullopt;                                                                                       \
+    }                                                                                                            \
+  } while (false)
+
+std::optional<ProposeOutcome> Cluster::propose(std::uint64_t id, const std::string& data, std::chrono::milliseconds timeout) {
+  TERN_ADMIN_CALL(id, proposeRequest,
+                  req.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(data.data()), data.size())), timeout);
+}
+
+std::optional<ProposeOutcome> Cluster::add_member(std::uint64_t on, std::uint64_t id, const std::string& address, bool learner) {
+  TERN_ADMIN_CALL(on, addMemberRequest, (req.setId(id), req.setAddress(address), req.setLearner(learner)),
+                  std::chrono::milliseconds(5000));
+}
+
+std::optional<ProposeOutcome> Cluster::promote_member(std::uint64_t on, std::uint64_t id) {
+  TERN_ADMIN_CALL(on, promoteMemberRequest, req.setId(id), std::chrono::milliseconds(5000));
+}
+
+std::optional<ProposeOutcome> Cluster::remove_member(std::uint64_t on, std::uint64_t id) {
+  TERN_ADMIN_CALL(on, removeMemberRequest, req.setId(id), std::chrono::milliseconds(5000));
+}
+
+std::optional<ProposeOutcome> Cluster::transfer_leadership(std::uint64_t on, std::uint64_t to) {
+  TERN_ADMIN_CALL(on, transferLeadershipRequest, req.setTo(to), std::chrono::milliseconds(2000));
+}
+
+std::uint64_t Cluster::wait_for_leader(std::chrono::milliseconds timeout, std::uint64_t not_this) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    std::map<std::uint64_t, int> votes;
+    int up = 0;
+    for (auto id : ids()) {
+      auto s = status(id, std::chrono::milliseconds(300));
+      if (!s) continue;
+      ++up;
+      if (s->leader != 0) ++votes[s->leader];
+      if (s->role == "leader" && s->id != not_this) ++votes[s->id];  // counted twice only for itself; fine
+    }
+    for (auto [l, v] : votes)
+      if (l != not_this && v >= 2 && running(l)) {
+        auto s = status(l, std::chrono::milliseconds(300));
+        if (s && s->role == "leader") return l;
+      }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return 0;
+}
+
+std::optional<ProposeOutcome> Cluster::propose_anywhere(const std::string& data, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  std::uint64_t target = 0;
+  while (Clock::now() < deadline) {
+    if (target == 0 || !running(target)) target = wait_for_leader(std::chrono::milliseconds(2000));
+    if (target == 0) continue;
+    auto r = propose(target, data, std::chrono::milliseconds(3000));
+    if (r && r->code == proto::AdminCode::OK) return r;
+    if (r && r->code == proto::AdminCode::UNKNOWN_OUTCOME) return r;  // the caller decides
+    target = (r && r->leader_hint != 0 && nodes_.count(r->leader_hint)) ? r->leader_hint : 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return std::nullopt;
+}
+
+bool Cluster::wait_applied(const std::vector<std::uint64_t>& ids, std::uint64_t index, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    bool all = true;
+    for (auto id : ids) {
+      auto s = status(id, std::chrono::milliseconds(300));
+      if (!s || s->applied < index) all = false;
+    }
+    if (all) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+}  // namespace tern::testing

@@ -1,0 +1,118 @@
+#pragma once
+// Runs real ternd processes on loopback for integration tests and the cluster benchmark:
+// free ports, a temporary data directory per node, logs in the node's directory, and an admin
+// client (Cap'n Proto RPC) for each node. Every process is started and killed by its pid; the
+// destructor kills what is still running.
+#include <sys/types.h>
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "service/proto/admin.capnp.h"
+
+namespace tern::testing {
+
+struct ProcessNode {
+  std::uint64_t id = 0;
+  std::uint16_t peer_port = 0, client_port = 0, admin_port = 0;
+  std::string dir;
+  pid_t pid = -1;
+};
+
+struct ClusterOptions {
+  int size = 3;
+  std::uint32_t election_timeout_ms = 300;
+  std::uint32_t heartbeat_interval_ms = 30;
+  std::uint64_t snapshot_entries = 10000;
+  std::string log_level = "info";
+  std::string root;  // data directories go under it; empty: a new /tmp directory, removed at the end
+};
+
+struct ProposeOutcome {
+  proto::AdminCode code = proto::AdminCode::INVALID;
+  std::uint64_t index = 0, term = 0, leader_hint = 0;
+  std::string message;
+};
+
+struct StatusView {
+  std::uint64_t id = 0, term = 0, leader = 0, commit = 0, applied = 0, last = 0, snapshot = 0;
+  std::uint64_t applied_commands = 0, digest = 0;
+  std::string role;
+  std::vector<std::pair<std::uint64_t, bool>> members;  // (id, voter)
+};
+
+class Cluster {
+ public:
+  Cluster(std::string ternd_path, ClusterOptions options);
+  ~Cluster();
+
+  // Starts every initial member.
+  void start_all();
+  void start(std::uint64_t id);
+  void kill9(std::uint64_t id);
+  void terminate(std::uint64_t id);  // SIGTERM, then wait; returns after the process exited
+  bool running(std::uint64_t id);
+  void wipe(std::uint64_t id);       // removes the node's data directory (node must be stopped)
+  // A node that joins later: allocates ports; start_joining() runs it with
+  // --initial-cluster-state existing.
+  ProcessNode& add_spare(std::uint64_t id);
+  void start_joining(std::uint64_t id);
+  ProcessNode& node(std::uint64_t id) { return nodes_.at(id); }
+  std::vector<std::uint64_t> ids() const;
+  std::string peer_address(std::uint64_t id) const;
+  std::string log_of(std::uint64_t id) const;
+
+  // Admin RPC (blocking, with a timeout). nullopt: the node did not answer.
+  std::optional<StatusView> status(std::uint64_t id, std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
+  std::optional<ProposeOutcome> propose(std::uint64_t id, const std::string& data,
+                                        std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+  std::optional<ProposeOutcome> add_member(std::uint64_t on, std::uint64_t id, const std::string& address, bool learner);
+  std::optional<ProposeOutcome> promote_member(std::uint64_t on, std::uint64_t id);
+  std::optional<ProposeOutcome> remove_member(std::uint64_t on, std::uint64_t id);
+  std::optional<ProposeOutcome> transfer_leadership(std::uint64_t on, std::uint64_t to);
+
+  // The leader that a majority of running nodes agree on, waiting up to `timeout`; 0 if none.
+  std::uint64_t wait_for_leader(std::chrono::milliseconds timeout, std::uint64_t not_this = 0);
+  // Proposes on whichever node is leader, following hints; nullopt if nothing committed in time.
+  std::optional<ProposeOutcome> propose_anywhere(const std::string& data, std::chrono::milliseconds timeout);
+  // Waits until every listed node has applied at least `index`.
+  bool wait_applied(const std::vector<std::uint64_t>& ids, std::uint64_t index, std::chrono::milliseconds timeout);
+
+  // The KJ event loop of this process (one per thread), for callers that pipeline requests.
+  kj::AsyncIoContext& kj_io() { return io_; }
+  proto::Admin::Client& admin(std::uint64_t id);
+  void drop_connection(std::uint64_t id) { conns_.erase(id); }
+
+ private:
+  struct Conn {
+    kj::Own<kj::AsyncIoStream> stream;
+    kj::Own<capnp::TwoPartyClient> client;
+    proto::Admin::Client admin = nullptr;
+  };
+  void spawn(ProcessNode& n, bool join);
+  std::string initial_cluster() const;
+
+  std::string ternd_;
+  ClusterOptions opt_;
+  bool own_root_ = false;
+  std::map<std::uint64_t, ProcessNode> nodes_;
+  std::vector<std::uint64_t> initial_;
+  kj::AsyncIoContext io_;
+  std::map<std::uint64_t, Conn> conns_;
+};
+
+// A free TCP port on 127.0.0.1 (bound and released; the kernel does not hand it out again soon).
+std::uint16_t free_port();
+// CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat.
+double process_cpu_seconds(pid_t pid);
+
+}  // namespace tern::testing
