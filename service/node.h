@@ -44,6 +44,7 @@ struct NodeOptions {
   std::uint32_t election_ticks = 10;
   std::uint64_t snapshot_entries = 10000;
   std::size_t max_pending_proposals = 65536;
+  std::size_t inline_write_max_entries = 2;  // smaller batches are written on the loop thread
 };
 
 enum class NodeErrc : std::uint8_t {
@@ -121,6 +122,7 @@ class Node {
 
   void on_tick();
   void on_message(raft::Message m);
+  void flush_deferred_hard_state(bool now);
   void schedule_drive();
   void drive();
   void persisted(const std::shared_ptr<raft::Ready>& rd);
@@ -165,6 +167,9 @@ class Node {
   bool persisting_ = false;
   bool stopped_ = false;
   raft::Index applied_;
+  raft::HardState written_hs_;                 // the newest hard state handed to the WAL
+  std::optional<raft::HardState> deferred_hs_;  // a newer commit index not yet written
+  int ticks_since_flush_ = 0;
   std::uint64_t last_cluster_time_ms_ = 0;
 
   // Snapshots on disk this node can send (the two newest), and a cache of one's bytes.
