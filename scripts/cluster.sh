@@ -1,25 +1,44 @@
 #!/usr/bin/env bash
 # Starts a local 3-node ternd cluster on 127.0.0.1 in the foreground; Ctrl-C stops all three.
-# Usage: scripts/cluster.sh [path/to/ternd] [base-data-dir]
-# Ports: peers 7101-7103, clients 7201-7203, admin HTTP 7301-7303.
-# NOTE: the Raft node driver is not wired into ternd yet (issue 4); today each process only
-# loads its configuration and serves its admin HTTP endpoints.
+# Usage: scripts/cluster.sh [build-dir] [data-dir]
+#   build-dir defaults to build/ (scripts/build.sh); data-dir defaults to a new /tmp directory
+#   (pass an existing one to restart the same cluster with its data).
+# Ports: peers 7101-7103, clients (admin RPC) 7201-7203, admin HTTP 7301-7303.
+# Try, from another terminal:
+#   curl -s 127.0.0.1:7301/status
+#   build/service/ternadm --addr 127.0.0.1:7201 status
+#   build/service/ternadm --addr 127.0.0.1:7201 propose hello   (on the leader; errors name it)
 set -euo pipefail
-bin=${1:-build/service/ternd}
+cd "$(dirname "$0")/.."
+build=${1:-build}
+bin=$build/service/ternd
 base=${2:-$(mktemp -d /tmp/tern-cluster.XXXXXX)}
+[ -x "$bin" ] || { echo "no ternd at $bin: run scripts/build.sh first" >&2; exit 2; }
 cluster=1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103
 pids=()
 stop() {
   trap - INT TERM EXIT
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait
+  echo "tern cluster stopped; data kept in $base"
 }
 trap stop INT TERM EXIT
 for i in 1 2 3; do
   mkdir -p "$base/n$i"
   "$bin" --id "$i" --data-dir "$base/n$i" --initial-cluster "$cluster" \
-    --client-addr "127.0.0.1:720$i" --admin-addr "127.0.0.1:730$i" &
+    --client-addr "127.0.0.1:720$i" --admin-addr "127.0.0.1:730$i" 2>>"$base/n$i.log" &
   pids+=($!)
 done
-echo "tern cluster: data in $base; admin http on 127.0.0.1:7301-7303 (curl 127.0.0.1:7301/status)"
+echo "tern cluster: 3 nodes, data and logs in $base"
+echo "  status:  curl -s 127.0.0.1:7301/status    admin:  $build/service/ternadm --addr 127.0.0.1:7201 status"
+echo "  Ctrl-C stops all three"
+# Report the leader once elected (bounded: 10 s), then wait for the nodes.
+command -v curl >/dev/null || { wait; exit; }
+for _ in $(seq 1 100); do
+  if s=$(curl -sf 127.0.0.1:7301/status 2>/dev/null) && [[ $s != *'"leader":0'* ]]; then
+    echo "  leader elected: $s"
+    break
+  fi
+  sleep 0.1
+done
 wait

@@ -155,5 +155,170 @@ TEST(Cluster, WipedFollowerCatchesUpThroughSnapshotInstall) {
   EXPECT_NE(c.log_of(follower).find("installed a snapshot"), std::string::npos);
 }
 
+
+// Keeps `outstanding` proposals in flight to one node on the test thread's KJ loop; it makes
+// progress whenever the test waits on that loop (every admin call does).
+class BackgroundWriter {
+ public:
+  BackgroundWriter(Cluster& c, std::uint64_t target, int outstanding) : c_(c), admin_(c.admin(target)) {
+    auto slots = kj::heapArrayBuilder<kj::Promise<void>>(static_cast<std::size_t>(outstanding));
+    for (int i = 0; i < outstanding; ++i) slots.add(next());
+    done_ = kj::joinPromises(slots.finish()).fork();
+  }
+  // Stops issuing and waits for the calls in flight.
+  void stop() {
+    stop_ = true;
+    done_.addBranch().wait(c_.kj_io().waitScope);
+  }
+  int ok() const { return ok_; }
+  int failed() const { return failed_; }
+
+ private:
+  kj::Promise<void> next() {
+    if (stop_) return kj::READY_NOW;
+    auto req = admin_.proposeRequest();
+    std::string data = "bg-" + std::to_string(seq_++);
+    req.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(data.data()), data.size()));
+    return req.send().then(
+        [this](capnp::Response<proto::Admin::ProposeResults>&& r) {
+          if (r.getResult().getCode() == AdminCode::OK) {
+            ++ok_;
+          } else {
+            ++failed_;
+          }
+          return next();
+        },
+        [this](kj::Exception&&) { ++failed_; });
+  }
+
+  Cluster& c_;
+  proto::Admin::Client admin_;
+  kj::ForkedPromise<void> done_ = kj::Promise<void>(kj::READY_NOW).fork();
+  bool stop_ = false;
+  int ok_ = 0, failed_ = 0, seq_ = 0;
+};
+
+bool is_member(const StatusView& s, std::uint64_t id, bool voter) {
+  for (auto [m, v] : s.members)
+    if (m == id && v == voter) return true;
+  return false;
+}
+
+TEST(Cluster, AddLearnerPromoteItAndRemoveAnotherWhileWritesContinue) {
+  Cluster c(ternd(), ClusterOptions{});
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  std::uint64_t removed = leader == 1 ? 2 : 1;
+  std::uint64_t kept = 6 - leader - removed;
+  BackgroundWriter writer(c, leader, 8);
+
+  c.add_spare(4);
+  c.start_joining(4);  // empty log, no bootstrap: it waits to hear from the leader
+  auto r = c.add_member(leader, 4, c.peer_address(4), /*learner=*/true);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->code, AdminCode::OK) << r->message;
+  auto ls = c.status(leader);
+  ASSERT_TRUE(ls);
+  EXPECT_TRUE(is_member(*ls, 4, /*voter=*/false));
+  ASSERT_TRUE(c.wait_applied({4}, r->index, 15s)) << "the learner did not catch up";
+  // A learner does not count: the cluster still has three voters.
+  EXPECT_EQ(std::count_if(ls->members.begin(), ls->members.end(), [](auto m) { return m.second; }), 3);
+
+  r = c.promote_member(leader, 4);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->code, AdminCode::OK) << r->message;
+  EXPECT_TRUE(is_member(*c.status(leader), 4, /*voter=*/true));
+
+  r = c.remove_member(leader, removed);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->code, AdminCode::OK) << r->message;
+  auto after_remove = r->index;
+  ls = c.status(leader);
+  ASSERT_TRUE(ls);
+  EXPECT_FALSE(is_member(*ls, removed, true));
+  EXPECT_FALSE(is_member(*ls, removed, false));
+  c.terminate(removed);
+
+  // With `removed` gone, the new voter 4 is needed for a majority once `kept` stops too.
+  c.kill9(kept);
+  auto p = c.propose(leader, "needs node 4");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->code, AdminCode::OK) << "leader + node 4 must form a majority of {leader, kept, 4}";
+  c.start(kept);
+
+  writer.stop();
+  EXPECT_GT(writer.ok(), 0);
+  auto final_index = c.propose_anywhere("final", 10s);
+  ASSERT_TRUE(final_index);
+  ASSERT_EQ(final_index->code, AdminCode::OK);
+  ASSERT_GT(final_index->index, after_remove);
+  expect_converged(c, {leader, kept, 4}, final_index->index);
+  // Every acknowledged write is applied everywhere: bg writes, the probe and the final one.
+  auto s4 = c.status(4);
+  ASSERT_TRUE(s4);
+  EXPECT_GE(s4->applied_commands, static_cast<std::uint64_t>(writer.ok()) + 2);
+  EXPECT_LE(s4->applied_commands, static_cast<std::uint64_t>(writer.ok() + writer.failed()) + 2);
+}
+
+// Connects to 127.0.0.1:port, writes `bytes`, and reports whether the server closed the
+// connection within two seconds (read returns 0 or an error).
+bool server_closes_after(std::uint16_t port, const std::string& bytes) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return false;
+  }
+  timeval tv{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  (void)::write(fd, bytes.data(), bytes.size());
+  char buf[4096];
+  bool closed = false;
+  for (int i = 0; i < 64; ++i) {
+    auto n = ::read(fd, buf, sizeof buf);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+      closed = true;
+      break;
+    }
+    if (n < 0) break;  // timed out: still open
+  }
+  ::close(fd);
+  return closed;
+}
+
+TEST(Cluster, GarbageOnPeerAndClientPortsIsRejectedWithoutHarm) {
+  Cluster c(ternd(), ClusterOptions{});
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  ASSERT_EQ(propose_n(c, "before", 20).ok, 20);
+  std::string junk;
+  std::uint64_t x = 0x9e3779b97f4a7c15ULL;
+  for (int i = 0; i < 4096; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    junk.push_back(static_cast<char>(x));
+  }
+  // A frame header with the right magic and a 4 GiB length; an HTTP request; random bytes.
+  std::string huge("TRN1\xff\xff\xff\xff", 8);
+  for (auto id : c.ids()) {
+    auto& n = c.node(id);
+    EXPECT_TRUE(server_closes_after(n.peer_port, junk)) << "peer port of " << id;
+    EXPECT_TRUE(server_closes_after(n.peer_port, huge)) << "peer port of " << id;
+    EXPECT_TRUE(server_closes_after(n.peer_port, "GET / HTTP/1.1\r\n\r\n")) << "peer port of " << id;
+    EXPECT_TRUE(server_closes_after(n.client_port, junk)) << "client port of " << id;
+    EXPECT_TRUE(server_closes_after(n.client_port, std::string(64, '\xff'))) << "client port of " << id;
+  }
+  for (auto id : c.ids()) EXPECT_TRUE(c.running(id)) << "node " << id << " died";
+  // The cluster still works and no node's state diverged.
+  auto after = propose_n(c, "after", 20);
+  EXPECT_EQ(after.ok, 20);
+  expect_converged(c, c.ids(), after.last_index);
+  EXPECT_NE(c.log_of(1).find("bad frame magic"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace tern::testing

@@ -1,0 +1,126 @@
+// ternadm: calls the admin RPC of one ternd node (service/proto/admin.capnp).
+//   ternadm [--addr HOST:PORT] status
+//   ternadm [--addr HOST:PORT] propose TEXT
+//   ternadm [--addr HOST:PORT] transfer ID
+//   ternadm [--addr HOST:PORT] add ID PEER_HOST:PORT [--learner]
+//   ternadm [--addr HOST:PORT] promote ID
+//   ternadm [--addr HOST:PORT] remove ID
+// --addr defaults to $TERN_CLIENT_ADDR, then 127.0.0.1:7201. Exit 0 on success, 1 when the
+// node answered with an error (printed, with the leader hint), 2 on usage or connection errors.
+#include <capnp/ez-rpc.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "service/proto/admin.capnp.h"
+
+namespace {
+
+using tern::proto::AdminCode;
+
+const char* code_name(AdminCode c) {
+  switch (c) {
+    case AdminCode::OK: return "ok";
+    case AdminCode::NOT_LEADER: return "not_leader";
+    case AdminCode::UNKNOWN_OUTCOME: return "unknown_outcome";
+    case AdminCode::BUSY: return "busy";
+    case AdminCode::TOO_LARGE: return "too_large";
+    case AdminCode::CONF_CHANGE_PENDING: return "conf_change_pending";
+    case AdminCode::TRANSFER_IN_PROGRESS: return "transfer_in_progress";
+    case AdminCode::INVALID: return "invalid";
+    case AdminCode::SHUTTING_DOWN: return "shutting_down";
+  }
+  return "?";
+}
+
+int report(tern::proto::AdminResult::Reader r) {
+  if (r.getCode() == AdminCode::OK) {
+    std::printf("ok index=%llu term=%llu\n", static_cast<unsigned long long>(r.getIndex()),
+                static_cast<unsigned long long>(r.getTerm()));
+    return 0;
+  }
+  std::printf("error: %s (%s) leader_hint=%llu\n", code_name(r.getCode()), r.getMessage().cStr(),
+              static_cast<unsigned long long>(r.getLeaderHint()));
+  return 1;
+}
+
+int usage() {
+  std::fputs(
+      "usage: ternadm [--addr HOST:PORT] status | propose TEXT | transfer ID | add ID PEER_HOST:PORT [--learner]\n"
+      "                                  | promote ID | remove ID\n",
+      stderr);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string addr = std::getenv("TERN_CLIENT_ADDR") ? std::getenv("TERN_CLIENT_ADDR") : "127.0.0.1:7201";
+  std::vector<std::string> args;
+  bool learner = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--addr" && i + 1 < argc) {
+      addr = argv[++i];
+    } else if (a == "--learner") {
+      learner = true;
+    } else {
+      args.push_back(a);
+    }
+  }
+  if (args.empty()) return usage();
+  try {
+    capnp::EzRpcClient client(addr);
+    auto admin = client.getMain<tern::proto::Admin>();
+    auto& ws = client.getWaitScope();
+    const std::string& cmd = args[0];
+    auto id_arg = [&](std::size_t i) { return i < args.size() ? std::strtoull(args[i].c_str(), nullptr, 10) : 0ULL; };
+    if (cmd == "status" && args.size() == 1) {
+      auto s = admin.statusRequest().send().wait(ws).getStatus();
+      std::printf("id %llu  role %s  term %llu  leader %llu\ncommit %llu  applied %llu  last %llu  snapshot %llu  "
+                  "commands %llu  digest %016llx\n",
+                  (unsigned long long)s.getId(), s.getRole().cStr(), (unsigned long long)s.getTerm(),
+                  (unsigned long long)s.getLeader(), (unsigned long long)s.getCommitIndex(),
+                  (unsigned long long)s.getAppliedIndex(), (unsigned long long)s.getLastIndex(),
+                  (unsigned long long)s.getSnapshotIndex(), (unsigned long long)s.getAppliedCommands(),
+                  (unsigned long long)s.getDigest());
+      for (auto m : s.getMembers())
+        std::printf("member %llu  %s  %s  match %llu\n", (unsigned long long)m.getId(), m.getAddress().cStr(),
+                    m.getVoter() ? "voter" : "learner", (unsigned long long)m.getMatchIndex());
+      return 0;
+    }
+    if (cmd == "propose" && args.size() == 2) {
+      auto req = admin.proposeRequest();
+      req.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(args[1].data()), args[1].size()));
+      return report(req.send().wait(ws).getResult());
+    }
+    if (cmd == "transfer" && args.size() == 2) {
+      auto req = admin.transferLeadershipRequest();
+      req.setTo(id_arg(1));
+      return report(req.send().wait(ws).getResult());
+    }
+    if (cmd == "add" && args.size() == 3) {
+      auto req = admin.addMemberRequest();
+      req.setId(id_arg(1));
+      req.setAddress(args[2]);
+      req.setLearner(learner);
+      return report(req.send().wait(ws).getResult());
+    }
+    if (cmd == "promote" && args.size() == 2) {
+      auto req = admin.promoteMemberRequest();
+      req.setId(id_arg(1));
+      return report(req.send().wait(ws).getResult());
+    }
+    if (cmd == "remove" && args.size() == 2) {
+      auto req = admin.removeMemberRequest();
+      req.setId(id_arg(1));
+      return report(req.send().wait(ws).getResult());
+    }
+    return usage();
+  } catch (const kj::Exception& e) {
+    std::fprintf(stderr, "ternadm: %s: %s\n", addr.c_str(), e.getDescription().cStr());
+    return 2;
+  }
+}
