@@ -11,12 +11,21 @@ struct AdminHttpServer::Impl : std::enable_shared_from_this<AdminHttpServer::Imp
   std::map<std::string, HttpHandler> handlers;
   std::size_t open = 0;
 
-  Impl(asio::io_context& io, const asio::ip::tcp::endpoint& ep) : acceptor(io, ep) {}
+  asio::steady_timer retry;
+
+  Impl(asio::io_context& io, const asio::ip::tcp::endpoint& ep) : acceptor(io, ep), retry(io) {}
 
   void accept() {
     acceptor.async_accept([self = shared_from_this()](std::error_code ec, asio::ip::tcp::socket s) {
-      if (ec == asio::error::operation_aborted) return;
-      if (!ec && self->open < kMaxConnections) self->serve(std::move(s));
+      if (ec == asio::error::operation_aborted || !self->acceptor.is_open()) return;
+      if (ec) {  // e.g. out of file descriptors: back off instead of spinning on the error
+        self->retry.expires_after(std::chrono::milliseconds(50));
+        self->retry.async_wait([self](std::error_code e) {
+          if (!e) self->accept();
+        });
+        return;
+      }
+      if (self->open < kMaxConnections) self->serve(std::move(s));
       self->accept();
     });
   }
@@ -65,6 +74,7 @@ AdminHttpServer::AdminHttpServer(asio::io_context& io, const std::string& host, 
 AdminHttpServer::~AdminHttpServer() {
   std::error_code ignore;
   impl_->acceptor.close(ignore);
+  impl_->retry.cancel();
 }
 
 void AdminHttpServer::handle(const std::string& path, HttpHandler h) { impl_->handlers[path] = std::move(h); }

@@ -7,6 +7,7 @@
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -59,6 +60,18 @@ void setup_logging(const tern::service::Config& c) {
   spdlog::set_default_logger(logger);
 }
 
+// Client connections are capped (RpcListener) well below this, so peers and the admin listener
+// always find a file descriptor even when the client port is saturated.
+void raise_fd_limit() {
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return;
+  rlim_t want = std::min<rlim_t>(r.rlim_max, 65536);
+  if (r.rlim_cur < want) {
+    r.rlim_cur = want;
+    ::setrlimit(RLIMIT_NOFILE, &r);
+  }
+}
+
 std::pair<std::string, std::uint16_t> split(const std::string& addr) {
   auto colon = addr.rfind(':');
   return {addr.substr(0, colon), static_cast<std::uint16_t>(std::atoi(addr.c_str() + colon + 1))};
@@ -83,6 +96,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   setup_logging(*cfg);
+  raise_fd_limit();
 
   // Loop thread objects, in the order the KJ bridge requires (service/net/kj_asio.h).
   asio::io_context io{1};

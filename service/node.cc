@@ -185,6 +185,7 @@ void Node::on_tick() {
   if (stopped_) return;
   core_->tick();
   flush_deferred_hard_state(false);
+  expire_orphaned_proposals();
   observe_leader();
   schedule_drive();
   // Fixed-rate ticks; after a stall, skip the missed ones rather than firing a burst.
@@ -195,6 +196,24 @@ void Node::on_tick() {
   tick_timer_.async_wait([this](const asio::error_code& ec) {
     if (!ec) on_tick();
   });
+}
+
+void Node::expire_orphaned_proposals() {
+  // A node that lost leadership cannot tell whether its pending entries will commit until it
+  // hears from a new leader; partitioned, it may never hear. Answer "unknown outcome" after a
+  // bound instead of leaving the callers waiting (a retry with the same request id is safe).
+  if (pending_.empty() || core_->role() == raft::Role::leader) return;
+  auto limit = Clock::now() - opt_.tick * (opt_.election_ticks * 4);
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (it->second.start > limit) {
+      ++it;
+      continue;
+    }
+    auto p = std::move(it->second);
+    it = pending_.erase(it);
+    ++proposals_failed_;
+    p.done(fail(NodeError{NodeErrc::unknown_outcome, core_->leader(), "leadership lost before the entry committed"}));
+  }
 }
 
 void Node::flush_deferred_hard_state(bool now) {

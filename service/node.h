@@ -123,6 +123,7 @@ class Node {
   void on_tick();
   void on_message(raft::Message m);
   void flush_deferred_hard_state(bool now);
+  void expire_orphaned_proposals();
   void schedule_drive();
   void drive();
   void persisted(const std::shared_ptr<raft::Ready>& rd);

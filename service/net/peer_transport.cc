@@ -80,6 +80,7 @@ std::uint16_t PeerTransport::listen(const std::string& host, std::uint16_t port)
   auto ep = resolve(io_, host, port);
   if (!ep) throw std::runtime_error("cannot resolve peer address " + host);
   acceptor_ = std::make_unique<tcp::acceptor>(io_);
+  accept_retry_ = std::make_unique<asio::steady_timer>(io_);
   acceptor_->open(ep->protocol());
   acceptor_->set_option(tcp::acceptor::reuse_address(true));
   acceptor_->bind(*ep);
@@ -116,7 +117,7 @@ void PeerTransport::remove_peer(raft::NodeId id) {
 }
 
 void PeerTransport::send(const raft::Message& m) {
-  if (stopped_) return;
+  if (*stopped_) return;
   auto it = peers_.find(m.to);
   if (it == peers_.end()) {
     ++stats_.dropped;
@@ -133,7 +134,7 @@ void PeerTransport::send(const raft::Message& m) {
 }
 
 void PeerTransport::send_snapshot(const raft::Message& m) {
-  if (stopped_) return;
+  if (*stopped_) return;
   const auto* req = std::get_if<raft::InstallSnapshotRequest>(&m.body);
   TERN_ASSERT(req != nullptr && req->data != nullptr);
   auto it = peers_.find(m.to);
@@ -190,8 +191,8 @@ void PeerTransport::connect(const std::shared_ptr<Peer>& p) {
   p->state = Peer::State::connecting;
   p->socket = tcp::socket(io_);
   std::uint64_t gen = p->generation;
-  p->socket.async_connect(*ep, [this, p, gen](const asio::error_code& ec) {
-    if (stopped_ || p->removed || gen != p->generation) return;
+  p->socket.async_connect(*ep, [this, p, gen, stopped = stopped_](const asio::error_code& ec) {
+    if (*stopped || p->removed || gen != p->generation) return;
     if (ec) {
       on_broken(p, "connect: " + ec.message());
       return;
@@ -220,8 +221,8 @@ void PeerTransport::on_broken(const std::shared_ptr<Peer>& p, const std::string&
   p->state = Peer::State::backoff;
   p->retry.expires_after(p->backoff);
   p->backoff = std::min(p->backoff * 2, opt_.backoff_max);
-  p->retry.async_wait([this, p](const asio::error_code& ec2) {
-    if (ec2 || stopped_ || p->removed) return;
+  p->retry.async_wait([this, p, stopped = stopped_](const asio::error_code& ec2) {
+    if (ec2 || *stopped || p->removed) return;
     p->state = Peer::State::idle;
     connect(p);
   });
@@ -241,8 +242,8 @@ void PeerTransport::pump(const std::shared_ptr<Peer>& p) {
   for (const auto& f : p->in_flight) bufs.emplace_back(f.data(), f.size());
   p->writing = true;
   std::uint64_t gen = p->generation;
-  asio::async_write(p->socket, bufs, [this, p, gen](const asio::error_code& ec, std::size_t) {
-    if (stopped_ || p->removed || gen != p->generation) return;
+  asio::async_write(p->socket, bufs, [this, p, gen, stopped = stopped_](const asio::error_code& ec, std::size_t) {
+    if (*stopped || p->removed || gen != p->generation) return;
     p->writing = false;
     if (ec) {
       on_broken(p, "write: " + ec.message());
@@ -256,9 +257,17 @@ void PeerTransport::pump(const std::shared_ptr<Peer>& p) {
 }
 
 void PeerTransport::accept() {
-  acceptor_->async_accept([this](const asio::error_code& ec, tcp::socket socket) {
-    if (stopped_) return;
-    if (!ec) {
+  acceptor_->async_accept([this, stopped = stopped_](const asio::error_code& ec, tcp::socket socket) {
+    if (*stopped) return;
+    if (ec) {  // e.g. out of file descriptors: back off instead of spinning on the error
+      warn("peer listener: accept: " + ec.message());
+      accept_retry_->expires_after(std::chrono::milliseconds(50));
+      accept_retry_->async_wait([this, stopped](const asio::error_code& e) {
+        if (!e && !*stopped) accept();
+      });
+      return;
+    }
+    {
       if (inbound_.size() >= opt_.max_inbound_connections) {
         ++stats_.rejected;
         warn("peer listener: too many inbound connections, refusing one");
@@ -285,8 +294,8 @@ void PeerTransport::read_more(const std::shared_ptr<Inbound>& in) {
     }
   }
   in->socket.async_read_some(asio::buffer(in->buf.data() + in->end, in->buf.size() - in->end),
-                             [this, in](const asio::error_code& ec, std::size_t n) {
-                               if (stopped_) return;
+                             [this, in, stopped = stopped_](const asio::error_code& ec, std::size_t n) {
+                               if (*stopped) return;
                                if (ec) {
                                  inbound_.erase(in.get());
                                  return;
@@ -363,10 +372,11 @@ bool PeerTransport::parse_frames(Inbound& in) {
 }
 
 void PeerTransport::stop() {
-  if (stopped_) return;
-  stopped_ = true;
+  if (*stopped_) return;
+  *stopped_ = true;
   asio::error_code ec;
   if (acceptor_) acceptor_->close(ec);
+  if (accept_retry_) accept_retry_->cancel();
   for (auto& [id, p] : peers_) {
     p->removed = true;
     p->socket.close(ec);

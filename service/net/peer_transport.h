@@ -91,10 +91,13 @@ class PeerTransport {
   PeerTransportOptions opt_;
   Deliver deliver_;
   std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
+  std::unique_ptr<asio::steady_timer> accept_retry_;
   std::map<raft::NodeId, std::shared_ptr<Peer>> peers_;
   std::map<Inbound*, std::shared_ptr<Inbound>> inbound_;
   PeerTransportStats stats_;
-  bool stopped_ = false;
+  // Shared with every pending Asio handler: a handler that runs after stop() or after this
+  // object is gone sees true and does nothing.
+  std::shared_ptr<bool> stopped_ = std::make_shared<bool>(false);
 };
 
 }  // namespace tern::net

@@ -26,6 +26,7 @@ RpcListener::RpcListener(asio::io_context& io, capnp::Capability::Client bootstr
       warn_(std::move(warn)),
       max_connections_(max_connections),
       acceptor_(io),
+      retry_(io),
       tasks_(*this) {}
 
 RpcListener::~RpcListener() {
@@ -44,27 +45,35 @@ std::uint16_t RpcListener::listen(const std::string& host, std::uint16_t port) {
 }
 
 void RpcListener::stop() {
-  if (stopped_) return;
-  stopped_ = true;
+  if (*stopped_) return;
+  *stopped_ = true;
   asio::error_code ec;
   acceptor_.close(ec);
+  retry_.cancel();
 }
 
 void RpcListener::accept() {
-  acceptor_.async_accept([this](const asio::error_code& ec, asio::ip::tcp::socket socket) {
-    if (stopped_) return;
-    if (!ec) {
-      if (conns_.size() >= max_connections_) {
-        ++rejected_;
-        if (warn_) warn_("rpc listener: connection limit reached, refusing a connection");
-      } else {
-        std::uint64_t id = next_id_++;
-        auto conn = kj::heap<Conn>(std::move(socket), bootstrap_);
-        auto disconnected = conn->network.onDisconnect();
-        conns_.emplace(id, kj::mv(conn));
-        // Drop the connection's RPC state once the peer is gone (or sent garbage).
-        tasks_.add(disconnected.then([this, id] { conns_.erase(id); }));
-      }
+  acceptor_.async_accept([this, stopped = stopped_](const asio::error_code& ec, asio::ip::tcp::socket socket) {
+    if (*stopped) return;
+    if (ec) {  // e.g. out of file descriptors: back off instead of spinning on the error
+      if (warn_) warn_("rpc listener: accept: " + ec.message());
+      retry_.expires_after(std::chrono::milliseconds(50));
+      retry_.async_wait([this, stopped](const asio::error_code& e) {
+        if (!e && !*stopped) accept();
+      });
+      return;
+    }
+    if (conns_.size() >= max_connections_) {
+      // The socket closes as it goes out of scope; one warning per burst, not per connection.
+      if (rejected_++ % 1000 == 0 && warn_)
+        warn_("rpc listener: connection limit (" + std::to_string(max_connections_) + ") reached; refusing connections");
+    } else {
+      std::uint64_t id = next_id_++;
+      auto conn = kj::heap<Conn>(std::move(socket), bootstrap_);
+      auto disconnected = conn->network.onDisconnect();
+      conns_.emplace(id, kj::mv(conn));
+      // Drop the connection's RPC state once the peer is gone (or sent garbage).
+      tasks_.add(disconnected.then([this, id] { conns_.erase(id); }));
     }
     accept();
   });

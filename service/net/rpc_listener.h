@@ -39,10 +39,11 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
   std::function<void(const std::string&)> warn_;
   std::size_t max_connections_;
   asio::ip::tcp::acceptor acceptor_;
+  asio::steady_timer retry_;
   std::map<std::uint64_t, kj::Own<Conn>> conns_;
   std::uint64_t next_id_ = 0;
   std::uint64_t rejected_ = 0;
-  bool stopped_ = false;
+  std::shared_ptr<bool> stopped_ = std::make_shared<bool>(false);  // shared with pending handlers
   kj::TaskSet tasks_;
 };
 

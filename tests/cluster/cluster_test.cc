@@ -4,10 +4,12 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <set>
 #include <thread>
 
@@ -318,6 +320,110 @@ TEST(Cluster, GarbageOnPeerAndClientPortsIsRejectedWithoutHarm) {
   EXPECT_EQ(after.ok, 20);
   expect_converged(c, c.ids(), after.last_index);
   EXPECT_NE(c.log_of(1).find("bad frame magic"), std::string::npos);
+}
+
+
+TEST(Cluster, ALeaderCutOffFromItsFollowersAnswersUnknownOutcomeAndNothingDiverges) {
+  Cluster c(ternd(), ClusterOptions{});
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  ASSERT_EQ(propose_n(c, "before", 20).ok, 20);
+  for (auto id : c.ids())
+    if (id != leader) c.pause(id);
+  // The leader accepts the proposal but cannot commit it; it steps down (check-quorum) and, after
+  // a bound, answers "unknown outcome" instead of leaving the caller waiting forever.
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = c.propose(leader, "orphan", 15s);
+  auto took = std::chrono::steady_clock::now() - t0;
+  for (auto id : c.ids())
+    if (id != leader) c.resume(id);
+  ASSERT_TRUE(r) << "no answer within 15 s";
+  EXPECT_EQ(r->code, AdminCode::UNKNOWN_OUTCOME) << r->message;
+  EXPECT_LT(took, 10s);
+  auto after = propose_n(c, "after", 20);
+  ASSERT_EQ(after.ok, 20);
+  expect_converged(c, c.ids(), after.last_index);
+  // The orphan may or may not have committed; everything acknowledged did.
+  auto n = c.status(leader)->applied_commands;
+  EXPECT_TRUE(n == 40u || n == 41u) << n;
+}
+
+
+// One HTTP GET on 127.0.0.1:port; empty if no answer within two seconds.
+std::string http_get(std::uint16_t port, const std::string& path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return {};
+  }
+  std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  (void)::write(fd, req.data(), req.size());
+  std::string out;
+  char buf[4096];
+  for (int i = 0; i < 64; ++i) {
+    auto n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+TEST(Cluster, AdminHttpAnswersWhileTheClientPortIsSaturated) {
+  rlimit r{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &r), 0);
+  r.rlim_cur = std::min<rlim_t>(r.rlim_max, 8192);
+  ::setrlimit(RLIMIT_NOFILE, &r);
+  const int extra = static_cast<int>(std::min<rlim_t>(r.rlim_cur, 8192)) - 200;
+  ASSERT_GT(extra, 1024) << "the test needs more than 1224 file descriptors";
+
+  Cluster c(ternd(), ClusterOptions{});
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  BackgroundWriter writer(c, leader, 64);  // the client port is busy with proposals...
+  std::vector<int> idle;                   // ...and every client connection slot is taken
+  for (int i = 0; i < std::min(extra, 1200); ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(c.node(leader).client_port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      if (fd >= 0) ::close(fd);
+      break;
+    }
+    idle.push_back(fd);
+  }
+  EXPECT_GT(idle.size(), 1024u);
+  // Wait (bounded) until the leader has taken every client slot; the writer keeps running on
+  // this thread's loop meanwhile (each status call turns it).
+  auto fds = [&] {
+    auto dir = "/proc/" + std::to_string(c.node(leader).pid) + "/fd";
+    return static_cast<std::size_t>(
+        std::distance(std::filesystem::directory_iterator(dir), std::filesystem::directory_iterator()));
+  };
+  for (int i = 0; i < 100 && fds() < 1024; ++i) c.status(leader, 100ms);
+  EXPECT_GE(fds(), 1024u);
+  auto t0 = std::chrono::steady_clock::now();
+  auto live = http_get(c.node(leader).admin_port, "/livez");
+  auto status = http_get(c.node(leader).admin_port, "/status");
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_NE(live.find("200 OK"), std::string::npos) << live;
+  EXPECT_NE(status.find("\"role\":\"leader\""), std::string::npos) << status;
+  EXPECT_LT(took, 1s);
+  for (int fd : idle) ::close(fd);
+  writer.stop();
+  EXPECT_GT(writer.ok(), 0);
+  EXPECT_TRUE(c.running(leader));
+  EXPECT_NE(c.log_of(leader).find("connection limit"), std::string::npos);
 }
 
 }  // namespace

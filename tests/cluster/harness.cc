@@ -183,6 +183,14 @@ void Cluster::terminate(std::uint64_t id) {
   kill9(id);
 }
 
+void Cluster::pause(std::uint64_t id) {
+  if (nodes_.at(id).pid > 0) ::kill(nodes_.at(id).pid, SIGSTOP);
+}
+
+void Cluster::resume(std::uint64_t id) {
+  if (nodes_.at(id).pid > 0) ::kill(nodes_.at(id).pid, SIGCONT);
+}
+
 bool Cluster::running(std::uint64_t id) {
   auto& n = nodes_.at(id);
   if (n.pid <= 0) return false;

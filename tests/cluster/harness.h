@@ -61,6 +61,8 @@ class Cluster {
   void kill9(std::uint64_t id);
   void terminate(std::uint64_t id);  // SIGTERM, then wait; returns after the process exited
   bool running(std::uint64_t id);
+  void pause(std::uint64_t id);   // SIGSTOP
+  void resume(std::uint64_t id);  // SIGCONT
   void wipe(std::uint64_t id);       // removes the node's data directory (node must be stopped)
   // A node that joins later: allocates ports; start_joining() runs it with
   // --initial-cluster-state existing.
