@@ -23,6 +23,8 @@ check raft/storage 'asio|capnp|kj/|service/|client/|raft/core|raft/log|raft/prog
   "raft/storage knows raft/types.h, never the core or Asio"
 check service/sm 'asio|capnp|kj/|raft/|service/net|service/node|client/|chrono>|thread>|mutex>|random>' \
   "service/sm is deterministic and std-only"
+check service/net 'raft/core|raft/log|raft/progress|raft/storage|service/node|service/sm|service/admin|spdlog' \
+  "service/net moves and converts raft messages; it knows neither the core, the node nor the state machine"
 check client 'service/(sm|net|node|watch)' "client/ may use only the protocol schema from service/"
 if [ $bad = 0 ]; then echo "boundaries: ok"; fi
 exit $bad

@@ -426,5 +426,37 @@ TEST(Cluster, AdminHttpAnswersWhileTheClientPortIsSaturated) {
   EXPECT_NE(c.log_of(leader).find("connection limit"), std::string::npos);
 }
 
+
+TEST(Cluster, LeadershipTransferMovesTheLeaderAndWritesGoOn) {
+  Cluster c(ternd(), ClusterOptions{});
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  ASSERT_EQ(propose_n(c, "before", 20).ok, 20);
+  std::uint64_t target = leader == 3 ? 2 : 3;
+  auto r = c.transfer_leadership(leader, target);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->code, AdminCode::OK) << r->message;
+  std::uint64_t now_leading = 0;
+  for (int i = 0; i < 100 && now_leading != target; ++i) {  // bounded: about 5 s
+    auto s = c.status(target);
+    if (s && s->role == "leader") now_leading = target;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(now_leading, target);
+  // The old leader now refuses writes and names the new one.
+  auto p = c.propose(leader, "to the old leader");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->code, AdminCode::NOT_LEADER);
+  EXPECT_EQ(p->leader_hint, target);
+  // A transfer to a node that is not a member is refused.
+  r = c.transfer_leadership(target, 9);
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->code, AdminCode::OK);
+  auto after = propose_n(c, "after", 20);
+  ASSERT_EQ(after.ok, 20);
+  expect_converged(c, c.ids(), after.last_index);
+}
+
 }  // namespace
 }  // namespace tern::testing
