@@ -315,6 +315,10 @@ TEST(Cluster, GarbageOnPeerAndClientPortsIsRejectedWithoutHarm) {
     EXPECT_TRUE(server_closes_after(n.client_port, std::string(64, '\xff'))) << "client port of " << id;
   }
   for (auto id : c.ids()) EXPECT_TRUE(c.running(id)) << "node " << id << " died";
+  // An oversized proposal is refused with a typed error, not accepted or crashed on.
+  auto big = c.propose(leader, std::string(9 << 20, 'x'), 10s);
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->code, AdminCode::TOO_LARGE) << big->message;
   // The cluster still works and no node's state diverged.
   auto after = propose_n(c, "after", 20);
   EXPECT_EQ(after.ok, 20);
