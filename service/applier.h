@@ -3,6 +3,7 @@
 // driver calls only these, in log order, on its loop thread. Deterministic: the same commands in
 // the same order give the same responses, snapshots and digest on every replica.
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 
@@ -24,7 +25,13 @@ class Applier {
 
 // The placeholder state machine of issue 4: treats commands as opaque bytes and keeps their
 // count and an order-sensitive hash chain, so replicas can be compared and nothing lost is
-// hidden. The response to a command is the new count (8 bytes, little-endian).
+// hidden. The response to an opaque command is the new count (8 bytes, little-endian).
+// Commands starting with "reg " drive a small map of registers, so that fault tests can check
+// linearizability of a real cluster (reads go through the log):
+//   "reg w KEY VALUE" -> "ok"
+//   "reg r KEY"       -> the value, or "null" if never written
+//   "reg c KEY OLD NEW" -> "ok" if the value was OLD (now NEW), else "fail"
+// KEY and values are single words (no spaces).
 class RawLog final : public Applier {
  public:
   std::string apply(raft::Index index, std::uint64_t cluster_time_ms, std::string_view command) override;
@@ -34,8 +41,11 @@ class RawLog final : public Applier {
   std::uint64_t applied_commands() const override { return count_; }
 
  private:
+  std::string apply_register(std::string_view args);
+
   std::uint64_t count_ = 0;
   std::uint64_t hash_ = 0xcbf29ce484222325ULL;
+  std::map<std::string, std::string> registers_;
 };
 
 }  // namespace tern::service

@@ -1,0 +1,242 @@
+// Linearizability of a real 3-node ternd cluster under process faults — kill -9 and restart,
+// SIGSTOP and SIGCONT, of any node including the leader — checked with tern-check's register
+// model (jepsen-like/checker). Clients run on their own threads and KJ loops, read and write
+// registers through the log ("reg" commands of the placeholder state machine), and record a
+// history; an operation whose outcome is unknown (timeout, broken connection, unknown_outcome)
+// is recorded as "info" and its client continues as a new process, as in Jepsen.
+//
+// Seeded: the seed is printed; TERN_FAULT_SEED=N replays the same choices of operations and
+// faults (the timing of real processes still varies). TERN_FAULT_HISTORY=FILE keeps the history.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "jepsen-like/checker/history.h"
+#include "jepsen-like/checker/linearizability.h"
+#include "tests/cluster/harness.h"
+
+namespace tern::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using proto::AdminCode;
+using Clock = std::chrono::steady_clock;
+
+std::string ternd() {
+  const char* bin = std::getenv("TERND_BIN");
+  return bin != nullptr ? bin : "ternd";
+}
+
+class Recorder {
+ public:
+  void add(std::int64_t process, const char* type, const std::string& f, const std::string& key,
+           const std::string& value_json) {
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0_).count();
+    std::string line = "{\"process\":" + std::to_string(process) + ",\"type\":\"" + type + "\",\"f\":\"" + f +
+                       "\",\"key\":\"" + key + "\",\"value\":" + value_json + ",\"time\":" + std::to_string(ns) + "}";
+    std::lock_guard<std::mutex> lock(mu_);
+    lines_.push_back(std::move(line));
+  }
+  std::string text() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string out;
+    for (auto& l : lines_) out += l + "\n";
+    return out;
+  }
+
+ private:
+  Clock::time_point t0_ = Clock::now();
+  std::mutex mu_;
+  std::vector<std::string> lines_;
+};
+
+struct Counts {
+  std::atomic<int> ok{0}, fail{0}, info{0};
+};
+
+// One client: a thread with its own KJ loop and connection, one operation at a time.
+void client(int index, int clients, std::uint64_t seed, std::vector<std::uint16_t> ports, Clock::time_point end,
+            Recorder& rec, Counts& counts) {
+  auto io = kj::setupAsyncIo();
+  std::mt19937_64 rng(seed * 1000003 + static_cast<std::uint64_t>(index));
+  std::int64_t process = index;
+  std::size_t target = static_cast<std::size_t>(index) % ports.size();
+  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<capnp::TwoPartyClient> rpc;
+  kj::Maybe<proto::Admin::Client> admin;
+  auto disconnect = [&] {
+    admin = nullptr;
+    rpc = nullptr;
+    stream = nullptr;
+  };
+  auto next_node = [&] { target = (target + 1) % ports.size(); };
+  while (Clock::now() < end) {
+    std::this_thread::sleep_for(std::chrono::microseconds(2000 + rng() % 8000));
+    if (admin == nullptr) {
+      try {
+        auto addr = io.provider->getNetwork().parseAddress("127.0.0.1", ports[target]).wait(io.waitScope);
+        stream = io.provider->getTimer().timeoutAfter(500 * kj::MILLISECONDS, addr->connect()).wait(io.waitScope);
+        rpc = kj::heap<capnp::TwoPartyClient>(*stream);
+        admin = rpc->bootstrap().castAs<proto::Admin>();
+      } catch (const kj::Exception&) {
+        disconnect();
+        next_node();
+        continue;  // nothing was invoked
+      }
+    }
+    std::string key = std::string(1, static_cast<char>('a' + rng() % 4));
+    int kind = static_cast<int>(rng() % 3);
+    int v1 = static_cast<int>(rng() % 5), v2 = static_cast<int>(rng() % 5);
+    std::string f, cmd, input;
+    if (kind == 0) {
+      f = "read", cmd = "reg r " + key, input = "null";
+    } else if (kind == 1) {
+      f = "write", cmd = "reg w " + key + " " + std::to_string(v1), input = std::to_string(v1);
+    } else {
+      f = "cas", cmd = "reg c " + key + " " + std::to_string(v1) + " " + std::to_string(v2);
+      input = "[" + std::to_string(v1) + "," + std::to_string(v2) + "]";
+    }
+    rec.add(process, "invoke", f, key, input);
+    auto& a = KJ_ASSERT_NONNULL(admin);
+    auto req = a.proposeRequest();
+    req.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(cmd.data()), cmd.size()));
+    AdminCode code = AdminCode::INVALID;
+    std::string response;
+    std::uint64_t hint = 0;
+    bool answered = false;
+    try {
+      auto r = io.provider->getTimer().timeoutAfter(2 * kj::SECONDS, req.send()).wait(io.waitScope);
+      auto res = r.getResult();
+      code = res.getCode();
+      auto d = res.getResponse();
+      response.assign(reinterpret_cast<const char*>(d.begin()), d.size());
+      hint = res.getLeaderHint();
+      answered = true;
+    } catch (const kj::Exception&) {
+    }
+    if (answered && code == AdminCode::OK) {
+      if (f == "read") {
+        rec.add(process, "ok", f, key, response == "null" ? "null" : response);
+        ++counts.ok;
+      } else if (f == "write" || response == "ok") {
+        rec.add(process, "ok", f, key, input);
+        ++counts.ok;
+      } else {
+        rec.add(process, "fail", f, key, input);  // cas applied, condition false: no effect
+        ++counts.fail;
+      }
+    } else if (answered && (code == AdminCode::NOT_LEADER || code == AdminCode::BUSY ||
+                            code == AdminCode::TRANSFER_IN_PROGRESS)) {
+      rec.add(process, "fail", f, key, input);  // refused before it entered the log
+      ++counts.fail;
+      disconnect();
+      if (hint != 0 && hint <= ports.size()) {
+        target = static_cast<std::size_t>(hint - 1);
+      } else {
+        next_node();
+      }
+    } else {
+      // Timeout, broken connection, unknown_outcome, shutting_down: it may or may not apply.
+      rec.add(process, "info", f, key, input);
+      ++counts.info;
+      process += clients;  // this process never returns; a new one takes over
+      disconnect();
+      next_node();
+    }
+  }
+}
+
+TEST(FaultTest, RegistersStayLinearizableUnderKillPauseAndRestart) {
+  std::uint64_t seed = std::random_device{}();
+  if (const char* s = std::getenv("TERN_FAULT_SEED")) seed = std::strtoull(s, nullptr, 10);
+  std::printf("fault test seed: %llu (replay with TERN_FAULT_SEED=%llu)\n", static_cast<unsigned long long>(seed),
+              static_cast<unsigned long long>(seed));
+  std::fflush(stdout);
+  ClusterOptions o;
+  o.election_timeout_ms = 300;
+  o.heartbeat_interval_ms = 30;
+  o.snapshot_entries = 500;  // snapshots and compaction happen during the run, too
+  Cluster c(ternd(), o);
+  c.start_all();
+  ASSERT_NE(c.wait_for_leader(10s), 0u);
+
+  const int clients = 6;
+  const auto run_for = 12s;
+  std::vector<std::uint16_t> ports;
+  for (auto id : c.ids()) ports.push_back(c.node(id).client_port);
+  Recorder rec;
+  Counts counts;
+  auto end = Clock::now() + run_for;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < clients; ++i)
+    threads.emplace_back(client, i, clients, seed, ports, end, std::ref(rec), std::ref(counts));
+
+  // The nemesis: one fault at a time, so a majority can make progress between faults.
+  std::mt19937_64 rng(seed);
+  int kills = 0, pauses = 0;
+  while (Clock::now() + 1500ms < end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300 + rng() % 700));
+    auto ids = c.ids();
+    auto victim = ids[rng() % ids.size()];
+    auto leader_now = c.wait_for_leader(300ms);
+    if (rng() % 3 == 0 && leader_now != 0) victim = leader_now;  // the leader, often
+    auto hold = std::chrono::milliseconds(200 + rng() % 1000);
+    if (rng() % 2 == 0) {
+      c.kill9(victim);
+      ++kills;
+      std::this_thread::sleep_for(hold);
+      c.start(victim);
+    } else {
+      c.pause(victim);
+      ++pauses;
+      std::this_thread::sleep_for(hold);
+      c.resume(victim);
+    }
+  }
+  for (auto& t : threads) t.join();
+  std::printf("operations: %d ok, %d fail, %d info; faults: %d kill -9, %d pause\n", counts.ok.load(),
+              counts.fail.load(), counts.info.load(), kills, pauses);
+
+  auto text = rec.text();
+  if (const char* path = std::getenv("TERN_FAULT_HISTORY")) std::ofstream(path) << text;
+  auto history = check::parse_history(text);
+  ASSERT_TRUE(history) << history.error().message << " at line " << history.error().line;
+  check::CheckOptions opt;
+  opt.timeout_seconds = 120;
+  auto result = check::check_history(*history, "register", opt);
+  EXPECT_EQ(result.verdict, check::Verdict::linearizable)
+      << check::verdict_name(result.verdict) << ": " << result.reason
+      << (result.violation ? " (key " + result.violation->key + ")" : std::string());
+  EXPECT_GT(counts.ok.load(), 200) << "the cluster made too little progress under faults";
+
+  // After the faults, every node converges to the same state.
+  ASSERT_NE(c.wait_for_leader(10s), 0u);
+  auto last = c.propose_anywhere("reg w z done", 10s);
+  ASSERT_TRUE(last);
+  ASSERT_EQ(last->code, AdminCode::OK);
+  ASSERT_TRUE(c.wait_applied(c.ids(), last->index, 20s));
+  bool converged = false;
+  for (int attempt = 0; attempt < 100 && !converged; ++attempt) {
+    std::set<std::pair<std::uint64_t, std::uint64_t>> states;  // (applied index, digest)
+    std::size_t answered = 0;
+    for (auto id : c.ids())
+      if (auto s = c.status(id)) {
+        ++answered;
+        states.insert({s->applied, s->digest});
+      }
+    converged = answered == c.ids().size() && states.size() == 1;
+    if (!converged) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(converged) << "replicas did not converge to one state";
+}
+
+}  // namespace
+}  // namespace tern::testing
