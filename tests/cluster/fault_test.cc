@@ -124,7 +124,9 @@ void client(int index, int clients, std::uint64_t seed, std::vector<std::uint16_
     }
     if (answered && code == AdminCode::OK) {
       if (f == "read") {
-        rec.add(process, "ok", f, key, response == "null" ? "null" : response);
+        // A number or null as such; anything else (a wrong answer) as a JSON string.
+        bool number = !response.empty() && response.find_first_not_of("0123456789") == std::string::npos;
+        rec.add(process, "ok", f, key, response == "null" || number ? response : "\"" + response + "\"");
         ++counts.ok;
       } else if (f == "write" || response == "ok") {
         rec.add(process, "ok", f, key, input);
@@ -181,7 +183,7 @@ TEST(FaultTest, RegistersStayLinearizableUnderKillPauseAndRestart) {
 
   // The nemesis: one fault at a time, so a majority can make progress between faults.
   std::mt19937_64 rng(seed);
-  int kills = 0, pauses = 0;
+  int kills = 0, pauses = 0, isolations = 0;
   while (Clock::now() + 1500ms < end) {
     std::this_thread::sleep_for(std::chrono::milliseconds(300 + rng() % 700));
     auto ids = c.ids();
@@ -189,21 +191,31 @@ TEST(FaultTest, RegistersStayLinearizableUnderKillPauseAndRestart) {
     auto leader_now = c.wait_for_leader(300ms);
     if (rng() % 3 == 0 && leader_now != 0) victim = leader_now;  // the leader, often
     auto hold = std::chrono::milliseconds(200 + rng() % 1000);
-    if (rng() % 2 == 0) {
+    auto action = rng() % 10;
+    if (action < 4) {
       c.kill9(victim);
       ++kills;
       std::this_thread::sleep_for(hold);
       c.start(victim);
-    } else {
+    } else if (action < 7) {
       c.pause(victim);
       ++pauses;
       std::this_thread::sleep_for(hold);
       c.resume(victim);
+    } else {
+      // Isolate `victim` (usually the leader) by pausing everyone else: it keeps accepting
+      // proposals it cannot commit, and a new leader may overwrite them after the resume.
+      for (auto id : ids)
+        if (id != victim) c.pause(id);
+      ++isolations;
+      std::this_thread::sleep_for(hold);
+      for (auto id : ids)
+        if (id != victim) c.resume(id);
     }
   }
   for (auto& t : threads) t.join();
-  std::printf("operations: %d ok, %d fail, %d info; faults: %d kill -9, %d pause\n", counts.ok.load(),
-              counts.fail.load(), counts.info.load(), kills, pauses);
+  std::printf("operations: %d ok, %d fail, %d info; faults: %d kill -9, %d pause, %d isolation\n",
+              counts.ok.load(), counts.fail.load(), counts.info.load(), kills, pauses, isolations);
 
   auto text = rec.text();
   if (const char* path = std::getenv("TERN_FAULT_HISTORY")) std::ofstream(path) << text;
