@@ -1,6 +1,7 @@
 #include "service/admin_rpc.h"
 
 #include <memory>
+#include <optional>
 
 #include "service/proto/admin.capnp.h"
 
@@ -17,6 +18,7 @@ proto::AdminCode code_of(NodeErrc e) {
     case NodeErrc::transfer_in_progress: return proto::AdminCode::TRANSFER_IN_PROGRESS;
     case NodeErrc::invalid: return proto::AdminCode::INVALID;
     case NodeErrc::shutting_down: return proto::AdminCode::SHUTTING_DOWN;
+    case NodeErrc::timed_out: return proto::AdminCode::TIMED_OUT;
   }
   return proto::AdminCode::INVALID;
 }
@@ -43,6 +45,34 @@ class AdminImpl final : public proto::Admin::Server {
     std::string command(reinterpret_cast<const char*>(data.begin()), data.size());
     ctx.releaseParams();
     return await_result(ctx, [&](ProposeCallback cb) { node_.propose(std::move(command), std::move(cb)); });
+  }
+
+  kj::Promise<void> read(ReadContext ctx) override {
+    auto q = ctx.getParams().getQuery();
+    std::string query(reinterpret_cast<const char*>(q.begin()), q.size());
+    ctx.releaseParams();
+    // The result waits in a holder; the promise carries no value (gcc 12 warns spuriously
+    // about tl::expected inside kj::Promise here).
+    auto holder = std::make_shared<std::optional<Result<ReadResult, NodeError>>>();
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    auto fulfiller = std::make_shared<kj::Own<kj::PromiseFulfiller<void>>>(kj::mv(paf.fulfiller));
+    node_.read(std::move(query), [holder, fulfiller](Result<ReadResult, NodeError> r) {
+      *holder = std::move(r);
+      (*fulfiller)->fulfill();
+    });
+    return paf.promise.then([ctx, holder]() mutable {
+      auto b = ctx.getResults().initResult();
+      const auto& r = **holder;
+      if (r) {
+        b.setCode(proto::AdminCode::OK);
+        b.setIndex(r->index.value);
+        b.setResponse(kj::arrayPtr(reinterpret_cast<const kj::byte*>(r->response.data()), r->response.size()));
+      } else {
+        b.setCode(code_of(r.error().code));
+        b.setLeaderHint(r.error().leader_hint.value);
+        b.setMessage(r.error().message);
+      }
+    });
   }
 
   kj::Promise<void> status(StatusContext ctx) override {

@@ -17,6 +17,8 @@ class Applier {
   virtual ~Applier() = default;
   // `cluster_time_ms` is the time the leader stamped into the entry (never a local clock).
   virtual std::string apply(raft::Index index, std::uint64_t cluster_time_ms, std::string_view command) = 0;
+  // A read-only query against the current state (served after ReadIndex: no log entry).
+  virtual std::string query(std::string_view q) const = 0;
   virtual std::string snapshot() const = 0;
   virtual Result<void, std::string> restore(std::string_view data) = 0;
   virtual std::uint64_t digest() const = 0;
@@ -31,10 +33,11 @@ class Applier {
 //   "reg w KEY VALUE" -> "ok"
 //   "reg r KEY"       -> the value, or "null" if never written
 //   "reg c KEY OLD NEW" -> "ok" if the value was OLD (now NEW), else "fail"
-// KEY and values are single words (no spaces).
+// KEY and values are single words (no spaces). query("reg r KEY") reads without the log.
 class RawLog final : public Applier {
  public:
   std::string apply(raft::Index index, std::uint64_t cluster_time_ms, std::string_view command) override;
+  std::string query(std::string_view q) const override;
   std::string snapshot() const override;
   Result<void, std::string> restore(std::string_view data) override;
   std::uint64_t digest() const override { return hash_; }

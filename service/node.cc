@@ -63,6 +63,7 @@ const char* node_errc_name(NodeErrc e) {
     case NodeErrc::transfer_in_progress: return "transfer_in_progress";
     case NodeErrc::invalid: return "invalid";
     case NodeErrc::shutting_down: return "shutting_down";
+    case NodeErrc::timed_out: return "timed_out";
   }
   return "?";
 }
@@ -179,6 +180,10 @@ void Node::stop() {
   pending_.clear();
   for (auto& [i, p] : pending)
     p.done(fail(NodeError{NodeErrc::shutting_down, NodeId{}, "the node is shutting down; the outcome is unknown"}));
+  auto reads = std::move(reads_);
+  reads_.clear();
+  reads_at_.clear();
+  for (auto& [id, r] : reads) r.done(fail(NodeError{NodeErrc::shutting_down, NodeId{}, "the node is shutting down"}));
 }
 
 void Node::on_tick() {
@@ -186,6 +191,7 @@ void Node::on_tick() {
   core_->tick();
   flush_deferred_hard_state(false);
   expire_orphaned_proposals();
+  expire_reads();
   observe_leader();
   schedule_drive();
   // Fixed-rate ticks; after a stall, skip the missed ones rather than firing a burst.
@@ -330,6 +336,7 @@ void Node::persisted(const std::shared_ptr<raft::Ready>& rd) {
   }
   if (rd->snapshot) apply_snapshot(*rd->snapshot);
   for (const auto& e : rd->committed) apply_entry(e);
+  on_read_states(rd->read_states);
   if (!notices.empty()) {
     // Followers learn the new commit index after the replies to this node's clients are out:
     // the clients' answers then do not queue behind two followers waking up on a 2-core host.
@@ -578,6 +585,61 @@ Result<void, NodeError> Node::transfer_leadership(NodeId to) {
   return {};
 }
 
+// ---- linearizable reads (ReadIndex, thesis §6.4) ----------------------------------------------
+
+void Node::read(std::string query, ReadCallback done) {
+  if (stopped_) return done(fail(NodeError{NodeErrc::shutting_down, NodeId{}, "shutting down"}));
+  if (reads_.size() >= opt_.max_pending_reads)
+    return done(fail(NodeError{NodeErrc::busy, core_->leader(), "too many pending reads"}));
+  std::uint64_t id = ++next_read_id_;
+  std::string ctx;
+  le::put_u64(ctx, id);
+  auto r = core_->read_index(std::move(ctx));
+  if (!r) return done(fail(error_from(r.error())));
+  reads_[id] = PendingRead{std::move(query), std::move(done), Clock::now()};
+  schedule_drive();
+}
+
+void Node::on_read_states(std::vector<raft::ReadState>& states) {
+  for (auto& rs : states) {
+    if (rs.context.size() != 8) continue;
+    std::uint64_t id = le::get_u64(rs.context.data());
+    if (reads_.count(id) == 0) continue;  // expired meanwhile
+    reads_at_.emplace(rs.index, id);
+  }
+  serve_reads();
+}
+
+void Node::serve_reads() {
+  // A confirmed read is served once this node has applied its read index.
+  while (!reads_at_.empty() && reads_at_.begin()->first <= applied_) {
+    auto [index, id] = *reads_at_.begin();
+    reads_at_.erase(reads_at_.begin());
+    auto it = reads_.find(id);
+    if (it == reads_.end()) continue;
+    auto r = std::move(it->second);
+    reads_.erase(it);
+    ++reads_served_;
+    r.done(ReadResult{index, applier_->query(r.query)});
+  }
+}
+
+void Node::expire_reads() {
+  // The leader may lose leadership, or drop a follower's request, before confirming a read:
+  // answer after a bound rather than never. Nothing changed, so a retry is always safe.
+  if (reads_.empty()) return;
+  auto limit = Clock::now() - opt_.tick * (opt_.election_ticks * 2);
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (it->second.start > limit) {
+      ++it;
+      continue;
+    }
+    auto r = std::move(it->second);
+    it = reads_.erase(it);
+    r.done(fail(NodeError{NodeErrc::timed_out, core_->leader(), "no confirmed leader for the read in time"}));
+  }
+}
+
 // ---- status -----------------------------------------------------------------------------------
 
 NodeStatus Node::status() const {
@@ -645,6 +707,8 @@ void Node::update_metrics() {
   metrics_.set_counter("tern_proposals_committed_total", proposals_committed_);
   metrics_.set_counter("tern_proposals_failed_total", proposals_failed_);
   metrics_.set_counter("tern_entries_applied_total", entries_applied_);
+  metrics_.set_counter("tern_reads_served_total", reads_served_);
+  metrics_.set("tern_reads_pending", static_cast<double>(reads_.size()));
   metrics_.set_counter("tern_snapshots_taken_total", snapshots_taken_);
   metrics_.set_counter("tern_snapshots_installed_total", snapshots_installed_);
   const auto& ts = transport_->stats();

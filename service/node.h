@@ -44,7 +44,8 @@ struct NodeOptions {
   std::uint32_t election_ticks = 10;
   std::uint64_t snapshot_entries = 10000;
   std::size_t max_pending_proposals = 65536;
-  std::size_t inline_write_max_entries = 2;  // smaller batches are written on the loop thread
+  std::size_t inline_write_max_entries = 2;
+  std::size_t max_pending_reads = 65536;  // smaller batches are written on the loop thread
 };
 
 enum class NodeErrc : std::uint8_t {
@@ -56,6 +57,7 @@ enum class NodeErrc : std::uint8_t {
   transfer_in_progress,
   invalid,              // e.g. removing a node that is not a member
   shutting_down,
+  timed_out,            // a read found no confirmed leader in time; nothing changed
 };
 const char* node_errc_name(NodeErrc e);
 
@@ -71,6 +73,12 @@ struct Committed {
   std::string response;  // the Applier's response (empty for membership changes)
 };
 using ProposeCallback = std::function<void(Result<Committed, NodeError>)>;
+
+struct ReadResult {
+  raft::Index index;     // the read index: the state read includes every entry up to it
+  std::string response;  // the Applier's answer to the query
+};
+using ReadCallback = std::function<void(Result<ReadResult, NodeError>)>;
 
 struct MemberStatus {
   raft::NodeId id;
@@ -109,6 +117,9 @@ class Node {
   void promote_member(raft::NodeId id, ProposeCallback done);
   void remove_member(raft::NodeId id, ProposeCallback done);
   Result<void, NodeError> transfer_leadership(raft::NodeId to);
+  // A linearizable read without a log entry (ReadIndex, thesis §6.4), on the leader or on a
+  // follower (which asks the leader for the read index and waits until it has applied it).
+  void read(std::string query, ReadCallback done);
 
   NodeStatus status() const;
   std::string status_json() const;
@@ -124,6 +135,9 @@ class Node {
   void on_message(raft::Message m);
   void flush_deferred_hard_state(bool now);
   void expire_orphaned_proposals();
+  void on_read_states(std::vector<raft::ReadState>& states);
+  void serve_reads();
+  void expire_reads();
   void schedule_drive();
   void drive();
   void persisted(const std::shared_ptr<raft::Ready>& rd);
@@ -164,6 +178,15 @@ class Node {
     std::chrono::steady_clock::time_point start;
   };
   std::map<raft::Index, Pending> pending_;
+  struct PendingRead {
+    std::string query;
+    ReadCallback done;
+    std::chrono::steady_clock::time_point start;
+  };
+  std::map<std::uint64_t, PendingRead> reads_;               // by read id (the ReadIndex context)
+  std::multimap<raft::Index, std::uint64_t> reads_at_;       // confirmed, waiting to apply the index
+  std::uint64_t next_read_id_ = 0;
+  std::uint64_t reads_served_ = 0;
   bool drive_posted_ = false;
   bool persisting_ = false;
   bool stopped_ = false;

@@ -70,6 +70,15 @@ std::string RawLog::apply_register(std::string_view args) {
   return "error: want 'reg w KEY VALUE', 'reg r KEY' or 'reg c KEY OLD NEW'";
 }
 
+std::string RawLog::query(std::string_view q) const {
+  auto w = words(q);
+  if (w.size() == 3 && w[0] == "reg" && w[1] == "r") {
+    auto it = registers_.find(std::string(w[2]));
+    return it == registers_.end() ? "null" : it->second;
+  }
+  return "error: want 'reg r KEY'";
+}
+
 std::string RawLog::snapshot() const {
   std::string out = "RAWLOG2:";
   le::put_u64(out, count_);

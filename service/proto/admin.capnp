@@ -14,6 +14,7 @@ enum AdminCode {
   transferInProgress @6;
   invalid @7;
   shuttingDown @8;
+  timedOut @9;           # a read found no confirmed leader in time; nothing changed
 }
 
 struct AdminResult {
@@ -55,4 +56,7 @@ interface Admin {
   addMember @3 (id :UInt64, address :Text, learner :Bool) -> (result :AdminResult);
   promoteMember @4 (id :UInt64) -> (result :AdminResult);
   removeMember @5 (id :UInt64) -> (result :AdminResult);
+  # A linearizable read without a log entry (ReadIndex), served by this node (leader or
+  # follower) once it has applied the read index; `index` is that read index.
+  read @6 (query :Data) -> (result :AdminResult);
 }

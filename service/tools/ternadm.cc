@@ -1,6 +1,7 @@
 // ternadm: calls the admin RPC of one ternd node (service/proto/admin.capnp).
 //   ternadm [--addr HOST:PORT] status
 //   ternadm [--addr HOST:PORT] propose TEXT
+//   ternadm [--addr HOST:PORT] read QUERY        (linearizable, on any node)
 //   ternadm [--addr HOST:PORT] transfer ID
 //   ternadm [--addr HOST:PORT] add ID PEER_HOST:PORT [--learner]
 //   ternadm [--addr HOST:PORT] promote ID
@@ -31,6 +32,7 @@ const char* code_name(AdminCode c) {
     case AdminCode::TRANSFER_IN_PROGRESS: return "transfer_in_progress";
     case AdminCode::INVALID: return "invalid";
     case AdminCode::SHUTTING_DOWN: return "shutting_down";
+    case AdminCode::TIMED_OUT: return "timed_out";
   }
   return "?";
 }
@@ -48,7 +50,7 @@ int report(tern::proto::AdminResult::Reader r) {
 
 int usage() {
   std::fputs(
-      "usage: ternadm [--addr HOST:PORT] status | propose TEXT | transfer ID | add ID PEER_HOST:PORT [--learner]\n"
+      "usage: ternadm [--addr HOST:PORT] status | propose TEXT | read QUERY | transfer ID | add ID PEER_HOST:PORT [--learner]\n"
       "                                  | promote ID | remove ID\n",
       stderr);
   return 2;
@@ -95,6 +97,16 @@ int main(int argc, char** argv) {
       auto req = admin.proposeRequest();
       req.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(args[1].data()), args[1].size()));
       return report(req.send().wait(ws).getResult());
+    }
+    if (cmd == "read" && args.size() == 2) {
+      auto req = admin.readRequest();
+      req.setQuery(kj::arrayPtr(reinterpret_cast<const kj::byte*>(args[1].data()), args[1].size()));
+      auto r = req.send().wait(ws).getResult();
+      if (r.getCode() != AdminCode::OK) return report(r);
+      auto d = r.getResponse();
+      std::printf("%.*s (read index %llu)\n", static_cast<int>(d.size()), reinterpret_cast<const char*>(d.begin()),
+                  static_cast<unsigned long long>(r.getIndex()));
+      return 0;
     }
     if (cmd == "transfer" && args.size() == 2) {
       auto req = admin.transferLeadershipRequest();

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <functional>
 #include <filesystem>
 #include <set>
 #include <thread>
@@ -460,6 +461,108 @@ TEST(Cluster, LeadershipTransferMovesTheLeaderAndWritesGoOn) {
   auto after = propose_n(c, "after", 20);
   ASSERT_EQ(after.ok, 20);
   expect_converged(c, c.ids(), after.last_index);
+}
+
+
+TEST(Cluster, ReadIndexReadsOnEveryNodeSeeEveryAcknowledgedWrite) {
+  Cluster c(ternd(), ClusterOptions{});
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  auto r = c.read(leader, "reg r x");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->code, AdminCode::OK) << r->message;
+  EXPECT_EQ(r->response, "null");
+  // A read that starts after a write was acknowledged sees it, on any node (no stale follower).
+  for (int i = 1; i <= 30; ++i) {
+    auto w = c.propose(leader, "reg w x " + std::to_string(i));
+    ASSERT_TRUE(w);
+    ASSERT_EQ(w->code, AdminCode::OK);
+    for (auto id : c.ids()) {
+      auto got = c.read(id, "reg r x");
+      ASSERT_TRUE(got) << "node " << id;
+      ASSERT_EQ(got->code, AdminCode::OK) << "node " << id << ": " << got->message;
+      EXPECT_EQ(got->response, std::to_string(i)) << "node " << id << " read a stale value";
+      EXPECT_GE(got->index, w->index);
+    }
+  }
+  // A leader that cannot reach a majority must not serve a read: it could be deposed already.
+  for (auto id : c.ids())
+    if (id != leader) c.pause(id);
+  auto isolated = c.read(leader, "reg r x", 10s);
+  for (auto id : c.ids())
+    if (id != leader) c.resume(id);
+  ASSERT_TRUE(isolated);
+  EXPECT_EQ(isolated->code, AdminCode::TIMED_OUT);
+}
+
+
+// Under a heavy write load the slower follower lags behind the commit index; a ReadIndex read
+// there must still wait until it has applied the read index. The register only grows (one
+// writer connection, proposals enter the log in order), so a read that starts after write n
+// was acknowledged must return at least n.
+TEST(Cluster, ReadIndexReadsOnLaggingFollowersUnderLoadAreNeverStale) {
+  Cluster c(ternd(), ClusterOptions{});
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  struct State {
+    std::uint64_t next = 0, acked_max = 0;
+    int reads = 0, stale = 0, read_errors = 0, writes = 0;
+    bool stop = false;
+    std::string first_stale;
+  } st;
+  auto writer = c.admin(leader);
+  std::function<kj::Promise<void>()> write = [&]() -> kj::Promise<void> {
+    if (st.stop) return kj::READY_NOW;
+    auto n = ++st.next;
+    auto req = writer.proposeRequest();
+    std::string cmd = "reg w x " + std::to_string(n);
+    req.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(cmd.data()), cmd.size()));
+    return req.send().then([&, n](capnp::Response<proto::Admin::ProposeResults>&& r) {
+      if (r.getResult().getCode() == AdminCode::OK) {
+        st.acked_max = std::max(st.acked_max, n);
+        ++st.writes;
+      }
+      return write();
+    });
+  };
+  std::function<kj::Promise<void>(proto::Admin::Client)> read = [&](proto::Admin::Client a) -> kj::Promise<void> {
+    if (st.stop) return kj::READY_NOW;
+    auto floor = st.acked_max;
+    auto req = a.readRequest();
+    std::string q = "reg r x";
+    req.setQuery(kj::arrayPtr(reinterpret_cast<const kj::byte*>(q.data()), q.size()));
+    return req.send().then([&, floor, a](capnp::Response<proto::Admin::ReadResults>&& r) mutable {
+      auto res = r.getResult();
+      if (res.getCode() == AdminCode::OK) {
+        ++st.reads;
+        auto d = res.getResponse();
+        std::string v(reinterpret_cast<const char*>(d.begin()), d.size());
+        std::uint64_t got = v == "null" ? 0 : std::stoull(v);
+        if (got < floor) {
+          if (st.stale++ == 0) st.first_stale = "read " + v + " after write " + std::to_string(floor) + " was acknowledged";
+        }
+      } else {
+        ++st.read_errors;
+      }
+      return read(a);
+    });
+  };
+  auto all = kj::heapArrayBuilder<kj::Promise<void>>(64 + 8);
+  for (int i = 0; i < 64; ++i) all.add(write());
+  for (auto id : c.ids()) {
+    if (id == leader) continue;
+    for (int i = 0; i < 4; ++i) all.add(read(c.admin(id)));
+  }
+  auto joined = kj::joinPromises(all.finish()).fork();
+  c.kj_io().provider->getTimer().afterDelay(3 * kj::SECONDS).wait(c.kj_io().waitScope);
+  st.stop = true;
+  joined.addBranch().wait(c.kj_io().waitScope);
+  EXPECT_EQ(st.stale, 0) << st.first_stale;
+  EXPECT_GT(st.reads, 200);
+  EXPECT_GT(st.writes, 1000);
+  EXPECT_EQ(st.read_errors, 0);
 }
 
 }  // namespace

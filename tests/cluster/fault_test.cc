@@ -1,7 +1,8 @@
 // Linearizability of a real 3-node ternd cluster under process faults — kill -9 and restart,
 // SIGSTOP and SIGCONT, of any node including the leader — checked with tern-check's register
 // model (jepsen-like/checker). Clients run on their own threads and KJ loops, read and write
-// registers through the log ("reg" commands of the placeholder state machine), and record a
+// registers (writes and compare-and-set through the log, reads through the log or by ReadIndex
+// on any node, followers included), and record a
 // history; an operation whose outcome is unknown (timeout, broken connection, unknown_outcome)
 // is recorded as "info" and its client continues as a new process, as in Jepsen.
 //
@@ -106,15 +107,31 @@ void client(int index, int clients, std::uint64_t seed, std::vector<std::uint16_
     }
     rec.add(process, "invoke", f, key, input);
     auto& a = KJ_ASSERT_NONNULL(admin);
-    auto req = a.proposeRequest();
-    req.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(cmd.data()), cmd.size()));
+    // Half of the reads go through the log, half are ReadIndex reads on whichever node this
+    // client is connected to (followers included).
+    bool read_index = f == "read" && rng() % 2 == 0;
+    auto send = [&]() -> kj::Promise<proto::AdminResult::Reader> {
+      if (read_index) {
+        auto req = a.readRequest();
+        req.setQuery(kj::arrayPtr(reinterpret_cast<const kj::byte*>(cmd.data()), cmd.size()));
+        return req.send().then([](capnp::Response<proto::Admin::ReadResults>&& r) {
+          auto res = r.getResult();
+          return kj::Promise<proto::AdminResult::Reader>(res).attach(kj::mv(r));
+        });
+      }
+      auto req = a.proposeRequest();
+      req.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(cmd.data()), cmd.size()));
+      return req.send().then([](capnp::Response<proto::Admin::ProposeResults>&& r) {
+        auto res = r.getResult();
+        return kj::Promise<proto::AdminResult::Reader>(res).attach(kj::mv(r));
+      });
+    };
     AdminCode code = AdminCode::INVALID;
     std::string response;
     std::uint64_t hint = 0;
     bool answered = false;
     try {
-      auto r = io.provider->getTimer().timeoutAfter(2 * kj::SECONDS, req.send()).wait(io.waitScope);
-      auto res = r.getResult();
+      auto res = io.provider->getTimer().timeoutAfter(2 * kj::SECONDS, send()).wait(io.waitScope);
       code = res.getCode();
       auto d = res.getResponse();
       response.assign(reinterpret_cast<const char*>(d.begin()), d.size());
@@ -136,7 +153,7 @@ void client(int index, int clients, std::uint64_t seed, std::vector<std::uint16_
         ++counts.fail;
       }
     } else if (answered && (code == AdminCode::NOT_LEADER || code == AdminCode::BUSY ||
-                            code == AdminCode::TRANSFER_IN_PROGRESS)) {
+                            code == AdminCode::TRANSFER_IN_PROGRESS || code == AdminCode::TIMED_OUT)) {
       rec.add(process, "fail", f, key, input);  // refused before it entered the log
       ++counts.fail;
       disconnect();
@@ -150,6 +167,11 @@ void client(int index, int clients, std::uint64_t seed, std::vector<std::uint16_
       rec.add(process, "info", f, key, input);
       ++counts.info;
       process += clients;  // this process never returns; a new one takes over
+      disconnect();
+      next_node();
+      continue;
+    }
+    if (rng() % 4 == 0) {  // wander: reads then land on followers too
       disconnect();
       next_node();
     }

@@ -252,6 +252,8 @@ ProposeOutcome outcome_of(proto::AdminResult::Reader r) {
   o.term = r.getTerm();
   o.leader_hint = r.getLeaderHint();
   o.message = r.getMessage();
+  auto d = r.getResponse();
+  o.response.assign(reinterpret_cast<const char*>(d.begin()), d.size());
   return o;
 }
 
@@ -317,6 +319,11 @@ std::optional<ProposeOutcome> Cluster::promote_member(std::uint64_t on, std::uin
 
 std::optional<ProposeOutcome> Cluster::remove_member(std::uint64_t on, std::uint64_t id) {
   TERN_ADMIN_CALL(on, removeMemberRequest, req.setId(id), std::chrono::milliseconds(5000));
+}
+
+std::optional<ProposeOutcome> Cluster::read(std::uint64_t on, const std::string& query, std::chrono::milliseconds timeout) {
+  TERN_ADMIN_CALL(on, readRequest,
+                  req.setQuery(kj::arrayPtr(reinterpret_cast<const kj::byte*>(query.data()), query.size())), timeout);
 }
 
 std::optional<ProposeOutcome> Cluster::transfer_leadership(std::uint64_t on, std::uint64_t to) {

@@ -41,6 +41,7 @@ struct ProposeOutcome {
   proto::AdminCode code = proto::AdminCode::INVALID;
   std::uint64_t index = 0, term = 0, leader_hint = 0;
   std::string message;
+  std::string response;
 };
 
 struct StatusView {
@@ -81,6 +82,9 @@ class Cluster {
   std::optional<ProposeOutcome> promote_member(std::uint64_t on, std::uint64_t id);
   std::optional<ProposeOutcome> remove_member(std::uint64_t on, std::uint64_t id);
   std::optional<ProposeOutcome> transfer_leadership(std::uint64_t on, std::uint64_t to);
+  // A linearizable read (ReadIndex) on node `on`; the answer is in `response`.
+  std::optional<ProposeOutcome> read(std::uint64_t on, const std::string& query,
+                                     std::chrono::milliseconds timeout = std::chrono::milliseconds(3000));
 
   // The leader that a majority of running nodes agree on, waiting up to `timeout`; 0 if none.
   std::uint64_t wait_for_leader(std::chrono::milliseconds timeout, std::uint64_t not_this = 0);
