@@ -75,6 +75,20 @@ class AdminImpl final : public proto::Admin::Server {
     });
   }
 
+  kj::Promise<void> injectPartition(InjectPartitionContext ctx) override {
+    std::vector<raft::NodeId> peers;
+    for (auto id : ctx.getParams().getPeers()) peers.push_back(raft::NodeId{id});
+    auto r = node_.inject_partition(peers);
+    auto b = ctx.getResults().initResult();
+    if (r) {
+      b.setCode(proto::AdminCode::OK);
+    } else {
+      b.setCode(code_of(r.error().code));
+      b.setMessage(r.error().message);
+    }
+    return kj::READY_NOW;
+  }
+
   kj::Promise<void> status(StatusContext ctx) override {
     auto s = node_.status();
     auto b = ctx.getResults().initStatus();

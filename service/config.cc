@@ -62,6 +62,7 @@ std::vector<Setting> settings() {
       {"cluster_name", str(&Config::cluster_name)},
       {"initial_cluster_state", str(&Config::initial_cluster_state)},
       {"snapshot_entries", num(&Config::snapshot_entries)},
+      {"debug_fault_injection", num(&Config::debug_fault_injection)},
   };
 }
 
@@ -164,6 +165,7 @@ Result<Config, std::string> load_config(int argc, const char* const* argv, const
   if (c.initial_cluster_state != "new" && c.initial_cluster_state != "existing")
     return fail("--initial-cluster-state must be 'new' or 'existing', not '" + c.initial_cluster_state + "'");
   if (c.cluster_name.empty()) return fail(std::string("--cluster-name must not be empty"));
+  if (c.debug_fault_injection > 1) return fail(std::string("--debug-fault-injection must be 0 or 1"));
   if (c.snapshot_entries < 16) return fail(std::string("--snapshot-entries must be at least 16"));
   // host:port with a port in 1..65535 (a port that does not fit must not wrap around silently).
   for (auto [flag, addr] : {std::pair{"--client-addr", &c.client_addr}, std::pair{"--admin-addr", &c.admin_addr}}) {
@@ -198,6 +200,7 @@ std::string to_toml(const Config& c) {
       {"cluster_name", c.cluster_name},
       {"initial_cluster_state", c.initial_cluster_state},
       {"snapshot_entries", static_cast<std::int64_t>(c.snapshot_entries)},
+      {"debug_fault_injection", static_cast<std::int64_t>(c.debug_fault_injection)},
   };
   std::ostringstream os;
   os << t << '\n';

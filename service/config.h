@@ -33,6 +33,7 @@ struct Config {
   // node joins a running cluster (after `addMember` on it) and starts with an empty log.
   std::string initial_cluster_state = "new";
   std::uint64_t snapshot_entries = 10000;  // take a snapshot after this many applied entries
+  std::uint32_t debug_fault_injection = 0;  // 1: allow the admin injectPartition call (tests only)
   std::string config_file;
   bool print_config = false;
 };

@@ -115,6 +115,8 @@ int main(int argc, char** argv) {
   no.tick = std::chrono::milliseconds(cfg->heartbeat_interval_ms);
   no.election_ticks = std::max<std::uint32_t>(2, cfg->election_timeout_ms / cfg->heartbeat_interval_ms);
   no.snapshot_entries = cfg->snapshot_entries;
+  no.fault_injection = cfg->debug_fault_injection == 1;
+  if (no.fault_injection) spdlog::warn("fault injection is enabled (--debug-fault-injection): for tests only");
 
   auto node = Node::open(io, no, std::make_unique<RawLog>(), metrics);
   if (!node) {

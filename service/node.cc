@@ -585,6 +585,14 @@ Result<void, NodeError> Node::transfer_leadership(NodeId to) {
   return {};
 }
 
+Result<void, NodeError> Node::inject_partition(const std::vector<NodeId>& peers) {
+  if (!opt_.fault_injection)
+    return fail(NodeError{NodeErrc::invalid, NodeId{}, "fault injection is disabled (--debug-fault-injection 1)"});
+  transport_->set_blocked(std::set<NodeId>(peers.begin(), peers.end()));
+  spdlog::warn("fault injection: peer traffic with {} node(s) dropped", peers.size());
+  return {};
+}
+
 // ---- linearizable reads (ReadIndex, thesis §6.4) ----------------------------------------------
 
 void Node::read(std::string query, ReadCallback done) {
@@ -718,6 +726,7 @@ void Node::update_metrics() {
   metrics_.set_counter("tern_peer_frames_dropped_total", ts.dropped);
   metrics_.set_counter("tern_peer_frames_rejected_total", ts.rejected);
   metrics_.set_counter("tern_peer_connects_total", ts.connects);
+  metrics_.set_counter("tern_peer_frames_blocked_total", ts.blocked);
 }
 
 // ---- the node's replicated state: address book + applier ------------------------------------

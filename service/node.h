@@ -45,7 +45,8 @@ struct NodeOptions {
   std::uint64_t snapshot_entries = 10000;
   std::size_t max_pending_proposals = 65536;
   std::size_t inline_write_max_entries = 2;
-  std::size_t max_pending_reads = 65536;  // smaller batches are written on the loop thread
+  std::size_t max_pending_reads = 65536;
+  bool fault_injection = false;  // allow inject_partition (tests only)  // smaller batches are written on the loop thread
 };
 
 enum class NodeErrc : std::uint8_t {
@@ -120,6 +121,9 @@ class Node {
   // A linearizable read without a log entry (ReadIndex, thesis §6.4), on the leader or on a
   // follower (which asks the leader for the read index and waits until it has applied it).
   void read(std::string query, ReadCallback done);
+
+  // Tests: drop all peer traffic to and from `peers` (empty heals). Refused unless enabled.
+  Result<void, NodeError> inject_partition(const std::vector<raft::NodeId>& peers);
 
   NodeStatus status() const;
   std::string status_json() const;

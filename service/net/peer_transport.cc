@@ -118,6 +118,10 @@ void PeerTransport::remove_peer(raft::NodeId id) {
 
 void PeerTransport::send(const raft::Message& m) {
   if (*stopped_) return;
+  if (blocked_.count(m.to) != 0) {
+    ++stats_.blocked;
+    return;
+  }
   auto it = peers_.find(m.to);
   if (it == peers_.end()) {
     ++stats_.dropped;
@@ -135,6 +139,10 @@ void PeerTransport::send(const raft::Message& m) {
 
 void PeerTransport::send_snapshot(const raft::Message& m) {
   if (*stopped_) return;
+  if (blocked_.count(m.to) != 0) {
+    ++stats_.blocked;
+    return;
+  }
   const auto* req = std::get_if<raft::InstallSnapshotRequest>(&m.body);
   TERN_ASSERT(req != nullptr && req->data != nullptr);
   auto it = peers_.find(m.to);
@@ -341,6 +349,10 @@ bool PeerTransport::parse_frames(Inbound& in) {
     if (frame->cluster_id != opt_.cluster_id) return reject("frame from another cluster");
     if (frame->message.to != opt_.self) return reject("frame addressed to node " + std::to_string(frame->message.to.value));
     ++stats_.frames_received;
+    if (blocked_.count(frame->message.from) != 0) {
+      ++stats_.blocked;
+      continue;
+    }
     if (frame->chunk) {
       auto& c = *frame->chunk;
       const auto& meta = std::get<raft::InstallSnapshotRequest>(frame->message.body).meta;

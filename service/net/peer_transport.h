@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "raft/messages.h"
@@ -43,6 +44,7 @@ struct PeerTransportStats {
   std::uint64_t frames_received = 0;
   std::uint64_t dropped = 0;          // queue full or no connection
   std::uint64_t rejected = 0;         // inbound frames or connections refused
+  std::uint64_t blocked = 0;          // dropped by fault injection
   std::uint64_t connects = 0;
   std::uint64_t snapshots_sent = 0;
   std::uint64_t snapshots_received = 0;
@@ -65,6 +67,10 @@ class PeerTransport {
   void set_peer(raft::NodeId id, const std::string& host, std::uint16_t port);
   void remove_peer(raft::NodeId id);
   bool has_peer(raft::NodeId id) const { return peers_.count(id) != 0; }
+
+  // Fault injection for tests (ternd --debug-fault-injection): drop every frame to and from
+  // these peers, as a network partition would. Empty: heal.
+  void set_blocked(std::set<raft::NodeId> peers) { blocked_ = std::move(peers); }
 
   void send(const raft::Message& m);
   // An InstallSnapshotRequest with its data attached: streamed in chunks.
@@ -95,6 +101,7 @@ class PeerTransport {
   std::map<raft::NodeId, std::shared_ptr<Peer>> peers_;
   std::map<Inbound*, std::shared_ptr<Inbound>> inbound_;
   PeerTransportStats stats_;
+  std::set<raft::NodeId> blocked_;
   // Shared with every pending Asio handler: a handler that runs after stop() or after this
   // object is gone sees true and does nothing.
   std::shared_ptr<bool> stopped_ = std::make_shared<bool>(false);

@@ -59,4 +59,7 @@ interface Admin {
   # A linearizable read without a log entry (ReadIndex), served by this node (leader or
   # follower) once it has applied the read index; `index` is that read index.
   read @6 (query :Data) -> (result :AdminResult);
+  # Tests only (ternd --debug-fault-injection 1): drop all peer traffic to and from these
+  # nodes, like a network partition; an empty list heals. Otherwise `invalid`.
+  injectPartition @7 (peers :List(UInt64)) -> (result :AdminResult);
 }

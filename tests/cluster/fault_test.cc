@@ -1,5 +1,6 @@
-// Linearizability of a real 3-node ternd cluster under process faults — kill -9 and restart,
-// SIGSTOP and SIGCONT, of any node including the leader — checked with tern-check's register
+// Linearizability of a real 3-node ternd cluster under faults — kill -9 and restart, SIGSTOP and
+// SIGCONT, isolation (all others paused) and network partitions (ternd's test-only transport
+// fault injection), of any node including the leader — checked with tern-check's register
 // model (jepsen-like/checker). Clients run on their own threads and KJ loops, read and write
 // registers (writes and compare-and-set through the log, reads through the log or by ReadIndex
 // on any node, followers included), and record a
@@ -188,6 +189,7 @@ TEST(FaultTest, RegistersStayLinearizableUnderKillPauseAndRestart) {
   o.election_timeout_ms = 300;
   o.heartbeat_interval_ms = 30;
   o.snapshot_entries = 500;  // snapshots and compaction happen during the run, too
+  o.fault_injection = true;  // network partitions
   Cluster c(ternd(), o);
   c.start_all();
   ASSERT_NE(c.wait_for_leader(10s), 0u);
@@ -205,7 +207,7 @@ TEST(FaultTest, RegistersStayLinearizableUnderKillPauseAndRestart) {
 
   // The nemesis: one fault at a time, so a majority can make progress between faults.
   std::mt19937_64 rng(seed);
-  int kills = 0, pauses = 0, isolations = 0;
+  int kills = 0, pauses = 0, isolations = 0, partitions = 0;
   while (Clock::now() + 1500ms < end) {
     std::this_thread::sleep_for(std::chrono::milliseconds(300 + rng() % 700));
     auto ids = c.ids();
@@ -214,17 +216,17 @@ TEST(FaultTest, RegistersStayLinearizableUnderKillPauseAndRestart) {
     if (rng() % 3 == 0 && leader_now != 0) victim = leader_now;  // the leader, often
     auto hold = std::chrono::milliseconds(200 + rng() % 1000);
     auto action = rng() % 10;
-    if (action < 4) {
+    if (action < 3) {
       c.kill9(victim);
       ++kills;
       std::this_thread::sleep_for(hold);
       c.start(victim);
-    } else if (action < 7) {
+    } else if (action < 5) {
       c.pause(victim);
       ++pauses;
       std::this_thread::sleep_for(hold);
       c.resume(victim);
-    } else {
+    } else if (action < 8) {
       // Isolate `victim` (usually the leader) by pausing everyone else: it keeps accepting
       // proposals it cannot commit, and a new leader may overwrite them after the resume.
       for (auto id : ids)
@@ -233,11 +235,18 @@ TEST(FaultTest, RegistersStayLinearizableUnderKillPauseAndRestart) {
       std::this_thread::sleep_for(hold);
       for (auto id : ids)
         if (id != victim) c.resume(id);
+    } else {
+      // A network partition (fault injection in the transport): `victim` keeps running and
+      // serving its clients on one side; the majority elects a new leader on the other.
+      c.partition(victim);
+      ++partitions;
+      std::this_thread::sleep_for(hold * 2);
+      c.heal();
     }
   }
   for (auto& t : threads) t.join();
-  std::printf("operations: %d ok, %d fail, %d info; faults: %d kill -9, %d pause, %d isolation\n",
-              counts.ok.load(), counts.fail.load(), counts.info.load(), kills, pauses, isolations);
+  std::printf("operations: %d ok, %d fail, %d info; faults: %d kill -9, %d pause, %d isolation, %d partition\n",
+              counts.ok.load(), counts.fail.load(), counts.info.load(), kills, pauses, isolations, partitions);
 
   auto text = rec.text();
   if (const char* path = std::getenv("TERN_FAULT_HISTORY")) std::ofstream(path) << text;

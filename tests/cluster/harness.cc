@@ -130,7 +130,8 @@ void Cluster::spawn(ProcessNode& n, bool join) {
                                    "--election-timeout-ms", std::to_string(opt_.election_timeout_ms),
                                    "--heartbeat-interval-ms", std::to_string(opt_.heartbeat_interval_ms),
                                    "--snapshot-entries", std::to_string(opt_.snapshot_entries),
-                                   "--log-level", opt_.log_level};
+                                   "--log-level", opt_.log_level,
+                                   "--debug-fault-injection", opt_.fault_injection ? "1" : "0"};
   std::string log = n.dir + ".log";
   pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork");
@@ -324,6 +325,29 @@ std::optional<ProposeOutcome> Cluster::remove_member(std::uint64_t on, std::uint
 std::optional<ProposeOutcome> Cluster::read(std::uint64_t on, const std::string& query, std::chrono::milliseconds timeout) {
   TERN_ADMIN_CALL(on, readRequest,
                   req.setQuery(kj::arrayPtr(reinterpret_cast<const kj::byte*>(query.data()), query.size())), timeout);
+}
+
+std::optional<ProposeOutcome> Cluster::block_peers(std::uint64_t on, const std::vector<std::uint64_t>& peers) {
+  TERN_ADMIN_CALL(on, injectPartitionRequest,
+                  ([&] {
+                    auto l = req.initPeers(static_cast<unsigned>(peers.size()));
+                    for (unsigned i = 0; i < peers.size(); ++i) l.set(i, peers[i]);
+                  })(),
+                  std::chrono::milliseconds(2000));
+}
+
+void Cluster::partition(std::uint64_t victim) {
+  std::vector<std::uint64_t> others;
+  for (auto id : ids())
+    if (id != victim) {
+      others.push_back(id);
+      block_peers(id, {victim});
+    }
+  block_peers(victim, others);
+}
+
+void Cluster::heal() {
+  for (auto id : ids()) block_peers(id, {});
 }
 
 std::optional<ProposeOutcome> Cluster::transfer_leadership(std::uint64_t on, std::uint64_t to) {

@@ -34,6 +34,7 @@ struct ClusterOptions {
   std::uint32_t heartbeat_interval_ms = 30;
   std::uint64_t snapshot_entries = 10000;
   std::string log_level = "info";
+  bool fault_injection = false;  // ternd --debug-fault-injection 1
   std::string root;  // data directories go under it; empty: a new /tmp directory, removed at the end
 };
 
@@ -82,6 +83,11 @@ class Cluster {
   std::optional<ProposeOutcome> promote_member(std::uint64_t on, std::uint64_t id);
   std::optional<ProposeOutcome> remove_member(std::uint64_t on, std::uint64_t id);
   std::optional<ProposeOutcome> transfer_leadership(std::uint64_t on, std::uint64_t to);
+  // Fault injection: node `on` drops all peer traffic with `peers` (empty heals).
+  std::optional<ProposeOutcome> block_peers(std::uint64_t on, const std::vector<std::uint64_t>& peers);
+  // Cuts `victim` off from every other node, both ways; heal() undoes every cut.
+  void partition(std::uint64_t victim);
+  void heal();
   // A linearizable read (ReadIndex) on node `on`; the answer is in `response`.
   std::optional<ProposeOutcome> read(std::uint64_t on, const std::string& query,
                                      std::chrono::milliseconds timeout = std::chrono::milliseconds(3000));
