@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds and runs the whole test suite (ctest), then the fast tests again under ASan+UBSan.
+# Builds and runs the whole test suite (ctest), then the fast and cluster tests again under
+# ASan+UBSan.
 #   TERN_SKIP_SANITIZE=1   skip the sanitizer pass
 #   RC_PARAMS="..."        passed to RapidCheck (e.g. "seed=42" or "max_success=20000")
 set -euo pipefail
@@ -10,6 +11,7 @@ scripts/build.sh build
 echo "run-tests: main suite passed in $(( $(date +%s) - start ))s"
 if [ "${TERN_SKIP_SANITIZE:-0}" != 1 ]; then
   scripts/build.sh build-asan -DCMAKE_BUILD_TYPE=Debug -DTERN_SANITIZE=address,undefined -DTERN_BUILD_BENCH=OFF
-  (cd build-asan && ctest --output-on-failure -L fast -j "${TERN_JOBS:-$(nproc)}" --timeout 900)
+  # Fast tests, plus the real-cluster tests against an ASan+UBSan ternd (node, transport, RPC).
+  (cd build-asan && ctest --output-on-failure -L 'fast|cluster' -j "${TERN_JOBS:-$(nproc)}" --timeout 900)
   echo "run-tests: sanitizer pass passed in $(( $(date +%s) - start ))s total"
 fi

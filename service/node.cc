@@ -362,7 +362,13 @@ void Node::send(const raft::Message& m) {
     transport_->send_snapshot(full);
     return;
   }
-  if (std::holds_alternative<raft::HeartbeatRequest>(m.body)) heartbeat_sent_.try_emplace(m.to, Clock::now());
+  if (std::holds_alternative<raft::HeartbeatRequest>(m.body)) {
+    // One probe per peer in flight; a probe unanswered for a second (peer down) is replaced, so
+    // a returning peer does not report its downtime as round-trip time.
+    auto now = Clock::now();
+    auto [it, inserted] = heartbeat_sent_.try_emplace(m.to, now);
+    if (!inserted && now - it->second > std::chrono::seconds(1)) it->second = now;
+  }
   transport_->send(m);
 }
 

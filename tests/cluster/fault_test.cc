@@ -111,32 +111,38 @@ void client(int index, int clients, std::uint64_t seed, std::vector<std::uint16_
     // Half of the reads go through the log, half are ReadIndex reads on whichever node this
     // client is connected to (followers included).
     bool read_index = f == "read" && rng() % 2 == 0;
-    auto send = [&]() -> kj::Promise<proto::AdminResult::Reader> {
+    // Copy the answer out while its Response is alive (a Reader must not outlive it).
+    struct Answer {
+      AdminCode code;
+      std::string response;
+      std::uint64_t hint;
+    };
+    auto answer_of = [](proto::AdminResult::Reader res) {
+      auto d = res.getResponse();
+      return Answer{res.getCode(), std::string(reinterpret_cast<const char*>(d.begin()), d.size()),
+                    res.getLeaderHint()};
+    };
+    auto send = [&]() -> kj::Promise<Answer> {
       if (read_index) {
         auto req = a.readRequest();
         req.setQuery(kj::arrayPtr(reinterpret_cast<const kj::byte*>(cmd.data()), cmd.size()));
-        return req.send().then([](capnp::Response<proto::Admin::ReadResults>&& r) {
-          auto res = r.getResult();
-          return kj::Promise<proto::AdminResult::Reader>(res).attach(kj::mv(r));
-        });
+        return req.send().then(
+            [answer_of](capnp::Response<proto::Admin::ReadResults>&& r) { return answer_of(r.getResult()); });
       }
       auto req = a.proposeRequest();
       req.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(cmd.data()), cmd.size()));
-      return req.send().then([](capnp::Response<proto::Admin::ProposeResults>&& r) {
-        auto res = r.getResult();
-        return kj::Promise<proto::AdminResult::Reader>(res).attach(kj::mv(r));
-      });
+      return req.send().then(
+          [answer_of](capnp::Response<proto::Admin::ProposeResults>&& r) { return answer_of(r.getResult()); });
     };
     AdminCode code = AdminCode::INVALID;
     std::string response;
     std::uint64_t hint = 0;
     bool answered = false;
     try {
-      auto res = io.provider->getTimer().timeoutAfter(2 * kj::SECONDS, send()).wait(io.waitScope);
-      code = res.getCode();
-      auto d = res.getResponse();
-      response.assign(reinterpret_cast<const char*>(d.begin()), d.size());
-      hint = res.getLeaderHint();
+      auto ans = io.provider->getTimer().timeoutAfter(2 * kj::SECONDS, send()).wait(io.waitScope);
+      code = ans.code;
+      response = std::move(ans.response);
+      hint = ans.hint;
       answered = true;
     } catch (const kj::Exception&) {
     }

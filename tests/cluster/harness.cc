@@ -86,6 +86,19 @@ Cluster::~Cluster() {
       n.pid = -1;
     }
   }
+  // A sanitizer report in any node's log (an ASan+UBSan ternd aborts on the first error; leaks
+  // show at a clean exit) fails the whole test process, whatever the test itself concluded.
+  for (auto& [id, n] : nodes_) {
+    auto log = log_of(id);
+    for (const char* marker : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"}) {
+      auto at = log.find(marker);
+      if (at == std::string::npos) continue;
+      std::fprintf(stderr, "sanitizer report in node %llu's log (%s.log):\n%s\n", static_cast<unsigned long long>(id),
+                   n.dir.c_str(), log.substr(at > 200 ? at - 200 : 0, 4000).c_str());
+      std::fflush(stderr);
+      std::_Exit(99);
+    }
+  }
   if (own_root_ && std::getenv("TERN_KEEP_CLUSTER_DIR") == nullptr) {
     std::error_code ec;
     fs::remove_all(opt_.root, ec);
