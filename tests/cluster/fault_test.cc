@@ -232,7 +232,7 @@ TEST(FaultTest, RegistersStayLinearizableUnderKillPauseAndRestart) {
       ++pauses;
       std::this_thread::sleep_for(hold);
       c.resume(victim);
-    } else if (action < 8) {
+    } else if (action < 6) {
       // Isolate `victim` (usually the leader) by pausing everyone else: it keeps accepting
       // proposals it cannot commit, and a new leader may overwrite them after the resume.
       for (auto id : ids)
@@ -244,9 +244,11 @@ TEST(FaultTest, RegistersStayLinearizableUnderKillPauseAndRestart) {
     } else {
       // A network partition (fault injection in the transport): `victim` keeps running and
       // serving its clients on one side; the majority elects a new leader on the other.
+      // Often shorter than the deposed leader's bound for answering its stranded proposals, so
+      // they are overwritten by the new leader's log after the heal and must not report success.
       c.partition(victim);
       ++partitions;
-      std::this_thread::sleep_for(hold * 2);
+      std::this_thread::sleep_for(hold);
       c.heal();
     }
   }
