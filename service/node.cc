@@ -230,16 +230,9 @@ void Node::flush_deferred_hard_state(bool now) {
   b.hard_state = deferred_hs_;
   written_hs_ = *deferred_hs_;
   deferred_hs_.reset();
-  if (now) {
-    if (auto r = wal_->write(b); !r) spdlog::error("writing the hard state at shutdown: {}", r.error().message);
-    return;
-  }
-  auto r = wal_->submit(std::move(b), [this, alive = alive_](Result<Index, storage::StorageError> res) {
-    if (!res) asio::post(io_, [this, alive, res = std::move(res)] {
-      if (*alive) fatal("WAL write failed: " + res.error().message);
-    });
-  });
-  if (!r) fatal("WAL submit failed: " + r.error().message);
+  // Synchronous, like every write made while no batch is queued: an asynchronous one could land
+  // after a later inline write of a newer term and vote and take the durable hard state back.
+  if (auto r = wal_->write(b); !r) fatal("WAL write failed: " + r.error().message);
 }
 
 void Node::on_message(raft::Message m) {
