@@ -326,6 +326,26 @@ Result<void, StorageError> Wal::sync() {
 }
 
 Result<Index, StorageError> Wal::write(const WriteBatch& batch) {
+  bool behind_queue;
+  {
+    std::lock_guard q(queue_mu_);
+    behind_queue = unwritten_batches_ > 0;
+  }
+  if (behind_queue) {
+    // Join the queue and wait for the disk thread: order is preserved.
+    std::mutex m;
+    std::condition_variable cv;
+    std::optional<Result<Index, StorageError>> result;
+    auto r = submit(batch, [&](Result<Index, StorageError> res) {
+      std::lock_guard l(m);
+      result = std::move(res);
+      cv.notify_one();
+    });
+    if (!r) return fail(r.error());
+    std::unique_lock l(m);
+    cv.wait(l, [&] { return result.has_value(); });
+    return std::move(*result);
+  }
   std::lock_guard lk(mu_);
   if (opt_.read_only) return fail(StorageError{StorageErrc::bad_argument, "the WAL was opened read-only"});
   if (auto r = append_batch(batch); !r) {
@@ -346,6 +366,7 @@ Result<void, StorageError> Wal::submit(WriteBatch batch, Callback done) {
   if (queue_.size() >= opt_.max_queued_batches)
     return fail(StorageError{StorageErrc::queue_full, "more than " + std::to_string(opt_.max_queued_batches) + " batches queued"});
   queue_.emplace_back(std::move(batch), std::move(done));
+  ++unwritten_batches_;
   queue_cv_.notify_one();
   return {};
 }
@@ -369,6 +390,11 @@ void Wal::run_disk_thread() {
         if (!error)
           if (auto r = append_batch(batch); !r) error = failure(r.error());
         results.emplace_back(error ? Result<Index, StorageError>(fail(*error)) : Result<Index, StorageError>(Index{}));
+      }
+      {
+        // Appended (under mu_): a write() from now on lands after them.
+        std::lock_guard q(queue_mu_);
+        unwritten_batches_ -= work.size();
       }
       auto synced = sync();
       for (auto& r : results) {

@@ -73,7 +73,9 @@ class Wal {
   Wal(const Wal&) = delete;
   Wal& operator=(const Wal&) = delete;
 
-  // Writes and syncs one batch now; returns the durable last index.
+  // Writes and syncs one batch now; returns the durable last index. Batches already handed to
+  // submit() are written first: write() never overtakes them (a queued older hard state must
+  // not land after a newer one).
   Result<Index, StorageError> write(const WriteBatch& batch);
   // Group commit: the disk thread writes and syncs; `done` runs on that thread.
   Result<void, StorageError> submit(WriteBatch batch, Callback done);
@@ -128,6 +130,7 @@ class Wal {
   std::condition_variable queue_cv_;
   std::deque<std::pair<WriteBatch, Callback>> queue_;
   bool stopping_ = false;
+  std::size_t unwritten_batches_ = 0;  // submitted, not yet appended (queue_mu_)
   std::thread disk_thread_;
 };
 

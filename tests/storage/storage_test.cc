@@ -116,6 +116,26 @@ TEST(Wal, AppendReadAndRecoverAfterRestart) {
   EXPECT_TRUE(rec.notes.empty());
 }
 
+// write() must not overtake batches already handed to submit(): a queued older hard state that
+// landed after a newer written one would take the durable term and vote back on recovery.
+TEST(Wal, WriteNeverOvertakesQueuedBatchesSoTheNewestHardStateWins) {
+  for (int round = 0; round < 20; ++round) {
+    TempDir d;
+    {
+      auto wal = Wal::open(d.path, small(), nullptr);
+      ASSERT_TRUE(wal) << wal.error().message;
+      for (std::uint64_t t = 1; t <= 5; ++t)
+        ASSERT_TRUE((*wal)->submit(WriteBatch{{}, {}, HardState{Term{t}, NodeId{1}, Index{0}}}, nullptr));
+      auto r = (*wal)->write(WriteBatch{{}, {}, HardState{Term{9}, NodeId{2}, Index{0}}});
+      ASSERT_TRUE(r) << r.error().message;
+    }
+    Recovered rec;
+    auto wal = Wal::open(d.path, small(), &rec);
+    ASSERT_TRUE(wal) << wal.error().message;
+    ASSERT_EQ(rec.hard_state, (HardState{Term{9}, NodeId{2}, Index{0}})) << "round " << round;
+  }
+}
+
 TEST(Wal, ConflictingSuffixIsReplacedDurably) {
   TempDir d;
   {
