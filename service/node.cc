@@ -81,6 +81,7 @@ Node::Node(asio::io_context& io, NodeOptions options, std::unique_ptr<Applier> a
 Node::~Node() {
   stop();
   *alive_ = false;
+  snapshot_pool_.join();  // a snapshot being written completes; its result is dropped
   wal_.reset();  // joins the disk thread; its callbacks see alive_ == false
 }
 
@@ -262,17 +263,30 @@ void Node::drive() {
   if (persisting_ || stopped_ || !core_->has_ready()) return;
   auto rd = std::make_shared<raft::Ready>(core_->ready());
   observe_leader();
-  storage::WriteBatch batch;
   if (rd->snapshot) {
-    // A snapshot from the leader: its file must be durable before the WAL points past it.
-    const auto& s = *rd->snapshot;
-    TERN_ASSERT(s.data != nullptr);
-    auto f = snapshots_->save(s.meta, *s.data);
-    if (!f) fatal("cannot save the received snapshot: " + f.error().message);
-    snapshot_files_[s.meta.index] = *f;
-    while (snapshot_files_.size() > 2) snapshot_files_.erase(snapshot_files_.begin());
-    batch.reset_to = std::make_pair(s.meta.index, s.meta.term);
+    // A snapshot from the leader: its file must be durable before the WAL points past it. It is
+    // written on the snapshot thread (which also writes this node's own snapshots, one at a
+    // time); the Ready waits, as for any write.
+    persisting_ = true;
+    asio::post(snapshot_pool_, [this, rd, alive = alive_] {
+      auto f = snapshots_->save(rd->snapshot->meta, *rd->snapshot->data);
+      asio::post(io_, [this, rd, alive, f = std::move(f)] {
+        if (!*alive) return;
+        if (!f) fatal("cannot save the received snapshot: " + f.error().message);
+        snapshot_files_[rd->snapshot->meta.index] = *f;
+        while (snapshot_files_.size() > 2) snapshot_files_.erase(snapshot_files_.begin());
+        persisting_ = false;
+        write_ready(rd);
+      });
+    });
+    return;
   }
+  write_ready(rd);
+}
+
+void Node::write_ready(const std::shared_ptr<raft::Ready>& rd) {
+  storage::WriteBatch batch;
+  if (rd->snapshot) batch.reset_to = std::make_pair(rd->snapshot->meta.index, rd->snapshot->meta.term);
   for (const auto& m : rd->messages)
     if (sendable_before_persist(m) && !is_commit_notice(*rd, m)) send(m);
   // The commit index in the hard state is only a hint for restarts (raft/types.h): a Ready that
@@ -443,25 +457,40 @@ void Node::resolve(Index index, Term term, std::string response) {
 }
 
 void Node::maybe_snapshot() {
-  if (applied_.value < last_snapshot_index_.value + opt_.snapshot_entries) return;
+  if (snapshot_saving_ || applied_.value < last_snapshot_index_.value + opt_.snapshot_entries) return;
   Index at = applied_;
   auto term = core_->term_at(at);
   if (!term) return;
   raft::SnapshotMeta meta{at, *term, core_->snapshot_conf()};
   for (const auto& [i, conf] : core_->conf_history())
     if (i <= at) meta.conf = conf;
+  // The state is captured here, on the loop; the file is written and synced on the snapshot
+  // thread, so a large state does not stall the loop (design.md §1a).
   auto data = std::make_shared<const std::string>(encode_state());
-  auto f = snapshots_->save(meta, *data);
+  snapshot_saving_ = true;
+  asio::post(snapshot_pool_, [this, meta, data, alive = alive_] {
+    auto f = snapshots_->save(meta, *data);
+    asio::post(io_, [this, meta, data, alive, f = std::move(f)] {
+      if (!*alive) return;
+      snapshot_saved(meta, data, f);
+    });
+  });
+}
+
+void Node::snapshot_saved(const raft::SnapshotMeta& meta, const std::shared_ptr<const std::string>& data,
+                          const Result<storage::SnapshotFile, storage::StorageError>& f) {
+  snapshot_saving_ = false;
   if (!f) {
-    spdlog::error("cannot save a snapshot at {}: {}", at.value, f.error().message);
+    spdlog::error("cannot save a snapshot at {}: {}", meta.index.value, f.error().message);
     return;
   }
+  if (meta.index <= last_snapshot_index_) return;  // a newer snapshot was installed meanwhile
   ++snapshots_taken_;
   Index previous = last_snapshot_index_;
-  last_snapshot_index_ = at;
-  snapshot_files_[at] = *f;
+  last_snapshot_index_ = meta.index;
+  snapshot_files_[meta.index] = *f;
   while (snapshot_files_.size() > 2) snapshot_files_.erase(snapshot_files_.begin());
-  snapshot_cache_index_ = at;
+  snapshot_cache_index_ = meta.index;
   snapshot_cache_ = data;
   // Keep the log since the previous snapshot, so a follower slightly behind still catches up
   // from entries; the previous snapshot file stays on disk to send to one far behind.
@@ -469,7 +498,8 @@ void Node::maybe_snapshot() {
     core_->compact(previous);
     if (auto r = wal_->compact(previous); !r) spdlog::warn("WAL compaction: {}", r.error().message);
   }
-  spdlog::info("snapshot at index {} ({} bytes); log compacted to {}", at.value, data->size(), previous.value);
+  spdlog::info("snapshot at index {} ({} bytes); log compacted to {}", meta.index.value, data->size(), previous.value);
+  maybe_snapshot();
 }
 
 void Node::set_address(NodeId id, const std::string& address) {

@@ -6,6 +6,8 @@
 // thread does the writes and the group-commit fdatasync and posts the result back. The Ready
 // loop follows raft/ready.h: persist, then send, then apply, then advance; only one Ready is in
 // flight, so proposals arriving during a write batch up into the next one (group commit).
+// Snapshot files are written on a snapshot thread (one at a time); a received snapshot holds its
+// Ready until its file is durable.
 // The leader's AppendEntries leave before its own write completes (Raft thesis §10.2.1): the
 // core counts the leader's own entries only once they are durable (Core::advance).
 //
@@ -144,11 +146,14 @@ class Node {
   void expire_reads();
   void schedule_drive();
   void drive();
+  void write_ready(const std::shared_ptr<raft::Ready>& rd);
   void persisted(const std::shared_ptr<raft::Ready>& rd);
   void send(const raft::Message& m);
   void apply_entry(const raft::Entry& e);
   void apply_snapshot(const raft::Snapshot& s);
   void maybe_snapshot();
+  void snapshot_saved(const raft::SnapshotMeta& meta, const std::shared_ptr<const std::string>& data,
+                      const Result<storage::SnapshotFile, storage::StorageError>& f);
   void resolve(raft::Index index, raft::Term term, std::string response);
   void propose_raw(std::string payload, ProposeCallback done);
   void propose_conf(const raft::ConfChange& cc, ProposeCallback done);
@@ -205,6 +210,8 @@ class Node {
   raft::Index snapshot_cache_index_;
   std::shared_ptr<const std::string> snapshot_cache_;
   raft::Index last_snapshot_index_;
+  bool snapshot_saving_ = false;
+  asio::thread_pool snapshot_pool_{1};  // writes this node's own snapshot files
 
   // Hot-path counters (copied into metrics_ by update_metrics()).
   raft::NodeId last_leader_;
