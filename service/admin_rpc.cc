@@ -23,17 +23,34 @@ proto::AdminCode code_of(NodeErrc e) {
   return proto::AdminCode::INVALID;
 }
 
+void set_error(proto::AdminResult::Builder b, const NodeError& e) {
+  b.setCode(code_of(e.code));
+  b.setLeaderHint(e.leader_hint.value);
+  b.setMessage(e.message);
+}
+
+void set_response(proto::AdminResult::Builder b, const std::string& response) {
+  b.setResponse(kj::arrayPtr(reinterpret_cast<const kj::byte*>(response.data()), response.size()));
+}
+
 void fill(proto::AdminResult::Builder b, const Result<Committed, NodeError>& r) {
-  if (r) {
-    b.setCode(proto::AdminCode::OK);
-    b.setIndex(r->index.value);
-    b.setTerm(r->term.value);
-    b.setResponse(kj::arrayPtr(reinterpret_cast<const kj::byte*>(r->response.data()), r->response.size()));
-  } else {
-    b.setCode(code_of(r.error().code));
-    b.setLeaderHint(r.error().leader_hint.value);
-    b.setMessage(r.error().message);
-  }
+  if (!r) return set_error(b, r.error());
+  b.setCode(proto::AdminCode::OK);
+  b.setIndex(r->index.value);
+  b.setTerm(r->term.value);
+  set_response(b, r->response);
+}
+
+void fill(proto::AdminResult::Builder b, const Result<ReadResult, NodeError>& r) {
+  if (!r) return set_error(b, r.error());
+  b.setCode(proto::AdminCode::OK);
+  b.setIndex(r->index.value);
+  set_response(b, r->response);
+}
+
+void fill(proto::AdminResult::Builder b, const Result<void, NodeError>& r) {
+  if (!r) return set_error(b, r.error());
+  b.setCode(proto::AdminCode::OK);
 }
 
 class AdminImpl final : public proto::Admin::Server {
@@ -61,31 +78,14 @@ class AdminImpl final : public proto::Admin::Server {
       (*fulfiller)->fulfill();
     });
     return paf.promise.then([ctx, holder]() mutable {
-      auto b = ctx.getResults().initResult();
-      const auto& r = **holder;
-      if (r) {
-        b.setCode(proto::AdminCode::OK);
-        b.setIndex(r->index.value);
-        b.setResponse(kj::arrayPtr(reinterpret_cast<const kj::byte*>(r->response.data()), r->response.size()));
-      } else {
-        b.setCode(code_of(r.error().code));
-        b.setLeaderHint(r.error().leader_hint.value);
-        b.setMessage(r.error().message);
-      }
+      fill(ctx.getResults().initResult(), **holder);
     });
   }
 
   kj::Promise<void> injectPartition(InjectPartitionContext ctx) override {
     std::vector<raft::NodeId> peers;
     for (auto id : ctx.getParams().getPeers()) peers.push_back(raft::NodeId{id});
-    auto r = node_.inject_partition(peers);
-    auto b = ctx.getResults().initResult();
-    if (r) {
-      b.setCode(proto::AdminCode::OK);
-    } else {
-      b.setCode(code_of(r.error().code));
-      b.setMessage(r.error().message);
-    }
+    fill(ctx.getResults().initResult(), node_.inject_partition(peers));
     return kj::READY_NOW;
   }
 
@@ -114,15 +114,7 @@ class AdminImpl final : public proto::Admin::Server {
   }
 
   kj::Promise<void> transferLeadership(TransferLeadershipContext ctx) override {
-    auto r = node_.transfer_leadership(raft::NodeId{ctx.getParams().getTo()});
-    auto b = ctx.getResults().initResult();
-    if (r) {
-      b.setCode(proto::AdminCode::OK);
-    } else {
-      b.setCode(code_of(r.error().code));
-      b.setLeaderHint(r.error().leader_hint.value);
-      b.setMessage(r.error().message);
-    }
+    fill(ctx.getResults().initResult(), node_.transfer_leadership(raft::NodeId{ctx.getParams().getTo()}));
     return kj::READY_NOW;
   }
 

@@ -51,6 +51,21 @@ bool is_commit_notice(const raft::Ready& rd, const raft::Message& m) {
   return a != nullptr && a->entries.empty() && !rd.committed.empty();
 }
 
+// Removes every entry of `waiting` (values with a `start` time) that started before `limit`,
+// and only then hands it to `expire`, so a callback never sees a half-updated map.
+template <class Map, class Expire>
+void expire_started_before(Map& waiting, Clock::time_point limit, Expire expire) {
+  for (auto it = waiting.begin(); it != waiting.end();) {
+    if (it->second.start > limit) {
+      ++it;
+      continue;
+    }
+    auto v = std::move(it->second);
+    it = waiting.erase(it);
+    expire(v);
+  }
+}
+
 }  // namespace
 
 const char* node_errc_name(NodeErrc e) {
@@ -210,17 +225,10 @@ void Node::expire_orphaned_proposals() {
   // hears from a new leader; partitioned, it may never hear. Answer "unknown outcome" after a
   // bound instead of leaving the callers waiting (a retry with the same request id is safe).
   if (pending_.empty() || core_->role() == raft::Role::leader) return;
-  auto limit = Clock::now() - opt_.tick * (opt_.election_ticks * 4);
-  for (auto it = pending_.begin(); it != pending_.end();) {
-    if (it->second.start > limit) {
-      ++it;
-      continue;
-    }
-    auto p = std::move(it->second);
-    it = pending_.erase(it);
+  expire_started_before(pending_, Clock::now() - opt_.tick * (opt_.election_ticks * 4), [&](Pending& p) {
     ++proposals_failed_;
     p.done(fail(NodeError{NodeErrc::unknown_outcome, core_->leader(), "leadership lost before the entry committed"}));
-  }
+  });
 }
 
 void Node::flush_deferred_hard_state(bool now) {
@@ -665,16 +673,9 @@ void Node::expire_reads() {
   // The leader may lose leadership, or drop a follower's request, before confirming a read:
   // answer after a bound rather than never. Nothing changed, so a retry is always safe.
   if (reads_.empty()) return;
-  auto limit = Clock::now() - opt_.tick * (opt_.election_ticks * 2);
-  for (auto it = reads_.begin(); it != reads_.end();) {
-    if (it->second.start > limit) {
-      ++it;
-      continue;
-    }
-    auto r = std::move(it->second);
-    it = reads_.erase(it);
+  expire_started_before(reads_, Clock::now() - opt_.tick * (opt_.election_ticks * 2), [&](PendingRead& r) {
     r.done(fail(NodeError{NodeErrc::timed_out, core_->leader(), "no confirmed leader for the read in time"}));
-  }
+  });
 }
 
 // ---- status -----------------------------------------------------------------------------------

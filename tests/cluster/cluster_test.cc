@@ -1,12 +1,9 @@
 // Integration tests on three (or more) real ternd processes on loopback: election, replication,
 // kill -9 of the leader, catch-up after restart, snapshot install to a wiped follower,
 // membership changes under load, and garbage on the peer and client ports (issue 4).
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -16,6 +13,7 @@
 #include <thread>
 
 #include "tests/cluster/harness.h"
+#include "tests/common/loopback.h"
 
 namespace tern::testing {
 namespace {
@@ -265,33 +263,10 @@ TEST(Cluster, AddLearnerPromoteItAndRemoveAnotherWhileWritesContinue) {
   EXPECT_LE(s4->applied_commands, static_cast<std::uint64_t>(writer.ok() + writer.failed()) + 2);
 }
 
-// Connects to 127.0.0.1:port, writes `bytes`, and reports whether the server closed the
-// connection within two seconds (read returns 0 or an error).
+// Writes `bytes` to 127.0.0.1:port; true if the server closed the connection within two seconds.
 bool server_closes_after(std::uint16_t port, const std::string& bytes) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return false;
-  }
-  timeval tv{2, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  (void)::write(fd, bytes.data(), bytes.size());
-  char buf[4096];
-  bool closed = false;
-  for (int i = 0; i < 64; ++i) {
-    auto n = ::read(fd, buf, sizeof buf);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
-      closed = true;
-      break;
-    }
-    if (n < 0) break;  // timed out: still open
-  }
-  ::close(fd);
-  return closed;
+  auto e = exchange(port, bytes);
+  return e.connected && e.closed;
 }
 
 TEST(Cluster, GarbageOnPeerAndClientPortsIsRejectedWithoutHarm) {
@@ -356,30 +331,8 @@ TEST(Cluster, ALeaderCutOffFromItsFollowersAnswersUnknownOutcomeAndNothingDiverg
 }
 
 
-// One HTTP GET on 127.0.0.1:port; empty if no answer within two seconds.
 std::string http_get(std::uint16_t port, const std::string& path) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval tv{2, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return {};
-  }
-  std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
-  (void)::write(fd, req.data(), req.size());
-  std::string out;
-  char buf[4096];
-  for (int i = 0; i < 64; ++i) {
-    auto n = ::read(fd, buf, sizeof buf);
-    if (n <= 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return out;
+  return http_request(port, "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n");
 }
 
 TEST(Cluster, AdminHttpAnswersWhileTheClientPortIsSaturated) {
@@ -397,15 +350,8 @@ TEST(Cluster, AdminHttpAnswersWhileTheClientPortIsSaturated) {
   BackgroundWriter writer(c, leader, 64);  // the client port is busy with proposals...
   std::vector<int> idle;                   // ...and every client connection slot is taken
   for (int i = 0; i < std::min(extra, 1200); ++i) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(c.node(leader).client_port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      if (fd >= 0) ::close(fd);
-      break;
-    }
+    int fd = connect_loopback(c.node(leader).client_port);
+    if (fd < 0) break;
     idle.push_back(fd);
   }
   EXPECT_GT(idle.size(), 1024u);

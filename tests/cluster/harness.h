@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "service/proto/admin.capnp.h"
+#include "tests/common/loopback.h"
 
 namespace tern::testing {
 
@@ -122,8 +123,6 @@ class Cluster {
   std::map<std::uint64_t, Conn> conns_;
 };
 
-// A free TCP port on 127.0.0.1 (bound and released; the kernel does not hand it out again soon).
-std::uint16_t free_port();
 // CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat.
 double process_cpu_seconds(pid_t pid);
 

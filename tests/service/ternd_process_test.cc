@@ -1,9 +1,6 @@
 // Starts the real ternd binary on 127.0.0.1 and talks plain HTTP to its admin port.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,44 +11,12 @@
 #include <thread>
 #include <vector>
 
+#include "tests/common/loopback.h"
+
 namespace {
 
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t n = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-// One request; empty string if the port does not answer.
-std::string http_get(std::uint16_t port, const std::string& raw) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return {};
-  }
-  timeval tv{2, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  (void)::write(fd, raw.data(), raw.size());
-  std::string out;
-  char buf[4096];
-  for (int i = 0; i < 64; ++i) {
-    auto n = ::read(fd, buf, sizeof buf);
-    if (n <= 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return out;
-}
+using tern::testing::free_port;
+std::string http_get(std::uint16_t port, const std::string& raw) { return tern::testing::http_request(port, raw); }
 
 TEST(TerndProcess, AdminHttpAndCleanShutdown) {
   const char* bin = std::getenv("TERND_BIN");
