@@ -80,6 +80,15 @@ std::string env_name(const char* key) {
 
 }  // namespace
 
+std::optional<HostPort> parse_host_port(const std::string& text) {
+  auto colon = text.rfind(':');
+  HostPort hp;
+  if (colon == std::string::npos || colon == 0 || !parse_uint(text.substr(colon + 1), hp.port) || hp.port == 0)
+    return std::nullopt;
+  hp.host = text.substr(0, colon);
+  return hp;
+}
+
 Result<std::vector<PeerAddress>, std::string> parse_initial_cluster(const std::string& text) {
   std::vector<PeerAddress> out;
   std::set<std::uint64_t> seen;
@@ -87,14 +96,12 @@ Result<std::vector<PeerAddress>, std::string> parse_initial_cluster(const std::s
   std::string item;
   while (std::getline(ss, item, ',')) {
     auto eq = item.find('=');
-    auto colon = item.rfind(':');
-    if (eq == std::string::npos || colon == std::string::npos || colon < eq)
-      return fail("bad cluster member '" + item + "' (want id=host:port)");
     PeerAddress p;
-    p.host = item.substr(eq + 1, colon - eq - 1);
-    if (!parse_uint(item.substr(0, eq), p.id) || p.id == 0 ||
-        !parse_uint(item.substr(colon + 1), p.port) || p.port == 0 || p.host.empty())
+    auto hp = eq == std::string::npos ? std::nullopt : parse_host_port(item.substr(eq + 1));
+    if (!hp || !parse_uint(item.substr(0, eq), p.id) || p.id == 0)
       return fail("bad cluster member '" + item + "' (want id=host:port)");
+    p.host = hp->host;
+    p.port = hp->port;
     if (!seen.insert(p.id).second) return fail("duplicate member id " + std::to_string(p.id));
     out.push_back(std::move(p));
   }
@@ -169,9 +176,7 @@ Result<Config, std::string> load_config(int argc, const char* const* argv, const
   if (c.snapshot_entries < 16) return fail(std::string("--snapshot-entries must be at least 16"));
   // host:port with a port in 1..65535 (a port that does not fit must not wrap around silently).
   for (auto [flag, addr] : {std::pair{"--client-addr", &c.client_addr}, std::pair{"--admin-addr", &c.admin_addr}}) {
-    auto colon = addr->rfind(':');
-    std::uint16_t port = 0;
-    if (colon == std::string::npos || colon == 0 || !parse_uint(addr->substr(colon + 1), port) || port == 0)
+    if (!parse_host_port(*addr))
       return fail(std::string(flag) + ": '" + *addr + "' is not host:port with a port in 1..65535");
   }
   return c;

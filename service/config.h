@@ -40,6 +40,14 @@ struct Config {
 
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
 
+struct HostPort {
+  std::string host;
+  std::uint16_t port = 0;
+};
+// "host:port" with a non-empty host and a port in 1..65535 (a port that does not fit is an
+// error, not a wrap-around); nullopt otherwise.
+std::optional<HostPort> parse_host_port(const std::string& text);
+
 // Parses "1=127.0.0.1:7101,2=127.0.0.1:7102".
 Result<std::vector<PeerAddress>, std::string> parse_initial_cluster(const std::string& text);
 

@@ -72,11 +72,6 @@ void raise_fd_limit() {
   }
 }
 
-std::pair<std::string, std::uint16_t> split(const std::string& addr) {
-  auto colon = addr.rfind(':');
-  return {addr.substr(0, colon), static_cast<std::uint16_t>(std::atoi(addr.c_str() + colon + 1))};
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -128,12 +123,12 @@ int main(int argc, char** argv) {
   std::unique_ptr<tern::net::RpcListener> rpc;
   try {
     n.start();
-    auto [ahost, aport] = split(cfg->admin_addr);
-    http = std::make_unique<AdminHttpServer>(io, ahost, aport);
-    auto [chost, cport] = split(cfg->client_addr);
+    auto admin_addr = parse_host_port(cfg->admin_addr).value();  // validated by load_config
+    http = std::make_unique<AdminHttpServer>(io, admin_addr.host, admin_addr.port);
+    auto client_addr = parse_host_port(cfg->client_addr).value();
     rpc = std::make_unique<tern::net::RpcListener>(io, make_admin_capability(n),
                                                    [](const std::string& s) { spdlog::warn("{}", s); });
-    rpc->listen(chost, cport);
+    rpc->listen(client_addr.host, client_addr.port);
   } catch (const std::exception& e) {
     spdlog::critical("cannot listen: {}", e.what());
     return 1;

@@ -8,6 +8,7 @@
 #include "common/assert.h"
 #include "common/le.h"
 #include "common/overloaded.h"
+#include "service/config.h"
 
 namespace tern::service {
 
@@ -29,12 +30,6 @@ std::uint64_t micros_since(Clock::time_point t) {
 std::uint64_t wall_ms() {
   return static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-}
-
-std::pair<std::string, std::uint16_t> split_address(const std::string& a) {
-  auto colon = a.rfind(':');
-  if (colon == std::string::npos) return {a, 0};
-  return {a.substr(0, colon), static_cast<std::uint16_t>(std::atoi(a.c_str() + colon + 1))};
 }
 
 // Messages a leader may send before its own write is durable (thesis §10.2.1): they vouch for
@@ -176,8 +171,9 @@ Result<void, std::string> Node::recover() {
 void Node::start() {
   auto self = opt_.initial_cluster.find(opt_.id);
   TERN_ASSERT_MSG(self != opt_.initial_cluster.end(), "this node's peer address is not in the initial cluster");
-  auto [host, port] = split_address(self->second);
-  transport_->listen(host, port);
+  auto addr = parse_host_port(self->second);
+  TERN_ASSERT_MSG(addr.has_value(), "this node's peer address is not host:port");
+  transport_->listen(addr->host, addr->port);
   next_tick_ = Clock::now() + opt_.tick;
   tick_timer_.expires_at(next_tick_);
   tick_timer_.async_wait([this](const asio::error_code& ec) {
@@ -512,8 +508,7 @@ void Node::snapshot_saved(const raft::SnapshotMeta& meta, const std::shared_ptr<
 
 void Node::set_address(NodeId id, const std::string& address) {
   addresses_[id] = address;
-  auto [host, port] = split_address(address);
-  if (port != 0) transport_->set_peer(id, host, port);
+  if (auto addr = parse_host_port(address)) transport_->set_peer(id, addr->host, addr->port);
 }
 
 void Node::observe_leader() {
@@ -593,8 +588,7 @@ void Node::propose_conf(const raft::ConfChange& cc, ProposeCallback done) {
 }
 
 void Node::add_member(NodeId id, std::string address, bool learner, ProposeCallback done) {
-  auto [host, port] = split_address(address);
-  if (id == NodeId{0} || host.empty() || port == 0)
+  if (id == NodeId{0} || !parse_host_port(address))
     return done(fail(NodeError{NodeErrc::invalid, core_->leader(), "want a non-zero id and host:port"}));
   // The address is replicated first, so every member can reach the new node once it counts.
   std::string payload(1, static_cast<char>(kKindAddress));

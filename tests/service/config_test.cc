@@ -92,6 +92,20 @@ TEST(Config, AddressesMustHaveAPortInRange) {
   EXPECT_TRUE(load({"--id", "1", "--data-dir", "/d", "--initial-cluster", kCluster, "--admin-addr", "127.0.0.1:65535"}).has_value());
 }
 
+// One parser for every host:port (flags, cluster members, addMember): a port that does not fit
+// in 16 bits used to wrap around in addMember's own parsing.
+TEST(Config, HostPortIsParsedOneWayEverywhere) {
+  auto hp = parse_host_port("127.0.0.1:7101");
+  ASSERT_TRUE(hp);
+  EXPECT_EQ(hp->host, "127.0.0.1");
+  EXPECT_EQ(hp->port, 7101);
+  EXPECT_FALSE(parse_host_port("127.0.0.1:70000"));
+  EXPECT_FALSE(parse_host_port("127.0.0.1:0"));
+  EXPECT_FALSE(parse_host_port(":7101"));
+  EXPECT_FALSE(parse_host_port("127.0.0.1"));
+  EXPECT_FALSE(parse_host_port("127.0.0.1:71x"));
+}
+
 TEST(Config, InitialClusterErrors) {
   EXPECT_FALSE(parse_initial_cluster("").has_value());
   EXPECT_FALSE(parse_initial_cluster("1=host").has_value());
