@@ -49,6 +49,7 @@ struct WalOptions {
   Io* io = &posix_io();
   std::function<void(const std::string&)> log;  // notes such as a truncated torn tail
   bool read_only = false;  // inspect only (ternutl): report a torn tail but do not repair it; no writes
+  std::uint64_t salt_seed = 0;  // 0: each segment's salt is random; else derived from it (tests)
 };
 
 struct WriteBatch {
@@ -93,7 +94,11 @@ class Wal {
     std::uint64_t seq = 0;
     std::string path;
     int fd = -1;
-    off_t end = 0;  // next write offset
+    off_t end = 0;         // next write offset
+    off_t synced = 0;      // every byte before it is durable
+    off_t data_start = 0;  // after the header and leading hard state
+    std::uint64_t salt = 0;
+    bool has_hard_state = false;
   };
   struct Loc {
     std::uint64_t seq;

@@ -493,6 +493,12 @@ int SimFs::lock(const std::string& path_in) {
   return static_cast<int>(res);
 }
 
+bool SimFs::is_dir(const std::string& path) {
+  std::lock_guard lk(mu_);
+  auto it = s_.names.find(normalize(path));
+  return it != s_.names.end() && it->second.dir;
+}
+
 // ---- power cuts ----
 
 std::size_t SimFs::pending_choices() const {

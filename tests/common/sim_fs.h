@@ -93,6 +93,7 @@ class SimFs : public storage::Io {
   int fsync_dir(const std::string& path) override;
   std::vector<std::string> list(const std::string& dir) override;
   int lock(const std::string& path) override;
+  bool is_dir(const std::string& path) override;
 
   // ---- power cuts ----
   void crash(const Chooser& choose);
