@@ -46,6 +46,30 @@ Result<RecoveredStorage, StorageError> recover_storage(const std::string& data_d
   if (rec.reset && rec.reset->first > after)
     return fail(StorageError{StorageErrc::corrupt, "the WAL restarts after a snapshot at index " + std::to_string(rec.reset->first.value) +
                                                        " but no such snapshot file is present in " + snap_dir});
+  // 6 (checked before 5). The WAL must continue the snapshot: if it ends before the snapshot, or
+  // holds another entry at its index, the reset that follows an installed snapshot was lost
+  // with a cut (the file is durable before the reset is written). Write it again.
+  if (out.snapshot) {
+    const auto& m = out.snapshot->meta;
+    bool reaches = !rec.entries.empty() && rec.entries.back().index >= m.index;
+    bool differs = false;
+    for (auto& e : rec.entries)
+      if (e.index == m.index) differs = e.term != m.term;
+    bool compacted_past = !rec.entries.empty() && rec.entries.front().index > m.index;
+    bool reset_here = rec.reset && rec.reset->first == m.index;
+    if (!reset_here && ((!reaches && !compacted_past) || differs)) {
+      std::string what = "the WAL does not continue the snapshot at " + std::to_string(m.index.value) + " (term " +
+                         std::to_string(m.term.value) + "): its reset record was lost";
+      if (o.read_only) {
+        out.repairs.push_back(what + "; the node writes it again");
+      } else {
+        auto r = (*wal)->write(WriteBatch{std::make_pair(m.index, m.term), {}, {}});
+        if (!r) return fail(r.error());
+        out.repairs.push_back(what + "; wrote it again");
+      }
+      rec.entries.clear();
+    }
+  }
   // 5. Entries continue the snapshot.
   for (auto& e : rec.entries)
     if (e.index > after) out.entries.push_back(std::move(e));

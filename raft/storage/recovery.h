@@ -12,6 +12,9 @@
 //   4. A WAL reset record after a snapshot that is not on disk: refuse.
 //   5. The WAL's entries above the snapshot must start right after it (a WAL compacted past a
 //      snapshot that is not on disk): refuse.
+//   6. A WAL that ends before the snapshot (and was not compacted past it), or holds another
+//      term at its index, lost the reset written after installing it: the reset is written
+//      again and the WAL's entries are dropped.
 // The node starts from `snapshot`, `hard_state` and `entries` (those above the snapshot).
 #include <cstdint>
 #include <memory>

@@ -299,7 +299,8 @@ int SimFs::fdatasync(int fd) {
   auto f = s_.fds.find(fd);
   Record r{0, Op::fdatasync, f == s_.fds.end() ? "" : f->second.path, "", fd, 0, 0, 0};
   std::int64_t res = begin(r);
-  if (res == 0) res = sync_locked(fd);  // data and size (see the header)
+  if (res == 0 && !(lie_ && lie_(r))) res = sync_locked(fd);  // data and size (see the header)
+  else if (res == 0 && f == s_.fds.end()) res = -EBADF;
   finish(lk, r, res);
   return static_cast<int>(res);
 }
@@ -309,7 +310,8 @@ int SimFs::fsync(int fd) {
   auto f = s_.fds.find(fd);
   Record r{0, Op::fsync, f == s_.fds.end() ? "" : f->second.path, "", fd, 0, 0, 0};
   std::int64_t res = begin(r);
-  if (res == 0) res = sync_locked(fd);
+  if (res == 0 && !(lie_ && lie_(r))) res = sync_locked(fd);
+  else if (res == 0 && f == s_.fds.end()) res = -EBADF;
   finish(lk, r, res);
   return static_cast<int>(res);
 }
@@ -444,7 +446,9 @@ int SimFs::fsync_dir(const std::string& path_in) {
   if (res == 0) {
     auto it = s_.names.find(path);
     if (it == s_.names.end() || !it->second.dir) res = -ENOENT;
-    else {
+    else if (lie_ && lie_(r)) {
+      // a lying disk: nothing becomes durable
+    } else {
       // Ops that become durable are applied to the durable names in their original order.
       std::vector<NsOp> still;
       for (auto& op : s_.pending) {
@@ -649,6 +653,11 @@ std::size_t SimFs::open_fds() const {
 void SimFs::set_fault(Fault f) {
   std::lock_guard lk(mu_);
   fault_ = std::move(f);
+}
+
+void SimFs::set_lie(std::function<bool(const Record&)> lie) {
+  std::lock_guard lk(mu_);
+  lie_ = std::move(lie);
 }
 
 void SimFs::fail_nth(Op op, std::uint64_t n, int err) {

@@ -114,6 +114,9 @@ class SimFs : public storage::Io {
 
   // ---- faults and tracing ----
   void set_fault(Fault f);
+  // A lying disk, to show which syncs a guarantee depends on: an fsync, fdatasync or fsync_dir
+  // for which `lie` returns true succeeds without making anything durable.
+  void set_lie(std::function<bool(const Record& op)> lie);
   // The nth (1-based, counted from now) operation of kind `op` fails with -err; later ones pass.
   void fail_nth(Op op, std::uint64_t n, int err);
   void set_trace(bool on);
@@ -173,6 +176,7 @@ class SimFs : public storage::Io {
   mutable std::mutex mu_;
   State s_;
   Fault fault_;
+  std::function<bool(const Record&)> lie_;
   std::function<void(const Record&)> observer_;
   bool tracing_ = false;
   std::vector<Record> trace_;
