@@ -184,6 +184,7 @@ Result<void, StorageError> Wal::replay_segment(Segment& seg, bool last, Recovere
       // Created, but the cut came before its header was durable (the header is synced before
       // any record goes in, so nothing else can be in it): start it afresh.
       seg.salt = new_salt(opt_.salt_seed, seg.seq);
+      seg.seed = salt_crc(seg.salt);
       seg.end = header_bytes;
       if (opt_.read_only) {
         out->notes.push_back("empty newest segment " + seg.path + " (cut before its header was durable): the node re-initializes it");
@@ -202,7 +203,8 @@ Result<void, StorageError> Wal::replay_segment(Segment& seg, bool last, Recovere
     return fail(StorageError{StorageErrc::corrupt, "bad segment header in " + seg.path});
   }
   seg.salt = get_u64(buf.data() + 16);
-  const std::uint32_t seed = salt_crc(seg.salt);
+  seg.seed = salt_crc(seg.salt);
+  const std::uint32_t seed = seg.seed;
   std::size_t last_nonzero = buf.find_last_not_of('\0');
   std::size_t off = header_bytes;
   while (true) {
@@ -288,6 +290,7 @@ Result<void, StorageError> Wal::new_segment() {
   seg.seq = segments_.empty() ? 1 : segments_.back().seq + 1;
   seg.path = dir_ + "/" + segment_name(seg.seq);
   seg.salt = new_salt(opt_.salt_seed, seg.seq);
+  seg.seed = salt_crc(seg.salt);
   seg.fd = io_.open(seg.path, O_RDWR | O_CREAT | O_TRUNC, 0644);
   if (seg.fd < 0) return fail(failure(errno_error(seg.fd, "create " + seg.path)));
   if (int r = io_.fallocate(seg.fd, static_cast<off_t>(opt_.segment_bytes)); r < 0) {
@@ -352,7 +355,7 @@ Result<void, StorageError> Wal::append_record(std::uint8_t type, const std::stri
   // that a bad record before it is damage, not a cut).
   put_u32(rec, static_cast<std::uint32_t>(seg->synced));
   rec += payload;
-  std::uint32_t crc = crc32c(rec.data() + 8, rec.size() - 8, salt_crc(seg->salt));
+  std::uint32_t crc = crc32c(rec.data() + 8, rec.size() - 8, seg->seed);
   for (int i = 0; i < 4; ++i) rec[4 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
   if (type == rec_entry) locs_.push_back(Loc{seg->seq, at, static_cast<std::uint32_t>(payload.size())});
   pending_ += rec;
@@ -562,7 +565,7 @@ Result<std::vector<Entry>, StorageError> Wal::read(Index from, Index to) {
     std::string rec(record_header_bytes + loc.length, '\0');
     if (int r = read_full(io_, seg->fd, rec.data(), rec.size(), loc.offset); r < 0)
       return fail(errno_error(r, "read " + location(seg->path, static_cast<std::size_t>(loc.offset))));
-    if (crc32c(rec.data() + 8, std::size_t{5} + loc.length, salt_crc(seg->salt)) != get_u32(rec.data() + 4))
+    if (crc32c(rec.data() + 8, std::size_t{5} + loc.length, seg->seed) != get_u32(rec.data() + 4))
       return fail(StorageError{StorageErrc::corrupt, "checksum failure in " + location(seg->path, static_cast<std::size_t>(loc.offset))});
     const char* p = rec.data() + record_header_bytes;
     out.push_back(Entry{Term{get_u64(p)}, Index{get_u64(p + 8)}, static_cast<raft::EntryType>(p[16]),

@@ -102,6 +102,7 @@ class Wal {
     off_t synced = 0;      // every byte before it is durable
     off_t data_start = 0;  // after the header and leading hard state
     std::uint64_t salt = 0;
+    std::uint32_t seed = 0;  // CRC32C of the salt: every record checksum starts from it
     bool has_hard_state = false;
   };
   struct Loc {
