@@ -7,8 +7,22 @@
 #include <cstdio>
 #include <cstdlib>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define TERN_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TERN_SANITIZED 1
+#endif
+#endif
+
 namespace tern::storage::explorer {
 namespace {
+
+#ifdef TERN_SANITIZED
+constexpr bool sanitized = true;  // Debug + ASan: ~20x slower; a smaller budget, same checks
+#else
+constexpr bool sanitized = false;
+#endif
 
 std::uint64_t seed_from_env(std::uint64_t fallback) {
   const char* s = std::getenv("TERN_EXPLORE_SEED");
@@ -18,18 +32,19 @@ std::uint64_t seed_from_env(std::uint64_t fallback) {
 TEST(Explorer, EveryCrashStateRecoversTheAcknowledgedStateAndVerifyAgrees) {
   Options o;
   o.seed = seed_from_env(20261202);
-  o.max_states = 6000;
+  o.max_states = sanitized ? 400 : 6000;
   o.max_seconds = 35;
   Report r = explore(o);
   std::printf("explorer: seed %llu, %zu crash states checked at %zu points, %zu workload steps, %zu acknowledgements\n",
               (unsigned long long)o.seed, r.states, r.points, r.steps, r.acks);
   for (auto& v : r.violations) ADD_FAILURE() << v;
-  EXPECT_GT(r.states, 500u);
-  EXPECT_GT(r.acks, 50u);
+  EXPECT_GT(r.states, sanitized ? 100u : 500u);
+  EXPECT_GT(r.acks, sanitized ? 10u : 50u);
 }
 
 // Each rule in rules(), broken by a lying disk, is caught within a small budget.
 TEST(Explorer, BreakingAnyDurabilityRuleIsCaught) {
+  if (sanitized) GTEST_SKIP() << "the explorer's power, not memory safety: measured in the normal build";
   for (const Rule& rule : rules()) {
     bool caught = false;
     std::string first;

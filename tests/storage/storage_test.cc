@@ -19,6 +19,7 @@
 
 #include "raft/storage/crc32c.h"
 #include "raft/storage/data_dir.h"
+#include "raft/storage/recovery.h"
 #include "raft/storage/snapshot_store.h"
 #include "raft/storage/wal.h"
 
@@ -746,6 +747,61 @@ TEST(Ternutl, VerifySaysStartForAZeroFilledNewestSegmentThatTheNodeRepairs) {
     z << std::string(4096, '\0');  // created, the cut came before its header was durable
   }
   EXPECT_EQ(verify_exit(dir), 0);
+}
+
+// The node's side of the same cases: recover_storage (which verify runs read-only) refuses them
+// too, and both agree on what a healthy and a repaired directory hold.
+TEST(RecoverStorage, TheNodeRefusesWhatVerifyRefusesAndAgreesOnTheRest) {
+  TempDir d;
+  auto node = [](const std::string& dir) {
+    RecoveryOptions o;
+    o.cluster_id = 5;
+    o.node_id = 1;
+    o.wal = small();
+    return recover_storage(dir, o);
+  };
+  auto verify = [](const std::string& dir) {
+    RecoveryOptions o;
+    o.read_only = true;
+    return recover_storage(dir, o);
+  };
+  std::string a = populated(d, "a");
+  {
+    auto wal = Wal::open(a + "/wal", small(), nullptr);
+    ASSERT_TRUE((*wal)->compact(Index{150}));
+  }
+  EXPECT_FALSE(verify(a));
+  EXPECT_FALSE(node(a));
+  std::string b = populated(d, "b");
+  overwrite(b + "/IDENTITY", 27, "9");
+  EXPECT_FALSE(verify(b));
+  EXPECT_FALSE(node(b));
+  std::string c = populated(d, "c");
+  fs::remove_all(c + "/wal");
+  EXPECT_FALSE(verify(c));
+  EXPECT_FALSE(node(c));
+  std::string ok = populated(d, "ok");
+  auto v = verify(ok);
+  ASSERT_TRUE(v) << v.error().message;
+  auto n = node(ok);
+  ASSERT_TRUE(n) << n.error().message;
+  EXPECT_EQ(v->entries, n->entries);
+  EXPECT_EQ(v->entries, entries(1, 200));
+  EXPECT_EQ(v->hard_state, n->hard_state);
+}
+
+TEST(Recovery, WalFormat1IsRefusedWithAClearMessage) {
+  TempDir d;
+  {
+    std::ofstream f(d.path + "/00000000000000000001.wal", std::ios::binary);
+    std::string h = "TERNWAL1";
+    h += std::string("\x01\0\0\0\0\0\0\0", 8);
+    f << h << std::string(4096, '\0');
+  }
+  auto wal = Wal::open(d.path, small(), nullptr);
+  ASSERT_FALSE(wal);
+  EXPECT_EQ(wal.error().code, StorageErrc::corrupt);
+  EXPECT_NE(wal.error().message.find("format 1"), std::string::npos) << wal.error().message;
 }
 
 }  // namespace
