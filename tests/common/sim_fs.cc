@@ -576,6 +576,30 @@ void SimFs::crash(std::mt19937_64& rng) {
   });
 }
 
+std::size_t SimFs::enumerate_crashes(std::size_t limit, const std::function<void(SimFs&)>& fn) const {
+  std::vector<std::size_t> digits;  // the choices of the next state; beyond its end, 0
+  std::size_t produced = 0;
+  while (produced < limit) {
+    std::vector<std::size_t> radix;
+    auto c = clone();
+    c->crash([&](Choice, std::size_t n) {
+      std::size_t i = radix.size();
+      radix.push_back(n);
+      return i < digits.size() ? digits[i] : 0;
+    });
+    fn(*c);
+    ++produced;
+    digits.resize(radix.size(), 0);
+    // Next in odometer order: increment the last digit that can be, reset those after it.
+    std::size_t k = radix.size();
+    while (k > 0 && digits[k - 1] + 1 >= radix[k - 1]) --k;
+    if (k == 0) break;
+    ++digits[k - 1];
+    digits.resize(k);
+  }
+  return produced;
+}
+
 void SimFs::crash_keep_all() {
   crash([](Choice, std::size_t n) { return n - 1; });
 }

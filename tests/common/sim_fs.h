@@ -100,6 +100,9 @@ class SimFs : public storage::Io {
   void crash(std::mt19937_64& rng);  // uniform choices, torn pages 1 in 8
   void crash_keep_all();             // everything issued survives, as if synced
   void crash_lose_all();             // only what was made durable survives
+  // Every crash state, systematically (odometer order over the choices), up to `limit` of them:
+  // fn gets each as a fresh file system. Returns how many were produced (all if < limit).
+  std::size_t enumerate_crashes(std::size_t limit, const std::function<void(SimFs&)>& fn) const;
   // How many decisions a crash would make now (0: the state is fully durable).
   std::size_t pending_choices() const;
 

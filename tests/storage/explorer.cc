@@ -330,6 +330,7 @@ class Explorer {
     Model next = candidates(m_, InFlight{b, {}, ""}).back();
     m_ = next;
     ++report_.acks;
+    fs_->mark(std::string("ack ") + what + ": last index " + std::to_string(m_.last()));  // in the trace
     return true;
   }
 
