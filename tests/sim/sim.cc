@@ -394,7 +394,10 @@ class Simulation {
   void deliver(const Message& m) {
     Node& n = nodes_[m.to.value];
     if (!n.core || blocked(m.from, m.to)) return;
-    n.core->step(m);
+    // Every message here comes from a correct core: a rejection is a bug in the sender or in
+    // the checks (docs/raft.md "Peer input").
+    if (auto r = n.core->step(m); !r)
+      return fail(std::string("a correct peer's ") + raft::message_name(m.body) + " was rejected: " + r.error().reason);
     pump(static_cast<int>(m.to.value));
   }
 
