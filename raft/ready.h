@@ -7,7 +7,9 @@
 //      discarded), then `hard_state` (if any). "Durably" means fsync/fdatasync has returned.
 //   2. Only then send `messages`. A vote reply or an append reply must never leave before the
 //      term, vote and entries it vouches for are durable (paper §5.1, Figure 2 "Persistent state
-//      ... updated on stable storage before responding to RPCs").
+//      ... updated on stable storage before responding to RPCs"). Exception (thesis §10.2.1):
+//      a leader's AppendRequests may leave before its own write, since the core counts its own
+//      entries only after advance() — but never when `term_or_vote_changed` is set.
 //   3. Restore the state machine from `snapshot` (if any), then apply `committed` in order.
 //      Serve each read in `read_states` once the applied index reaches its index.
 //   4. Call Core::advance(ready) with the same Ready.
