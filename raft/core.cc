@@ -810,10 +810,16 @@ void Core::log_changed_from(Index from) {
     conf_history_.pop_back();
     changed = true;
   }
-  ConfState conf = conf_history_.empty() ? snapshot_conf_ : conf_history_.back().second;
+  // Copied only when there is a change to apply: this runs for every append (hot path).
+  std::optional<ConfState> latest;
+  auto conf_before = [&]() -> const ConfState& {
+    return conf_history_.empty() ? snapshot_conf_ : conf_history_.back().second;
+  };
   for (Index i = std::max(from, log_.first_index()); i <= log_.last_index(); i = i.next()) {
     const Entry& e = log_.at(i);
     if (e.type != EntryType::conf_change) continue;
+    if (!latest) latest = conf_before();
+    ConfState& conf = *latest;
     if (auto whole = decode_conf_state(e.data)) {
       conf = std::move(*whole);
     } else if (auto cc = decode_conf_change(e.data)) {
@@ -827,7 +833,11 @@ void Core::log_changed_from(Index from) {
     conf_history_.emplace_back(i, conf);
     changed = true;
   }
-  if (changed || conf != conf_) set_conf(std::move(conf));
+  if (latest) {
+    set_conf(std::move(*latest));
+  } else if (changed || conf_before() != conf_) {
+    set_conf(conf_before());
+  }
 }
 
 void Core::set_conf(ConfState conf) {
