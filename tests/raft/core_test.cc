@@ -300,6 +300,30 @@ TEST(ReadyContract, VoteReplyTravelsWithTheHardStateThatRecordsIt) {
   EXPECT_FALSE(f->has_ready());
 }
 
+// Issue 10, hole 2: a driver sends a leader's appends before its own write (thesis §10.2.1) only
+// when the Ready does not change the term or the vote; the Ready says which.
+TEST(ReadyContract, ReadySaysWhenItChangesTermOrVote) {
+  auto f = node_with_log(2, 1, {1});
+  ASSERT_TRUE(f->step(msg(1, 2, 2, VoteRequest{I(1), T(1), false, false})));
+  Ready rd = drain(*f);
+  EXPECT_TRUE(rd.term_or_vote_changed);
+  ASSERT_TRUE(f->step(msg(1, 2, 2, AppendRequest{I(1), T(1), entries(2, {2}), I(2)})));
+  rd = drain(*f);
+  ASSERT_TRUE(rd.hard_state.has_value());  // the commit index moved, nothing else
+  EXPECT_FALSE(rd.term_or_vote_changed);
+  // A single voter becomes candidate and leader inside one tick: one Ready with a new term and
+  // vote, carrying the new leader's entries.
+  Harness h(1);
+  h.process(N(1));  // the bootstrap Ready
+  for (int i = 0; i < 40 && h[1].role() != Role::leader; ++i) h[1].tick();
+  ASSERT_EQ(h[1].role(), Role::leader);
+  Ready lr = h[1].ready();
+  EXPECT_TRUE(lr.term_or_vote_changed);
+  ASSERT_FALSE(lr.entries.empty());
+  EXPECT_EQ(lr.entries.back().term, lr.hard_state->term);
+  h[1].advance(lr);
+}
+
 TEST(ReadyContract, AppendReplyTravelsWithTheEntriesItAcknowledges) {
   auto f = node_with_log(2, 1, {1});
   f->step(msg(1, 2, 1, AppendRequest{I(1), T(1), entries(2, {1, 1}), I(0)}));

@@ -262,8 +262,16 @@ class Fuzz {
     }
   }
 
-  Term near_term(Term t) { return T(pick(3) == 0 ? pick(10) : t.value + pick(3) - (t.value > 0 ? pick(2) : 0)); }
-  Index near_index(Index i) { return I(pick(4) == 0 ? pick(40) : i.value + pick(3) - (i.value > 0 ? pick(2) : 0)); }
+  // Each draw in its own statement: the order of operands is unspecified in C++, and the same
+  // seed must give the same run in every build.
+  std::uint64_t near(std::uint64_t v, std::uint64_t far_one_in, std::uint64_t far_max) {
+    if (pick(far_one_in) == 0) return pick(far_max);
+    std::uint64_t up = pick(3);
+    std::uint64_t down = v > 0 ? pick(2) : 0;
+    return v + up - down;
+  }
+  Term near_term(Term t) { return T(near(t.value, 3, 10)); }
+  Index near_index(Index i) { return I(near(i.value, 4, 40)); }
 
   std::vector<Entry> random_entries(Index prev, Term term) {
     std::vector<Entry> es;
