@@ -5,27 +5,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <random>
 #include <string>
 
 #include "tests/sim/sim.h"
 
 using namespace tern::sim;
-
-static std::vector<Fault> random_faults(std::uint64_t seed, std::uint32_t ticks, int nodes) {
-  std::mt19937_64 rng(seed ^ 0xfeedfacecafebeefULL);
-  std::vector<Fault> faults;
-  int count = static_cast<int>(rng() % 40);
-  for (int i = 0; i < count; ++i) {
-    Fault f;
-    f.at_tick = static_cast<std::uint32_t>(rng() % ticks);
-    f.kind = static_cast<FaultKind>(rng() % 15);
-    f.a = static_cast<std::uint32_t>(rng() % 64);
-    f.b = static_cast<std::uint32_t>(rng() % nodes);
-    faults.push_back(f);
-  }
-  return faults;
-}
 
 int main(int argc, char** argv) {
   std::uint64_t seed = 1, runs = 1;
