@@ -366,15 +366,24 @@ Response StateMachine::execute_op(Context& cx, const Command& c, const Op& op) {
   return error(Errc::bad_request);
 }
 
-Response StateMachine::do_create(Context& cx, const Command& c, const Op& op) {
-  if (validate_path(op.path) != Errc::ok || op.path == "/") return error(Errc::bad_path);
-  if (op.data.size() > limits_.max_value_bytes) return error(Errc::too_large);
-  if (op.flags & ~(flag_ephemeral | flag_sequential | flag_container | flag_ttl)) return error(Errc::bad_request);
+Errc StateMachine::check_create(const Command& c, const Op& op, bool in_multi) const {
+  // The one validation of a create's own arguments, inside and outside a transaction: whatever
+  // passes it (and the tree checks after it) cannot fail in apply.
+  if (validate_path(op.path) != Errc::ok || op.path == "/") return Errc::bad_path;
+  if (op.data.size() > limits_.max_value_bytes) return Errc::too_large;
+  if (op.flags & ~(flag_ephemeral | flag_sequential | flag_container | flag_ttl)) return Errc::bad_request;
+  if (in_multi && (op.flags & flag_sequential)) return Errc::bad_request;  // names unknown until applied
   bool ephemeral = op.flags & flag_ephemeral;
-  if ((op.flags & flag_ttl) && (op.ttl_ms <= 0 || ephemeral)) return error(Errc::bad_request);
-  if ((op.flags & flag_container) && ephemeral) return error(Errc::bad_request);
-  if (ephemeral && !sessions_.count(c.session)) return error(Errc::unknown_session);
-  if (op.id != 0 && !leases_.count(op.id)) return error(Errc::unknown_lease);
+  if ((op.flags & flag_ttl) && (op.ttl_ms <= 0 || ephemeral)) return Errc::bad_request;
+  if ((op.flags & flag_container) && ephemeral) return Errc::bad_request;
+  if (ephemeral && !sessions_.count(c.session)) return Errc::unknown_session;
+  if (op.id != 0 && !leases_.count(op.id)) return Errc::unknown_lease;
+  return Errc::ok;
+}
+
+Response StateMachine::do_create(Context& cx, const Command& c, const Op& op) {
+  if (Errc e = check_create(c, op, /*in_multi=*/false); e != Errc::ok) return error(e);
+  bool ephemeral = op.flags & flag_ephemeral;
   auto parent = find(parent_of(op.path));
   if (!parent) return error(Errc::no_parent);
   Node& p = nodes_.at(*parent);
@@ -565,12 +574,8 @@ Errc StateMachine::validate_multi(const Command& c, const Op& op, std::size_t* f
         break;
       }
       case OpType::create: {
-        if (o.path == "/") return Errc::bad_path;
-        if (o.flags & flag_sequential) return Errc::bad_request;  // names unknown until applied
-        if (o.data.size() > limits_.max_value_bytes) return Errc::too_large;
-        // Same order of checks as do_create.
-        if ((o.flags & flag_ephemeral) && !sessions_.count(c.session)) return Errc::unknown_session;
-        if (o.id != 0 && !leases_.count(o.id)) return Errc::unknown_lease;
+        if (Errc e = check_create(c, o, /*in_multi=*/true); e != Errc::ok) return e;
+        // Then the tree checks, in do_create's order, against the overlay.
         std::string parent(parent_of(o.path));
         View p = view(parent);
         if (!p.exists) return Errc::no_parent;

@@ -106,6 +106,7 @@ class StateMachine {
   void expire(Context& cx);
   Response execute(Context& cx, const Command& c);
   Response execute_op(Context& cx, const Command& c, const Op& op);
+  Errc check_create(const Command& c, const Op& op, bool in_multi) const;
   Response do_create(Context& cx, const Command& c, const Op& op);
   Response do_set(Context& cx, const Op& op);
   Response do_remove(Context& cx, const Op& op);

@@ -1,0 +1,58 @@
+// Regression tests for the holes of issue 16, one per hole, each named after what it broke.
+// Each failed (or crashed) on the code before its fix.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <limits>
+
+#include "service/sm/command.h"
+#include "service/sm/path.h"
+#include "service/sm/state_machine.h"
+#include "tests/sm/driver.h"
+
+namespace tern::sm {
+namespace {
+
+using test::Driver;
+
+Op multi_of(std::vector<Op> ops) {
+  Op m{OpType::multi};
+  m.ops = std::move(ops);
+  return m;
+}
+
+Op create_op(const std::string& path, std::uint32_t flags = 0, std::int64_t ttl = 0) {
+  Op op{OpType::create, path};
+  op.flags = flags;
+  op.ttl_ms = ttl;
+  return op;
+}
+
+// Hole 1: a create that do_create rejects passed validate_multi, failed in apply and tripped the
+// always-on assertion on every replica (and on every replay).
+TEST(Regression, InvalidCreateInsideMultiIsRejectedLikeOutsideInsteadOfAbortingEveryReplica) {
+  Driver d;
+  auto s = d.open_session();
+  d.create("/p");
+  std::vector<Op> bad = {
+      create_op("/p/a", 1u << 7),                          // unknown flag bit
+      create_op("/p/a", flag_ttl, 0),                      // TTL without a positive ttl
+      create_op("/p/a", flag_ttl, -5),
+      create_op("/p/a", flag_ttl | flag_ephemeral, 1000),  // TTL and ephemeral
+      create_op("/p/a", flag_container | flag_ephemeral),  // container and ephemeral
+  };
+  for (const auto& op : bad) {
+    std::uint64_t before = d.sm.digest();
+    Response outside = d.run(op, s);
+    Response inside = d.run(multi_of({create_op("/p/ok"), op}), s);
+    EXPECT_EQ(outside.err, Errc::bad_request) << op.flags;
+    EXPECT_EQ(inside.err, outside.err) << op.flags;
+    ASSERT_EQ(inside.results.size(), 2u);
+    EXPECT_EQ(inside.results[1].err, outside.err);
+    EXPECT_EQ(d.sm.get("/p/ok").err, Errc::no_node);  // all or nothing
+    EXPECT_EQ(d.sm.digest(), before) << op.flags;
+  }
+}
+
+}  // namespace
+}  // namespace tern::sm
