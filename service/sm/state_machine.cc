@@ -170,6 +170,7 @@ ApplyResult StateMachine::apply(std::uint64_t index, std::int64_t cluster_time_m
     result.response = error(Errc::bad_request);
   }
   collect_empty_containers(cx);
+  nodes_.end_entry();
   result.events = std::move(cx.events);
   return result;
 }
@@ -490,6 +491,8 @@ void StateMachine::remove_node(Context& cx, std::uint64_t id, const std::string&
 
 void StateMachine::collect_empty_containers(Context& cx) {
   // A container vanishes when its last child goes (possibly cascading to its own container parent).
+  // The ids were recorded in this entry and no id is reused within an entry, so a live id is
+  // still the container whose child went.
   while (!cx.maybe_empty_containers.empty()) {
     std::uint64_t id = *cx.maybe_empty_containers.begin();
     cx.maybe_empty_containers.erase(cx.maybe_empty_containers.begin());

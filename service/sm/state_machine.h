@@ -125,8 +125,10 @@ class StateMachine {
   std::string path_of(std::uint64_t id) const;
 
   Limits limits_;
-  // Nodes in a slot vector indexed by id (ids of deleted nodes are reused): no per-node
-  // allocation or hash bucket, which keeps the overhead per node small.
+  // Nodes in a slot vector indexed by id: no per-node allocation or hash bucket, which keeps the
+  // overhead per node small. Ids of deleted nodes are reused, but only from the next entry on
+  // (end_entry): within one entry an id names one node, so the containers an entry may have
+  // emptied can be collected by id without hitting a node created later in the same entry.
   class NodeStore {
    public:
     std::uint64_t add(Node n) {
@@ -149,8 +151,12 @@ class StateMachine {
     void erase(std::uint64_t id) {
       slots_[id] = Node{};
       live_[id] = false;
-      free_.push_back(id);
+      freed_in_entry_.push_back(id);
       --count_;
+    }
+    void end_entry() {
+      free_.insert(free_.end(), freed_in_entry_.begin(), freed_in_entry_.end());
+      freed_in_entry_.clear();
     }
     std::size_t size() const { return count_; }
     template <class F>
@@ -163,6 +169,7 @@ class StateMachine {
     std::vector<Node> slots_{Node{}};  // slot 0 unused: the root is id 1
     std::vector<bool> live_{false};
     std::vector<std::uint64_t> free_;
+    std::vector<std::uint64_t> freed_in_entry_;  // reusable from the next entry on
     std::size_t count_ = 0;
   };
   NodeStore nodes_;

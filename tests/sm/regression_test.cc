@@ -54,5 +54,36 @@ TEST(Regression, InvalidCreateInsideMultiIsRejectedLikeOutsideInsteadOfAbortingE
   }
 }
 
+// Hole 2: empty containers were collected by node id at the end of the entry, and ids are reused
+// last-in-first-out: a create in the same entry that got a vanished container's id was deleted
+// right after being acknowledged.
+TEST(Regression, CreateReusingTheIdOfAContainerThatVanishedInTheSameEntryIsNotDeleted) {
+  Driver d;
+  Op grant{OpType::grant_lease};
+  grant.ttl_ms = 1000;
+  auto lease = d.run(grant).id;
+  Op c = create_op("/c", flag_container);
+  c.id = lease;
+  ASSERT_EQ(d.run(c).err, Errc::ok);
+  ASSERT_EQ(d.create("/c/x").err, Errc::ok);
+  d.tick(900);
+  d.time += 900;  // the lease expires at the start of the next entry: /c/x and /c go
+  d.events.clear();
+  auto r = d.create("/y", "acknowledged");
+  ASSERT_EQ(r.err, Errc::ok);
+  EXPECT_EQ(d.sm.get("/c").err, Errc::no_node);
+  EXPECT_EQ(d.sm.get("/y").data, "acknowledged");
+  for (const auto& e : d.events) EXPECT_FALSE(e.type == EventType::deleted && e.path == "/y");
+}
+
+TEST(Regression, MultiThatEmptiesAndRecreatesAContainerPathKeepsTheNewNode) {
+  Driver d;
+  d.create("/c", "", flag_container);
+  d.create("/c/x");
+  auto r = d.run(multi_of({Op{OpType::remove, "/c/x"}, Op{OpType::remove, "/c"}, create_op("/c")}));
+  ASSERT_EQ(r.err, Errc::ok);
+  EXPECT_EQ(d.sm.get("/c").err, Errc::ok);  // the new, plain /c stays
+}
+
 }  // namespace
 }  // namespace tern::sm
