@@ -15,11 +15,15 @@ LockResult LockTable::acquire(const std::string& name, std::uint64_t session, bo
   Lock& l = locks_[name];
   for (const auto& h : l.holders)
     if (h.session == session) {
+      if (h.shared != shared) return LockResult::wrong_mode;
       *token = h.token;
       return LockResult::held;
     }
   for (const auto& w : l.queue)
-    if (w.session == session) return try_only ? LockResult::busy : LockResult::queued;
+    if (w.session == session) {
+      if (w.shared != shared) return LockResult::wrong_mode;
+      return try_only ? LockResult::busy : LockResult::queued;
+    }
   bool free_now = l.queue.empty() && compatible(l, shared) && now >= l.delayed_until_ms;
   if (!free_now && try_only) {
     forget_if_idle(name, index);

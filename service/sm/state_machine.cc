@@ -244,6 +244,7 @@ Response StateMachine::do_lock(Context& cx, const Command& c, const Op& op) {
                                 std::max<std::int64_t>(op.ttl_ms, 0), op.data, cx.index, now_, &token, &grants);
       if (res == LockResult::busy) return error(Errc::busy);
       if (res == LockResult::too_many) return error(Errc::too_many);
+      if (res == LockResult::wrong_mode) return error(Errc::bad_request);  // no upgrade/downgrade
       if (res == LockResult::granted || res == LockResult::held) {
         r.id = token;  // held (now or already); otherwise queued (id 0) and a grant event follows later
         if (election && res == LockResult::granted) emit_leader_change(cx, key);  // a new leader

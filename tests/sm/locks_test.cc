@@ -348,9 +348,15 @@ RC_GTEST_PROP(LockModel, GrantsMatchAFifoModelAndNeverConflict, ()) {
       bool election = name == "b";
       bool shared = !election && *rc::gen::arbitrary<bool>();
       auto r = election ? d.run(Op{OpType::campaign, name, "v" + std::to_string(s)}, s) : d.lock(s, name, shared ? lock_shared : 0);
-      if (holds) {
+      auto queued = std::find_if(l.queue.begin(), l.queue.end(), [&](const Req& q) { return q.session == s; });
+      if (holds && held->shared != shared) {
+        RC_ASSERT(r.err == Errc::bad_request);  // no upgrade or downgrade
+      } else if (holds) {
         RC_ASSERT(r.id == held->token);  // re-acquiring returns the token held
+      } else if (waits && queued->shared != shared) {
+        RC_ASSERT(r.err == Errc::bad_request);
       } else if (waits) {
+        RC_ASSERT(r.err == Errc::ok);
         RC_ASSERT(r.id == 0u);
       } else if (l.queue.empty() && compatible(l, shared)) {
         std::uint64_t token = next_token(l);

@@ -85,5 +85,25 @@ TEST(Regression, MultiThatEmptiesAndRecreatesAContainerPathKeepsTheNewNode) {
   EXPECT_EQ(d.sm.get("/c").err, Errc::ok);  // the new, plain /c stays
 }
 
+// Hole 3: a session holding a lock shared that asked for it exclusively got `ok` with its shared
+// token while another session still held it shared: both believed they were exclusive.
+TEST(Regression, ExclusiveRequestWhileHoldingSharedIsAnErrorNotASecondExclusiveHolder) {
+  Driver d;
+  auto a = d.open_session(), b = d.open_session(), c = d.open_session();
+  ASSERT_EQ(d.lock(a, "m", lock_shared).err, Errc::ok);
+  ASSERT_EQ(d.lock(b, "m", lock_shared).err, Errc::ok);
+  EXPECT_EQ(d.lock(a, "m").err, Errc::bad_request);
+  EXPECT_EQ(d.lock(a, "m", lock_try).err, Errc::bad_request);
+  // The same-mode request still answers with the token held, and the other direction is refused too.
+  auto again = d.lock(b, "m", lock_shared);
+  EXPECT_EQ(again.err, Errc::ok);
+  EXPECT_TRUE(d.sm.check_token("m", again.id));
+  ASSERT_EQ(d.lock(c, "x").err, Errc::ok);
+  EXPECT_EQ(d.lock(c, "x", lock_shared).err, Errc::bad_request);
+  // A queued request cannot change its mode either.
+  ASSERT_EQ(d.lock(c, "m").id, 0u);  // queued exclusive behind the readers
+  EXPECT_EQ(d.lock(c, "m", lock_shared).err, Errc::bad_request);
+}
+
 }  // namespace
 }  // namespace tern::sm
