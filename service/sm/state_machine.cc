@@ -52,6 +52,13 @@ constexpr std::uint64_t root_id = 1;
 // Locks and elections share one table under distinct prefixes.
 std::string lock_key(std::string_view name) { return "l:" + std::string(name); }
 std::string election_key(std::string_view name) { return "e:" + std::string(name); }
+// Deadlines are cluster time plus a bounded duration; saturate anyway, so even a leader's absurd
+// clock stamp cannot make one wrap around (signed overflow is undefined behaviour).
+std::int64_t sat_add(std::int64_t a, std::int64_t b) {
+  std::int64_t r;
+  if (__builtin_add_overflow(a, b, &r)) return b > 0 ? INT64_MAX : INT64_MIN;
+  return r;
+}
 Response error(Errc e) {
   Response r;
   r.err = e;
@@ -150,7 +157,8 @@ void StateMachine::advance_clock(std::int64_t stamp) {
     now_ = stamp;
     stamped_ = true;
   } else if (stamp > last_stamp_) {
-    now_ += std::min(stamp - last_stamp_, limits_.max_time_step_ms);
+    std::uint64_t gap = static_cast<std::uint64_t>(stamp) - static_cast<std::uint64_t>(last_stamp_);  // no overflow
+    now_ = sat_add(now_, static_cast<std::int64_t>(std::min<std::uint64_t>(gap, static_cast<std::uint64_t>(limits_.max_time_step_ms))));
   }
   last_stamp_ = stamp;
 }
@@ -189,7 +197,7 @@ void StateMachine::expire(Context& cx) {
     auto id = find(p);
     if (!id) continue;
     const Node& n = nodes_.at(*id);
-    if (n.stat.child_count == 0 && now_ > n.stat.mtime_ms + ttl) ttl_dead.push_back(p);
+    if (n.stat.child_count == 0 && now_ > sat_add(n.stat.mtime_ms, ttl)) ttl_dead.push_back(p);
   }
   for (const auto& p : ttl_dead)
     if (auto id = find(p)) remove_node(cx, *id, p);
@@ -239,9 +247,10 @@ Response StateMachine::do_lock(Context& cx, const Command& c, const Op& op) {
     case OpType::lock:
     case OpType::campaign: {
       if (op.flags & ~(lock_shared | lock_try) || (election && op.flags != 0)) return error(Errc::bad_request);
+      if (op.ttl_ms < 0 || op.ttl_ms > limits_.max_lock_delay_ms) return error(Errc::bad_request);  // lock-delay
       std::uint64_t token = 0;
       auto res = locks_.acquire(key, c.session, (op.flags & lock_shared) != 0, (op.flags & lock_try) != 0,
-                                std::max<std::int64_t>(op.ttl_ms, 0), op.data, cx.index, now_, &token, &grants);
+                                op.ttl_ms, op.data, cx.index, now_, &token, &grants);
       if (res == LockResult::busy) return error(Errc::busy);
       if (res == LockResult::too_many) return error(Errc::too_many);
       if (res == LockResult::wrong_mode) return error(Errc::bad_request);  // no upgrade/downgrade
@@ -295,7 +304,7 @@ Response StateMachine::execute(Context& cx, const Command& c) {
       auto cached = s->responses.find(c.seq);
       return cached != s->responses.end() ? cached->second : error(Errc::stale_request);
     }
-    s->deadline_ms = now_ + s->timeout_ms;  // any request keeps the session alive
+    s->deadline_ms = sat_add(now_, s->timeout_ms);  // any request keeps the session alive
   }
   Response r = execute_op(cx, c, c.op);
   if (s && c.seq != 0 && sessions_.count(c.session)) {
@@ -318,7 +327,7 @@ Response StateMachine::execute_op(Context& cx, const Command& c, const Op& op) {
       if (op.ttl_ms < limits_.min_timeout_ms || op.ttl_ms > limits_.max_timeout_ms) return error(Errc::bad_request);
       Session s;
       s.timeout_ms = op.ttl_ms;
-      s.deadline_ms = now_ + op.ttl_ms;
+      s.deadline_ms = sat_add(now_, op.ttl_ms);
       sessions_[cx.index] = s;  // the session id is the log index: unique, deterministic
       Response r;
       r.id = cx.index;
@@ -327,7 +336,7 @@ Response StateMachine::execute_op(Context& cx, const Command& c, const Op& op) {
     case OpType::keep_alive: {
       auto it = sessions_.find(op.id);
       if (it == sessions_.end()) return error(Errc::unknown_session);
-      it->second.deadline_ms = now_ + it->second.timeout_ms;
+      it->second.deadline_ms = sat_add(now_, it->second.timeout_ms);
       return Response{};
     }
     case OpType::close_session: {
@@ -339,7 +348,7 @@ Response StateMachine::execute_op(Context& cx, const Command& c, const Op& op) {
     }
     case OpType::grant_lease: {
       if (op.ttl_ms < limits_.min_timeout_ms || op.ttl_ms > limits_.max_timeout_ms) return error(Errc::bad_request);
-      leases_[cx.index] = Lease{op.ttl_ms, now_ + op.ttl_ms, {}};
+      leases_[cx.index] = Lease{op.ttl_ms, sat_add(now_, op.ttl_ms), {}};
       Response r;
       r.id = cx.index;
       r.ttl_ms = op.ttl_ms;
@@ -348,7 +357,7 @@ Response StateMachine::execute_op(Context& cx, const Command& c, const Op& op) {
     case OpType::keep_alive_lease: {
       auto it = leases_.find(op.id);
       if (it == leases_.end()) return error(Errc::unknown_lease);
-      it->second.deadline_ms = now_ + it->second.ttl_ms;
+      it->second.deadline_ms = sat_add(now_, it->second.ttl_ms);
       Response r;
       r.id = op.id;
       r.ttl_ms = it->second.ttl_ms;
@@ -376,7 +385,8 @@ Errc StateMachine::check_create(const Command& c, const Op& op, bool in_multi) c
   if (op.flags & ~(flag_ephemeral | flag_sequential | flag_container | flag_ttl)) return Errc::bad_request;
   if (in_multi && (op.flags & flag_sequential)) return Errc::bad_request;  // names unknown until applied
   bool ephemeral = op.flags & flag_ephemeral;
-  if ((op.flags & flag_ttl) && (op.ttl_ms <= 0 || ephemeral)) return Errc::bad_request;
+  if ((op.flags & flag_ttl) && (op.ttl_ms < 1 || op.ttl_ms > limits_.max_node_ttl_ms || ephemeral)) return Errc::bad_request;
+  if (!(op.flags & flag_ttl) && op.ttl_ms != 0) return Errc::bad_request;  // a TTL without the flag
   if ((op.flags & flag_container) && ephemeral) return Errc::bad_request;
   if (ephemeral && !sessions_.count(c.session)) return Errc::unknown_session;
   if (op.id != 0 && !leases_.count(op.id)) return Errc::unknown_lease;

@@ -38,8 +38,11 @@ struct Limits {
   std::size_t max_request_bytes = (1 << 20) + 8192;  // ... and whole requests (value + overhead)
   std::int64_t max_time_step_ms = 2000;              // see TIME above
   std::size_t responses_per_session = 64;            // retained for exactly-once retries
-  std::int64_t min_timeout_ms = 100;
+  // Every duration a client supplies is bounded (docs/data-model.md), so no deadline overflows.
+  std::int64_t min_timeout_ms = 100;               // session timeouts and lease TTLs
   std::int64_t max_timeout_ms = 24 * 3600 * 1000;
+  std::int64_t max_node_ttl_ms = 30ll * 24 * 3600 * 1000;  // TTL nodes: 1 ms .. 30 days
+  std::int64_t max_lock_delay_ms = 60'000;                 // lock-delay: 0 .. 60 s
 };
 
 struct ApplyResult {

@@ -105,5 +105,48 @@ TEST(Regression, ExclusiveRequestWhileHoldingSharedIsAnErrorNotASecondExclusiveH
   EXPECT_EQ(d.lock(c, "m", lock_shared).err, Errc::bad_request);
 }
 
+// Hole 6: client-supplied durations were unbounded: a TTL near INT64_MAX overflowed the expiry
+// time (undefined behaviour) and deleted the node at once; a lock-delay near INT64_MAX overflowed
+// and was dropped, and a large finite one made the lock unusable forever.
+TEST(Regression, DurationsBeyondTheirDocumentedBoundsAreRejectedInsteadOfOverflowing) {
+  constexpr std::int64_t huge = std::numeric_limits<std::int64_t>::max();
+  Driver d;
+  Limits lim;
+  EXPECT_EQ(d.create("/t", "", flag_ttl, 0, huge).err, Errc::bad_request);
+  EXPECT_EQ(d.create("/t", "", flag_ttl, 0, lim.max_node_ttl_ms + 1).err, Errc::bad_request);
+  EXPECT_EQ(d.run(multi_of({create_op("/t", flag_ttl, huge)})).err, Errc::bad_request);
+  ASSERT_EQ(d.create("/t", "", flag_ttl, 0, lim.max_node_ttl_ms).err, Errc::ok);
+  d.tick(1000);
+  EXPECT_EQ(d.sm.get("/t").err, Errc::ok);  // the longest TTL does not expire at once
+  auto a = d.open_session(1000), b = d.open_session(60'000);
+  for (std::int64_t delay : {huge, std::int64_t{1'000'000'000'000'000}, lim.max_lock_delay_ms + 1, std::int64_t{-1}})
+    EXPECT_EQ(d.lock(a, "m", 0, delay).err, Errc::bad_request) << delay;
+  Op campaign{OpType::campaign, "e"};
+  campaign.ttl_ms = huge;
+  EXPECT_EQ(d.run(campaign, a).err, Errc::bad_request);
+  // The longest lock-delay is honoured and then passes: the lock is usable again.
+  ASSERT_EQ(d.lock(a, "m", 0, lim.max_lock_delay_ms).err, Errc::ok);
+  EXPECT_EQ(d.lock(b, "m").id, 0u);  // queued
+  d.granted();
+  for (int i = 0; i < 2; ++i) {
+    d.tick(1000);
+    d.run(Op{OpType::keep_alive, "", "", -1, 0, 0, b}, b);
+  }
+  ASSERT_FALSE(d.sm.has_session(a));  // expired: the lock-delay applies
+  EXPECT_TRUE(d.granted_sessions().empty());
+  for (std::int64_t waited = 0; waited <= lim.max_lock_delay_ms; waited += 1000) {
+    d.tick(1000);
+    d.run(Op{OpType::keep_alive, "", "", -1, 0, 0, b}, b);
+  }
+  EXPECT_EQ(d.granted_sessions(), std::vector<std::uint64_t>{b});
+  // Sessions and leases keep their bounds.
+  Op open{OpType::open_session};
+  open.ttl_ms = huge;
+  EXPECT_EQ(d.run(open).err, Errc::bad_request);
+  Op grant{OpType::grant_lease};
+  grant.ttl_ms = huge;
+  EXPECT_EQ(d.run(grant).err, Errc::bad_request);
+}
+
 }  // namespace
 }  // namespace tern::sm
