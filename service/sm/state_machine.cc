@@ -125,6 +125,7 @@ Response StateMachine::exists(std::string_view path) const {
 
 Response StateMachine::children(std::string_view path, std::string_view cursor, std::size_t limit) const {
   if (validate_path(path) != Errc::ok) return error(Errc::bad_path);
+  if (limit == 0) return error(Errc::bad_request);  // a page must make progress
   auto id = find(path);
   if (!id) return error(Errc::no_node);
   Response r;
@@ -304,6 +305,10 @@ Response StateMachine::execute(Context& cx, const Command& c) {
       auto cached = s->responses.find(c.seq);
       return cached != s->responses.end() ? cached->second : error(Errc::stale_request);
     }
+    // Too far ahead: rejected before the session is touched (docs/data-model.md, Errors).
+    if (c.seq != 0 && c.seq - s->last_seq > limits_.max_seq_step) return error(Errc::bad_request);
+    // From here on the request counts as the session's, accepted or rejected: it renews the
+    // session and its answer is kept for retries.
     s->deadline_ms = sat_add(now_, s->timeout_ms);  // any request keeps the session alive
   }
   Response r = execute_op(cx, c, c.op);
@@ -438,9 +443,22 @@ Response StateMachine::do_create(Context& cx, const Command& c, const Op& op) {
   return r;
 }
 
+Errc StateMachine::check_set(const Op& op) const {
+  if (validate_path(op.path) != Errc::ok) return Errc::bad_path;
+  if (op.data.size() > limits_.max_value_bytes) return Errc::too_large;
+  if (op.version < -1) return Errc::bad_request;  // -1: any version
+  return Errc::ok;
+}
+
+Errc StateMachine::check_remove(const Op& op, bool in_multi) const {
+  if (validate_path(op.path) != Errc::ok || op.path == "/") return Errc::bad_path;
+  if (op.version < -1) return Errc::bad_request;
+  if (in_multi && op.recursive) return Errc::bad_request;  // not inside a transaction
+  return Errc::ok;
+}
+
 Response StateMachine::do_set(Context& cx, const Op& op) {
-  if (validate_path(op.path) != Errc::ok) return error(Errc::bad_path);
-  if (op.data.size() > limits_.max_value_bytes) return error(Errc::too_large);
+  if (Errc e = check_set(op); e != Errc::ok) return error(e);
   auto id = find(op.path);
   if (!id) return error(Errc::no_node);
   Node& n = nodes_.at(*id);
@@ -458,8 +476,7 @@ Response StateMachine::do_set(Context& cx, const Op& op) {
 }
 
 Response StateMachine::do_remove(Context& cx, const Op& op) {
-  if (validate_path(op.path) != Errc::ok) return error(Errc::bad_path);
-  if (op.path == "/") return error(Errc::bad_path);
+  if (Errc e = check_remove(op, /*in_multi=*/false); e != Errc::ok) return error(e);
   auto id = find(op.path);
   if (!id) return error(Errc::no_node);
   const Node& n = nodes_.at(*id);
@@ -580,6 +597,7 @@ Errc StateMachine::validate_multi(const Command& c, const Op& op, std::size_t* f
     if (validate_path(o.path) != Errc::ok) return Errc::bad_path;
     switch (o.type) {
       case OpType::check: {
+        if (o.version < -1 || (o.flags & ~(check_exists | check_not_exists | check_value))) return Errc::bad_request;
         View v = view(o.path);
         if ((o.flags & check_exists) && !v.exists) return Errc::no_node;
         if ((o.flags & check_not_exists) && v.exists) return Errc::node_exists;
@@ -601,7 +619,7 @@ Errc StateMachine::validate_multi(const Command& c, const Op& op, std::size_t* f
         break;
       }
       case OpType::set: {
-        if (o.data.size() > limits_.max_value_bytes) return Errc::too_large;
+        if (Errc e = check_set(o); e != Errc::ok) return e;
         View v = view(o.path);
         if (!v.exists) return Errc::no_node;
         if (o.version >= 0 && o.version != v.version) return Errc::bad_version;
@@ -611,7 +629,7 @@ Errc StateMachine::validate_multi(const Command& c, const Op& op, std::size_t* f
         break;
       }
       case OpType::remove: {
-        if (o.path == "/" || o.recursive) return Errc::bad_request;
+        if (Errc e = check_remove(o, /*in_multi=*/true); e != Errc::ok) return e;
         View v = view(o.path);
         if (!v.exists) return Errc::no_node;
         if (o.version >= 0 && o.version != v.version) return Errc::bad_version;
@@ -721,6 +739,11 @@ std::string StateMachine::snapshot() const {
   w.i64(now_);
   w.i64(last_stamp_);
   w.u8(stamped_ ? 1 : 0);
+  write_state(w, /*bookkeeping=*/true);
+  return w.take();
+}
+
+void StateMachine::write_state(Writer& w, bool bookkeeping) const {
   // Nodes in depth-first, name order (parents before children), root first.
   w.u64(nodes_.size());
   std::vector<std::uint64_t> stack{root_id};
@@ -744,6 +767,7 @@ std::string StateMachine::snapshot() const {
   for (auto& [id, s] : sessions_) {
     w.u64(id);
     w.i64(s.timeout_ms);
+    if (!bookkeeping) continue;  // data_digest: which sessions exist, not their renewals
     w.i64(s.deadline_ms);
     w.u64(s.last_seq);
     w.u32(static_cast<std::uint32_t>(s.responses.size()));
@@ -759,7 +783,6 @@ std::string StateMachine::snapshot() const {
     w.i64(l.deadline_ms);
   }
   locks_.encode(w);
-  return w.take();
 }
 
 bool StateMachine::restore(std::string_view bytes) {
@@ -847,15 +870,27 @@ bool StateMachine::restore(std::string_view bytes) {
   return true;
 }
 
+namespace {
+std::uint64_t fnv1a(const std::string& s) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+}  // namespace
+
 std::uint64_t StateMachine::digest() const {
   // FNV-1a over the canonical snapshot encoding of the replicated data (nodes, sessions,
-  // leases), skipping the header (applied index and clock), which every entry advances: equal
-  // states give equal digests on any replica, and a rejected command leaves the digest as it was.
-  constexpr std::size_t header_bytes = 4 + 8 + 8 + 8 + 1;
-  std::string s = snapshot();
-  std::uint64_t h = 1469598103934665603ull;
-  for (std::size_t i = header_bytes; i < s.size(); ++i) h = (h ^ static_cast<unsigned char>(s[i])) * 1099511628211ull;
-  return h;
+  // leases, locks) without the header (applied index and clock), which every entry advances:
+  // equal states give equal digests on any replica.
+  Writer w;
+  write_state(w, /*bookkeeping=*/true);
+  return fnv1a(w.bytes());
+}
+
+std::uint64_t StateMachine::data_digest() const {
+  Writer w;
+  write_state(w, /*bookkeeping=*/false);
+  return fnv1a(w.bytes());
 }
 
 }  // namespace tern::sm

@@ -43,6 +43,9 @@ struct Limits {
   std::int64_t max_timeout_ms = 24 * 3600 * 1000;
   std::int64_t max_node_ttl_ms = 30ll * 24 * 3600 * 1000;  // TTL nodes: 1 ms .. 30 days
   std::int64_t max_lock_delay_ms = 60'000;                 // lock-delay: 0 .. 60 s
+  // A sequence number may run ahead of the session's last one by at most this much, so no
+  // request can use up the sequence space (UINT64_MAX would make every later request a retry).
+  std::uint64_t max_seq_step = std::uint64_t{1} << 32;
 };
 
 struct ApplyResult {
@@ -64,8 +67,8 @@ class StateMachine {
   // Queries (served locally; linearizable when issued after a ReadIndex).
   Response get(std::string_view path) const;
   Response exists(std::string_view path) const;
-  // Children in byte order after `cursor` (exclusive), at most `limit`; response.path holds the
-  // cursor for the next page, empty when there is none.
+  // Children in byte order after `cursor` (exclusive), at most `limit` (>= 1, else bad_request);
+  // response.path holds the cursor for the next page, empty when there is none.
   Response children(std::string_view path, std::string_view cursor = {}, std::size_t limit = SIZE_MAX) const;
   Response lease_ttl(std::uint64_t lease) const;
   // Is `token` the fencing token of a current holder of lock `name`? (for downstream services)
@@ -77,7 +80,12 @@ class StateMachine {
 
   std::string snapshot() const;
   bool restore(std::string_view bytes);
+  // Over the whole replicated state (header aside). A rejected request leaves it unchanged unless
+  // it is a request of a live session, whose renewal and retry cache it updates.
   std::uint64_t digest() const;
+  // Over everything but the sessions' bookkeeping (deadlines, last sequence, cached responses):
+  // no rejected request ever changes it.
+  std::uint64_t data_digest() const;
 
   std::uint64_t applied_index() const { return applied_; }
   std::int64_t now_ms() const { return now_; }
@@ -111,6 +119,8 @@ class StateMachine {
   Response execute_op(Context& cx, const Command& c, const Op& op);
   Errc check_create(const Command& c, const Op& op, bool in_multi) const;
   Response do_create(Context& cx, const Command& c, const Op& op);
+  Errc check_set(const Op& op) const;
+  Errc check_remove(const Op& op, bool in_multi) const;
   Response do_set(Context& cx, const Op& op);
   Response do_remove(Context& cx, const Op& op);
   Response do_multi(Context& cx, const Command& c, const Op& op);
@@ -121,6 +131,7 @@ class StateMachine {
   void end_session(Context& cx, std::uint64_t id, EventType why);
   void end_lease(Context& cx, std::uint64_t id, EventType why);
   Response do_lock(Context& cx, const Command& c, const Op& op);
+  void write_state(class Writer& w, bool bookkeeping) const;
   void emit_grants(Context& cx, const std::vector<Grant>& grants);
   void emit_leader_change(Context& cx, const std::string& election);
 

@@ -148,5 +148,84 @@ TEST(Regression, DurationsBeyondTheirDocumentedBoundsAreRejectedInsteadOfOverflo
   EXPECT_EQ(d.run(grant).err, Errc::bad_request);
 }
 
+// Item 7: children(path, cursor, limit = 0) called back() on an empty vector.
+TEST(Regression, ChildrenWithAPageLimitOfZeroIsRejectedNotACrash) {
+  Driver d;
+  d.create("/dir");
+  d.create("/dir/a");
+  EXPECT_EQ(d.sm.children("/dir", "", 0).err, Errc::bad_request);
+  auto one = d.sm.children("/dir", "", 1);
+  EXPECT_EQ(one.names, std::vector<std::string>{"a"});
+  EXPECT_EQ(one.path, "");  // no more pages
+}
+
+// Item 7: a request with sequence number UINT64_MAX was accepted, after which every later
+// sequence number was "a retry": the session could never make another request.
+TEST(Regression, SequenceNumberFarAheadIsRejectedAndDoesNotBrickTheSession) {
+  Driver d;
+  auto s = d.open_session();
+  ASSERT_EQ(d.run(Op{OpType::create, "/a"}, s, 1).err, Errc::ok);
+  std::uint64_t before = d.sm.digest();
+  for (std::uint64_t seq : {std::numeric_limits<std::uint64_t>::max(), std::uint64_t{(1ull << 32) + 2}})
+    EXPECT_EQ(d.run(Op{OpType::create, "/b"}, s, seq).err, Errc::bad_request) << seq;
+  EXPECT_EQ(d.sm.digest(), before);  // rejected before the session is touched
+  EXPECT_EQ(d.run(Op{OpType::create, "/b"}, s, 2).err, Errc::ok);
+  EXPECT_EQ(d.run(Op{OpType::create, "/c"}, s, 2 + (1ull << 32)).err, Errc::ok);  // the largest step
+}
+
+// Item 7: deleting "/" inside a transaction answered bad_request where the doc says bad_path.
+TEST(Regression, DeletingTheRootInsideMultiIsBadPathAsOutside) {
+  Driver d;
+  EXPECT_EQ(d.remove("/").err, Errc::bad_path);
+  auto r = d.run(multi_of({Op{OpType::remove, "/"}}));
+  EXPECT_EQ(r.err, Errc::bad_path);
+  ASSERT_EQ(r.results.size(), 1u);
+  EXPECT_EQ(r.results[0].err, Errc::bad_path);
+}
+
+// Extreme numbers: an expected version below -1 meant "any version"; it is now rejected, inside
+// and outside transactions alike.
+TEST(Regression, ExpectedVersionBelowMinusOneIsRejectedNotTreatedAsAny) {
+  Driver d;
+  d.create("/a", "x");
+  for (std::int64_t v : {std::int64_t{-2}, std::numeric_limits<std::int64_t>::min()}) {
+    EXPECT_EQ(d.set("/a", "y", v).err, Errc::bad_request);
+    EXPECT_EQ(d.remove("/a", v).err, Errc::bad_request);
+    Op set{OpType::set, "/a", "y"};
+    set.version = v;
+    EXPECT_EQ(d.run(multi_of({set})).err, Errc::bad_request);
+    Op check{OpType::check, "/a"};
+    check.version = v;
+    EXPECT_EQ(d.run(multi_of({check})).err, Errc::bad_request);
+  }
+  EXPECT_EQ(d.sm.get("/a").data, "x");
+}
+
+// Item 7: the rule for a rejected request and its session (docs/data-model.md, Errors): it
+// changes no node, lease, lock or election (data_digest); a request of a live session, accepted
+// or rejected, renews the session and keeps its answer for retries; a request whose session,
+// sequence or encoding is invalid touches nothing at all (digest).
+TEST(Regression, RejectedRequestChangesOnlyItsOwnSessionsRenewalAndRetryCache) {
+  Driver d;
+  auto s = d.open_session(1000);
+  d.create("/a");
+  d.tick(900);
+  std::uint64_t data = d.sm.data_digest(), all = d.sm.digest();
+  auto first = d.run(Op{OpType::create, "/a"}, s, 1);
+  EXPECT_EQ(first.err, Errc::node_exists);
+  EXPECT_EQ(d.sm.data_digest(), data);
+  EXPECT_NE(d.sm.digest(), all);  // renewed, and the answer kept
+  d.tick(900);
+  EXPECT_TRUE(d.sm.has_session(s));  // 1800 ms after opening: the rejected request renewed it
+  d.remove("/a");
+  EXPECT_EQ(d.run(Op{OpType::create, "/a"}, s, 1), first);  // a retry gets the same answer
+  EXPECT_EQ(d.sm.get("/a").err, Errc::no_node);            // and is not applied
+  all = d.sm.digest();
+  EXPECT_EQ(d.run(Op{OpType::create, "/z"}, 999, 1).err, Errc::unknown_session);
+  EXPECT_EQ(d.raw("\x07garbage").response.err, Errc::bad_request);
+  EXPECT_EQ(d.run(Op{OpType::create, "/z"}, s, 1ull << 40).err, Errc::bad_request);
+  EXPECT_EQ(d.sm.digest(), all);
+}
+
 }  // namespace
 }  // namespace tern::sm
