@@ -298,7 +298,14 @@ Response StateMachine::execute(Context& cx, const Command& c) {
   Session* s = nullptr;
   if (c.session != 0) {
     auto it = sessions_.find(c.session);
-    if (it == sessions_.end()) return error(Errc::unknown_session);
+    if (it == sessions_.end() || it->second.secret != c.secret) {
+      // Unknown, or not presented by its owner (the same answer: a session id reveals nothing).
+      // A retried close of a session its owner closed gets the original answer.
+      if (it == sessions_.end() && c.op.type == OpType::close_session && c.seq != 0)
+        for (const auto& x : closed_)
+          if (x.session == c.session && x.seq == c.seq && x.secret == c.secret) return Response{};
+      return error(Errc::unknown_session);
+    }
     s = &it->second;
     if (c.seq != 0 && c.seq <= s->last_seq) {
       // A retry: answer exactly as the first time, without applying it again.
@@ -330,7 +337,9 @@ Response StateMachine::execute_op(Context& cx, const Command& c, const Op& op) {
     case OpType::tick: return Response{};
     case OpType::open_session: {
       if (op.ttl_ms < limits_.min_timeout_ms || op.ttl_ms > limits_.max_timeout_ms) return error(Errc::bad_request);
+      if (c.secret == 0) return error(Errc::bad_request);  // a session anyone could use
       Session s;
+      s.secret = c.secret;
       s.timeout_ms = op.ttl_ms;
       s.deadline_ms = sat_add(now_, op.ttl_ms);
       sessions_[cx.index] = s;  // the session id is the log index: unique, deterministic
@@ -338,17 +347,20 @@ Response StateMachine::execute_op(Context& cx, const Command& c, const Op& op) {
       r.id = cx.index;
       return r;
     }
-    case OpType::keep_alive: {
-      auto it = sessions_.find(op.id);
-      if (it == sessions_.end()) return error(Errc::unknown_session);
-      it->second.deadline_ms = sat_add(now_, it->second.timeout_ms);
-      return Response{};
-    }
+    case OpType::keep_alive:  // execute() renewed the command's session, checked its secret
     case OpType::close_session: {
-      if (!sessions_.count(op.id)) return error(Errc::unknown_session);
-      closing_ = true;  // a clean close applies no lock-delay
-      end_session(cx, op.id, EventType::session_expired);
+      // Only a session's own requests act on it: nobody else can keep it alive or close it
+      // (and so skip its lock-delay).
+      if (c.session == 0) return error(Errc::unknown_session);
+      if (op.id != 0 && op.id != c.session) return error(Errc::bad_request);
+      if (op.type == OpType::keep_alive) return Response{};
+      closing_ = true;  // the owner's clean close applies no lock-delay
+      end_session(cx, c.session, EventType::session_expired);
       closing_ = false;
+      if (c.seq != 0) {
+        closed_.push_back(Closed{c.session, c.seq, c.secret});
+        if (closed_.size() > limits_.closed_sessions_kept) closed_.pop_front();
+      }
       return Response{};
     }
     case OpType::grant_lease: {
@@ -669,8 +681,9 @@ Response StateMachine::do_multi(Context& cx, const Command& c, const Op& op) {
 // ---- snapshot --------------------------------------------------------------------------------------
 
 namespace {
-// "TSM2": each lock record carries its last token (TSM1 snapshots are rejected, not misread).
-constexpr std::uint32_t snapshot_magic = 0x324d5354;
+// "TSM3": sessions carry their owner's secret, and the closes kept for retries follow them
+// (TSM2: each lock record carries its last token; older snapshots are rejected, not misread).
+constexpr std::uint32_t snapshot_magic = 0x334d5354;
 
 void put_stat(Writer& w, const Stat& s) {
   w.u64(s.created_index);
@@ -766,6 +779,7 @@ void StateMachine::write_state(Writer& w, bool bookkeeping) const {
   w.u64(sessions_.size());
   for (auto& [id, s] : sessions_) {
     w.u64(id);
+    w.u64(s.secret);
     w.i64(s.timeout_ms);
     if (!bookkeeping) continue;  // data_digest: which sessions exist, not their renewals
     w.i64(s.deadline_ms);
@@ -774,6 +788,14 @@ void StateMachine::write_state(Writer& w, bool bookkeeping) const {
     for (auto& [seq, resp] : s.responses) {
       w.u64(seq);
       put_response(w, resp);
+    }
+  }
+  if (bookkeeping) {  // the retry memory of closed sessions
+    w.u64(closed_.size());
+    for (const auto& x : closed_) {
+      w.u64(x.session);
+      w.u64(x.seq);
+      w.u64(x.secret);
     }
   }
   w.u64(leases_.size());
@@ -837,6 +859,7 @@ bool StateMachine::restore(std::string_view bytes) {
     std::uint64_t id = r.u64();
     Session& s = fresh.sessions_[id];
     seen_sessions.insert(id);
+    s.secret = r.u64();
     s.timeout_ms = r.i64();
     s.deadline_ms = r.i64();
     s.last_seq = r.u64();
@@ -848,6 +871,9 @@ bool StateMachine::restore(std::string_view bytes) {
     }
   }
   if (seen_sessions.size() != fresh.sessions_.size()) return false;  // an ephemeral owned by no session
+  std::uint64_t nc = r.u64();
+  if (!r.ok() || nc > limits_.closed_sessions_kept) return false;
+  for (std::uint64_t i = 0; i < nc; ++i) fresh.closed_.push_back(Closed{r.u64(), r.u64(), r.u64()});
   std::uint64_t nl = r.u64();
   if (!r.ok() || nl > r.left()) return false;
   std::set<std::uint64_t> seen_leases;

@@ -19,6 +19,7 @@
 // Invariants: every node but the root has an existing parent; an ephemeral node's owner is a
 // live session; child_count equals the number of children.
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
@@ -46,6 +47,7 @@ struct Limits {
   // A sequence number may run ahead of the session's last one by at most this much, so no
   // request can use up the sequence space (UINT64_MAX would make every later request a retry).
   std::uint64_t max_seq_step = std::uint64_t{1} << 32;
+  std::size_t closed_sessions_kept = 1024;  // closes remembered for retries
 };
 
 struct ApplyResult {
@@ -77,6 +79,12 @@ class StateMachine {
   // = its token; no_node if nobody leads.
   Response leader(std::string_view name) const;
   bool has_session(std::uint64_t session) const { return sessions_.count(session) > 0; }
+  // Does `secret` open `session`? For a server re-attaching a session to a new connection: a
+  // connection (or capability) may act for a session only after presenting its secret.
+  bool owns(std::uint64_t session, std::uint64_t secret) const {
+    auto it = sessions_.find(session);
+    return it != sessions_.end() && it->second.secret == secret;
+  }
 
   std::string snapshot() const;
   bool restore(std::string_view bytes);
@@ -100,6 +108,7 @@ class StateMachine {
     std::uint32_t flags = 0;
   };
   struct Session {
+    std::uint64_t secret = 0;  // chosen by the opener; every request of the session carries it
     std::int64_t timeout_ms = 0;
     std::int64_t deadline_ms = 0;
     std::uint64_t last_seq = 0;
@@ -189,6 +198,12 @@ class StateMachine {
   NodeStore nodes_;
   std::map<std::pair<std::uint64_t, std::string>, std::uint64_t> children_;  // (parent, name) -> id
   std::map<std::uint64_t, Session> sessions_;
+  // Sessions closed by their owner, newest last (at most Limits::closed_sessions_kept), so that
+  // a retried close answers its original ok instead of unknown_session.
+  struct Closed {
+    std::uint64_t session = 0, seq = 0, secret = 0;
+  };
+  std::deque<Closed> closed_;
   std::map<std::uint64_t, Lease> leases_;
   std::map<std::string, std::int64_t> ttl_nodes_;   // TTL node path -> ttl_ms (rare: kept aside)
   std::map<std::uint64_t, std::uint64_t> sequences_; // node id -> next sequential suffix of its children

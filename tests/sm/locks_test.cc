@@ -131,6 +131,7 @@ TEST(Locks, SnapshotKeepsQueuesTokensAndDelays) {
   ASSERT_TRUE(e.sm.restore(d.sm.snapshot()));
   e.index = d.index;
   e.time = d.time;
+  e.secrets = d.secrets;
   EXPECT_EQ(e.sm.digest(), d.sm.digest());
   for (Driver* x : {&d, &e}) {
     x->events.clear();
@@ -245,6 +246,7 @@ TEST(Locks, SnapshotKeepsTheLastTokenOfHeldAndIdleLocks) {
   ASSERT_TRUE(e.sm.restore(d.sm.snapshot()));
   e.index = d.index;
   e.time = d.time;
+  e.secrets = d.secrets;
   EXPECT_EQ(e.sm.digest(), d.sm.digest());
   EXPECT_TRUE(e.sm.check_token("held", last["held"]));
   std::vector<std::uint64_t> tokens[2];

@@ -227,5 +227,71 @@ TEST(Regression, RejectedRequestChangesOnlyItsOwnSessionsRenewalAndRetryCache) {
   EXPECT_EQ(d.sm.digest(), all);
 }
 
+// Item 7: a retried close_session found its session gone and answered unknown_session instead of
+// the ok of the close it repeats.
+TEST(Regression, RetriedCloseSessionGetsItsOriginalOk) {
+  Driver d;
+  auto s = d.open_session();
+  Op close{OpType::close_session};
+  ASSERT_EQ(d.run(close, s, 1).err, Errc::ok);
+  EXPECT_FALSE(d.sm.has_session(s));
+  std::uint64_t before = d.sm.digest();
+  EXPECT_EQ(d.run(close, s, 1).err, Errc::ok);               // the retry
+  EXPECT_EQ(d.sm.digest(), before);
+  EXPECT_EQ(d.run(close, s, 2).err, Errc::unknown_session);  // not a retry: the session is gone
+  // The memory of closes survives a snapshot.
+  Driver e;
+  ASSERT_TRUE(e.sm.restore(d.sm.snapshot()));
+  e.index = d.index;
+  e.secrets = d.secrets;
+  EXPECT_EQ(e.run(close, s, 1).err, Errc::ok);
+}
+
+// Item 8: any caller could keep alive or close any session by its id, and a third-party close
+// skipped the lock-delay. A session is now usable only with the secret its opener chose.
+TEST(Regression, OnlyTheOwnerOfASessionCanUseKeepAliveOrCloseIt) {
+  Driver d;
+  auto a = d.open_session(1000), b = d.open_session(60'000);
+  ASSERT_EQ(d.lock(a, "m", 0, /*delay=*/5000).err, Errc::ok);
+  ASSERT_EQ(d.lock(b, "m").id, 0u);  // queued
+  d.granted();
+  std::uint64_t before = d.sm.digest();
+  // No secret, or the wrong one: as if the session did not exist. Nothing changes.
+  for (OpType t : {OpType::keep_alive, OpType::close_session}) {
+    for (std::uint64_t secret : {std::uint64_t{0}, d.secrets[a] + 1}) {
+      EXPECT_EQ(d.raw(encode(Command{a, 0, Op{t}, secret})).response.err, Errc::unknown_session);
+      Op by_id{t};
+      by_id.id = a;
+      EXPECT_EQ(d.raw(encode(Command{0, 0, by_id, secret})).response.err, Errc::unknown_session);
+    }
+  }
+  EXPECT_EQ(d.raw(encode(Command{a, 1, Op{OpType::create, "/x"}, 0})).response.err, Errc::unknown_session);
+  EXPECT_EQ(d.sm.digest(), before);
+  // Another live session cannot act on it either (it only renews itself by asking).
+  Op close_a{OpType::close_session};
+  close_a.id = a;
+  EXPECT_EQ(d.run(close_a, b).err, Errc::bad_request);
+  EXPECT_TRUE(d.sm.has_session(a));
+  // So the lock is only ever released by a's own clean close or by its expiry, which applies
+  // the lock-delay: b gets it 5 s after a expired, not at once.
+  d.tick(2000);
+  d.run(Op{OpType::keep_alive}, b);
+  ASSERT_FALSE(d.sm.has_session(a));
+  EXPECT_TRUE(d.granted_sessions().empty());
+  for (int i = 0; i < 6; ++i) {
+    d.tick(1000);
+    d.run(Op{OpType::keep_alive}, b);
+  }
+  EXPECT_EQ(d.granted_sessions(), std::vector<std::uint64_t>{b});
+  // The owner's own requests work, and a re-attaching connection can check the secret locally.
+  EXPECT_TRUE(d.sm.owns(b, d.secrets[b]));
+  EXPECT_FALSE(d.sm.owns(b, d.secrets[b] + 1));
+  EXPECT_EQ(d.run(Op{OpType::close_session}, b).err, Errc::ok);
+  // An open without a secret is refused: it would be usable by anyone.
+  Op open{OpType::open_session};
+  open.ttl_ms = 1000;
+  EXPECT_EQ(d.raw(encode(Command{0, 0, open, 0})).response.err, Errc::bad_request);
+}
+
 }  // namespace
 }  // namespace tern::sm
