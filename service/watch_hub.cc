@@ -51,24 +51,27 @@ void WatchHub::deliver(Watcher& w, const Watch& watch, const Event& e) {
 }
 
 void WatchHub::cut_off(Watcher& w, std::uint64_t index) {
-  // Each watch resumes after what it has actually been handed: before its first unpolled
-  // notification, or (none queued) before the entry being published, whose events it has not
-  // received. poll hands out whole entries, so no entry is half handed out.
-  std::unordered_map<std::uint64_t, const Notification*> first;
+  // Each watch resumes after what it has actually been handed: before its first unpolled event,
+  // or (none queued) before the entry being published, whose events it has not received. poll
+  // hands out whole entries, so no entry is half handed out. Unpolled resync and overflow
+  // notices stay, in order, ahead of the new overflow notices (at most queue_limit of them).
+  std::unordered_map<std::uint64_t, std::uint64_t> first_event;  // watch -> index of its first unpolled event
   std::deque<Notification> notes;
   for (const auto& n : w.queue) {
-    first.emplace(n.watch, &n);
-    // Overflow notices of an earlier cut not yet polled stay (their watches are gone, so at
-    // most queue_limit of them: watch() refuses while the queue is full).
-    if (n.type == Notification::Type::overflow) notes.push_back(n);
+    if (n.type == Notification::Type::event) first_event.emplace(n.watch, n.event.index);
+    else notes.push_back(n);
   }
   for (const auto& watch : w.watches) {
-    std::uint64_t resume = index - 1;
-    if (auto it = first.find(watch.id); it != first.end())
-      resume = it->second->type == Notification::Type::event ? it->second->event.index - 1 : watch.origin;
-    notes.push_back(Notification{Notification::Type::overflow, watch.id, {}, std::max(resume, watch.after)});
+    auto it = first_event.find(watch.id);
+    std::uint64_t next = it != first_event.end() ? it->second : index;
+    notes.push_back(Notification{Notification::Type::overflow, watch.id, {}, std::max(next - 1, watch.after)});
+    if (it != first_event.end()) first_event.erase(it);
   }
   for (const auto& r : w.replays) notes.push_back(Notification{Notification::Type::overflow, r.watch.id, {}, r.through});
+  // A one-shot watch that fired is no longer registered, but its event may still be queued: it
+  // too is told where to resume rather than losing the event silently. (Sorted: deterministic.)
+  std::map<std::uint64_t, std::uint64_t> fired(first_event.begin(), first_event.end());
+  for (const auto& [id, next] : fired) notes.push_back(Notification{Notification::Type::overflow, id, {}, next - 1});
   w.queue = std::move(notes);  // at most queue_limit + watches_per_watcher
   w.queue_bytes = 0;
   w.watches.clear();
@@ -83,8 +86,9 @@ std::uint64_t WatchHub::watch(std::uint64_t watcher, WatchSpec spec, std::uint64
   // A full queue (notices included) takes no new watch: the queue bound holds for notices too.
   if (w.watches.size() + w.replays.size() >= limits_.watches_per_watcher || w.queue.size() >= limits_.queue_limit) return 0;
   w.overflowed = false;  // watching again after a cut
-  Watch watch{next_id_++, std::move(spec), std::max(resume_from, last_index_), resume_from};
-  if (resume_from == 0 || resume_from >= last_index_) {
+  if (resume_from == from_now) resume_from = last_index_;
+  Watch watch{next_id_++, std::move(spec), std::max(resume_from, last_index_)};
+  if (resume_from >= last_index_) {
     // Live at once; events at or below a resume index ahead of this server are skipped.
     w.watches.push_back(watch);
     return watch.id;
@@ -142,6 +146,13 @@ bool WatchHub::cancel(std::uint64_t watcher, std::uint64_t watch) {
   auto before = ws.size() + rs.size();
   std::erase_if(ws, [&](const Watch& x) { return x.id == watch; });
   std::erase_if(rs, [&](const Replay& x) { return x.watch.id == watch; });
+  // Nothing more for a cancelled watch, queued notifications included.
+  Watcher& w = it->second;
+  std::erase_if(w.queue, [&](const Notification& n) {
+    if (n.watch != watch) return false;
+    if (n.type == Notification::Type::event) w.queue_bytes -= event_bytes(n.event);
+    return true;
+  });
   return ws.size() + rs.size() != before;
 }
 
@@ -161,11 +172,12 @@ void WatchHub::publish(const std::vector<Event>& events) {
           ++i;
           continue;
         }
-        Watch fired = w.watches[i];
-        if (!fired.spec.persistent) w.watches.erase(w.watches.begin() + static_cast<std::ptrdiff_t>(i));
-        else ++i;
-        deliver(w, fired, e);
+        // Deliver before a one-shot watch is removed, so that a cut-off right now still gives
+        // it a resume index.
+        deliver(w, w.watches[i], e);
         if (w.overflowed) break;
+        if (!w.watches[i].spec.persistent) w.watches.erase(w.watches.begin() + static_cast<std::ptrdiff_t>(i));
+        else ++i;
       }
     }
   }

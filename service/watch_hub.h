@@ -65,12 +65,17 @@ class WatchHub {
   explicit WatchHub(Limits limits);
   WatchHub() : WatchHub(Limits{}) {}
 
+  // resume_from for a watch of future events only. (0 is an index like any other: every event.)
+  static constexpr std::uint64_t from_now = UINT64_MAX;
+
   std::uint64_t add_watcher();
   void remove_watcher(std::uint64_t watcher);
-  // Registers a watch; replays history after resume_from (0: only future events). Returns the
+  // Registers a watch; replays history after resume_from (from_now: only future events; an
+  // overflow or resync can give any index, 0 included, to resume from). Returns the
   // watch id, or 0 if the watcher is unknown, has watches_per_watcher watches, or its queue is
   // full (poll first).
-  std::uint64_t watch(std::uint64_t watcher, WatchSpec spec, std::uint64_t resume_from = 0);
+  std::uint64_t watch(std::uint64_t watcher, WatchSpec spec, std::uint64_t resume_from = from_now);
+  // Removes the watch and its queued notifications: nothing more arrives for it.
   bool cancel(std::uint64_t watcher, std::uint64_t watch);
   // Feed the events of applied entries (whole entries), in index order.
   void publish(const std::vector<sm::Event>& events);
@@ -90,8 +95,7 @@ class WatchHub {
   struct Watch {
     std::uint64_t id;
     WatchSpec spec;
-    std::uint64_t after;   // only events with index > after (a resume index ahead of this server)
-    std::uint64_t origin;  // the resume index asked for (an unsent resync sends it back to it)
+    std::uint64_t after;  // only events with index > after (a resume index ahead of this server)
   };
   struct Replay {
     Watch watch;
