@@ -532,12 +532,15 @@ void StateMachine::remove_node(Context& cx, std::uint64_t id, const std::string&
 void StateMachine::collect_empty_containers(Context& cx) {
   // A container vanishes when its last child goes (possibly cascading to its own container parent).
   // The ids were recorded in this entry and no id is reused within an entry, so a live id is
-  // still the container whose child went.
+  // still the container whose child went. They are removed in path order, not id order: ids
+  // differ between a replica and one restored from a snapshot, and the events must not.
   while (!cx.maybe_empty_containers.empty()) {
-    std::uint64_t id = *cx.maybe_empty_containers.begin();
-    cx.maybe_empty_containers.erase(cx.maybe_empty_containers.begin());
-    if (!nodes_.contains(id) || id == root_id || nodes_.at(id).stat.child_count != 0) continue;
-    remove_node(cx, id, path_of(id));
+    std::map<std::string, std::uint64_t> by_path;
+    for (std::uint64_t id : cx.maybe_empty_containers)
+      if (nodes_.contains(id) && id != root_id) by_path.emplace(path_of(id), id);
+    cx.maybe_empty_containers.clear();
+    for (const auto& [path, id] : by_path)
+      if (nodes_.contains(id) && nodes_.at(id).stat.child_count == 0) remove_node(cx, id, path);  // may add parents
   }
 }
 
