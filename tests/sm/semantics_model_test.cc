@@ -61,7 +61,7 @@ struct M {
       if (q != "/" && parent_of(q) == p) out.push_back(q);
     return out;  // map order = name order under one parent
   }
-  void remove_node(const std::string& p) {
+  void remove_node(std::string p) {  // by value: callers pass keys of `nodes`
     Node n = nodes.at(p);
     nodes.erase(p);
     Node& par = nodes.at(std::string(parent_of(p)));
