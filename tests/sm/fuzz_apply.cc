@@ -71,6 +71,7 @@ struct Fuzzer {
     o.type = static_cast<OpType>(depth == 0 ? (t == 0 ? 1 : t) : std::vector<int>{1, 2, 3, 4, 1, 2}[t]);
     // Ending sessions and leases as often as they start would leave few alive.
     if ((o.type == OpType::close_session || o.type == OpType::revoke_lease) && !one_in(4)) o.type = OpType::create;
+    if (depth == 0 && one_in(6)) o.type = OpType::multi;  // transactions are where validation and apply must agree
     o.path = path();
     o.data = data();
     if (one_in(3)) {  // anything
@@ -95,7 +96,7 @@ struct Fuzzer {
       o.recursive = o.type == OpType::remove && depth == 0 && one_in(4);
     }
     if (o.type == OpType::multi && depth == 0) {
-      std::size_t n = pick(6);
+      std::size_t n = one_in(5) ? pick(6) : 1 + pick(2);  // short ones pass validation more often
       for (std::size_t i = 0; i < n; ++i) o.ops.push_back(op(1));
     }
     return o;
