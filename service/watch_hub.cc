@@ -1,6 +1,7 @@
 #include "service/watch_hub.h"
 
 #include <algorithm>
+#include <unordered_map>
 
 #include "service/sm/path.h"
 
@@ -40,56 +41,83 @@ bool WatchHub::matches(const WatchSpec& w, const Event& e) {
 
 void WatchHub::deliver(Watcher& w, const Watch& watch, const Event& e) {
   if (w.overflowed) return;
-  if (w.queue.size() >= limits_.queue_limit) {
-    // Cut the slow watcher off explicitly: it resumes after what it has actually received.
-    std::uint64_t resume = w.polled_through;
-    w.queue.clear();
-    w.queue.push_back(Notification{Notification::Type::overflow, 0, {}, resume});
-    w.watches.clear();
-    w.replays.clear();
-    w.overflowed = true;
+  std::size_t bytes = event_bytes(e);
+  if (!w.queue.empty() && (w.queue.size() >= limits_.queue_limit || w.queue_bytes + bytes > limits_.queue_bytes)) {
+    cut_off(w, e.index);
     return;
   }
   w.queue.push_back(Notification{Notification::Type::event, watch.id, e, 0});
-  w.delivered = std::max(w.delivered, e.index);
+  w.queue_bytes += bytes;
+}
+
+void WatchHub::cut_off(Watcher& w, std::uint64_t index) {
+  // Each watch resumes after what it has actually been handed: before its first unpolled event,
+  // or (none queued) before the entry being published, whose events it has not received. poll
+  // hands out whole entries, so no entry is half handed out. Unpolled resync and overflow
+  // notices stay, in order, ahead of the new overflow notices (at most queue_limit of them).
+  std::unordered_map<std::uint64_t, std::uint64_t> first_event;  // watch -> index of its first unpolled event
+  std::deque<Notification> notes;
+  for (const auto& n : w.queue) {
+    if (n.type == Notification::Type::event) first_event.emplace(n.watch, n.event.index);
+    else notes.push_back(n);
+  }
+  for (const auto& watch : w.watches) {
+    auto it = first_event.find(watch.id);
+    std::uint64_t next = it != first_event.end() ? it->second : index;
+    notes.push_back(Notification{Notification::Type::overflow, watch.id, {}, std::max(next - 1, watch.after)});
+    if (it != first_event.end()) first_event.erase(it);
+  }
+  for (const auto& r : w.replays) notes.push_back(Notification{Notification::Type::overflow, r.watch.id, {}, r.through});
+  // A one-shot watch that fired is no longer registered, but its event may still be queued: it
+  // too is told where to resume rather than losing the event silently. (Sorted: deterministic.)
+  std::map<std::uint64_t, std::uint64_t> fired(first_event.begin(), first_event.end());
+  for (const auto& [id, next] : fired) notes.push_back(Notification{Notification::Type::overflow, id, {}, next - 1});
+  w.queue = std::move(notes);  // at most queue_limit + watches_per_watcher
+  w.queue_bytes = 0;
+  w.watches.clear();
+  w.replays.clear();
+  w.overflowed = true;
 }
 
 std::uint64_t WatchHub::watch(std::uint64_t watcher, WatchSpec spec, std::uint64_t resume_from) {
   auto it = watchers_.find(watcher);
   if (it == watchers_.end()) return 0;
   Watcher& w = it->second;
-  w.overflowed = false;
-  Watch watch{next_id_++, std::move(spec)};
-  if (resume_from == 0 || resume_from >= last_index_) {
+  // A full queue (notices included) takes no new watch: the queue bound holds for notices too.
+  if (w.watches.size() + w.replays.size() >= limits_.watches_per_watcher || w.queue.size() >= limits_.queue_limit) return 0;
+  w.overflowed = false;  // watching again after a cut
+  if (resume_from == from_now) resume_from = last_index_;
+  Watch watch{next_id_++, std::move(spec), std::max(resume_from, last_index_)};
+  if (resume_from >= last_index_) {
+    // Live at once; events at or below a resume index ahead of this server are skipped.
     w.watches.push_back(watch);
     return watch.id;
   }
-  std::uint64_t oldest_index = history_.empty() ? last_index_ + 1 : history_.front().event.index;
-  if (oldest_index > resume_from + 1) {
-    // The history no longer reaches back: say so rather than skip events.
+  if (trimmed_through_ > resume_from) {
+    // An event after resume_from is gone: say so rather than skip it.
     w.queue.push_back(Notification{Notification::Type::resync, watch.id, {}, last_index_});
     w.watches.push_back(watch);
     return watch.id;
   }
-  // Replay lazily, from the first history event after resume_from.
-  std::uint64_t cursor = history_.front().seq - 1;
-  for (const auto& p : history_) {
-    if (p.event.index > resume_from) break;
-    cursor = p.seq;
-  }
-  w.replays.push_back(Replay{watch, cursor});
+  // Replay lazily, from the first history event after resume_from (all of them are kept).
+  watch.after = resume_from;
+  auto first = std::partition_point(history_.begin(), history_.end(), [&](const Past& p) { return p.event.index <= resume_from; });
+  std::uint64_t cursor = first == history_.end() ? next_seq_ - 1 : first->seq - 1;
+  w.replays.push_back(Replay{watch, cursor, resume_from});
   return watch.id;
 }
 
-// Moves one replaying watch forward; true if it needs more polling.
+// Moves the replaying watches forward, stopping only between entries; true if more remain.
 bool WatchHub::replay_step(Watcher& w, std::vector<Notification>& out, std::size_t max) {
-  while (!w.replays.empty() && out.size() < max) {
+  while (!w.replays.empty()) {
     Replay& r = w.replays.front();
     std::uint64_t oldest = history_.empty() ? next_seq_ : history_.front().seq;
     if (r.cursor + 1 < oldest) {
-      // Trimmed while the watcher lagged: explicit resync, then live.
+      // Trimmed while the watcher lagged: explicit resync, then live from the newest index.
       out.push_back(Notification{Notification::Type::resync, r.watch.id, {}, last_index_});
-      w.watches.push_back(r.watch);
+      Watch live = r.watch;
+      live.after = last_index_;
+      w.watches.push_back(live);
       w.replays.erase(w.replays.begin());
       continue;
     }
@@ -100,12 +128,14 @@ bool WatchHub::replay_step(Watcher& w, std::vector<Notification>& out, std::size
       continue;
     }
     const Past& p = history_[pos];
+    if (out.size() >= max && p.event.index != r.through) return true;  // at an entry boundary
     r.cursor = p.seq;
-    if (!matches(r.watch.spec, p.event)) continue;
+    r.through = p.event.index;
+    if (p.event.index <= r.watch.after || !matches(r.watch.spec, p.event)) continue;
     out.push_back(Notification{Notification::Type::event, r.watch.id, p.event, 0});
     if (!r.watch.spec.persistent) w.replays.erase(w.replays.begin());  // a one-shot watch fired
   }
-  return !w.replays.empty();
+  return false;
 }
 
 bool WatchHub::cancel(std::uint64_t watcher, std::uint64_t watch) {
@@ -116,6 +146,13 @@ bool WatchHub::cancel(std::uint64_t watcher, std::uint64_t watch) {
   auto before = ws.size() + rs.size();
   std::erase_if(ws, [&](const Watch& x) { return x.id == watch; });
   std::erase_if(rs, [&](const Replay& x) { return x.watch.id == watch; });
+  // Nothing more for a cancelled watch, queued notifications included.
+  Watcher& w = it->second;
+  std::erase_if(w.queue, [&](const Notification& n) {
+    if (n.watch != watch) return false;
+    if (n.type == Notification::Type::event) w.queue_bytes -= event_bytes(n.event);
+    return true;
+  });
   return ws.size() + rs.size() != before;
 }
 
@@ -123,18 +160,24 @@ void WatchHub::publish(const std::vector<Event>& events) {
   for (const auto& e : events) {
     last_index_ = std::max(last_index_, e.index);
     history_.push_back(Past{next_seq_++, e});
-    while (history_.size() > limits_.history_events) history_.pop_front();
+    history_bytes_ += event_bytes(e);
+    while (!history_.empty() && (history_.size() > limits_.history_events || history_bytes_ > limits_.history_bytes)) {
+      trimmed_through_ = std::max(trimmed_through_, history_.front().event.index);
+      history_bytes_ -= event_bytes(history_.front().event);
+      history_.pop_front();
+    }
     for (auto& [id, w] : watchers_) {
       for (std::size_t i = 0; i < w.watches.size();) {
-        if (!matches(w.watches[i].spec, e)) {
+        if (e.index <= w.watches[i].after || !matches(w.watches[i].spec, e)) {
           ++i;
           continue;
         }
-        Watch fired = w.watches[i];
-        if (!fired.spec.persistent) w.watches.erase(w.watches.begin() + static_cast<std::ptrdiff_t>(i));
-        else ++i;
-        deliver(w, fired, e);
+        // Deliver before a one-shot watch is removed, so that a cut-off right now still gives
+        // it a resume index.
+        deliver(w, w.watches[i], e);
         if (w.overflowed) break;
+        if (!w.watches[i].spec.persistent) w.watches.erase(w.watches.begin() + static_cast<std::ptrdiff_t>(i));
+        else ++i;
       }
     }
   }
@@ -146,14 +189,19 @@ std::vector<Notification> WatchHub::poll(std::uint64_t watcher, std::size_t max)
   if (it == watchers_.end()) return out;
   Watcher& w = it->second;
   auto& q = w.queue;
-  while (!q.empty() && out.size() < max) {
-    out.push_back(std::move(q.front()));
+  std::uint64_t last = 0;  // index of the last event handed out: its entry is handed out whole
+  while (!q.empty()) {
+    Notification& n = q.front();
+    bool is_event = n.type == Notification::Type::event;
+    if (out.size() >= max && !(is_event && last != 0 && n.event.index == last)) break;
+    if (is_event) {
+      last = n.event.index;
+      w.queue_bytes -= event_bytes(n.event);
+    }
+    out.push_back(std::move(n));
     q.pop_front();
   }
-  replay_step(w, out, max);
-  // Events of one index may span several notifications: only a fully handed-out index counts.
-  std::uint64_t through = q.empty() ? w.delivered : (q.front().type == Notification::Type::event ? q.front().event.index - 1 : w.polled_through);
-  w.polled_through = std::max(w.polled_through, through);
+  if (q.empty()) replay_step(w, out, max);
   return out;
 }
 

@@ -46,6 +46,7 @@ std::string encode(const Command& c) {
   Writer w;
   w.u64(c.session);
   w.u64(c.seq);
+  w.u64(c.secret);
   put_op(w, c.op);
   return w.take();
 }
@@ -55,6 +56,7 @@ std::optional<Command> decode(std::string_view bytes) {
   Command c;
   c.session = r.u64();
   c.seq = r.u64();
+  c.secret = r.u64();
   if (!get_op(r, c.op, 0) || !r.done()) return std::nullopt;
   return c;
 }

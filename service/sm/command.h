@@ -1,6 +1,6 @@
 #pragma once
 // Commands of the replicated state machine and their binary encoding (the bytes of a Raft
-// entry). Encoding, little-endian: session u64 | seq u64 | op, where
+// entry). Encoding, little-endian: session u64 | seq u64 | secret u64 | op, where
 //   op = type u8 | path str | data str | version i64 | flags u32 | ttl_ms i64 | id u64 |
 //        recursive u8 | op count u32 | op*          (str = length u32 | bytes)
 // Reads (get, exists, children) are queries, not commands: they do not go through the log.
@@ -18,9 +18,9 @@ enum class OpType : std::uint8_t {
   remove = 3,
   check = 4,            // inside multi only
   multi = 5,            // all-or-nothing
-  open_session = 6,     // ttl_ms = session timeout
-  keep_alive = 7,       // id = session
-  close_session = 8,    // id = session
+  open_session = 6,     // ttl_ms = session timeout; the command's secret becomes the session's
+  keep_alive = 7,       // of the command's own session (id: 0 or that session)
+  close_session = 8,    // of the command's own session (id: 0 or that session)
   grant_lease = 9,      // ttl_ms
   keep_alive_lease = 10,
   revoke_lease = 11,
@@ -63,6 +63,9 @@ struct Command {
   std::uint64_t session = 0;  // 0: no session (no exactly-once)
   std::uint64_t seq = 0;      // per-session sequence number; a retry repeats it
   Op op;
+  // Ownership (docs/data-model.md, Sessions): open_session sets it, nonzero, chosen at random by
+  // the opener; every request of a session must carry it, or it is treated as unknown_session.
+  std::uint64_t secret = 0;
   bool operator==(const Command&) const = default;
 };
 

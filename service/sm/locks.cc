@@ -15,11 +15,15 @@ LockResult LockTable::acquire(const std::string& name, std::uint64_t session, bo
   Lock& l = locks_[name];
   for (const auto& h : l.holders)
     if (h.session == session) {
+      if (h.shared != shared) return LockResult::wrong_mode;
       *token = h.token;
       return LockResult::held;
     }
   for (const auto& w : l.queue)
-    if (w.session == session) return try_only ? LockResult::busy : LockResult::queued;
+    if (w.session == session) {
+      if (w.shared != shared) return LockResult::wrong_mode;
+      return try_only ? LockResult::busy : LockResult::queued;
+    }
   bool free_now = l.queue.empty() && compatible(l, shared) && now >= l.delayed_until_ms;
   if (!free_now && try_only) {
     forget_if_idle(name, index);
@@ -90,7 +94,11 @@ void LockTable::on_session_end(std::uint64_t session, bool expired, std::uint64_
     Lock& l = locks_.at(name);
     auto h = std::find_if(l.holders.begin(), l.holders.end(), [&](const Holder& x) { return x.session == session; });
     if (h != l.holders.end()) {
-      if (expired && h->delay_ms > 0) l.delayed_until_ms = std::max(l.delayed_until_ms, now + h->delay_ms);
+      if (expired && h->delay_ms > 0) {
+        std::int64_t until;  // delays are bounded by the state machine; saturate all the same
+        if (__builtin_add_overflow(now, h->delay_ms, &until)) until = INT64_MAX;
+        l.delayed_until_ms = std::max(l.delayed_until_ms, until);
+      }
       l.holders.erase(h);
     }
     l.queue.erase(std::remove_if(l.queue.begin(), l.queue.end(), [&](const Waiter& w) { return w.session == session; }),

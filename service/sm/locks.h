@@ -35,8 +35,10 @@ struct Grant {
   bool operator==(const Grant&) const = default;
 };
 
-// `held`: the session already held the lock (nothing changed).
-enum class LockResult : std::uint8_t { granted, held, queued, busy, too_many, not_held };
+// `held`: the session already held the lock in the mode asked (nothing changed). `wrong_mode`:
+// it holds or waits for the lock in the other mode; there are no upgrades or downgrades (two
+// shared holders both upgrading would deadlock), so it must release and ask again.
+enum class LockResult : std::uint8_t { granted, held, queued, busy, too_many, not_held, wrong_mode };
 
 struct LockLimits {
   std::size_t max_waiters_per_lock = 10000;
@@ -68,8 +70,9 @@ class LockTable {
   explicit LockTable(LockLimits limits = {}) : limits_(limits) {}
 
   // Acquire (or queue for) `name`. On `granted`, *token is the new token. Re-acquiring a held lock
-  // is `held`, with its existing token in *token; a second request while queued is `queued` again
-  // (not queued twice).
+  // in the same mode is `held`, with its existing token in *token; a second request while queued
+  // in the same mode is `queued` again (not queued twice); either in the other mode is
+  // `wrong_mode` (nothing changes).
   LockResult acquire(const std::string& name, std::uint64_t session, bool shared, bool try_only, std::int64_t delay_ms,
                      const std::string& value, std::uint64_t index, std::int64_t now, std::uint64_t* token,
                      std::vector<Grant>* grants);

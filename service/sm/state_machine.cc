@@ -52,6 +52,13 @@ constexpr std::uint64_t root_id = 1;
 // Locks and elections share one table under distinct prefixes.
 std::string lock_key(std::string_view name) { return "l:" + std::string(name); }
 std::string election_key(std::string_view name) { return "e:" + std::string(name); }
+// Deadlines are cluster time plus a bounded duration; saturate anyway, so even a leader's absurd
+// clock stamp cannot make one wrap around (signed overflow is undefined behaviour).
+std::int64_t sat_add(std::int64_t a, std::int64_t b) {
+  std::int64_t r;
+  if (__builtin_add_overflow(a, b, &r)) return b > 0 ? INT64_MAX : INT64_MIN;
+  return r;
+}
 Response error(Errc e) {
   Response r;
   r.err = e;
@@ -118,6 +125,7 @@ Response StateMachine::exists(std::string_view path) const {
 
 Response StateMachine::children(std::string_view path, std::string_view cursor, std::size_t limit) const {
   if (validate_path(path) != Errc::ok) return error(Errc::bad_path);
+  if (limit == 0) return error(Errc::bad_request);  // a page must make progress
   auto id = find(path);
   if (!id) return error(Errc::no_node);
   Response r;
@@ -150,7 +158,8 @@ void StateMachine::advance_clock(std::int64_t stamp) {
     now_ = stamp;
     stamped_ = true;
   } else if (stamp > last_stamp_) {
-    now_ += std::min(stamp - last_stamp_, limits_.max_time_step_ms);
+    std::uint64_t gap = static_cast<std::uint64_t>(stamp) - static_cast<std::uint64_t>(last_stamp_);  // no overflow
+    now_ = sat_add(now_, static_cast<std::int64_t>(std::min<std::uint64_t>(gap, static_cast<std::uint64_t>(limits_.max_time_step_ms))));
   }
   last_stamp_ = stamp;
 }
@@ -170,6 +179,7 @@ ApplyResult StateMachine::apply(std::uint64_t index, std::int64_t cluster_time_m
     result.response = error(Errc::bad_request);
   }
   collect_empty_containers(cx);
+  nodes_.end_entry();
   result.events = std::move(cx.events);
   return result;
 }
@@ -188,7 +198,7 @@ void StateMachine::expire(Context& cx) {
     auto id = find(p);
     if (!id) continue;
     const Node& n = nodes_.at(*id);
-    if (n.stat.child_count == 0 && now_ > n.stat.mtime_ms + ttl) ttl_dead.push_back(p);
+    if (n.stat.child_count == 0 && now_ > sat_add(n.stat.mtime_ms, ttl)) ttl_dead.push_back(p);
   }
   for (const auto& p : ttl_dead)
     if (auto id = find(p)) remove_node(cx, *id, p);
@@ -238,11 +248,13 @@ Response StateMachine::do_lock(Context& cx, const Command& c, const Op& op) {
     case OpType::lock:
     case OpType::campaign: {
       if (op.flags & ~(lock_shared | lock_try) || (election && op.flags != 0)) return error(Errc::bad_request);
+      if (op.ttl_ms < 0 || op.ttl_ms > limits_.max_lock_delay_ms) return error(Errc::bad_request);  // lock-delay
       std::uint64_t token = 0;
       auto res = locks_.acquire(key, c.session, (op.flags & lock_shared) != 0, (op.flags & lock_try) != 0,
-                                std::max<std::int64_t>(op.ttl_ms, 0), op.data, cx.index, now_, &token, &grants);
+                                op.ttl_ms, op.data, cx.index, now_, &token, &grants);
       if (res == LockResult::busy) return error(Errc::busy);
       if (res == LockResult::too_many) return error(Errc::too_many);
+      if (res == LockResult::wrong_mode) return error(Errc::bad_request);  // no upgrade/downgrade
       if (res == LockResult::granted || res == LockResult::held) {
         r.id = token;  // held (now or already); otherwise queued (id 0) and a grant event follows later
         if (election && res == LockResult::granted) emit_leader_change(cx, key);  // a new leader
@@ -286,14 +298,25 @@ Response StateMachine::execute(Context& cx, const Command& c) {
   Session* s = nullptr;
   if (c.session != 0) {
     auto it = sessions_.find(c.session);
-    if (it == sessions_.end()) return error(Errc::unknown_session);
+    if (it == sessions_.end() || it->second.secret != c.secret) {
+      // Unknown, or not presented by its owner (the same answer: a session id reveals nothing).
+      // A retried close of a session its owner closed gets the original answer.
+      if (it == sessions_.end() && c.op.type == OpType::close_session && c.seq != 0)
+        for (const auto& x : closed_)
+          if (x.session == c.session && x.seq == c.seq && x.secret == c.secret) return Response{};
+      return error(Errc::unknown_session);
+    }
     s = &it->second;
     if (c.seq != 0 && c.seq <= s->last_seq) {
       // A retry: answer exactly as the first time, without applying it again.
       auto cached = s->responses.find(c.seq);
       return cached != s->responses.end() ? cached->second : error(Errc::stale_request);
     }
-    s->deadline_ms = now_ + s->timeout_ms;  // any request keeps the session alive
+    // Too far ahead: rejected before the session is touched (docs/data-model.md, Errors).
+    if (c.seq != 0 && c.seq - s->last_seq > limits_.max_seq_step) return error(Errc::bad_request);
+    // From here on the request counts as the session's, accepted or rejected: it renews the
+    // session and its answer is kept for retries.
+    s->deadline_ms = sat_add(now_, s->timeout_ms);  // any request keeps the session alive
   }
   Response r = execute_op(cx, c, c.op);
   if (s && c.seq != 0 && sessions_.count(c.session)) {
@@ -314,30 +337,35 @@ Response StateMachine::execute_op(Context& cx, const Command& c, const Op& op) {
     case OpType::tick: return Response{};
     case OpType::open_session: {
       if (op.ttl_ms < limits_.min_timeout_ms || op.ttl_ms > limits_.max_timeout_ms) return error(Errc::bad_request);
+      if (c.secret == 0) return error(Errc::bad_request);  // a session anyone could use
       Session s;
+      s.secret = c.secret;
       s.timeout_ms = op.ttl_ms;
-      s.deadline_ms = now_ + op.ttl_ms;
+      s.deadline_ms = sat_add(now_, op.ttl_ms);
       sessions_[cx.index] = s;  // the session id is the log index: unique, deterministic
       Response r;
       r.id = cx.index;
       return r;
     }
-    case OpType::keep_alive: {
-      auto it = sessions_.find(op.id);
-      if (it == sessions_.end()) return error(Errc::unknown_session);
-      it->second.deadline_ms = now_ + it->second.timeout_ms;
-      return Response{};
-    }
+    case OpType::keep_alive:  // execute() renewed the command's session, checked its secret
     case OpType::close_session: {
-      if (!sessions_.count(op.id)) return error(Errc::unknown_session);
-      closing_ = true;  // a clean close applies no lock-delay
-      end_session(cx, op.id, EventType::session_expired);
+      // Only a session's own requests act on it: nobody else can keep it alive or close it
+      // (and so skip its lock-delay).
+      if (c.session == 0) return error(Errc::unknown_session);
+      if (op.id != 0 && op.id != c.session) return error(Errc::bad_request);
+      if (op.type == OpType::keep_alive) return Response{};
+      closing_ = true;  // the owner's clean close applies no lock-delay
+      end_session(cx, c.session, EventType::session_expired);
       closing_ = false;
+      if (c.seq != 0) {
+        closed_.push_back(Closed{c.session, c.seq, c.secret});
+        if (closed_.size() > limits_.closed_sessions_kept) closed_.pop_front();
+      }
       return Response{};
     }
     case OpType::grant_lease: {
       if (op.ttl_ms < limits_.min_timeout_ms || op.ttl_ms > limits_.max_timeout_ms) return error(Errc::bad_request);
-      leases_[cx.index] = Lease{op.ttl_ms, now_ + op.ttl_ms, {}};
+      leases_[cx.index] = Lease{op.ttl_ms, sat_add(now_, op.ttl_ms), {}};
       Response r;
       r.id = cx.index;
       r.ttl_ms = op.ttl_ms;
@@ -346,7 +374,7 @@ Response StateMachine::execute_op(Context& cx, const Command& c, const Op& op) {
     case OpType::keep_alive_lease: {
       auto it = leases_.find(op.id);
       if (it == leases_.end()) return error(Errc::unknown_lease);
-      it->second.deadline_ms = now_ + it->second.ttl_ms;
+      it->second.deadline_ms = sat_add(now_, it->second.ttl_ms);
       Response r;
       r.id = op.id;
       r.ttl_ms = it->second.ttl_ms;
@@ -366,15 +394,25 @@ Response StateMachine::execute_op(Context& cx, const Command& c, const Op& op) {
   return error(Errc::bad_request);
 }
 
-Response StateMachine::do_create(Context& cx, const Command& c, const Op& op) {
-  if (validate_path(op.path) != Errc::ok || op.path == "/") return error(Errc::bad_path);
-  if (op.data.size() > limits_.max_value_bytes) return error(Errc::too_large);
-  if (op.flags & ~(flag_ephemeral | flag_sequential | flag_container | flag_ttl)) return error(Errc::bad_request);
+Errc StateMachine::check_create(const Command& c, const Op& op, bool in_multi) const {
+  // The one validation of a create's own arguments, inside and outside a transaction: whatever
+  // passes it (and the tree checks after it) cannot fail in apply.
+  if (validate_path(op.path) != Errc::ok || op.path == "/") return Errc::bad_path;
+  if (op.data.size() > limits_.max_value_bytes) return Errc::too_large;
+  if (op.flags & ~(flag_ephemeral | flag_sequential | flag_container | flag_ttl)) return Errc::bad_request;
+  if (in_multi && (op.flags & flag_sequential)) return Errc::bad_request;  // names unknown until applied
   bool ephemeral = op.flags & flag_ephemeral;
-  if ((op.flags & flag_ttl) && (op.ttl_ms <= 0 || ephemeral)) return error(Errc::bad_request);
-  if ((op.flags & flag_container) && ephemeral) return error(Errc::bad_request);
-  if (ephemeral && !sessions_.count(c.session)) return error(Errc::unknown_session);
-  if (op.id != 0 && !leases_.count(op.id)) return error(Errc::unknown_lease);
+  if ((op.flags & flag_ttl) && (op.ttl_ms < 1 || op.ttl_ms > limits_.max_node_ttl_ms || ephemeral)) return Errc::bad_request;
+  if (!(op.flags & flag_ttl) && op.ttl_ms != 0) return Errc::bad_request;  // a TTL without the flag
+  if ((op.flags & flag_container) && ephemeral) return Errc::bad_request;
+  if (ephemeral && !sessions_.count(c.session)) return Errc::unknown_session;
+  if (op.id != 0 && !leases_.count(op.id)) return Errc::unknown_lease;
+  return Errc::ok;
+}
+
+Response StateMachine::do_create(Context& cx, const Command& c, const Op& op) {
+  if (Errc e = check_create(c, op, /*in_multi=*/false); e != Errc::ok) return error(e);
+  bool ephemeral = op.flags & flag_ephemeral;
   auto parent = find(parent_of(op.path));
   if (!parent) return error(Errc::no_parent);
   Node& p = nodes_.at(*parent);
@@ -417,9 +455,22 @@ Response StateMachine::do_create(Context& cx, const Command& c, const Op& op) {
   return r;
 }
 
+Errc StateMachine::check_set(const Op& op) const {
+  if (validate_path(op.path) != Errc::ok) return Errc::bad_path;
+  if (op.data.size() > limits_.max_value_bytes) return Errc::too_large;
+  if (op.version < -1) return Errc::bad_request;  // -1: any version
+  return Errc::ok;
+}
+
+Errc StateMachine::check_remove(const Op& op, bool in_multi) const {
+  if (validate_path(op.path) != Errc::ok || op.path == "/") return Errc::bad_path;
+  if (op.version < -1) return Errc::bad_request;
+  if (in_multi && op.recursive) return Errc::bad_request;  // not inside a transaction
+  return Errc::ok;
+}
+
 Response StateMachine::do_set(Context& cx, const Op& op) {
-  if (validate_path(op.path) != Errc::ok) return error(Errc::bad_path);
-  if (op.data.size() > limits_.max_value_bytes) return error(Errc::too_large);
+  if (Errc e = check_set(op); e != Errc::ok) return error(e);
   auto id = find(op.path);
   if (!id) return error(Errc::no_node);
   Node& n = nodes_.at(*id);
@@ -437,8 +488,7 @@ Response StateMachine::do_set(Context& cx, const Op& op) {
 }
 
 Response StateMachine::do_remove(Context& cx, const Op& op) {
-  if (validate_path(op.path) != Errc::ok) return error(Errc::bad_path);
-  if (op.path == "/") return error(Errc::bad_path);
+  if (Errc e = check_remove(op, /*in_multi=*/false); e != Errc::ok) return error(e);
   auto id = find(op.path);
   if (!id) return error(Errc::no_node);
   const Node& n = nodes_.at(*id);
@@ -481,11 +531,16 @@ void StateMachine::remove_node(Context& cx, std::uint64_t id, const std::string&
 
 void StateMachine::collect_empty_containers(Context& cx) {
   // A container vanishes when its last child goes (possibly cascading to its own container parent).
+  // The ids were recorded in this entry and no id is reused within an entry, so a live id is
+  // still the container whose child went. They are removed in path order, not id order: ids
+  // differ between a replica and one restored from a snapshot, and the events must not.
   while (!cx.maybe_empty_containers.empty()) {
-    std::uint64_t id = *cx.maybe_empty_containers.begin();
-    cx.maybe_empty_containers.erase(cx.maybe_empty_containers.begin());
-    if (!nodes_.contains(id) || id == root_id || nodes_.at(id).stat.child_count != 0) continue;
-    remove_node(cx, id, path_of(id));
+    std::map<std::string, std::uint64_t> by_path;
+    for (std::uint64_t id : cx.maybe_empty_containers)
+      if (nodes_.contains(id) && id != root_id) by_path.emplace(path_of(id), id);
+    cx.maybe_empty_containers.clear();
+    for (const auto& [path, id] : by_path)
+      if (nodes_.contains(id) && nodes_.at(id).stat.child_count == 0) remove_node(cx, id, path);  // may add parents
   }
 }
 
@@ -557,6 +612,7 @@ Errc StateMachine::validate_multi(const Command& c, const Op& op, std::size_t* f
     if (validate_path(o.path) != Errc::ok) return Errc::bad_path;
     switch (o.type) {
       case OpType::check: {
+        if (o.version < -1 || (o.flags & ~(check_exists | check_not_exists | check_value))) return Errc::bad_request;
         View v = view(o.path);
         if ((o.flags & check_exists) && !v.exists) return Errc::no_node;
         if ((o.flags & check_not_exists) && v.exists) return Errc::node_exists;
@@ -565,12 +621,8 @@ Errc StateMachine::validate_multi(const Command& c, const Op& op, std::size_t* f
         break;
       }
       case OpType::create: {
-        if (o.path == "/") return Errc::bad_path;
-        if (o.flags & flag_sequential) return Errc::bad_request;  // names unknown until applied
-        if (o.data.size() > limits_.max_value_bytes) return Errc::too_large;
-        // Same order of checks as do_create.
-        if ((o.flags & flag_ephemeral) && !sessions_.count(c.session)) return Errc::unknown_session;
-        if (o.id != 0 && !leases_.count(o.id)) return Errc::unknown_lease;
+        if (Errc e = check_create(c, o, /*in_multi=*/true); e != Errc::ok) return e;
+        // Then the tree checks, in do_create's order, against the overlay.
         std::string parent(parent_of(o.path));
         View p = view(parent);
         if (!p.exists) return Errc::no_parent;
@@ -582,7 +634,7 @@ Errc StateMachine::validate_multi(const Command& c, const Op& op, std::size_t* f
         break;
       }
       case OpType::set: {
-        if (o.data.size() > limits_.max_value_bytes) return Errc::too_large;
+        if (Errc e = check_set(o); e != Errc::ok) return e;
         View v = view(o.path);
         if (!v.exists) return Errc::no_node;
         if (o.version >= 0 && o.version != v.version) return Errc::bad_version;
@@ -592,7 +644,7 @@ Errc StateMachine::validate_multi(const Command& c, const Op& op, std::size_t* f
         break;
       }
       case OpType::remove: {
-        if (o.path == "/" || o.recursive) return Errc::bad_request;
+        if (Errc e = check_remove(o, /*in_multi=*/true); e != Errc::ok) return e;
         View v = view(o.path);
         if (!v.exists) return Errc::no_node;
         if (o.version >= 0 && o.version != v.version) return Errc::bad_version;
@@ -632,8 +684,9 @@ Response StateMachine::do_multi(Context& cx, const Command& c, const Op& op) {
 // ---- snapshot --------------------------------------------------------------------------------------
 
 namespace {
-// "TSM2": each lock record carries its last token (TSM1 snapshots are rejected, not misread).
-constexpr std::uint32_t snapshot_magic = 0x324d5354;
+// "TSM3": sessions carry their owner's secret, and the closes kept for retries follow them
+// (TSM2: each lock record carries its last token; older snapshots are rejected, not misread).
+constexpr std::uint32_t snapshot_magic = 0x334d5354;
 
 void put_stat(Writer& w, const Stat& s) {
   w.u64(s.created_index);
@@ -702,6 +755,11 @@ std::string StateMachine::snapshot() const {
   w.i64(now_);
   w.i64(last_stamp_);
   w.u8(stamped_ ? 1 : 0);
+  write_state(w, /*bookkeeping=*/true);
+  return w.take();
+}
+
+void StateMachine::write_state(Writer& w, bool bookkeeping) const {
   // Nodes in depth-first, name order (parents before children), root first.
   w.u64(nodes_.size());
   std::vector<std::uint64_t> stack{root_id};
@@ -724,13 +782,23 @@ std::string StateMachine::snapshot() const {
   w.u64(sessions_.size());
   for (auto& [id, s] : sessions_) {
     w.u64(id);
+    w.u64(s.secret);
     w.i64(s.timeout_ms);
+    if (!bookkeeping) continue;  // data_digest: which sessions exist, not their renewals
     w.i64(s.deadline_ms);
     w.u64(s.last_seq);
     w.u32(static_cast<std::uint32_t>(s.responses.size()));
     for (auto& [seq, resp] : s.responses) {
       w.u64(seq);
       put_response(w, resp);
+    }
+  }
+  if (bookkeeping) {  // the retry memory of closed sessions
+    w.u64(closed_.size());
+    for (const auto& x : closed_) {
+      w.u64(x.session);
+      w.u64(x.seq);
+      w.u64(x.secret);
     }
   }
   w.u64(leases_.size());
@@ -740,7 +808,6 @@ std::string StateMachine::snapshot() const {
     w.i64(l.deadline_ms);
   }
   locks_.encode(w);
-  return w.take();
 }
 
 bool StateMachine::restore(std::string_view bytes) {
@@ -795,6 +862,7 @@ bool StateMachine::restore(std::string_view bytes) {
     std::uint64_t id = r.u64();
     Session& s = fresh.sessions_[id];
     seen_sessions.insert(id);
+    s.secret = r.u64();
     s.timeout_ms = r.i64();
     s.deadline_ms = r.i64();
     s.last_seq = r.u64();
@@ -806,6 +874,9 @@ bool StateMachine::restore(std::string_view bytes) {
     }
   }
   if (seen_sessions.size() != fresh.sessions_.size()) return false;  // an ephemeral owned by no session
+  std::uint64_t nc = r.u64();
+  if (!r.ok() || nc > limits_.closed_sessions_kept) return false;
+  for (std::uint64_t i = 0; i < nc; ++i) fresh.closed_.push_back(Closed{r.u64(), r.u64(), r.u64()});
   std::uint64_t nl = r.u64();
   if (!r.ok() || nl > r.left()) return false;
   std::set<std::uint64_t> seen_leases;
@@ -828,15 +899,27 @@ bool StateMachine::restore(std::string_view bytes) {
   return true;
 }
 
+namespace {
+std::uint64_t fnv1a(const std::string& s) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+}  // namespace
+
 std::uint64_t StateMachine::digest() const {
   // FNV-1a over the canonical snapshot encoding of the replicated data (nodes, sessions,
-  // leases), skipping the header (applied index and clock), which every entry advances: equal
-  // states give equal digests on any replica, and a rejected command leaves the digest as it was.
-  constexpr std::size_t header_bytes = 4 + 8 + 8 + 8 + 1;
-  std::string s = snapshot();
-  std::uint64_t h = 1469598103934665603ull;
-  for (std::size_t i = header_bytes; i < s.size(); ++i) h = (h ^ static_cast<unsigned char>(s[i])) * 1099511628211ull;
-  return h;
+  // leases, locks) without the header (applied index and clock), which every entry advances:
+  // equal states give equal digests on any replica.
+  Writer w;
+  write_state(w, /*bookkeeping=*/true);
+  return fnv1a(w.bytes());
+}
+
+std::uint64_t StateMachine::data_digest() const {
+  Writer w;
+  write_state(w, /*bookkeeping=*/false);
+  return fnv1a(w.bytes());
 }
 
 }  // namespace tern::sm

@@ -19,6 +19,7 @@
 // Invariants: every node but the root has an existing parent; an ephemeral node's owner is a
 // live session; child_count equals the number of children.
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
@@ -38,8 +39,15 @@ struct Limits {
   std::size_t max_request_bytes = (1 << 20) + 8192;  // ... and whole requests (value + overhead)
   std::int64_t max_time_step_ms = 2000;              // see TIME above
   std::size_t responses_per_session = 64;            // retained for exactly-once retries
-  std::int64_t min_timeout_ms = 100;
+  // Every duration a client supplies is bounded (docs/data-model.md), so no deadline overflows.
+  std::int64_t min_timeout_ms = 100;               // session timeouts and lease TTLs
   std::int64_t max_timeout_ms = 24 * 3600 * 1000;
+  std::int64_t max_node_ttl_ms = 30ll * 24 * 3600 * 1000;  // TTL nodes: 1 ms .. 30 days
+  std::int64_t max_lock_delay_ms = 60'000;                 // lock-delay: 0 .. 60 s
+  // A sequence number may run ahead of the session's last one by at most this much, so no
+  // request can use up the sequence space (UINT64_MAX would make every later request a retry).
+  std::uint64_t max_seq_step = std::uint64_t{1} << 32;
+  std::size_t closed_sessions_kept = 1024;  // closes remembered for retries
 };
 
 struct ApplyResult {
@@ -61,8 +69,8 @@ class StateMachine {
   // Queries (served locally; linearizable when issued after a ReadIndex).
   Response get(std::string_view path) const;
   Response exists(std::string_view path) const;
-  // Children in byte order after `cursor` (exclusive), at most `limit`; response.path holds the
-  // cursor for the next page, empty when there is none.
+  // Children in byte order after `cursor` (exclusive), at most `limit` (>= 1, else bad_request);
+  // response.path holds the cursor for the next page, empty when there is none.
   Response children(std::string_view path, std::string_view cursor = {}, std::size_t limit = SIZE_MAX) const;
   Response lease_ttl(std::uint64_t lease) const;
   // Is `token` the fencing token of a current holder of lock `name`? (for downstream services)
@@ -71,10 +79,21 @@ class StateMachine {
   // = its token; no_node if nobody leads.
   Response leader(std::string_view name) const;
   bool has_session(std::uint64_t session) const { return sessions_.count(session) > 0; }
+  // Does `secret` open `session`? For a server re-attaching a session to a new connection: a
+  // connection (or capability) may act for a session only after presenting its secret.
+  bool owns(std::uint64_t session, std::uint64_t secret) const {
+    auto it = sessions_.find(session);
+    return it != sessions_.end() && it->second.secret == secret;
+  }
 
   std::string snapshot() const;
   bool restore(std::string_view bytes);
+  // Over the whole replicated state (header aside). A rejected request leaves it unchanged unless
+  // it is a request of a live session, whose renewal and retry cache it updates.
   std::uint64_t digest() const;
+  // Over everything but the sessions' bookkeeping (deadlines, last sequence, cached responses):
+  // no rejected request ever changes it.
+  std::uint64_t data_digest() const;
 
   std::uint64_t applied_index() const { return applied_; }
   std::int64_t now_ms() const { return now_; }
@@ -89,6 +108,7 @@ class StateMachine {
     std::uint32_t flags = 0;
   };
   struct Session {
+    std::uint64_t secret = 0;  // chosen by the opener; every request of the session carries it
     std::int64_t timeout_ms = 0;
     std::int64_t deadline_ms = 0;
     std::uint64_t last_seq = 0;
@@ -106,7 +126,10 @@ class StateMachine {
   void expire(Context& cx);
   Response execute(Context& cx, const Command& c);
   Response execute_op(Context& cx, const Command& c, const Op& op);
+  Errc check_create(const Command& c, const Op& op, bool in_multi) const;
   Response do_create(Context& cx, const Command& c, const Op& op);
+  Errc check_set(const Op& op) const;
+  Errc check_remove(const Op& op, bool in_multi) const;
   Response do_set(Context& cx, const Op& op);
   Response do_remove(Context& cx, const Op& op);
   Response do_multi(Context& cx, const Command& c, const Op& op);
@@ -117,6 +140,7 @@ class StateMachine {
   void end_session(Context& cx, std::uint64_t id, EventType why);
   void end_lease(Context& cx, std::uint64_t id, EventType why);
   Response do_lock(Context& cx, const Command& c, const Op& op);
+  void write_state(class Writer& w, bool bookkeeping) const;
   void emit_grants(Context& cx, const std::vector<Grant>& grants);
   void emit_leader_change(Context& cx, const std::string& election);
 
@@ -124,8 +148,10 @@ class StateMachine {
   std::string path_of(std::uint64_t id) const;
 
   Limits limits_;
-  // Nodes in a slot vector indexed by id (ids of deleted nodes are reused): no per-node
-  // allocation or hash bucket, which keeps the overhead per node small.
+  // Nodes in a slot vector indexed by id: no per-node allocation or hash bucket, which keeps the
+  // overhead per node small. Ids of deleted nodes are reused, but only from the next entry on
+  // (end_entry): within one entry an id names one node, so the containers an entry may have
+  // emptied can be collected by id without hitting a node created later in the same entry.
   class NodeStore {
    public:
     std::uint64_t add(Node n) {
@@ -148,8 +174,12 @@ class StateMachine {
     void erase(std::uint64_t id) {
       slots_[id] = Node{};
       live_[id] = false;
-      free_.push_back(id);
+      freed_in_entry_.push_back(id);
       --count_;
+    }
+    void end_entry() {
+      free_.insert(free_.end(), freed_in_entry_.begin(), freed_in_entry_.end());
+      freed_in_entry_.clear();
     }
     std::size_t size() const { return count_; }
     template <class F>
@@ -162,11 +192,18 @@ class StateMachine {
     std::vector<Node> slots_{Node{}};  // slot 0 unused: the root is id 1
     std::vector<bool> live_{false};
     std::vector<std::uint64_t> free_;
+    std::vector<std::uint64_t> freed_in_entry_;  // reusable from the next entry on
     std::size_t count_ = 0;
   };
   NodeStore nodes_;
   std::map<std::pair<std::uint64_t, std::string>, std::uint64_t> children_;  // (parent, name) -> id
   std::map<std::uint64_t, Session> sessions_;
+  // Sessions closed by their owner, newest last (at most Limits::closed_sessions_kept), so that
+  // a retried close answers its original ok instead of unknown_session.
+  struct Closed {
+    std::uint64_t session = 0, seq = 0, secret = 0;
+  };
+  std::deque<Closed> closed_;
   std::map<std::uint64_t, Lease> leases_;
   std::map<std::string, std::int64_t> ttl_nodes_;   // TTL node path -> ttl_ms (rare: kept aside)
   std::map<std::uint64_t, std::uint64_t> sequences_; // node id -> next sequential suffix of its children

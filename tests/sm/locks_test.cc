@@ -131,6 +131,7 @@ TEST(Locks, SnapshotKeepsQueuesTokensAndDelays) {
   ASSERT_TRUE(e.sm.restore(d.sm.snapshot()));
   e.index = d.index;
   e.time = d.time;
+  e.secrets = d.secrets;
   EXPECT_EQ(e.sm.digest(), d.sm.digest());
   for (Driver* x : {&d, &e}) {
     x->events.clear();
@@ -245,6 +246,7 @@ TEST(Locks, SnapshotKeepsTheLastTokenOfHeldAndIdleLocks) {
   ASSERT_TRUE(e.sm.restore(d.sm.snapshot()));
   e.index = d.index;
   e.time = d.time;
+  e.secrets = d.secrets;
   EXPECT_EQ(e.sm.digest(), d.sm.digest());
   EXPECT_TRUE(e.sm.check_token("held", last["held"]));
   std::vector<std::uint64_t> tokens[2];
@@ -347,17 +349,30 @@ RC_GTEST_PROP(LockModel, GrantsMatchAFifoModelAndNeverConflict, ()) {
       // Elections are exclusive locks on their own names: "a" is a lock, "b" an election.
       bool election = name == "b";
       bool shared = !election && *rc::gen::arbitrary<bool>();
-      auto r = election ? d.run(Op{OpType::campaign, name, "v" + std::to_string(s)}, s) : d.lock(s, name, shared ? lock_shared : 0);
-      if (holds) {
+      bool try_only = !election && *rc::gen::inRange(0, 3) == 0;
+      std::uint32_t flags = (shared ? lock_shared : 0) | (try_only ? lock_try : 0);
+      auto r = election ? d.run(Op{OpType::campaign, name, "v" + std::to_string(s)}, s) : d.lock(s, name, flags);
+      auto queued = std::find_if(l.queue.begin(), l.queue.end(), [&](const Req& q) { return q.session == s; });
+      if (holds && held->shared != shared) {
+        RC_ASSERT(r.err == Errc::bad_request);  // no upgrade or downgrade, try or not
+      } else if (holds) {
+        RC_ASSERT(r.err == Errc::ok);
         RC_ASSERT(r.id == held->token);  // re-acquiring returns the token held
+      } else if (waits && queued->shared != shared) {
+        RC_ASSERT(r.err == Errc::bad_request);
       } else if (waits) {
+        RC_ASSERT(r.err == (try_only ? Errc::busy : Errc::ok));
         RC_ASSERT(r.id == 0u);
       } else if (l.queue.empty() && compatible(l, shared)) {
         std::uint64_t token = next_token(l);
         l.holders.push_back({s, shared, token});
+        RC_ASSERT(r.err == Errc::ok);
         RC_ASSERT(r.id == token);
+      } else if (try_only) {
+        RC_ASSERT(r.err == Errc::busy);  // never queued
       } else {
         l.queue.push_back({s, shared});
+        RC_ASSERT(r.err == Errc::ok);
         RC_ASSERT(r.id == 0u);
       }
     } else {

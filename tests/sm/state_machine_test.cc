@@ -273,6 +273,7 @@ TEST(Snapshots, RestoreGivesTheSameDigestAndFutureBehaviour) {
   ASSERT_TRUE(e.sm.restore(d.sm.snapshot()));
   e.index = d.index;
   e.time = d.time;
+  e.secrets = d.secrets;
   EXPECT_EQ(e.sm.digest(), d.sm.digest());
   for (Driver* x : {&d, &e}) {
     x->create("/q/x-", "", flag_sequential);
