@@ -63,6 +63,21 @@ void expire_started_before(Map& waiting, Clock::time_point limit, Expire expire)
 
 }  // namespace
 
+bool wal_extends_snapshot(const storage::Recovered& rec, const raft::SnapshotMeta& snap) {
+  // Entries after a snapshot are kept only if they provably extend it (Log Matching, §5.3).
+  if (rec.entries.empty() || rec.entries.back().index <= snap.index) return true;  // nothing after it
+  Index first = rec.entries.front().index;
+  if (first <= snap.index) return rec.entries[snap.index.value - first.value].term == snap.term;
+  // No entry at the snapshot index. Entries right after a reset record for this very snapshot
+  // were written after it was installed.
+  if (rec.reset) return *rec.reset == std::make_pair(snap.index, snap.term) && first == snap.index.next();
+  // This node compacted its WAL past the snapshot's index, which it does only below one of its
+  // own snapshots (of committed entries): a received snapshot is always above the commit index,
+  // so the WAL here extends the committed log the snapshot covers.
+  // A gap after the snapshot is not decided here: recovery reports it as damage.
+  return first >= snap.index.next();
+}
+
 const char* node_errc_name(NodeErrc e) {
   switch (e) {
     case NodeErrc::not_leader: return "not_leader";
@@ -137,6 +152,20 @@ Result<void, std::string> Node::recover() {
     return fail("the WAL restarts after a snapshot at index " + std::to_string(rec.reset->first.value) +
                 " but no such snapshot file is present in " + data_dir_->snap_dir());
   Index after = rs.snapshot ? rs.snapshot->index : Index{0};
+  if (rs.snapshot && !wal_extends_snapshot(rec, *rs.snapshot)) {
+    // The snapshot file became durable but the WAL reset record did not (a crash while a
+    // received snapshot was installed): the WAL still holds the old log, which need not agree
+    // with the snapshot. Keep none of it, and finish the installation (the reset record).
+    spdlog::warn("the WAL does not extend the snapshot at index {} term {}: dropping its {} entries",
+                 after.value, rs.snapshot->term.value, rec.entries.size());
+    rec.entries.clear();
+    if (rs.hard_state.term < rs.snapshot->term) rs.hard_state = raft::HardState{rs.snapshot->term, NodeId{}, after};
+    storage::WriteBatch b;
+    b.reset_to = std::make_pair(after, rs.snapshot->term);
+    b.hard_state = rs.hard_state;
+    if (auto r = wal_->write(b); !r) return fail("wal: cannot record the snapshot: " + r.error().message);
+    written_hs_ = rs.hard_state;
+  }
   for (auto& e : rec.entries)
     if (e.index > after) rs.entries.push_back(std::move(e));
   if (!rs.entries.empty() && rs.entries.front().index != after.next())
@@ -144,8 +173,20 @@ Result<void, std::string> Node::recover() {
                 ", not right after the snapshot at " + std::to_string(after.value));
   bool empty = rec.hard_state.term == Term{0} && rs.entries.empty() && !rs.snapshot;
   if (empty && opt_.bootstrap) {
-    for (const auto& [id, addr] : opt_.initial_cluster) rs.bootstrap.voters.push_back(id);
-    spdlog::info("bootstrapping a new cluster of {} members", rs.bootstrap.voters.size());
+    // The initial membership is made durable here, before this node takes part: entry 1 (term
+    // 1) holds it and the hard state marks it committed. Every initial member writes the same
+    // entry and no leader exists at term 1, so it is committed by construction; a restart at
+    // any later crash point finds it in the WAL (never in a deferred commit-only hard state).
+    raft::ConfState conf;
+    for (const auto& [id, addr] : opt_.initial_cluster) conf.voters.push_back(id);
+    storage::WriteBatch b;
+    b.entries.push_back(raft::Entry{Term{1}, Index{1}, raft::EntryType::conf_change, raft::encode_conf_state(conf)});
+    b.hard_state = raft::HardState{Term{1}, NodeId{}, Index{1}};
+    if (auto r = wal_->write(b); !r) return fail("wal: cannot write the initial membership: " + r.error().message);
+    rs.hard_state = *b.hard_state;
+    written_hs_ = rs.hard_state;
+    rs.entries = std::move(b.entries);
+    spdlog::info("bootstrapping a new cluster of {} members", conf.voters.size());
   }
 
   raft::Config rc;
@@ -291,20 +332,31 @@ void Node::drive() {
 void Node::write_ready(const std::shared_ptr<raft::Ready>& rd) {
   storage::WriteBatch batch;
   if (rd->snapshot) batch.reset_to = std::make_pair(rd->snapshot->meta.index, rd->snapshot->meta.term);
-  for (const auto& m : rd->messages)
-    if (sendable_before_persist(m) && !is_commit_notice(*rd, m)) send(m);
+  // Everything handed to the WAL before this Ready is durable (one Ready in flight; the deferred
+  // flush is synchronous), so written_hs_ holds the durable term and vote.
+  bool term_vote_durable = !rd->hard_state || (rd->hard_state->term == written_hs_.term &&
+                                                rd->hard_state->vote == written_hs_.vote);
+  // The early send (thesis §10.2.1) vouches for the leader's term: only when that term and the
+  // vote that won it are already durable. A one-voter leader elected inside one tick would
+  // otherwise ship entries of a term it could forget, and re-win it with different entries.
+  if (term_vote_durable)
+    for (const auto& m : rd->messages)
+      if (sendable_before_persist(m) && !is_commit_notice(*rd, m)) send(m);
   // The commit index in the hard state is only a hint for restarts (raft/types.h): a Ready that
   // changes nothing else need not wait for a disk flush. Its commit index rides along with the
-  // next write (or the periodic flush in on_tick), saving one fdatasync per commit.
-  bool commit_only = rd->hard_state && !rd->snapshot && rd->entries.empty() &&
-                     rd->hard_state->term == written_hs_.term && rd->hard_state->vote == written_hs_.vote;
+  // next write (or the periodic flush in on_tick), saving one fdatasync per commit. Not when it
+  // commits a membership change: the membership a restarted node counts votes with is the one
+  // its durable commit index covers, so that index is written before the change is applied.
+  bool commits_conf = std::any_of(rd->committed.begin(), rd->committed.end(),
+                                  [](const raft::Entry& e) { return e.type == raft::EntryType::conf_change; });
+  bool commit_only = rd->hard_state && !rd->snapshot && rd->entries.empty() && term_vote_durable && !commits_conf;
   if (commit_only) {
     deferred_hs_ = rd->hard_state;
-    persisted(rd);
+    persisted(rd, term_vote_durable);
     return;
   }
   if (!rd->snapshot && rd->entries.empty() && !rd->hard_state) {
-    persisted(rd);
+    persisted(rd, term_vote_durable);
     return;
   }
   batch.entries = rd->entries;
@@ -319,29 +371,29 @@ void Node::write_ready(const std::shared_ptr<raft::Ready>& rd) {
     auto res = wal_->write(batch);
     if (!res) fatal("WAL write failed: " + res.error().message);
     fsync_hist_.observe_us(micros_since(t0));
-    persisted(rd);
+    persisted(rd, term_vote_durable);
     return;
   }
   persisting_ = true;
-  auto r = wal_->submit(std::move(batch), [this, rd, t0, alive = alive_](Result<Index, storage::StorageError> res) {
-    asio::post(io_, [this, rd, t0, alive, res = std::move(res)] {
+  auto r = wal_->submit(std::move(batch), [this, rd, t0, term_vote_durable, alive = alive_](Result<Index, storage::StorageError> res) {
+    asio::post(io_, [this, rd, t0, term_vote_durable, alive, res = std::move(res)] {
       if (!*alive) return;
       if (!res) fatal("WAL write failed: " + res.error().message);
       fsync_hist_.observe_us(micros_since(t0));
       persisting_ = false;
-      persisted(rd);
+      persisted(rd, term_vote_durable);
     });
   });
   if (!r) fatal("WAL submit failed: " + r.error().message);
 }
 
-void Node::persisted(const std::shared_ptr<raft::Ready>& rd) {
+void Node::persisted(const std::shared_ptr<raft::Ready>& rd, bool sent_early) {
   if (stopped_) return;
   std::vector<raft::Message> notices;
   for (auto& m : rd->messages) {
     if (is_commit_notice(*rd, m)) {
       notices.push_back(std::move(m));
-    } else if (!sendable_before_persist(m)) {
+    } else if (!sent_early || !sendable_before_persist(m)) {
       send(m);
     }
   }
@@ -365,6 +417,7 @@ void Node::persisted(const std::shared_ptr<raft::Ready>& rd) {
 }
 
 void Node::send(const raft::Message& m) {
+  if (opt_.on_send) opt_.on_send(m);
   if (const auto* req = std::get_if<raft::InstallSnapshotRequest>(&m.body)) {
     auto data = snapshot_data(req->meta.index);
     if (!data) return;  // the core retries; snapshot_data logged why

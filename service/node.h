@@ -46,9 +46,11 @@ struct NodeOptions {
   std::uint32_t election_ticks = 10;
   std::uint64_t snapshot_entries = 10000;
   std::size_t max_pending_proposals = 65536;
-  std::size_t inline_write_max_entries = 2;
+  std::size_t inline_write_max_entries = 2;  // smaller batches are written on the loop thread
   std::size_t max_pending_reads = 65536;
-  bool fault_injection = false;  // allow inject_partition (tests only)  // smaller batches are written on the loop thread
+  bool fault_injection = false;  // allow inject_partition (tests only)
+  // Tests: sees every message just before it is handed to the transport (on the loop thread).
+  std::function<void(const raft::Message&)> on_send;
 };
 
 enum class NodeErrc : std::uint8_t {
@@ -102,6 +104,12 @@ struct NodeStatus {
   std::size_t pending = 0;
 };
 
+// Recovery (issue 10, hole 4): whether the WAL's entries after `snap` provably extend it (the
+// WAL's entry at the snapshot index has the snapshot's term, or the WAL restarts right after a
+// reset record for this snapshot, or this node compacted the WAL at that index). If not, the
+// node drops them: they are an old log that a received snapshot replaced before a crash.
+bool wal_extends_snapshot(const storage::Recovered& rec, const raft::SnapshotMeta& snap);
+
 class Node {
  public:
   // Opens the data directory (checking the recorded cluster and node ids), recovers the newest
@@ -147,7 +155,7 @@ class Node {
   void schedule_drive();
   void drive();
   void write_ready(const std::shared_ptr<raft::Ready>& rd);
-  void persisted(const std::shared_ptr<raft::Ready>& rd);
+  void persisted(const std::shared_ptr<raft::Ready>& rd, bool sent_early);
   void send(const raft::Message& m);
   void apply_entry(const raft::Entry& e);
   void apply_snapshot(const raft::Snapshot& s);
