@@ -1,9 +1,8 @@
 #include "raft/storage/data_dir.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
 
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 
@@ -25,13 +24,11 @@ std::string identity_text(std::uint64_t cluster, std::uint64_t node) {
 Result<std::unique_ptr<DataDir>, StorageError> DataDir::open(const std::string& dir, std::uint64_t cluster_id,
                                                              std::uint64_t node_id, Io& io) {
   if (int r = io.mkdir(dir); r < 0) return fail(errno_error(r, "create data directory " + dir));
-  int fd = ::open((dir + "/LOCK").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return fail(errno_error(-errno, "open " + dir + "/LOCK"));
-  if (::flock(fd, LOCK_EX | LOCK_NB) < 0) {
-    ::close(fd);
+  int fd = io.lock(dir + "/LOCK");
+  if (fd == -EWOULDBLOCK || fd == -EAGAIN)
     return fail(StorageError{StorageErrc::locked, "data directory " + dir + " is in use by another process"});
-  }
-  std::unique_ptr<DataDir> d(new DataDir(dir, fd));
+  if (fd < 0) return fail(errno_error(fd, "open " + dir + "/LOCK"));
+  std::unique_ptr<DataDir> d(new DataDir(dir, fd, io));
   std::string path = dir + "/IDENTITY";
   std::string want = identity_text(cluster_id, node_id);
   int id_fd = io.open(path, O_RDONLY, 0);
@@ -63,7 +60,7 @@ Result<std::unique_ptr<DataDir>, StorageError> DataDir::open(const std::string& 
 }
 
 DataDir::~DataDir() {
-  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+  if (lock_fd_ >= 0) io_.close(lock_fd_);  // releases the lock
 }
 
 }  // namespace tern::storage

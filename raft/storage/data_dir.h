@@ -30,9 +30,10 @@ class DataDir {
   bool first_use() const { return first_use_; }
 
  private:
-  DataDir(std::string dir, int lock_fd) : dir_(std::move(dir)), lock_fd_(lock_fd) {}
+  DataDir(std::string dir, int lock_fd, Io& io) : dir_(std::move(dir)), lock_fd_(lock_fd), io_(io) {}
   std::string dir_;
   int lock_fd_;
+  Io& io_;
   bool first_use_ = false;
 };
 

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,6 +62,17 @@ std::vector<std::string> Io::list(const std::string& dir) {
   ::closedir(d);
   std::sort(out.begin(), out.end());
   return out;
+}
+
+int Io::lock(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return -errno;
+  if (::flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    int e = errno;
+    ::close(fd);
+    return -e;
+  }
+  return fd;
 }
 
 Io& posix_io() {

@@ -28,6 +28,9 @@ class Io {
   virtual int fsync_dir(const std::string& path);
   // Names in a directory (no "." or ".."), sorted; empty if it does not exist.
   virtual std::vector<std::string> list(const std::string& dir);
+  // Creates `path` if needed and takes an exclusive lock on it; returns a descriptor whose
+  // close() releases the lock, or -EWOULDBLOCK if another process (or descriptor) holds it.
+  virtual int lock(const std::string& path);
 };
 
 Io& posix_io();
