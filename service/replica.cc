@@ -125,6 +125,7 @@ Result<void, std::string> Replica::recover() {
 
   storage::WalOptions wo;
   wo.io = &io_;
+  wo.segment_bytes = opt_.wal_segment_bytes;
   wo.log = [](const std::string& s) { spdlog::warn("wal: {}", s); };
   storage::Recovered rec;
   auto wal = storage::Wal::open(data_dir_->wal_dir(), wo, &rec);

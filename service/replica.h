@@ -51,6 +51,7 @@ struct NodeOptions {
   std::size_t inline_write_max_entries = 2;  // smaller batches are written on the loop thread
   std::size_t max_pending_reads = 65536;
   bool fault_injection = false;  // allow inject_partition (tests only)
+  std::size_t wal_segment_bytes = 64 << 20;  // WAL segment size (preallocated)
   // The seed of the core's election timer; 0: drawn from the clock at open.
   std::uint64_t raft_seed = 0;
   // Tests: observers of every message just before it is handed to the transport, of every
