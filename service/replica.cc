@@ -150,10 +150,12 @@ Result<void, std::string> Replica::recover() {
     return fail("the WAL restarts after a snapshot at index " + std::to_string(rec.reset->first.value) +
                 " but no such snapshot file is present in " + data_dir_->snap_dir());
   Index after = rs.snapshot ? rs.snapshot->index : Index{0};
-  if (rs.snapshot && !wal_extends_snapshot(rec, *rs.snapshot)) {
+  bool extends = !rs.snapshot || wal_extends_snapshot(rec, *rs.snapshot);
+  if (rs.snapshot && (!extends || wal_->last_index() < after)) {
     // The snapshot file became durable but the WAL reset record did not (a crash while a
     // received snapshot was installed): the WAL still holds the old log, which need not agree
-    // with the snapshot. Keep none of it, and finish the installation (the reset record).
+    // with the snapshot, or ends before it (the next append would leave a gap). Keep none of
+    // it, and finish the installation (the reset record).
     spdlog::warn("the WAL does not extend the snapshot at index {} term {}: dropping its {} entries",
                  after.value, rs.snapshot->term.value, rec.entries.size());
     rec.entries.clear();

@@ -225,6 +225,26 @@ TEST(NodeRecovery, AStaleWalSuffixThatDoesNotExtendTheSnapshotIsDroppedEvenWithH
   EXPECT_TRUE(rec.entries.empty());
 }
 
+// Hole 4, third form (found by the whole-node simulator): the WAL ends before the received
+// snapshot. Nothing to drop, but without the reset record the next append (snapshot + 1) left
+// a gap in the WAL and the node died on its first write after the restart.
+TEST(NodeRecovery, AReceivedSnapshotAheadOfTheWholeWalIsRecordedInTheWal) {
+  TempDir d;
+  plant_stale_wal_after_snapshot(d.path, log_with_terms({1, 2, 2}), HardState{Term{2}, NodeId{2}, Index{3}}, Index{5},
+                                 Term{3});
+  {
+    asio::io_context io;
+    Metrics metrics;
+    auto o = options(d.path, {{NodeId{1}, addr()}, {NodeId{2}, addr()}, {NodeId{3}, addr()}});
+    auto n = Node::open(io, o, std::make_unique<RawLog>(), metrics);
+    ASSERT_TRUE(n.has_value()) << n.error();
+    EXPECT_EQ((*n)->status().last, Index{5});
+  }
+  auto rec = wal_contents(d.path);
+  ASSERT_TRUE(rec.reset.has_value()) << "the WAL does not know the snapshot: the next append leaves a gap";
+  EXPECT_EQ(*rec.reset, std::make_pair(Index{5}, Term{3}));
+}
+
 // Entries that do extend the snapshot are kept: the WAL's entry at the snapshot index has its term.
 TEST(NodeRecovery, AWalSuffixThatExtendsTheSnapshotIsKept) {
   TempDir d;

@@ -63,6 +63,10 @@ struct SimNode final : service::ReplicaTransport, service::ReplicaClock, service
   bool up = false;
   std::deque<std::function<void()>> disk;  // writes and snapshot files, in order
   bool disk_scheduled = false;
+  // A crash point armed by the fault loop: the node dies right after its next message of this
+  // kind leaves, or right after its next write of this kind is durable (before it hears so).
+  enum class CrashPoint : std::uint8_t { none, after_leader_send, after_reply, after_write, after_snapshot_file };
+  CrashPoint crash_point = CrashPoint::none;
   // What this node's disk durably holds (from writes that returned): for the invariant checks.
   Index snap_index;
   Term snap_term;
@@ -182,6 +186,17 @@ class Sim {
     ++out_.wal_writes;
   }
 
+  // A crash point fired: the node dies before anything else it scheduled runs (same time,
+  // earlier sequence number), then restarts.
+  void crash_now(SimNode& n) {
+    at(now_, [this, &n, inc = n.incarnation] {
+      if (n.incarnation != inc || !n.up || healed_) return;
+      note("node " + std::to_string(n.id.value) + " crash point");
+      crash(n, opt_.power_cuts && chance(30));
+      restart_later(n, 5 + rand(150));
+    });
+  }
+
   void net_send(NodeId from, const raft::Message& m) {
     if (m.to.value == 0 || m.to.value > nodes_.size()) return;
     if (blocked_.count({from, m.to}) != 0 || chance(loss_pct_)) return;
@@ -253,7 +268,7 @@ class Sim {
 
   void restart_later(SimNode& n, std::uint64_t delay) {
     at(now_ + delay, [this, &n] {
-      if (n.up || healed_) return;
+      if (n.up) return;
       ++out_.restarts;
       boot(n);
     });
@@ -369,7 +384,11 @@ class Sim {
       dup_pct_ = rand(12);
     } else if (roll < 80) {
       membership_change();
-    } else if (roll < 84) {
+    } else if (roll < 92) {
+      if (up.empty()) return;
+      SimNode* n = up[rand(up.size())];
+      n->crash_point = static_cast<SimNode::CrashPoint>(1 + rand(4));
+    } else if (roll < 96) {
       if (auto* l = leader()) {
         NodeId to = all_ids_[rand(all_ids_.size())];
         if (to != l->id) (void)l->r->transfer_leadership(to);
@@ -429,11 +448,13 @@ class Sim {
     loss_pct_ = 0;
     dup_pct_ = 0;
     note("heal: network whole, every node restarted");
-    for (auto& n : nodes_)
+    for (auto& n : nodes_) {
+      n->crash_point = SimNode::CrashPoint::none;
       if (!n->up) {
         ++out_.restarts;
         boot(*n);
       }
+    }
     liveness_probe();
   }
 
@@ -483,7 +504,15 @@ class Sim {
 
 // ---- SimNode ------------------------------------------------------------------------------------
 
-void SimNode::send(const raft::Message& m) { sim.net_send(id, m); }
+void SimNode::send(const raft::Message& m) {
+  sim.net_send(id, m);
+  bool leader_msg = std::holds_alternative<raft::AppendRequest>(m.body) || std::holds_alternative<raft::HeartbeatRequest>(m.body);
+  bool reply = std::holds_alternative<raft::AppendReply>(m.body) || std::holds_alternative<raft::VoteReply>(m.body);
+  if ((crash_point == CrashPoint::after_leader_send && leader_msg) || (crash_point == CrashPoint::after_reply && reply)) {
+    crash_point = CrashPoint::none;
+    sim.crash_now(*this);
+  }
+}
 
 std::chrono::steady_clock::time_point SimNode::now() {
   return std::chrono::steady_clock::time_point(std::chrono::milliseconds(sim.now_ms()));
@@ -518,6 +547,10 @@ void SimNode::write(storage::Wal& wal, storage::WriteBatch batch, service::WalDo
     auto res = wal.write(batch);
     sim.count_wal(std::chrono::duration<double>(RealClock::now() - t0).count());
     if (res) shadow_write(batch);
+    if (crash_point == CrashPoint::after_write) {
+      crash_point = CrashPoint::none;
+      sim.crash_now(*this);
+    }
     sim.at(sim.now_ms() + sim.rand(2), [this, inc = incarnation, res = std::move(res), done = std::move(done)] {
       if (inc == incarnation && up) done(res);
     });
@@ -532,6 +565,10 @@ void SimNode::save_snapshot(std::function<service::SnapshotResult()> work,
     if (f && f->meta.index > snap_index) {
       snap_index = f->meta.index;
       snap_term = f->meta.term;
+    }
+    if (crash_point == CrashPoint::after_snapshot_file) {
+      crash_point = CrashPoint::none;
+      sim.crash_now(*this);
     }
     sim.at(sim.now_ms() + sim.rand(2), [this, inc = incarnation, f = std::move(f), done = std::move(done)] {
       if (inc == incarnation && up) done(f);
