@@ -165,7 +165,17 @@ class Sim {
       if (++out_.events > kMaxEvents) fail("too many events");
       if (!failed()) check();
     }
-    if (!failed() && !live_ok_) fail("no leader committed a write within " + std::to_string(opt_.liveness_ms) + " ms after healing");
+    if (!failed() && !live_ok_) {
+      std::string state;
+      for (auto& n : nodes_) {
+        if (!n->up) continue;
+        const auto& c = n->r->core();
+        state += "; n" + std::to_string(n->id.value) + " " + raft::role_name(c.role()) + " t" + std::to_string(c.term().value) +
+                 " commit " + std::to_string(c.commit_index().value) + " last " + std::to_string(c.last_index().value) +
+                 " voters " + std::to_string(c.conf_state().voters.size()) + (n->r->persisting() ? " persisting" : "");
+      }
+      fail("no leader committed a write within " + std::to_string(opt_.liveness_ms) + " ms after healing" + state);
+    }
     for (auto& n : nodes_) {
       if (n->up) {
         n->r->crash();
@@ -387,7 +397,9 @@ class Sim {
     } else if (roll < 92) {
       if (up.empty()) return;
       SimNode* n = up[rand(up.size())];
-      n->crash_point = static_cast<SimNode::CrashPoint>(1 + rand(4));
+      // The snapshot-file point is the rarest moment (a received snapshot between its file and
+      // the WAL reset record): it gets the most weight.
+      n->crash_point = chance(40) ? SimNode::CrashPoint::after_snapshot_file : static_cast<SimNode::CrashPoint>(1 + rand(3));
     } else if (roll < 96) {
       if (auto* l = leader()) {
         NodeId to = all_ids_[rand(all_ids_.size())];
@@ -468,7 +480,7 @@ class Sim {
     std::string cmd = "reg w k" + std::to_string(k) + " " + std::to_string(k);
     l->r->propose(cmd, [this, k, cmd](Result<Committed, NodeError> r) {
       live_inflight_ = false;
-      if (!r) return;
+      if (!r) return note(std::string("liveness probe: ") + service::node_errc_name(r.error().code) + " " + r.error().message);
       on_ack(k, cmd, r->index, r->term);
       live_ok_ = true;
     });

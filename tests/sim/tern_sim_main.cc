@@ -65,6 +65,7 @@ static int node_main(int argc, char** argv) {
     else if (a == "--spares") o.spares = std::atoi(next());
     else if (a == "--ms") o.fault_ms = static_cast<std::uint32_t>(std::atoi(next()));
     else if (a == "--no-power-cuts") o.power_cuts = false;
+    else if (a == "--snapshot-entries") o.snapshot_entries = static_cast<std::uint32_t>(std::atoi(next()));
     else if (a == "--fresh-dirs") o.fresh_dirs = true;
     else if (a == "--remove-leader") o.remove_leader = true;
     else if (a == "--verbose") o.verbose = true;
