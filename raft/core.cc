@@ -7,6 +7,7 @@
 #include "common/assert.h"
 #include "common/le.h"
 #include "common/overloaded.h"
+#include "raft/message_check.h"
 #include "raft/quorum.h"
 
 namespace tern::raft {
@@ -39,6 +40,7 @@ const char* error_name(RaftError e) {
     case RaftError::conf_change_pending: return "conf_change_pending";
     case RaftError::invalid_conf_change: return "invalid_conf_change";
     case RaftError::no_leader: return "no_leader";
+    case RaftError::learner_behind: return "learner_behind";
   }
   return "?";
 }
@@ -148,13 +150,14 @@ Core::Core(Config config, RestoreState restore, bool bootstrapped)
       applied_(log_.snapshot_index()),
       conf_(restore.snapshot ? restore.snapshot->conf : restore.bootstrap),
       snapshot_conf_(conf_),
-      applied_conf_index_(log_.snapshot_index()),
       persisted_hs_(bootstrapped ? HardState{} : restore.hard_state) {
   TERN_ASSERT(config_.id != no_node);
   TERN_ASSERT(config_.election_ticks > config_.heartbeat_ticks);
   TERN_ASSERT(config_.heartbeat_ticks > 0);
-  // The committed membership is the snapshot's plus every committed change after it.
-  apply_committed_conf_changes(log_.snapshot_index(), log_.committed());
+  // Thesis §4.1: the membership is that of the last conf entry in the log (committed or not),
+  // else the snapshot's. It depends only on the durable log, never on the durable commit index,
+  // which may lag the log after a crash (issue 10, hole 3).
+  log_changed_from(log_.first_index());
   if (!bootstrapped) persisted_hs_.commit = log_.committed();
   role_ = Role::follower;
   reset_randomized_election_timeout();
@@ -294,7 +297,7 @@ void Core::tick_leader() {
     if (config_.check_quorum) {
       // Thesis §6.2: a leader that has not heard from a majority in an election timeout steps
       // down, so clients stop waiting on a leader that can no longer commit.
-      std::size_t active = 1;
+      std::size_t active = is_voter() ? 1 : 0;
       for (NodeId v : conf_.voters) {
         if (v == config_.id) continue;
         auto it = progress_.find(v);
@@ -307,10 +310,13 @@ void Core::tick_leader() {
       }
     }
     for (auto& [id, pr] : progress_) pr.recent_active = false;
-    if (transfer_target_ != no_node) {
-      logf("leadership transfer to %llu timed out", (unsigned long long)transfer_target_.value);
-      transfer_target_ = no_node;
-    }
+  }
+  // Thesis §3.10: abandon a transfer that has not completed within an election timeout. It has
+  // its own clock: resetting election_elapsed_ for it would let repeated transfer requests keep
+  // a leader that lost its majority from ever running the check-quorum above (hole 6).
+  if (transfer_target_ != no_node && ++transfer_elapsed_ >= config_.election_ticks) {
+    logf("leadership transfer to %llu timed out", (unsigned long long)transfer_target_.value);
+    transfer_target_ = no_node;
   }
   for (auto& [id, pr] : progress_) {
     // An InstallSnapshot may be lost; after two election timeouts, probe again (and resend).
@@ -325,15 +331,59 @@ void Core::tick_leader() {
 // ---------------------------------------------------------------------------------------------
 // Messages.
 
-void Core::step(Message m) {
-  TERN_ASSERT(m.to == config_.id);
-  if (!step_term(m)) return;
+Result<void, StepError> Core::step(Message m) {
+  // Peer input is hostile: everything is checked before anything changes, so a rejected message
+  // is never half-applied (docs/raft.md "Peer input").
+  std::optional<std::string> err;
+  if (m.to != config_.id)
+    err = "message addressed to node " + std::to_string(m.to.value);
+  else
+    err = check_message(m);
+  if (!err) err = check_against_state(m);
+  if (err) {
+    logf("rejected %s from %llu: %s", message_name(m.body), (unsigned long long)m.from.value, err->c_str());
+    return fail(StepError{std::move(*err)});
+  }
+  if (!step_term(m)) return {};
   switch (role_) {
     case Role::leader: step_leader(m); break;
     case Role::candidate:
     case Role::pre_candidate: step_candidate(m); break;
     case Role::follower: step_follower(m); break;
   }
+  return {};
+}
+
+// The checks that need this core's state: claims no correct peer can make to us now.
+std::optional<std::string> Core::check_against_state(const Message& m) const {
+  // The receiving driver attaches the streamed bytes before stepping (raft/ready.h).
+  if (const auto* r = std::get_if<InstallSnapshotRequest>(&m.body); r && r->data == nullptr)
+    return "snapshot without data";
+  if (const auto* r = std::get_if<AppendRequest>(&m.body); r && m.term >= term_ && r->prev_index < log_.committed()) {
+    // handle_append skips the part of an append at or below our commit index, trusting Leader
+    // Completeness (§5.4); a message whose entry at our commit index differs contradicts it.
+    Index at = std::min(log_.committed(), r->prev_index + r->entries.size());
+    auto ours = log_.term_at(at);  // unknown below our snapshot: all of that is committed
+    if (at > r->prev_index && ours && *ours != r->entries[at - r->prev_index - 1].term)
+      return "append contradicts a committed entry";
+  }
+  if (m.term != term_) return std::nullopt;  // other terms: handled (or ignored) by step_term
+  bool from_leader = std::holds_alternative<AppendRequest>(m.body) ||
+                     std::holds_alternative<HeartbeatRequest>(m.body) ||
+                     std::holds_alternative<InstallSnapshotRequest>(m.body);
+  // Election safety (§5.2): one leader per term.
+  if (from_leader && role_ == Role::leader) return "a second leader in our term";
+  if (from_leader && leader_ != no_node && leader_ != m.from) return "a second leader in our term";
+  if (role_ != Role::leader) return std::nullopt;
+  // Replies vouch for entries we sent in this term; our log only grows while we lead, so they
+  // never name an index beyond it.
+  if (const auto* r = std::get_if<AppendReply>(&m.body)) {
+    if (r->success && r->match_index > log_.last_index()) return "append reply beyond our log";
+    if (!r->success && r->rejected_index > log_.last_index()) return "append rejection beyond our log";
+  }
+  if (const auto* r = std::get_if<InstallSnapshotReply>(&m.body); r && r->match_index > log_.last_index())
+    return "snapshot reply beyond our log";
+  return std::nullopt;
 }
 
 // Term rules common to all roles (§5.1, Figure 2 "Rules for All Servers"). Returns false if the
@@ -373,9 +423,6 @@ void Core::step_leader(Message& m) {
                  [&](InstallSnapshotReply& r) { handle_snapshot_reply(m, r); },
                  [&](ReadIndexRequest& r) { handle_read_index_request(m.from, std::move(r.context)); },
                  [&](VoteRequest& r) { handle_vote_request(m, r); },
-                 [&](AppendRequest&) { TERN_ASSERT_MSG(false, "two leaders in one term (election safety)"); },
-                 [&](HeartbeatRequest&) { TERN_ASSERT_MSG(false, "two leaders in one term (election safety)"); },
-                 [&](InstallSnapshotRequest&) { TERN_ASSERT_MSG(false, "two leaders in one term"); },
                  [&](auto&) {},
              },
              m.body);
@@ -488,10 +535,20 @@ void Core::handle_append(const Message& m, AppendRequest& req) {
     send(m.from, rep);
     return;
   }
+  // The first entry that differs from our log: from there on the log (and so possibly the
+  // membership) changes.
+  std::optional<Index> changed;
+  for (const Entry& e : entries) {
+    if (!log_.matches(e.index, e.term)) {
+      changed = e.index;
+      break;
+    }
+  }
   Index last_new = log_.append_after(prev, std::move(entries));
-  // Figure 2 AppendEntries step 5: commitIndex = min(leaderCommit, index of last new entry).
+  if (changed) log_changed_from(*changed);
+  // Figure 2 AppendEntries step 5: commitIndex = min(leaderCommit, index of last new entry);
+  // the entries up to last_new are exactly those the message vouches for (contiguous, checked).
   log_.commit_to(std::min(req.commit, last_new));
-  apply_committed_conf_changes(applied_conf_index_, log_.committed());
   AppendReply rep;
   rep.success = true;
   rep.match_index = last_new;
@@ -548,7 +605,6 @@ void Core::handle_heartbeat(const Message& m, const HeartbeatRequest& req) {
   election_elapsed_ = 0;
   // The leader sends min(our match, its commit): entries we are known to hold.
   log_.commit_to(std::min(req.commit, log_.last_index()));
-  apply_committed_conf_changes(applied_conf_index_, log_.committed());
   send(m.from, HeartbeatReply{req.read_seq});
 }
 
@@ -582,17 +638,14 @@ void Core::handle_snapshot(const Message& m, const InstallSnapshotRequest& req) 
   if (log_.matches(meta.index, meta.term)) {
     // We already hold the snapshot's last entry: it is committed; nothing to restore.
     log_.commit_to(meta.index);
-    apply_committed_conf_changes(applied_conf_index_, log_.committed());
     send(m.from, InstallSnapshotReply{meta.index});
     return;
   }
-  TERN_ASSERT_MSG(req.data != nullptr, "driver must attach snapshot data before stepping InstallSnapshot");
   // §7: discard the log (it conflicts or is too short) and restart from the snapshot.
   log_.restore(meta.index, meta.term);
-  conf_ = meta.conf;
   snapshot_conf_ = meta.conf;
   conf_history_.clear();
-  applied_conf_index_ = meta.index;
+  log_changed_from(log_.first_index());
   applied_ = meta.index;  // the application restores from the snapshot in the next Ready
   pending_snapshot_ = Snapshot{meta, req.data};
   logf("installed snapshot at %llu", (unsigned long long)meta.index.value);
@@ -676,7 +729,8 @@ std::vector<Index> Core::voter_matches() const {
 
 bool Core::maybe_commit() {
   TERN_ASSERT(role_ == Role::leader);
-  if (!is_voter()) return false;
+  // A leader that removed itself still commits with the new voters (thesis §4.2.2).
+  if (conf_.voters.empty()) return false;
   Index q = quorum_index(voter_matches());
   // §5.4.2: only entries of the current term are committed by counting replicas; earlier ones
   // commit indirectly with them.
@@ -687,7 +741,12 @@ bool Core::maybe_commit() {
     std::size_t n = log_.at(i).data.size();
     uncommitted_bytes_ -= std::min(uncommitted_bytes_, n);
   }
-  apply_committed_conf_changes(applied_conf_index_, q);
+  if (!is_voter() && pending_conf_index_ <= q) {
+    // Thesis §4.2.2: a leader removed from the configuration steps down once that change commits.
+    logf("removed from the membership: stepping down");
+    become_follower(term_, no_node);
+    return true;
+  }
   release_reads();
   return true;
 }
@@ -695,6 +754,7 @@ bool Core::maybe_commit() {
 void Core::append_leader_entry(EntryType type, std::string data) {
   uncommitted_bytes_ += data.size();
   log_.append(Entry{term_, log_.last_index().next(), type, std::move(data)});
+  if (type == EntryType::conf_change) log_changed_from(log_.last_index());
   pending_broadcast_ = true;
 }
 
@@ -721,47 +781,71 @@ Result<Index, ProposeError> Core::propose_conf_change(const ConfChange& cc) {
   bool valid = cc.node != no_node;
   switch (cc.type) {
     case ConfChangeType::add_learner: valid = valid && !voter && !learner; break;
-    case ConfChangeType::add_voter: valid = valid && !voter; break;
+    // Thesis §4.2.1: a new server with an empty log would count towards every majority while it
+    // catches up, stalling commitment. A voter is added only as a learner, then promoted.
+    case ConfChangeType::add_voter: valid = false; break;
     case ConfChangeType::promote_learner: valid = valid && learner; break;
     case ConfChangeType::remove_node: valid = valid && (voter || learner) && !(voter && conf_.voters.size() == 1); break;
   }
   if (!valid) return fail(ProposeError{RaftError::invalid_conf_change, leader_});
+  if (cc.type == ConfChangeType::promote_learner) {
+    // The learner has caught up: its match index is within max_promote_lag of our last index.
+    const Progress* pr = progress(cc.node);
+    if (pr == nullptr || pr->match_index.value + config_.max_promote_lag < log_.last_index().value)
+      return fail(ProposeError{RaftError::learner_behind, leader_});
+  }
   append_leader_entry(EntryType::conf_change, encode_conf_change(cc));
   pending_conf_index_ = log_.last_index();
   return log_.last_index();
 }
 
 // ---------------------------------------------------------------------------------------------
-// Membership (thesis §4.1). A change takes effect when it commits, on every node in log order.
+// Membership (thesis §4.1). A change takes effect on each server as soon as its entry is in the
+// log, committed or not; a truncated change is rolled back to the configuration before it.
 
-void Core::apply_committed_conf_changes(Index from, Index to) {
-  if (to <= from) return;
-  for (Index i = std::max(from, log_.snapshot_index()).next(); i <= to; i = i.next()) {
+void Core::log_changed_from(Index from) {
+  // Forget the changes at or after `from` (a truncated suffix), then adopt those now in the log.
+  bool changed = false;
+  while (!conf_history_.empty() && conf_history_.back().first >= from) {
+    conf_history_.pop_back();
+    changed = true;
+  }
+  // Copied only when there is a change to apply: this runs for every append (hot path).
+  std::optional<ConfState> latest;
+  auto conf_before = [&]() -> const ConfState& {
+    return conf_history_.empty() ? snapshot_conf_ : conf_history_.back().second;
+  };
+  for (Index i = std::max(from, log_.first_index()); i <= log_.last_index(); i = i.next()) {
     const Entry& e = log_.at(i);
     if (e.type != EntryType::conf_change) continue;
-    ConfState next;
+    if (!latest) latest = conf_before();
+    ConfState& conf = *latest;
     if (auto whole = decode_conf_state(e.data)) {
-      next = std::move(*whole);
+      conf = std::move(*whole);
+    } else if (auto cc = decode_conf_change(e.data)) {
+      conf = apply_conf_change(std::move(conf), *cc);
     } else {
-      auto cc = decode_conf_change(e.data);
-      TERN_ASSERT_MSG(cc.has_value(), "undecodable membership change in the log");
-      next = apply_conf_change(conf_, *cc);
+      // Never proposed, and rejected when it arrives in an append (check_message); only a
+      // damaged local log could hold one. Skipping it is deterministic on every server.
+      logf("ignoring undecodable membership change at %llu", (unsigned long long)i.value);
+      continue;
     }
-    conf_history_.emplace_back(i, next);
-    set_conf(std::move(next));
+    conf_history_.emplace_back(i, conf);
+    changed = true;
   }
-  applied_conf_index_ = std::max(applied_conf_index_, to);
+  if (latest) {
+    set_conf(std::move(*latest));
+  } else if (changed || conf_before() != conf_) {
+    set_conf(conf_before());
+  }
 }
 
 void Core::set_conf(ConfState conf) {
   conf_ = std::move(conf);
   logf("membership: %zu voters, %zu learners", conf_.voters.size(), conf_.learners.size());
   if (role_ != Role::leader) return;
-  if (!is_voter()) {
-    // Thesis §4.2.2: a leader removed from the configuration steps down once the change commits.
-    become_follower(term_, no_node);
-    return;
-  }
+  // A leader that removes itself keeps leading (without counting itself) until the change
+  // commits (thesis §4.2.2; see maybe_commit).
   for (auto it = progress_.begin(); it != progress_.end();) {
     if (!contains(conf_.voters, it->first) && !contains(conf_.learners, it->first))
       it = progress_.erase(it);
@@ -826,7 +910,7 @@ void Core::release_reads() {
       acks.push_back(Index{it == read_acks_.end() ? 0 : it->second});
     }
   }
-  std::uint64_t confirmed = is_voter() ? quorum_index(std::move(acks)).value : 0;
+  std::uint64_t confirmed = acks.empty() ? 0 : quorum_index(std::move(acks)).value;
   auto done = std::stable_partition(pending_reads_.begin(), pending_reads_.end(),
                                     [&](const PendingRead& r) { return r.seq <= confirmed; });
   for (auto it = pending_reads_.begin(); it != done; ++it) deliver_read(*it);
@@ -851,7 +935,7 @@ Result<void, ProposeError> Core::transfer_leadership(NodeId target) {
   if (it == progress_.end() || !contains(conf_.voters, target))
     return fail(ProposeError{RaftError::invalid_conf_change, leader_});
   transfer_target_ = target;
-  election_elapsed_ = 0;  // the transfer is abandoned after one election timeout
+  transfer_elapsed_ = 0;  // the transfer is abandoned after one election timeout (tick_leader)
   Progress& pr = it->second;
   if (pr.match_index == log_.last_index())
     send(target, TimeoutNow{});
@@ -893,7 +977,10 @@ Ready Core::ready() {
   pending_broadcast_ = false;
   Ready rd;
   HardState hs = hard_state();
-  if (hs != persisted_hs_) rd.hard_state = hs;
+  if (hs != persisted_hs_) {
+    rd.hard_state = hs;
+    rd.term_or_vote_changed = hs.term != persisted_hs_.term || hs.vote != persisted_hs_.vote;
+  }
   rd.entries = log_.unstable_entries();
   rd.snapshot = std::move(pending_snapshot_);
   pending_snapshot_.reset();

@@ -45,6 +45,10 @@ struct Config {
   std::size_t max_msg_bytes = 1 << 20;            // batching bound: entry bytes per AppendRequest
   std::size_t max_entry_bytes = 8 << 20;          // a single proposal
   std::size_t max_uncommitted_bytes = 64 << 20;   // proposals not yet committed (leader)
+  // Thesis §4.2.1: a learner is promoted to voter only once its match index is within this
+  // many entries of the leader's last index, so that a new voter never holds up commitment
+  // while it catches up (a voter cannot be added directly; see propose_conf_change).
+  std::uint64_t max_promote_lag = 64;
   std::uint64_t seed = 1;
   std::function<void(std::string_view)> log;      // optional diagnostic sink
 };
@@ -87,6 +91,7 @@ enum class RaftError : std::uint8_t {
   conf_change_pending,        // one membership change at a time (thesis §4.1)
   invalid_conf_change,
   no_leader,                  // a follower that knows no leader cannot forward a read
+  learner_behind,             // promote_learner: the learner has not caught up yet; retry later
 };
 const char* error_name(RaftError e);
 
@@ -95,13 +100,22 @@ struct ProposeError {
   NodeId leader_hint;  // the leader this node believes in, or no_node
 };
 
+// Core::step rejected a peer message (docs/raft.md "Peer input"): it was malformed or claims
+// something no correct peer can send. The core's state is exactly as before the call; the driver
+// counts it, logs `reason` and may drop the connection.
+struct StepError {
+  std::string reason;
+};
+
 class Core {
  public:
   Core(Config config, RestoreState restore);
 
   // Inputs.
   void tick();
-  void step(Message m);
+  // A message from a peer. A malformed one (raft/message_check.h, plus the checks that need
+  // this core's state) is rejected as a StepError and changes nothing.
+  Result<void, StepError> step(Message m);
   Result<Index, ProposeError> propose(std::string data);
   Result<Index, ProposeError> propose_conf_change(const ConfChange& cc);
   // Linearizable read (thesis §6.4): a ReadState{context, index} appears in a later Ready once
@@ -138,7 +152,8 @@ class Core {
   // Leader only: the follower's progress, or nullptr.
   const Progress* progress(NodeId id) const;
   const std::map<NodeId, Progress>& progress_map() const { return progress_; }
-  // Membership changes committed since the snapshot, as (index, membership after it).
+  // Membership changes in the log after the snapshot, committed or not (they take effect when
+  // appended, thesis §4.1), as (index, membership after it).
   const std::vector<std::pair<Index, ConfState>>& conf_history() const { return conf_history_; }
   const ConfState& snapshot_conf() const { return snapshot_conf_; }
   std::uint32_t randomized_election_ticks() const { return randomized_election_ticks_; }
@@ -184,9 +199,10 @@ class Core {
   std::vector<Index> voter_matches() const;
   Index own_match() const;
 
-  // Membership.
-  void apply_committed_conf_changes(Index from, Index to);
+  // Membership (thesis §4.1: a configuration takes effect when its entry is appended).
+  void log_changed_from(Index from);
   void set_conf(ConfState conf);
+  std::optional<std::string> check_against_state(const Message& m) const;
 
   // ReadIndex.
   struct PendingRead {
@@ -209,10 +225,9 @@ class Core {
   Role role_ = Role::follower;
   RaftLog log_;
   Index applied_;            // entries handed to the application in a Ready
-  ConfState conf_;           // the committed membership
+  ConfState conf_;           // the membership in effect: that of the last conf entry in the log
   ConfState snapshot_conf_;  // the membership at the snapshot index
-  Index applied_conf_index_; // membership changes up to here are reflected in conf_
-  std::vector<std::pair<Index, ConfState>> conf_history_;  // (index, conf) after each committed change since the snapshot
+  std::vector<std::pair<Index, ConfState>> conf_history_;  // (index, conf after it) per conf entry after the snapshot
   Index pending_conf_index_; // leader: last conf change appended
 
   std::map<NodeId, Progress> progress_;  // leader: every voter and learner except self
@@ -223,7 +238,8 @@ class Core {
   std::size_t uncommitted_bytes_ = 0;
 
   NodeId transfer_target_;
-  std::uint32_t transfer_elapsed_ = 0;
+  std::uint32_t transfer_elapsed_ = 0;  // ticks since the transfer began; its own clock, so that
+                                        // transfer requests never delay check-quorum (§6.2)
 
   std::uint64_t read_seq_ = 0;                // last ReadIndex round started
   std::map<NodeId, std::uint64_t> read_acks_; // highest round each peer echoed

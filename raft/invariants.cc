@@ -17,16 +17,21 @@ std::string at(NodeId n, Index i) {
 }
 }  // namespace
 
-// Holders needed for an entry at i, seen from the node that first saw it committed (the leader):
-// while a single-server change commits, the smaller of the old and new majorities applies.
+// Holders needed for an entry at i, seen from the node that first saw it committed (the leader).
+// A configuration takes effect when appended (thesis §4.1), so the leader committed i with the
+// membership in effect at i or with one appended after it (a single-server change): the smallest
+// of those majorities applies.
 std::size_t InvariantChecker::quorum_for(const Core& c, Index i) {
-  std::size_t now_voters = c.snapshot_conf().voters.size(), before_voters = now_voters;
+  std::size_t at_i = c.snapshot_conf().voters.size();
+  std::size_t need = SIZE_MAX;
   for (const auto& [idx, conf] : c.conf_history()) {
-    if (idx > i) break;
-    before_voters = now_voters;
-    now_voters = conf.voters.size();
+    if (idx <= i)
+      at_i = conf.voters.size();
+    else if (!conf.voters.empty())
+      need = std::min(need, majority(conf.voters.size()));
   }
-  return now_voters == 0 ? 0 : std::min(majority(now_voters), majority(before_voters));
+  if (at_i == 0) return 0;
+  return std::min(need, majority(at_i));
 }
 
 std::optional<std::string> InvariantChecker::check_log_matching(const Core& a, const Core& b) const {

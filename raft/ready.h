@@ -7,7 +7,9 @@
 //      discarded), then `hard_state` (if any). "Durably" means fsync/fdatasync has returned.
 //   2. Only then send `messages`. A vote reply or an append reply must never leave before the
 //      term, vote and entries it vouches for are durable (paper §5.1, Figure 2 "Persistent state
-//      ... updated on stable storage before responding to RPCs").
+//      ... updated on stable storage before responding to RPCs"). Exception (thesis §10.2.1):
+//      a leader's AppendRequests may leave before its own write, since the core counts its own
+//      entries only after advance() — but never when `term_or_vote_changed` is set.
 //   3. Restore the state machine from `snapshot` (if any), then apply `committed` in order.
 //      Serve each read in `read_states` once the applied index reaches its index.
 //   4. Call Core::advance(ready) with the same Ready.
@@ -36,6 +38,12 @@ struct ReadState {
 
 struct Ready {
   std::optional<HardState> hard_state;
+  // True when hard_state changes the term or the vote (not only the commit index). Such a Ready
+  // must be durable before ANY of its messages leave, including a leader's AppendRequests that
+  // a driver would otherwise send before its own write (thesis §10.2.1): an append or vote
+  // request of a term that is not durable lets a restarted node reuse that term (issue 10,
+  // hole 2). A commit-only hard state may be written lazily; see docs/raft.md.
+  bool term_or_vote_changed = false;
   std::vector<Entry> entries;
   std::optional<Snapshot> snapshot;
   std::vector<Message> messages;

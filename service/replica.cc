@@ -574,6 +574,8 @@ NodeError Replica::error_from(const raft::ProposeError& e) const {
     case raft::RaftError::conf_change_pending:
       return NodeError{NodeErrc::conf_change_pending, e.leader_hint, "a membership change is in progress"};
     case raft::RaftError::invalid_conf_change: return NodeError{NodeErrc::invalid, e.leader_hint, "invalid membership change"};
+    case raft::RaftError::learner_behind:
+      return NodeError{NodeErrc::busy, e.leader_hint, "the learner has not caught up yet; promote it later"};
   }
   return NodeError{NodeErrc::invalid, e.leader_hint, raft::error_name(e.code)};
 }
@@ -620,13 +622,16 @@ void Replica::propose_conf(const raft::ConfChange& cc, ProposeCallback done) {
 void Replica::add_member(NodeId id, std::string address, bool learner, ProposeCallback done) {
   if (id == NodeId{0} || !parse_host_port(address))
     return done(fail(NodeError{NodeErrc::invalid, core_->leader(), "want a non-zero id and host:port"}));
+  if (!learner)  // thesis §4.2.1: the core refuses a voter with an empty log
+    return done(fail(NodeError{NodeErrc::invalid, core_->leader(),
+                               "add the node as a learner, then promote it once it has caught up"}));
   // The address is replicated first, so every member can reach the new node once it counts.
   std::string payload(1, static_cast<char>(kKindAddress));
   le::put_u64(payload, id.value);
   payload += address;
-  propose_raw(std::move(payload), [this, id, learner, done = std::move(done)](Result<Committed, NodeError> r) mutable {
+  propose_raw(std::move(payload), [this, id, done = std::move(done)](Result<Committed, NodeError> r) mutable {
     if (!r) return done(std::move(r));
-    raft::ConfChange cc{learner ? raft::ConfChangeType::add_learner : raft::ConfChangeType::add_voter, id};
+    raft::ConfChange cc{raft::ConfChangeType::add_learner, id};
     propose_conf(cc, std::move(done));
   });
 }

@@ -75,9 +75,23 @@ int Io::lock(const std::string& path) {
   return fd;
 }
 
+bool Io::is_dir(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 Io& posix_io() {
   static Io io;
   return io;
+}
+
+std::string parent_dir(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  std::size_t k = p.rfind('/');
+  if (k == std::string::npos) return ".";
+  if (k == 0) return "/";
+  return p.substr(0, k);
 }
 
 int write_full(Io& io, int fd, const void* buf, std::size_t n, off_t off) {

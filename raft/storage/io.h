@@ -31,9 +31,13 @@ class Io {
   // Creates `path` if needed and takes an exclusive lock on it; returns a descriptor whose
   // close() releases the lock, or -EWOULDBLOCK if another process (or descriptor) holds it.
   virtual int lock(const std::string& path);
+  virtual bool is_dir(const std::string& path);
 };
 
 Io& posix_io();
+
+// The directory holding `path` ("." for a bare name); trailing slashes are ignored.
+std::string parent_dir(const std::string& path);
 
 // Writes all of buf at off, retrying short writes. Returns 0 or -errno.
 int write_full(Io& io, int fd, const void* buf, std::size_t n, off_t off);

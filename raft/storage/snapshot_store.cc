@@ -113,6 +113,10 @@ SnapshotStore::SnapshotStore(std::string dir, Io& io) : dir_(std::move(dir)), io
 
 Result<std::unique_ptr<SnapshotWriter>, StorageError> SnapshotStore::begin(const raft::SnapshotMeta& meta, bool compress) {
   if (int r = io_.mkdir(dir_); r < 0) return fail(errno_error(r, "create " + dir_));
+  // The directory is durable in its parent before a snapshot (and WAL compaction after it)
+  // depends on it.
+  if (int r = io_.fsync_dir(parent_dir(dir_)); r < 0)
+    return fail(StorageError{StorageErrc::fsync_failed, errno_error(r, "fsync " + parent_dir(dir_)).message});
   std::string tmp = dir_ + "/snap.tmp";
   int fd = io_.open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) return fail(errno_error(fd, "create " + tmp));

@@ -1,14 +1,14 @@
 // ternutl: offline inspection of a tern data directory (never modifies it).
-//   ternutl dump   DIR   identity, hard state, WAL segments and entries, snapshot headers
-//   ternutl verify DIR   checks every checksum; exit 0 if all is well, 1 if anything is wrong
+//   ternutl dump   DIR   identity, hard state, WAL segments and entries, snapshot headers, verdict
+//   ternutl verify DIR   applies the node's own recovery rules (storage::recover_storage,
+//                        read-only) and says what the node will do:
+//                          exit 0  the node starts (possibly after repairing a power cut's traces)
+//                          exit 1  the node refuses to start (the reason is printed)
+//                          exit 3  the node starts but skips damaged files (real corruption)
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iostream>
-#include <sstream>
 
-#include "raft/storage/snapshot_store.h"
-#include "raft/storage/wal.h"
+#include "raft/storage/recovery.h"
 
 using namespace tern::storage;
 
@@ -21,48 +21,29 @@ std::string printable(const std::string& data) {
   if (data.size() > 40) out += "...";
   return out;
 }
-}  // namespace
 
-int main(int argc, char** argv) {
-  if (argc != 3 || (std::strcmp(argv[1], "dump") != 0 && std::strcmp(argv[1], "verify") != 0)) {
-    usage();
-    return 2;
-  }
-  bool dump = std::strcmp(argv[1], "dump") == 0;
-  std::string dir = argv[2];
-  int problems = 0;
-  {
-    std::ifstream id(dir + "/IDENTITY");
-    std::stringstream ss;
-    ss << id.rdbuf();
-    if (!id) {
-      std::printf("IDENTITY: missing\n");
-      ++problems;
-    } else if (dump) {
-      std::printf("IDENTITY:\n%s", ss.str().c_str());
-    }
-  }
+using ull = unsigned long long;
+
+void dump(const std::string& dir) {
+  auto id = read_identity(dir, posix_io());
+  if (!id) std::printf("IDENTITY: ERROR %s\n", id.error().message.c_str());
+  else if (!*id) std::printf("IDENTITY: absent\n");
+  else std::printf("IDENTITY: cluster_id %llu node_id %llu\n", (ull)(*id)->cluster_id, (ull)(*id)->node_id);
   WalOptions o;
   o.read_only = true;
   Recovered rec;
   auto wal = Wal::open(dir + "/wal", o, &rec);
   if (!wal) {
     std::printf("WAL: ERROR %s: %s\n", errc_name(wal.error().code), wal.error().message.c_str());
-    ++problems;
   } else {
-    std::printf("WAL: %zu segments, entries %llu..%llu, checksums ok\n", (*wal)->segment_count(),
-                rec.entries.empty() ? 0ULL : (unsigned long long)rec.entries.front().index.value,
-                rec.entries.empty() ? 0ULL : (unsigned long long)rec.entries.back().index.value);
-    std::printf("hard state: term %llu vote %llu commit %llu\n", (unsigned long long)rec.hard_state.term.value,
-                (unsigned long long)rec.hard_state.vote.value, (unsigned long long)rec.hard_state.commit.value);
+    std::printf("WAL: %zu segments, entries %llu..%llu\n", (*wal)->segment_count(),
+                rec.entries.empty() ? 0ULL : (ull)rec.entries.front().index.value,
+                rec.entries.empty() ? 0ULL : (ull)rec.entries.back().index.value);
     if (rec.reset)
-      std::printf("log restarted after snapshot %llu (term %llu)\n", (unsigned long long)rec.reset->first.value,
-                  (unsigned long long)rec.reset->second.value);
-    for (auto& n : rec.notes) std::printf("WAL: note: %s\n", n.c_str());
-    if (dump)
-      for (auto& e : rec.entries)
-        std::printf("  entry %llu term %llu type %d %zu bytes: %s\n", (unsigned long long)e.index.value,
-                    (unsigned long long)e.term.value, static_cast<int>(e.type), e.data.size(), printable(e.data).c_str());
+      std::printf("log restarted after snapshot %llu (term %llu)\n", (ull)rec.reset->first.value, (ull)rec.reset->second.value);
+    for (auto& e : rec.entries)
+      std::printf("  entry %llu term %llu type %d %zu bytes: %s\n", (ull)e.index.value, (ull)e.term.value, static_cast<int>(e.type),
+                  e.data.size(), printable(e.data).c_str());
   }
   SnapshotStore store(dir + "/snap");
   for (auto& name : posix_io().list(dir + "/snap")) {
@@ -73,13 +54,44 @@ int main(int argc, char** argv) {
     auto f = store.verify(dir + "/snap/" + name);
     if (!f) {
       std::printf("snapshot %s: DAMAGED: %s\n", name.c_str(), f.error().message.c_str());
-      ++problems;
       continue;
     }
     std::printf("snapshot %s: index %llu term %llu, %zu voters, %zu learners, %llu bytes%s, checksums ok\n", name.c_str(),
-                (unsigned long long)f->meta.index.value, (unsigned long long)f->meta.term.value, f->meta.conf.voters.size(),
-                f->meta.conf.learners.size(), (unsigned long long)f->data_size, f->compressed ? " (zstd)" : "");
+                (ull)f->meta.index.value, (ull)f->meta.term.value, f->meta.conf.voters.size(), f->meta.conf.learners.size(),
+                (ull)f->data_size, f->compressed ? " (zstd)" : "");
   }
-  std::printf("%s\n", problems ? "verify: PROBLEMS FOUND" : "verify: ok");
-  return problems ? 1 : 0;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 3 || (std::strcmp(argv[1], "dump") != 0 && std::strcmp(argv[1], "verify") != 0)) {
+    usage();
+    return 2;
+  }
+  std::string dir = argv[2];
+  if (std::strcmp(argv[1], "dump") == 0) dump(dir);
+  RecoveryOptions o;
+  o.read_only = true;
+  auto r = recover_storage(dir, o);
+  if (!r) {
+    std::printf("verify: the node will REFUSE to start: %s: %s\n", errc_name(r.error().code), r.error().message.c_str());
+    return 1;
+  }
+  if (r->identity) std::printf("identity: cluster_id %llu node_id %llu\n", (ull)r->identity->cluster_id, (ull)r->identity->node_id);
+  if (r->snapshot)
+    std::printf("snapshot: index %llu term %llu (%s)\n", (ull)r->snapshot->meta.index.value, (ull)r->snapshot->meta.term.value,
+                r->snapshot->path.c_str());
+  std::printf("hard state: term %llu vote %llu commit %llu\n", (ull)r->hard_state.term.value, (ull)r->hard_state.vote.value,
+              (ull)r->hard_state.commit.value);
+  std::printf("log: %zu entries after the snapshot%s", r->entries.size(), r->entries.empty() ? "\n" : "");
+  if (!r->entries.empty())
+    std::printf(" (%llu..%llu)\n", (ull)r->entries.front().index.value, (ull)r->entries.back().index.value);
+  for (auto& s : r->repairs) std::printf("repair: %s\n", s.c_str());
+  for (auto& s : r->damage) std::printf("DAMAGED (skipped by the node): %s\n", s.c_str());
+  if (!r->damage.empty()) {
+    std::printf("verify: the node will start, skipping damaged files\n");
+    return 3;
+  }
+  std::printf("verify: ok: the node will start%s\n", r->repairs.empty() ? "" : " after the repairs listed");
+  return 0;
 }

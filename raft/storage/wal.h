@@ -1,21 +1,25 @@
 #pragma once
 // The write-ahead log: Raft entries and hard state, in segment files, with group commit.
 //
-// ON-DISK FORMAT (docs/storage-format.md has the full specification)
-//   <dir>/<seq:020>.wal   segment files, seq increasing; preallocated to segment_bytes (zeros).
-//   segment = header | record*  ; header = "TERNWAL1" (8 bytes) | seq (u64 LE)
-//   record  = length (u32 LE, of payload) | crc (u32 LE, CRC32C of type+payload) | type (u8) | payload
+// ON-DISK FORMAT 2 (docs/storage-format.md has the full specification; format 1 is refused)
+//   <dir>/<seq:020>.wal   segment files, seq consecutive; preallocated to segment_bytes (zeros).
+//   segment = header | record*  ; header = "TERNWAL2" | seq u64 | salt u64 | crc u32 (of the 24 bytes)
+//   record  = length u32 (of payload) | crc u32 | type u8 | synced u32 | payload   (all LE)
+//     crc: CRC32C of type|synced|payload seeded with CRC32C(salt): client bytes never pass as a record
+//     synced: every byte of the segment below it was durable when this record was written
 //     type 1 entry:      term u64 | index u64 | entry type u8 | data
 //     type 2 hard state: term u64 | vote u64 | commit u64
 //     type 3 truncate:   index u64            — entries >= index are discarded (a log conflict)
 //     type 4 reset:      index u64 | term u64 — the log restarts after a snapshot at (index, term)
 //   A zero length and crc ends a segment's data (preallocated space).
-//   Every new segment starts with the current hard state, so dropping old segments never loses it.
+//   A new segment's header and current hard state are synced before anything else goes in.
 //
-// RECOVERY replays the segments in order. An invalid record at the tail of the last segment
-// with nothing valid after it is a torn write: it is zeroed and reported. An invalid record
-// followed by any valid record, or in an earlier segment, is corruption: open fails, naming the
-// file and offset. Nothing acknowledged (durable) is ever dropped silently.
+// RECOVERY replays the segments in order. An invalid record at offset X of the last segment is
+// a torn write (zeroed and reported) unless a later valid record's `synced` exceeds X, which
+// proves X was durable: then, as for any invalid record in an earlier segment, a missing
+// segment or entries out of sequence, open fails with `corrupt`, naming file and offset. An
+// all-zero newest segment is re-initialized; the hard state is rewritten into the last segment
+// if it lacks it; what was read back is fdatasynced. Nothing acknowledged is dropped silently.
 //
 // THREADS: submit() queues a batch for the disk thread, which writes every queued batch, issues
 // one fdatasync for all of them (group commit) and then calls each callback with the durable
@@ -49,6 +53,7 @@ struct WalOptions {
   Io* io = &posix_io();
   std::function<void(const std::string&)> log;  // notes such as a truncated torn tail
   bool read_only = false;  // inspect only (ternutl): report a torn tail but do not repair it; no writes
+  std::uint64_t salt_seed = 0;  // 0: each segment's salt is random; else derived from it (tests)
 };
 
 struct WriteBatch {
@@ -93,7 +98,12 @@ class Wal {
     std::uint64_t seq = 0;
     std::string path;
     int fd = -1;
-    off_t end = 0;  // next write offset
+    off_t end = 0;         // next write offset
+    off_t synced = 0;      // every byte before it is durable
+    off_t data_start = 0;  // after the header and leading hard state
+    std::uint64_t salt = 0;
+    std::uint32_t seed = 0;  // CRC32C of the salt: every record checksum starts from it
+    bool has_hard_state = false;
   };
   struct Loc {
     std::uint64_t seq;

@@ -299,7 +299,8 @@ int SimFs::fdatasync(int fd) {
   auto f = s_.fds.find(fd);
   Record r{0, Op::fdatasync, f == s_.fds.end() ? "" : f->second.path, "", fd, 0, 0, 0};
   std::int64_t res = begin(r);
-  if (res == 0) res = sync_locked(fd);  // data and size (see the header)
+  if (res == 0 && !(lie_ && lie_(r))) res = sync_locked(fd);  // data and size (see the header)
+  else if (res == 0 && f == s_.fds.end()) res = -EBADF;
   finish(lk, r, res);
   return static_cast<int>(res);
 }
@@ -309,7 +310,8 @@ int SimFs::fsync(int fd) {
   auto f = s_.fds.find(fd);
   Record r{0, Op::fsync, f == s_.fds.end() ? "" : f->second.path, "", fd, 0, 0, 0};
   std::int64_t res = begin(r);
-  if (res == 0) res = sync_locked(fd);
+  if (res == 0 && !(lie_ && lie_(r))) res = sync_locked(fd);
+  else if (res == 0 && f == s_.fds.end()) res = -EBADF;
   finish(lk, r, res);
   return static_cast<int>(res);
 }
@@ -444,7 +446,9 @@ int SimFs::fsync_dir(const std::string& path_in) {
   if (res == 0) {
     auto it = s_.names.find(path);
     if (it == s_.names.end() || !it->second.dir) res = -ENOENT;
-    else {
+    else if (lie_ && lie_(r)) {
+      // a lying disk: nothing becomes durable
+    } else {
       // Ops that become durable are applied to the durable names in their original order.
       std::vector<NsOp> still;
       for (auto& op : s_.pending) {
@@ -491,6 +495,12 @@ int SimFs::lock(const std::string& path_in) {
   }
   finish(lk, r, res);
   return static_cast<int>(res);
+}
+
+bool SimFs::is_dir(const std::string& path) {
+  std::lock_guard lk(mu_);
+  auto it = s_.names.find(normalize(path));
+  return it != s_.names.end() && it->second.dir;
 }
 
 // ---- power cuts ----
@@ -564,6 +574,30 @@ void SimFs::crash(std::mt19937_64& rng) {
     if (what == Choice::page && rng() % 8 != 0) return 1 + rng() % (n - 1);  // torn (0) 1 in 8
     return rng() % n;
   });
+}
+
+std::size_t SimFs::enumerate_crashes(std::size_t limit, const std::function<void(SimFs&)>& fn) const {
+  std::vector<std::size_t> digits;  // the choices of the next state; beyond its end, 0
+  std::size_t produced = 0;
+  while (produced < limit) {
+    std::vector<std::size_t> radix;
+    auto c = clone();
+    c->crash([&](Choice, std::size_t n) {
+      std::size_t i = radix.size();
+      radix.push_back(n);
+      return i < digits.size() ? digits[i] : 0;
+    });
+    fn(*c);
+    ++produced;
+    digits.resize(radix.size(), 0);
+    // Next in odometer order: increment the last digit that can be, reset those after it.
+    std::size_t k = radix.size();
+    while (k > 0 && digits[k - 1] + 1 >= radix[k - 1]) --k;
+    if (k == 0) break;
+    ++digits[k - 1];
+    digits.resize(k);
+  }
+  return produced;
 }
 
 void SimFs::crash_keep_all() {
@@ -643,6 +677,11 @@ std::size_t SimFs::open_fds() const {
 void SimFs::set_fault(Fault f) {
   std::lock_guard lk(mu_);
   fault_ = std::move(f);
+}
+
+void SimFs::set_lie(std::function<bool(const Record&)> lie) {
+  std::lock_guard lk(mu_);
+  lie_ = std::move(lie);
 }
 
 void SimFs::fail_nth(Op op, std::uint64_t n, int err) {

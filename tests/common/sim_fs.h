@@ -93,12 +93,16 @@ class SimFs : public storage::Io {
   int fsync_dir(const std::string& path) override;
   std::vector<std::string> list(const std::string& dir) override;
   int lock(const std::string& path) override;
+  bool is_dir(const std::string& path) override;
 
   // ---- power cuts ----
   void crash(const Chooser& choose);
   void crash(std::mt19937_64& rng);  // uniform choices, torn pages 1 in 8
   void crash_keep_all();             // everything issued survives, as if synced
   void crash_lose_all();             // only what was made durable survives
+  // Every crash state, systematically (odometer order over the choices), up to `limit` of them:
+  // fn gets each as a fresh file system. Returns how many were produced (all if < limit).
+  std::size_t enumerate_crashes(std::size_t limit, const std::function<void(SimFs&)>& fn) const;
   // How many decisions a crash would make now (0: the state is fully durable).
   std::size_t pending_choices() const;
 
@@ -113,6 +117,9 @@ class SimFs : public storage::Io {
 
   // ---- faults and tracing ----
   void set_fault(Fault f);
+  // A lying disk, to show which syncs a guarantee depends on: an fsync, fdatasync or fsync_dir
+  // for which `lie` returns true succeeds without making anything durable.
+  void set_lie(std::function<bool(const Record& op)> lie);
   // The nth (1-based, counted from now) operation of kind `op` fails with -err; later ones pass.
   void fail_nth(Op op, std::uint64_t n, int err);
   void set_trace(bool on);
@@ -172,6 +179,7 @@ class SimFs : public storage::Io {
   mutable std::mutex mu_;
   State s_;
   Fault fault_;
+  std::function<bool(const Record&)> lie_;
   std::function<void(const Record&)> observer_;
   bool tracing_ = false;
   std::vector<Record> trace_;

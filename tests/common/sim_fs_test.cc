@@ -248,6 +248,26 @@ TEST(SimFs, TraceRecordsOperationsMarksAndObserverSeesThem) {
   for (std::size_t i = 1; i < t.size(); ++i) EXPECT_EQ(t[i].seq, t[i - 1].seq + 1);
 }
 
+TEST(SimFs, EnumerationProducesEveryCrashStateOnce) {
+  SimFs fs;
+  fs.mkdirs_durable("/d");
+  fs.write_file_durable("/d/1", "1");
+  fs.write_file_durable("/d/2", "2");
+  ASSERT_EQ(fs.unlink("/d/1"), 0);
+  ASSERT_EQ(fs.unlink("/d/2"), 0);
+  std::set<std::string> shapes;
+  std::size_t n = fs.enumerate_crashes(100, [&](SimFs& s) {
+    shapes.insert(std::string(s.exists("/d/1") ? "1" : "-") + (s.exists("/d/2") ? "2" : "-"));
+  });
+  EXPECT_EQ(n, 4u);
+  EXPECT_EQ(shapes, (std::set<std::string>{"12", "1-", "-2", "--"}));
+  // A dirty page (torn, durable, 1 version) with 8 sector choices when torn: bounded by limit.
+  int fd = fs.open("/d/f", O_RDWR | O_CREAT, 0644);
+  std::string page(4096, 'x');
+  ASSERT_EQ(write_full(fs, fd, page.data(), page.size(), 0), 0);
+  EXPECT_EQ(fs.enumerate_crashes(10, [](SimFs&) {}), 10u);
+}
+
 TEST(SimFs, CrashesAreDeterministicForASeed) {
   auto run = [](std::uint64_t seed) {
     SimFs fs;

@@ -300,6 +300,30 @@ TEST(ReadyContract, VoteReplyTravelsWithTheHardStateThatRecordsIt) {
   EXPECT_FALSE(f->has_ready());
 }
 
+// Issue 10, hole 2: a driver sends a leader's appends before its own write (thesis §10.2.1) only
+// when the Ready does not change the term or the vote; the Ready says which.
+TEST(ReadyContract, ReadySaysWhenItChangesTermOrVote) {
+  auto f = node_with_log(2, 1, {1});
+  ASSERT_TRUE(f->step(msg(1, 2, 2, VoteRequest{I(1), T(1), false, false})));
+  Ready rd = drain(*f);
+  EXPECT_TRUE(rd.term_or_vote_changed);
+  ASSERT_TRUE(f->step(msg(1, 2, 2, AppendRequest{I(1), T(1), entries(2, {2}), I(2)})));
+  rd = drain(*f);
+  ASSERT_TRUE(rd.hard_state.has_value());  // the commit index moved, nothing else
+  EXPECT_FALSE(rd.term_or_vote_changed);
+  // A single voter becomes candidate and leader inside one tick: one Ready with a new term and
+  // vote, carrying the new leader's entries.
+  Harness h(1);
+  h.process(N(1));  // the bootstrap Ready
+  for (int i = 0; i < 40 && h[1].role() != Role::leader; ++i) h[1].tick();
+  ASSERT_EQ(h[1].role(), Role::leader);
+  Ready lr = h[1].ready();
+  EXPECT_TRUE(lr.term_or_vote_changed);
+  ASSERT_FALSE(lr.entries.empty());
+  EXPECT_EQ(lr.entries.back().term, lr.hard_state->term);
+  h[1].advance(lr);
+}
+
 TEST(ReadyContract, AppendReplyTravelsWithTheEntriesItAcknowledges) {
   auto f = node_with_log(2, 1, {1});
   f->step(msg(1, 2, 1, AppendRequest{I(1), T(1), entries(2, {1, 1}), I(0)}));
@@ -464,6 +488,34 @@ TEST(Transfer, UpToDateTargetBecomesLeaderAndProposalsPauseMeanwhile) {
   EXPECT_NE(h[1].role(), Role::leader);
 }
 
+// Issue 10, hole 6: transfer_leadership used to reset the clock check-quorum runs on, so a
+// leader cut off from its majority that keeps receiving transfer requests never stepped down.
+TEST(Transfer, RepeatedRequestsDoNotKeepAPartitionedLeaderInPower) {
+  Harness h(3);
+  h.elect(1);
+  h.tick_all(2);
+  h.isolate(N(1));
+  for (int i = 0; i < 40 && h[1].role() == Role::leader; ++i) {
+    (void)h[1].transfer_leadership(N(2));
+    h[1].tick();
+    h.settle();
+  }
+  EXPECT_NE(h[1].role(), Role::leader);
+}
+
+TEST(Transfer, AnUnfinishedTransferIsAbandonedAfterAnElectionTimeout) {
+  Harness h(3);
+  h.elect(1);
+  h.tick_all(2);
+  h.cut.insert({N(1), N(2)});  // the TimeoutNow never arrives
+  ASSERT_TRUE(h[1].transfer_leadership(N(2)));
+  EXPECT_FALSE(h[1].propose("x"));
+  for (int i = 0; i < 10; ++i) h[1].tick();
+  h.settle();
+  EXPECT_EQ(h[1].transfer_target(), no_node);
+  EXPECT_TRUE(h[1].propose("y"));
+}
+
 // ---- Membership change (thesis §4.1) and learners --------------------------------------------
 
 TEST(Membership, LearnerReplicatesButNeverVotesOrCounts) {
@@ -567,6 +619,108 @@ TEST(Membership, InvalidChangesAreRejected) {
             RaftError::invalid_conf_change);  // the last voter
   EXPECT_EQ(h[1].propose_conf_change({ConfChangeType::promote_learner, N(7)}).error().code,
             RaftError::invalid_conf_change);  // not a learner
+}
+
+Entry conf_entry(std::uint64_t index, std::uint64_t term, const ConfChange& cc) {
+  return Entry{T(term), I(index), EntryType::conf_change, encode_conf_change(cc)};
+}
+
+// Issue 10, hole 3: a crash can leave conf entries C1, C2 durable in the log while the durable
+// commit index is still before C1 (entries are written before their hard state). The node
+// must count votes with C2, the last configuration in its log (thesis §4.1), not with C0: a
+// C0 majority ({1, 2}) and a C2 majority ({3, 4, 5}) need not intersect.
+TEST(Membership, RestartedNodeCountsVotesWithTheLastConfigurationInItsLog) {
+  RestoreState rs;
+  rs.hard_state = HardState{T(2), no_node, I(2)};  // durable commit before C1
+  rs.entries.push_back(Entry{T(1), I(1), EntryType::conf_change, encode_conf_state(ConfState{{N(1), N(2), N(3)}, {N(4), N(5)}})});
+  rs.entries.push_back(Entry{T(2), I(2), EntryType::noop, ""});
+  rs.entries.push_back(conf_entry(3, 2, {ConfChangeType::promote_learner, N(4)}));  // C1
+  rs.entries.push_back(conf_entry(4, 2, {ConfChangeType::promote_learner, N(5)}));  // C2
+  Config cfg = config_for(N(1));
+  cfg.pre_vote = false;
+  Core c(cfg, rs);
+  EXPECT_EQ(c.conf_state().voters, (std::vector<NodeId>{N(1), N(2), N(3), N(4), N(5)}));
+  for (int i = 0; i < 40 && c.role() != Role::candidate; ++i) c.tick();
+  ASSERT_EQ(c.role(), Role::candidate);
+  drain(c);
+  ASSERT_TRUE(c.step(msg(2, 1, c.term().value, VoteReply{true, false})));
+  EXPECT_EQ(c.role(), Role::candidate) << "won with a majority of C0, not of C2";
+  ASSERT_TRUE(c.step(msg(4, 1, c.term().value, VoteReply{true, false})));
+  EXPECT_EQ(c.role(), Role::leader);
+}
+
+// Thesis §4.1: a configuration is used as soon as it is appended, and a follower that loses the
+// entry to a new leader's conflicting suffix falls back to the configuration before it.
+TEST(Membership, ConfigurationTakesEffectWhenAppendedAndRollsBackWhenTruncated) {
+  auto f = node_with_log(2, 1, {1});  // entry 1 is a normal entry; the bootstrap gives {1, 2, 3}
+  ConfState c0 = f->conf_state();
+  std::vector<Entry> es = {Entry{T(2), I(2), EntryType::noop, ""}, conf_entry(3, 2, {ConfChangeType::add_learner, N(4)})};
+  ASSERT_TRUE(f->step(msg(1, 2, 2, AppendRequest{I(1), T(1), es, I(1)})));
+  EXPECT_EQ(f->conf_state().learners, (std::vector<NodeId>{N(4)})) << "not adopted when appended";
+  drain(*f);
+  // A leader of term 3 that never had the change overwrites index 3.
+  ASSERT_TRUE(f->step(msg(3, 2, 3, AppendRequest{I(2), T(2), entries(3, {3}), I(1)})));
+  EXPECT_EQ(f->conf_state(), c0) << "not rolled back when truncated";
+  EXPECT_TRUE(f->conf_history().empty());
+  drain(*f);
+  // A later change is adopted again; a restart from the same log yields the same membership.
+  ASSERT_TRUE(f->step(msg(3, 2, 3, AppendRequest{I(3), T(3), {conf_entry(4, 3, {ConfChangeType::remove_node, N(3)})}, I(1)})));
+  EXPECT_EQ(f->conf_state().voters, (std::vector<NodeId>{N(1), N(2)}));
+}
+
+TEST(Membership, ConfigurationAfterASnapshotIsThatOfTheLastEntryAfterIt) {
+  RestoreState rs;
+  rs.hard_state = HardState{T(2), no_node, I(10)};
+  rs.snapshot = SnapshotMeta{I(10), T(2), ConfState{{N(1), N(2), N(3)}, {N(4)}}};
+  rs.entries = {conf_entry(11, 2, {ConfChangeType::promote_learner, N(4)}), Entry{T(2), I(12), EntryType::normal, "x"}};
+  Core c(config_for(N(2)), rs);
+  EXPECT_EQ(c.conf_state().voters, (std::vector<NodeId>{N(1), N(2), N(3), N(4)}));
+  EXPECT_EQ(c.snapshot_conf().learners, (std::vector<NodeId>{N(4)}));
+  rs.entries.clear();
+  Core d(config_for(N(2)), rs);
+  EXPECT_EQ(d.conf_state(), rs.snapshot->conf);
+}
+
+// Thesis §4.2.2: a leader that removes itself keeps leading, without counting itself, until
+// the change commits, then steps down.
+TEST(Membership, LeaderRemovingItselfStepsDownWhenTheChangeCommits) {
+  Harness h(3);
+  h.elect(1);
+  h.tick_all(1);
+  ASSERT_TRUE(h[1].propose_conf_change({ConfChangeType::remove_node, N(1)}));
+  EXPECT_FALSE(h[1].is_voter());
+  EXPECT_EQ(h[1].role(), Role::leader);
+  h.settle();
+  EXPECT_NE(h[1].role(), Role::leader);
+  EXPECT_EQ(h[2].conf_state().voters, (std::vector<NodeId>{N(2), N(3)}));
+}
+
+// Thesis §4.2.1 / issue 10, hole 7: a server with an empty log never becomes a voter directly.
+TEST(Membership, AVoterIsNeverAddedDirectly) {
+  Harness h(3);
+  h.elect(1);
+  h.tick_all(1);
+  auto r = h[1].propose_conf_change({ConfChangeType::add_voter, N(4)});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, RaftError::invalid_conf_change);
+}
+
+TEST(Membership, ALearnerIsPromotedOnlyOnceCaughtUp) {
+  Harness h(3, [](Config& c) { c.max_promote_lag = 4; });
+  h.elect(1);
+  h.add(N(4), ConfState{}, [](Config& c) { c.max_promote_lag = 4; });
+  h.cut.insert({N(1), N(4)});  // the learner hears nothing yet
+  ASSERT_TRUE(h[1].propose_conf_change({ConfChangeType::add_learner, N(4)}));
+  h.tick_all(2);
+  for (int i = 0; i < 10; ++i) h.propose(1, "v" + std::to_string(i));
+  auto r = h[1].propose_conf_change({ConfChangeType::promote_learner, N(4)});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, RaftError::learner_behind);
+  h.heal();
+  h.tick_all(3);
+  ASSERT_TRUE(h[1].propose_conf_change({ConfChangeType::promote_learner, N(4)}));
+  h.tick_all(2);
+  EXPECT_TRUE(h[4].is_voter());
 }
 
 // ---- Snapshots (§7) -------------------------------------------------------------------------

@@ -78,7 +78,8 @@ struct Harness {
       batch.swap(queue);
       for (auto& m : batch) {
         if (cut.count({m.from, m.to})) continue;
-        cores.at(m.to)->step(m);
+        auto r = cores.at(m.to)->step(m);
+        EXPECT_TRUE(r.has_value()) << "a correct peer's message was rejected: " << r.error().reason;
         process(m.to);
       }
     }

@@ -139,8 +139,8 @@ class Sim {
         ++out_.snapshots_installed;
       };
       // The operator's directory exists. The node's own directories are created durably here
-      // too unless fresh_dirs: DataDir, Wal and SnapshotStore do not fsync the parent after
-      // their mkdir, so a power cut can drop a whole WAL (found by this simulator; storage's).
+      // too unless fresh_dirs (this simulator found that DataDir, Wal and SnapshotStore did not
+      // fsync the parent after their mkdir: a power cut could drop a whole WAL).
       n->fs.mkdirs_durable("/data");
       if (!opt_.fresh_dirs) {
         n->fs.mkdirs_durable(o.data_dir + "/wal");

@@ -33,8 +33,8 @@ struct NodeSimOptions {
   std::uint32_t liveness_ms = 8000;  // after healing: a leader and a commit within this
   std::uint32_t snapshot_entries = 24;
   bool power_cuts = true;
-  // Let the nodes create their data, WAL and snapshot directories themselves (exposes the
-  // missing parent-directory fsync after mkdir in raft/storage; off until that is fixed).
+  // Let the nodes create their data, WAL and snapshot directories themselves (this exposed the
+  // missing parent-directory fsync after mkdir in raft/storage before issue 15's fix).
   bool fresh_dirs = false;
   // Let a leader remove itself (exposes a liveness gap of adopt-at-commit membership).
   bool remove_leader = false;

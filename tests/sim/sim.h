@@ -6,7 +6,8 @@
 //   - N cores driven by the Ready contract with asynchronous persistence: a Ready is durable only
 //     after a random disk delay; its messages leave, and its entries are applied, only then;
 //   - crashes that lose every Ready not yet durable and the whole in-memory core, and restarts
-//     from the simulated disk (hard state + snapshot + log);
+//     from the simulated disk (hard state + snapshot + log), whose commit index may lag its log
+//     (Options::lazy_commit);
 //   - a network with delay (hence reordering), loss, duplication, symmetric and one-way
 //     partitions, an isolated leader, and a bridge node;
 //   - clients appending unique values to a replicated list and doing ReadIndex reads;
@@ -59,6 +60,11 @@ struct Options {
   // Raft options; unset means drawn from the seed, so schedules cover both settings.
   std::optional<bool> pre_vote;
   std::optional<bool> check_quorum;
+  // The durable commit index may lag the durable log, as on the real node (it writes a batch's
+  // entries before its hard state and defers commit-only hard states): a hard state that changes
+  // only the commit index reaches the disk only with the next one that changes term or vote.
+  // Unset means drawn from the seed.
+  std::optional<bool> lazy_commit;
   std::vector<Fault> faults;
   bool verbose = false;
   std::string history_path;   // if set, the client history is written there as JSON lines
@@ -73,6 +79,8 @@ struct Outcome {
 };
 
 Outcome run(const Options& options);
+// The fault schedule tern-sim draws for a seed (up to 40 faults of every kind).
+std::vector<Fault> random_faults(std::uint64_t seed, std::uint32_t ticks, int nodes);
 std::string describe(const Fault& f);
 
 }  // namespace tern::sim

@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <random>
 #include <string>
 
 #include <signal.h>
@@ -19,21 +18,6 @@
 #include "tests/sim/sim.h"
 
 using namespace tern::sim;
-
-static std::vector<Fault> random_faults(std::uint64_t seed, std::uint32_t ticks, int nodes) {
-  std::mt19937_64 rng(seed ^ 0xfeedfacecafebeefULL);
-  std::vector<Fault> faults;
-  int count = static_cast<int>(rng() % 40);
-  for (int i = 0; i < count; ++i) {
-    Fault f;
-    f.at_tick = static_cast<std::uint32_t>(rng() % ticks);
-    f.kind = static_cast<FaultKind>(rng() % 15);
-    f.a = static_cast<std::uint32_t>(rng() % 64);
-    f.b = static_cast<std::uint32_t>(rng() % nodes);
-    faults.push_back(f);
-  }
-  return faults;
-}
 
 // The seed of the run in progress, so that an assertion (abort) still names its replay.
 static volatile std::uint64_t g_seed = 0;

@@ -73,7 +73,7 @@ TEST(CrashTest, EveryReportedDurableIndexSurvivesSigkill) {
       child(dir, fds[1], rng());
     }
     ::close(fds[1]);
-    std::this_thread::sleep_for(std::chrono::milliseconds(5 + rng() % 60));
+    std::this_thread::sleep_for(std::chrono::milliseconds(15 + rng() % 70));  // open syncs twice (issue 15)
     ::kill(pid, SIGKILL);
     int status = 0;
     ::waitpid(pid, &status, 0);

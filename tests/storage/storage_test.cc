@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 #include <rapidcheck/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -18,6 +19,7 @@
 
 #include "raft/storage/crc32c.h"
 #include "raft/storage/data_dir.h"
+#include "raft/storage/recovery.h"
 #include "raft/storage/snapshot_store.h"
 #include "raft/storage/wal.h"
 
@@ -204,13 +206,13 @@ std::vector<std::pair<std::size_t, std::size_t>> record_spans(const std::string&
     buf.assign(std::istreambuf_iterator<char>(in), {});
   }
   std::vector<std::pair<std::size_t, std::size_t>> spans;
-  std::size_t off = 16;
-  while (off + 9 <= buf.size()) {
+  std::size_t off = 28;  // format 2: header 28 bytes, record header 13
+  while (off + 13 <= buf.size()) {
     std::uint32_t len;
     std::memcpy(&len, buf.data() + off, 4);
     if (len == 0) break;
-    spans.push_back({off, off + 9 + len});
-    off += 9 + len;
+    spans.push_back({off, off + 13 + len});
+    off += 13 + len;
   }
   return spans;
 }
@@ -260,7 +262,28 @@ TEST(Recovery, TornLastRecordAtEveryByteIsTruncatedAndLogged) {
   }
 }
 
+// A bad record followed by a record written after it was synced is damage, not a cut.
 TEST(Recovery, ChecksumFailureFollowedByValidRecordsRefusesToStart) {
+  TempDir d;
+  {
+    auto wal = Wal::open(d.path, medium(), nullptr);
+    ASSERT_TRUE((*wal)->write(WriteBatch{{}, entries(1, 5), {}}));
+    ASSERT_TRUE((*wal)->write(WriteBatch{{}, entries(6, 7), {}}));
+  }
+  std::string seg = only_segment(d.path);
+  auto spans = record_spans(seg);
+  overwrite(seg, spans[2].first + 14, "X");  // flip a payload byte of the third record
+  auto wal = Wal::open(d.path, medium(), nullptr);
+  ASSERT_FALSE(wal);
+  EXPECT_EQ(wal.error().code, StorageErrc::corrupt);
+  EXPECT_NE(wal.error().message.find(seg), std::string::npos);
+  EXPECT_NE(wal.error().message.find("offset " + std::to_string(spans[2].first)), std::string::npos);
+}
+
+// The limit of a local check (docs/storage-format.md): damage inside the newest synced batch,
+// with nothing written after it, looks exactly like a cut during that batch; it is truncated
+// and reported, not refused.
+TEST(Recovery, DamageInTheNewestBatchWithNothingAfterItIsTreatedAsATornTail) {
   TempDir d;
   {
     auto wal = Wal::open(d.path, medium(), nullptr);
@@ -268,12 +291,12 @@ TEST(Recovery, ChecksumFailureFollowedByValidRecordsRefusesToStart) {
   }
   std::string seg = only_segment(d.path);
   auto spans = record_spans(seg);
-  overwrite(seg, spans[2].first + 12, "X");  // flip a payload byte of the third record
-  auto wal = Wal::open(d.path, medium(), nullptr);
-  ASSERT_FALSE(wal);
-  EXPECT_EQ(wal.error().code, StorageErrc::corrupt);
-  EXPECT_NE(wal.error().message.find(seg), std::string::npos);
-  EXPECT_NE(wal.error().message.find("offset " + std::to_string(spans[2].first)), std::string::npos);
+  overwrite(seg, spans[2].first + 14, "X");
+  Recovered rec;
+  auto wal = Wal::open(d.path, medium(), &rec);
+  ASSERT_TRUE(wal) << wal.error().message;
+  EXPECT_EQ(rec.entries, entries(1, 2));
+  EXPECT_EQ(rec.notes.size(), 1u);
 }
 
 TEST(Recovery, CorruptionInASealedSegmentRefusesToStart) {
@@ -286,7 +309,7 @@ TEST(Recovery, CorruptionInASealedSegmentRefusesToStart) {
   for (auto& e : fs::directory_iterator(d.path)) segs.push_back(e.path());
   std::sort(segs.begin(), segs.end());
   auto spans = record_spans(segs.front());
-  overwrite(segs.front(), spans.back().first + 12, "X");  // the last record of a sealed segment
+  overwrite(segs.front(), spans.back().first + 14, "X");  // the last record of a sealed segment
   auto wal = Wal::open(d.path, small(), nullptr);
   ASSERT_FALSE(wal);
   EXPECT_EQ(wal.error().code, StorageErrc::corrupt);
@@ -669,6 +692,116 @@ TEST(Ternutl, VerifiesAHealthyDirectoryAndFlagsADamagedSnapshot) {
   EXPECT_NE(text.find("index 10 term 2, 3 voters, 1 learners"), std::string::npos);
   for (auto& e : fs::directory_iterator(dir + "/snap")) overwrite(e.path(), 60, "!");
   EXPECT_NE(std::system((tool + " verify " + dir + " > /dev/null").c_str()), 0);
+}
+
+// ternutl verify says what the node will do (issue 15, hole 8): it refuses what the node refuses
+// and accepts what the node repairs. Exit 0: the node starts; 1: it refuses.
+int verify_exit(const std::string& dir) {
+  int st = std::system((std::string(TERNUTL_PATH) + " verify " + dir + " > /dev/null").c_str());
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+std::string populated(const TempDir& d, const std::string& name) {
+  std::string dir = d.path + "/" + name;
+  auto dd = DataDir::open(dir, 5, 1);
+  EXPECT_TRUE(dd);
+  auto wal = Wal::open(dir + "/wal", small(), nullptr);
+  EXPECT_TRUE(wal);
+  EXPECT_TRUE((*wal)->write(WriteBatch{{}, entries(1, 200), HardState{Term{2}, NodeId{1}, Index{20}}}));
+  return dir;
+}
+
+TEST(Ternutl, VerifySaysRefuseForAWalCompactedPastAMissingSnapshot) {
+  TempDir d;
+  std::string dir = populated(d, "a");
+  {
+    auto wal = Wal::open(dir + "/wal", small(), nullptr);
+    ASSERT_TRUE((*wal)->compact(Index{150}));  // no snapshot at 150 exists
+  }
+  EXPECT_EQ(verify_exit(dir), 1);
+}
+
+TEST(Ternutl, VerifySaysRefuseForACorruptedIdentity) {
+  TempDir d;
+  std::string dir = populated(d, "b");
+  overwrite(dir + "/IDENTITY", 27, "9");  // a digit of cluster_id
+  EXPECT_EQ(verify_exit(dir), 1);
+}
+
+TEST(Ternutl, VerifySaysRefuseForAMissingWalDirectory) {
+  TempDir d;
+  std::string dir = populated(d, "c");
+  fs::remove_all(dir + "/wal");
+  EXPECT_EQ(verify_exit(dir), 1);
+}
+
+TEST(Ternutl, VerifySaysStartForAZeroFilledNewestSegmentThatTheNodeRepairs) {
+  TempDir d;
+  std::string dir = populated(d, "e");
+  std::string last = only_segment(dir + "/wal");
+  std::uint64_t seq = std::stoull(fs::path(last).filename().string().substr(0, 20));
+  char name[64];
+  std::snprintf(name, sizeof name, "/wal/%020llu.wal", static_cast<unsigned long long>(seq + 1));
+  {
+    std::ofstream z(dir + name, std::ios::binary);
+    z << std::string(4096, '\0');  // created, the cut came before its header was durable
+  }
+  EXPECT_EQ(verify_exit(dir), 0);
+}
+
+// The node's side of the same cases: recover_storage (which verify runs read-only) refuses them
+// too, and both agree on what a healthy and a repaired directory hold.
+TEST(RecoverStorage, TheNodeRefusesWhatVerifyRefusesAndAgreesOnTheRest) {
+  TempDir d;
+  auto node = [](const std::string& dir) {
+    RecoveryOptions o;
+    o.cluster_id = 5;
+    o.node_id = 1;
+    o.wal = small();
+    return recover_storage(dir, o);
+  };
+  auto verify = [](const std::string& dir) {
+    RecoveryOptions o;
+    o.read_only = true;
+    return recover_storage(dir, o);
+  };
+  std::string a = populated(d, "a");
+  {
+    auto wal = Wal::open(a + "/wal", small(), nullptr);
+    ASSERT_TRUE((*wal)->compact(Index{150}));
+  }
+  EXPECT_FALSE(verify(a));
+  EXPECT_FALSE(node(a));
+  std::string b = populated(d, "b");
+  overwrite(b + "/IDENTITY", 27, "9");
+  EXPECT_FALSE(verify(b));
+  EXPECT_FALSE(node(b));
+  std::string c = populated(d, "c");
+  fs::remove_all(c + "/wal");
+  EXPECT_FALSE(verify(c));
+  EXPECT_FALSE(node(c));
+  std::string ok = populated(d, "ok");
+  auto v = verify(ok);
+  ASSERT_TRUE(v) << v.error().message;
+  auto n = node(ok);
+  ASSERT_TRUE(n) << n.error().message;
+  EXPECT_EQ(v->entries, n->entries);
+  EXPECT_EQ(v->entries, entries(1, 200));
+  EXPECT_EQ(v->hard_state, n->hard_state);
+}
+
+TEST(Recovery, WalFormat1IsRefusedWithAClearMessage) {
+  TempDir d;
+  {
+    std::ofstream f(d.path + "/00000000000000000001.wal", std::ios::binary);
+    std::string h = "TERNWAL1";
+    h += std::string("\x01\0\0\0\0\0\0\0", 8);
+    f << h << std::string(4096, '\0');
+  }
+  auto wal = Wal::open(d.path, small(), nullptr);
+  ASSERT_FALSE(wal);
+  EXPECT_EQ(wal.error().code, StorageErrc::corrupt);
+  EXPECT_NE(wal.error().message.find("format 1"), std::string::npos) << wal.error().message;
 }
 
 }  // namespace
