@@ -18,7 +18,7 @@ for m in "$root"/tests/sim/mutations/$filter.py; do
   cmake -S "$work/src" -B "$work/build" -G Ninja -DTERN_WERROR=OFF -DTERN_BUILD_BENCH=OFF >/dev/null &&
     cmake --build "$work/build" --target tern-sim >/dev/null 2>&1 || { echo "$name: build failed"; status=1; continue; }
   caught=""
-  for cfg in "--runs 100 --voters 1 --spares 1" "--runs 40 --voters 3 --snapshot-entries 8" "--runs 12 --voters 5 --spares 2"; do
+  for cfg in "--runs 60 --voters 1 --spares 1" "--runs 25 --voters 3 --snapshot-entries 8" "--runs 5 --voters 5 --spares 2"; do
     out=$("$work/build/tests/sim/tern-sim" --node --seed 1 $cfg 2>&1 | grep -E "^(FAIL|ok|TERN_ASSERT)" | head -1)
     case "$out" in
       ok*) ;;
