@@ -2,170 +2,42 @@
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
-#include <cstdlib>
-
 #include "common/assert.h"
-#include "common/le.h"
-#include "common/overloaded.h"
 #include "service/config.h"
 
 namespace tern::service {
 
-using raft::Index;
-using raft::NodeId;
-using raft::Term;
 using Clock = std::chrono::steady_clock;
 
-namespace {
-
-constexpr std::uint8_t kKindCommand = 1;
-constexpr std::uint8_t kKindAddress = 2;
-constexpr std::uint64_t kReadyLagEntries = 1000;  // /readyz: applied within this many entries of commit
-
-std::uint64_t micros_since(Clock::time_point t) {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count());
-}
-
-std::uint64_t wall_ms() {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-}
-
-// Messages a leader may send before its own write is durable (thesis §10.2.1): they vouch for
-// nothing on this node's disk. Replies and votes must wait (raft/ready.h).
-bool sendable_before_persist(const raft::Message& m) {
-  return std::holds_alternative<raft::AppendRequest>(m.body) || std::holds_alternative<raft::HeartbeatRequest>(m.body) ||
-         std::holds_alternative<raft::InstallSnapshotRequest>(m.body);
-}
-
-// An empty AppendRequest in a Ready that also commits entries: it only carries the new commit
-// index to followers, so it can leave after this node has answered its clients.
-bool is_commit_notice(const raft::Ready& rd, const raft::Message& m) {
-  const auto* a = std::get_if<raft::AppendRequest>(&m.body);
-  return a != nullptr && a->entries.empty() && !rd.committed.empty();
-}
-
-// Removes every entry of `waiting` (values with a `start` time) that started before `limit`,
-// and only then hands it to `expire`, so a callback never sees a half-updated map.
-template <class Map, class Expire>
-void expire_started_before(Map& waiting, Clock::time_point limit, Expire expire) {
-  for (auto it = waiting.begin(); it != waiting.end();) {
-    if (it->second.start > limit) {
-      ++it;
-      continue;
-    }
-    auto v = std::move(it->second);
-    it = waiting.erase(it);
-    expire(v);
-  }
-}
-
-}  // namespace
-
-const char* node_errc_name(NodeErrc e) {
-  switch (e) {
-    case NodeErrc::not_leader: return "not_leader";
-    case NodeErrc::unknown_outcome: return "unknown_outcome";
-    case NodeErrc::busy: return "busy";
-    case NodeErrc::too_large: return "too_large";
-    case NodeErrc::conf_change_pending: return "conf_change_pending";
-    case NodeErrc::transfer_in_progress: return "transfer_in_progress";
-    case NodeErrc::invalid: return "invalid";
-    case NodeErrc::shutting_down: return "shutting_down";
-    case NodeErrc::timed_out: return "timed_out";
-  }
-  return "?";
-}
-
-Node::Node(asio::io_context& io, NodeOptions options, std::unique_ptr<Applier> applier, Metrics& metrics)
-    : io_(io),
-      opt_(std::move(options)),
-      applier_(std::move(applier)),
-      metrics_(metrics),
-      tick_timer_(io),
-      fsync_hist_(metrics.histogram("tern_wal_write_seconds")),
-      commit_hist_(metrics.histogram("tern_commit_latency_seconds")),
-      rtt_hist_(metrics.histogram("tern_peer_rtt_seconds")) {}
+Node::Node(asio::io_context& io, NodeOptions options, Metrics& metrics)
+    : io_(io), opt_(std::move(options)), metrics_(metrics), tick_timer_(io) {}
 
 Node::~Node() {
   stop();
   *alive_ = false;
   snapshot_pool_.join();  // a snapshot being written completes; its result is dropped
-  wal_.reset();  // joins the disk thread; its callbacks see alive_ == false
+  replica_.reset();       // joins the WAL's disk thread; its callbacks see alive_ == false
 }
 
 Result<std::unique_ptr<Node>, std::string> Node::open(asio::io_context& io, NodeOptions options,
                                                       std::unique_ptr<Applier> applier, Metrics& metrics) {
-  std::unique_ptr<Node> n(new Node(io, std::move(options), std::move(applier), metrics));
-  if (auto r = n->recover(); !r) return fail(r.error());
-  return n;
-}
-
-Result<void, std::string> Node::recover() {
-  auto dd = storage::DataDir::open(opt_.data_dir, opt_.cluster_id, opt_.id.value);
-  if (!dd) return fail("data dir " + opt_.data_dir + ": " + dd.error().message);
-  data_dir_ = std::move(*dd);
-  snapshots_ = std::make_unique<storage::SnapshotStore>(data_dir_->snap_dir());
-  std::vector<std::string> notes;
-  auto newest = snapshots_->load_newest(&notes);
-  if (!newest) return fail("snapshots: " + newest.error().message);
-  for (const auto& n : notes) spdlog::warn("{}", n);
-
-  storage::WalOptions wo;
-  wo.log = [](const std::string& s) { spdlog::warn("wal: {}", s); };
-  storage::Recovered rec;
-  auto wal = storage::Wal::open(data_dir_->wal_dir(), wo, &rec);
-  if (!wal) return fail("wal: " + wal.error().message);
-  wal_ = std::move(*wal);
-
-  for (const auto& [id, addr] : opt_.initial_cluster) addresses_[id] = addr;
-  raft::RestoreState rs;
-  rs.hard_state = rec.hard_state;
-  written_hs_ = rec.hard_state;
-  if (*newest) {
-    const auto& f = **newest;
-    auto data = snapshots_->read_all(f);
-    if (!data) return fail("snapshot " + f.path + ": " + data.error().message);
-    if (auto r = decode_state(*data); !r) return fail("snapshot " + f.path + ": " + r.error());
-    rs.snapshot = f.meta;
-    applied_ = f.meta.index;
-    last_snapshot_index_ = f.meta.index;
-    snapshot_files_[f.meta.index] = f;
-  }
-  if (rec.reset && (!rs.snapshot || rec.reset->first > rs.snapshot->index))
-    return fail("the WAL restarts after a snapshot at index " + std::to_string(rec.reset->first.value) +
-                " but no such snapshot file is present in " + data_dir_->snap_dir());
-  Index after = rs.snapshot ? rs.snapshot->index : Index{0};
-  for (auto& e : rec.entries)
-    if (e.index > after) rs.entries.push_back(std::move(e));
-  if (!rs.entries.empty() && rs.entries.front().index != after.next())
-    return fail("the WAL's entries start at " + std::to_string(rs.entries.front().index.value) +
-                ", not right after the snapshot at " + std::to_string(after.value));
-  bool empty = rec.hard_state.term == Term{0} && rs.entries.empty() && !rs.snapshot;
-  if (empty && opt_.bootstrap) {
-    for (const auto& [id, addr] : opt_.initial_cluster) rs.bootstrap.voters.push_back(id);
-    spdlog::info("bootstrapping a new cluster of {} members", rs.bootstrap.voters.size());
-  }
-
-  raft::Config rc;
-  rc.id = opt_.id;
-  rc.election_ticks = opt_.election_ticks;
-  rc.heartbeat_ticks = 1;
-  rc.seed = opt_.id.value * 0x9e3779b97f4a7c15ULL ^ static_cast<std::uint64_t>(Clock::now().time_since_epoch().count());
-  rc.log = [](std::string_view s) { spdlog::debug("raft {}", s); };
-  core_ = std::make_unique<raft::Core>(rc, std::move(rs));
-  last_leader_ = core_->leader();
-  spdlog::info("recovered: term {}, commit {}, last index {}, snapshot {}", core_->term().value,
-               core_->commit_index().value, core_->last_index().value, last_snapshot_index_.value);
-
+  std::unique_ptr<Node> n(new Node(io, options, metrics));
   net::PeerTransportOptions to;
-  to.cluster_id = opt_.cluster_id;
-  to.self = opt_.id;
+  to.cluster_id = options.cluster_id;
+  to.self = options.id;
   to.warn = [](const std::string& s) { spdlog::warn("{}", s); };
-  transport_ = std::make_unique<net::PeerTransport>(io_, to, [this](raft::Message m) { on_message(std::move(m)); });
-  for (const auto& [id, addr] : addresses_) set_address(id, addr);
-  return {};
+  Node* self = n.get();
+  n->transport_ = std::make_unique<net::PeerTransport>(io, to, [self](raft::Message m) {
+    if (self->replica_) self->replica_->step(std::move(m));
+  });
+  ReplicaEnv env;
+  env.transport = self;
+  env.clock = self;
+  env.executor = self;
+  auto r = Replica::open(env, std::move(options), std::move(applier), metrics);
+  if (!r) return fail(r.error());
+  n->replica_ = std::move(*r);
+  return n;
 }
 
 void Node::start() {
@@ -179,33 +51,20 @@ void Node::start() {
   tick_timer_.async_wait([this](const asio::error_code& ec) {
     if (!ec) on_tick();
   });
-  schedule_drive();
+  replica_->start();
 }
 
 void Node::stop() {
   if (stopped_) return;
   stopped_ = true;
   tick_timer_.cancel();
-  if (wal_) flush_deferred_hard_state(true);
+  if (replica_) replica_->stop();
   if (transport_) transport_->stop();
-  auto pending = std::move(pending_);
-  pending_.clear();
-  for (auto& [i, p] : pending)
-    p.done(fail(NodeError{NodeErrc::shutting_down, NodeId{}, "the node is shutting down; the outcome is unknown"}));
-  auto reads = std::move(reads_);
-  reads_.clear();
-  reads_at_.clear();
-  for (auto& [id, r] : reads) r.done(fail(NodeError{NodeErrc::shutting_down, NodeId{}, "the node is shutting down"}));
 }
 
 void Node::on_tick() {
   if (stopped_) return;
-  core_->tick();
-  flush_deferred_hard_state(false);
-  expire_orphaned_proposals();
-  expire_reads();
-  observe_leader();
-  schedule_drive();
+  replica_->tick();
   // Fixed-rate ticks; after a stall, skip the missed ones rather than firing a burst.
   next_tick_ += opt_.tick;
   auto now = Clock::now();
@@ -216,538 +75,16 @@ void Node::on_tick() {
   });
 }
 
-void Node::expire_orphaned_proposals() {
-  // A node that lost leadership cannot tell whether its pending entries will commit until it
-  // hears from a new leader; partitioned, it may never hear. Answer "unknown outcome" after a
-  // bound instead of leaving the callers waiting (a retry with the same request id is safe).
-  if (pending_.empty() || core_->role() == raft::Role::leader) return;
-  expire_started_before(pending_, Clock::now() - opt_.tick * (opt_.election_ticks * 4), [&](Pending& p) {
-    ++proposals_failed_;
-    p.done(fail(NodeError{NodeErrc::unknown_outcome, core_->leader(), "leadership lost before the entry committed"}));
-  });
-}
-
-void Node::flush_deferred_hard_state(bool now) {
-  if (!deferred_hs_ || persisting_) return;
-  if (!now && ++ticks_since_flush_ < 10) return;
-  ticks_since_flush_ = 0;
-  storage::WriteBatch b;
-  b.hard_state = deferred_hs_;
-  written_hs_ = *deferred_hs_;
-  deferred_hs_.reset();
-  // Synchronous, like every write made while no batch is queued: an asynchronous one could land
-  // after a later inline write of a newer term and vote and take the durable hard state back.
-  if (auto r = wal_->write(b); !r) fatal("WAL write failed: " + r.error().message);
-}
-
-void Node::on_message(raft::Message m) {
-  if (stopped_) return;
-  if (std::holds_alternative<raft::HeartbeatReply>(m.body)) {
-    auto it = heartbeat_sent_.find(m.from);
-    if (it != heartbeat_sent_.end()) {
-      rtt_hist_.observe_us(micros_since(it->second));
-      heartbeat_sent_.erase(it);
-    }
-  }
-  core_->step(std::move(m));
-  schedule_drive();
-}
-
-void Node::schedule_drive() {
-  if (drive_posted_ || stopped_) return;
-  drive_posted_ = true;
-  asio::post(io_, [this, alive = alive_] {
-    if (!*alive) return;
-    drive_posted_ = false;
-    drive();
-  });
-}
-
-void Node::drive() {
-  if (persisting_ || stopped_ || !core_->has_ready()) return;
-  auto rd = std::make_shared<raft::Ready>(core_->ready());
-  observe_leader();
-  if (rd->snapshot) {
-    // A snapshot from the leader: its file must be durable before the WAL points past it. It is
-    // written on the snapshot thread (which also writes this node's own snapshots, one at a
-    // time); the Ready waits, as for any write.
-    persisting_ = true;
-    asio::post(snapshot_pool_, [this, rd, alive = alive_] {
-      auto f = snapshots_->save(rd->snapshot->meta, *rd->snapshot->data);
-      asio::post(io_, [this, rd, alive, f = std::move(f)] {
-        if (!*alive) return;
-        if (!f) fatal("cannot save the received snapshot: " + f.error().message);
-        snapshot_files_[rd->snapshot->meta.index] = *f;
-        while (snapshot_files_.size() > 2) snapshot_files_.erase(snapshot_files_.begin());
-        persisting_ = false;
-        write_ready(rd);
-      });
-    });
-    return;
-  }
-  write_ready(rd);
-}
-
-void Node::write_ready(const std::shared_ptr<raft::Ready>& rd) {
-  storage::WriteBatch batch;
-  if (rd->snapshot) batch.reset_to = std::make_pair(rd->snapshot->meta.index, rd->snapshot->meta.term);
-  for (const auto& m : rd->messages)
-    if (sendable_before_persist(m) && !is_commit_notice(*rd, m)) send(m);
-  // The commit index in the hard state is only a hint for restarts (raft/types.h): a Ready that
-  // changes nothing else need not wait for a disk flush. Its commit index rides along with the
-  // next write (or the periodic flush in on_tick), saving one fdatasync per commit.
-  bool commit_only = rd->hard_state && !rd->snapshot && rd->entries.empty() &&
-                     rd->hard_state->term == written_hs_.term && rd->hard_state->vote == written_hs_.vote;
-  if (commit_only) {
-    deferred_hs_ = rd->hard_state;
-    persisted(rd);
-    return;
-  }
-  if (!rd->snapshot && rd->entries.empty() && !rd->hard_state) {
-    persisted(rd);
-    return;
-  }
-  batch.entries = rd->entries;
-  batch.hard_state = rd->hard_state ? rd->hard_state : deferred_hs_;
-  deferred_hs_.reset();
-  if (batch.hard_state) written_hs_ = *batch.hard_state;
-  auto t0 = Clock::now();
-  if (batch.entries.size() <= opt_.inline_write_max_entries && !batch.reset_to) {
-    // A small batch (light load): write and sync on the loop thread. Two thread hand-offs cost
-    // more latency than they save here; heavier batches go to the disk thread and overlap with
-    // the loop's work (group commit).
-    auto res = wal_->write(batch);
-    if (!res) fatal("WAL write failed: " + res.error().message);
-    fsync_hist_.observe_us(micros_since(t0));
-    persisted(rd);
-    return;
-  }
-  persisting_ = true;
-  auto r = wal_->submit(std::move(batch), [this, rd, t0, alive = alive_](Result<Index, storage::StorageError> res) {
-    asio::post(io_, [this, rd, t0, alive, res = std::move(res)] {
-      if (!*alive) return;
-      if (!res) fatal("WAL write failed: " + res.error().message);
-      fsync_hist_.observe_us(micros_since(t0));
-      persisting_ = false;
-      persisted(rd);
-    });
-  });
-  if (!r) fatal("WAL submit failed: " + r.error().message);
-}
-
-void Node::persisted(const std::shared_ptr<raft::Ready>& rd) {
-  if (stopped_) return;
-  std::vector<raft::Message> notices;
-  for (auto& m : rd->messages) {
-    if (is_commit_notice(*rd, m)) {
-      notices.push_back(std::move(m));
-    } else if (!sendable_before_persist(m)) {
-      send(m);
-    }
-  }
-  if (rd->snapshot) apply_snapshot(*rd->snapshot);
-  for (const auto& e : rd->committed) apply_entry(e);
-  on_read_states(rd->read_states);
-  if (!notices.empty()) {
-    // Followers learn the new commit index after the replies to this node's clients are out:
-    // the clients' answers then do not queue behind two followers waking up on a 2-core host.
-    // Two hops, because a reply is flushed from a handler posted by the KJ turn that writes it.
-    asio::post(io_, [this, alive = alive_, notices = std::move(notices)]() mutable {
-      asio::post(io_, [this, alive, notices = std::move(notices)] {
-        if (!*alive || stopped_) return;
-        for (const auto& m : notices) send(m);
-      });
-    });
-  }
-  core_->advance(*rd);
-  maybe_snapshot();
-  schedule_drive();
-}
-
-void Node::send(const raft::Message& m) {
-  if (const auto* req = std::get_if<raft::InstallSnapshotRequest>(&m.body)) {
-    auto data = snapshot_data(req->meta.index);
-    if (!data) return;  // the core retries; snapshot_data logged why
-    raft::Message full = m;
-    std::get<raft::InstallSnapshotRequest>(full.body).data = std::move(data);
-    transport_->send_snapshot(full);
-    return;
-  }
-  if (std::holds_alternative<raft::HeartbeatRequest>(m.body)) {
-    // One probe per peer in flight; a probe unanswered for a second (peer down) is replaced, so
-    // a returning peer does not report its downtime as round-trip time.
-    auto now = Clock::now();
-    auto [it, inserted] = heartbeat_sent_.try_emplace(m.to, now);
-    if (!inserted && now - it->second > std::chrono::seconds(1)) it->second = now;
-  }
-  transport_->send(m);
-}
-
-std::shared_ptr<const std::string> Node::snapshot_data(Index index) {
-  if (snapshot_cache_ && snapshot_cache_index_ == index) return snapshot_cache_;
-  auto it = snapshot_files_.find(index);
-  if (it == snapshot_files_.end()) {
-    spdlog::warn("no snapshot file for index {} to send", index.value);
-    return nullptr;
-  }
-  auto data = snapshots_->read_all(it->second);
-  if (!data) {
-    spdlog::error("cannot read snapshot {}: {}", it->second.path, data.error().message);
-    return nullptr;
-  }
-  snapshot_cache_index_ = index;
-  snapshot_cache_ = std::make_shared<const std::string>(std::move(*data));
-  return snapshot_cache_;
-}
-
-void Node::apply_snapshot(const raft::Snapshot& s) {
-  if (auto r = decode_state(*s.data); !r) fatal("cannot restore the snapshot at index " + std::to_string(s.meta.index.value) + ": " + r.error());
-  applied_ = s.meta.index;
-  last_snapshot_index_ = s.meta.index;
-  ++snapshots_installed_;
-  // Proposals at or below the snapshot can no longer be matched to their entries.
-  while (!pending_.empty() && pending_.begin()->first <= s.meta.index) {
-    auto p = std::move(pending_.begin()->second);
-    pending_.erase(pending_.begin());
-    ++proposals_failed_;
-    p.done(fail(NodeError{NodeErrc::unknown_outcome, core_->leader(), "replaced by a snapshot"}));
-  }
-  spdlog::info("installed a snapshot at index {} term {}", s.meta.index.value, s.meta.term.value);
-}
-
-void Node::apply_entry(const raft::Entry& e) {
-  applied_ = e.index;
-  ++entries_applied_;
-  std::string response;
-  if (e.type == raft::EntryType::normal && !e.data.empty()) {
-    auto kind = static_cast<std::uint8_t>(e.data[0]);
-    if (kind == kKindCommand && e.data.size() >= 9) {
-      std::uint64_t t = le::get_u64(e.data.data() + 1);
-      last_cluster_time_ms_ = std::max(last_cluster_time_ms_, t);
-      response = applier_->apply(e.index, t, std::string_view(e.data).substr(9));
-    } else if (kind == kKindAddress && e.data.size() >= 9) {
-      NodeId id{le::get_u64(e.data.data() + 1)};
-      set_address(id, e.data.substr(9));
-    } else {
-      spdlog::error("entry {} has an unknown payload kind {}; skipped", e.index.value, kind);
-    }
-  } else if (e.type == raft::EntryType::conf_change) {
-    if (auto cc = raft::decode_conf_change(e.data); cc && cc->type == raft::ConfChangeType::remove_node) {
-      addresses_.erase(cc->node);
-      transport_->remove_peer(cc->node);
-      if (cc->node == opt_.id) spdlog::warn("this node was removed from the cluster at index {}", e.index.value);
-    }
-  }
-  resolve(e.index, e.term, std::move(response));
-}
-
-void Node::resolve(Index index, Term term, std::string response) {
-  // Pending proposals below this index were overwritten and their slots reused (or compacted).
-  while (!pending_.empty() && pending_.begin()->first <= index) {
-    auto it = pending_.begin();
-    auto p = std::move(it->second);
-    Index i = it->first;
-    pending_.erase(it);
-    if (i == index && p.term == term) {
-      ++proposals_committed_;
-      commit_hist_.observe_us(micros_since(p.start));
-      p.done(Committed{index, term, std::move(response)});
-    } else {
-      ++proposals_failed_;
-      p.done(fail(NodeError{NodeErrc::unknown_outcome, core_->leader(),
-                            "entry " + std::to_string(i.value) + " was overwritten by a new leader"}));
-    }
-  }
-}
-
-void Node::maybe_snapshot() {
-  if (snapshot_saving_ || applied_.value < last_snapshot_index_.value + opt_.snapshot_entries) return;
-  Index at = applied_;
-  auto term = core_->term_at(at);
-  if (!term) return;
-  raft::SnapshotMeta meta{at, *term, core_->snapshot_conf()};
-  for (const auto& [i, conf] : core_->conf_history())
-    if (i <= at) meta.conf = conf;
-  // The state is captured here, on the loop; the file is written and synced on the snapshot
-  // thread, so a large state does not stall the loop (design.md §1a).
-  auto data = std::make_shared<const std::string>(encode_state());
-  snapshot_saving_ = true;
-  asio::post(snapshot_pool_, [this, meta, data, alive = alive_] {
-    auto f = snapshots_->save(meta, *data);
-    asio::post(io_, [this, meta, data, alive, f = std::move(f)] {
-      if (!*alive) return;
-      snapshot_saved(meta, data, f);
-    });
-  });
-}
-
-void Node::snapshot_saved(const raft::SnapshotMeta& meta, const std::shared_ptr<const std::string>& data,
-                          const Result<storage::SnapshotFile, storage::StorageError>& f) {
-  snapshot_saving_ = false;
-  if (!f) {
-    spdlog::error("cannot save a snapshot at {}: {}", meta.index.value, f.error().message);
-    return;
-  }
-  if (meta.index <= last_snapshot_index_) return;  // a newer snapshot was installed meanwhile
-  ++snapshots_taken_;
-  Index previous = last_snapshot_index_;
-  last_snapshot_index_ = meta.index;
-  snapshot_files_[meta.index] = *f;
-  while (snapshot_files_.size() > 2) snapshot_files_.erase(snapshot_files_.begin());
-  snapshot_cache_index_ = meta.index;
-  snapshot_cache_ = data;
-  // Keep the log since the previous snapshot, so a follower slightly behind still catches up
-  // from entries; the previous snapshot file stays on disk to send to one far behind.
-  if (previous > Index{0}) {
-    core_->compact(previous);
-    if (auto r = wal_->compact(previous); !r) spdlog::warn("WAL compaction: {}", r.error().message);
-  }
-  spdlog::info("snapshot at index {} ({} bytes); log compacted to {}", meta.index.value, data->size(), previous.value);
-  maybe_snapshot();
-}
-
-void Node::set_address(NodeId id, const std::string& address) {
-  addresses_[id] = address;
-  if (auto addr = parse_host_port(address)) transport_->set_peer(id, addr->host, addr->port);
-}
-
-void Node::observe_leader() {
-  NodeId l = core_->leader();
-  if (l == last_leader_) return;
-  last_leader_ = l;
-  ++leader_changes_;
-  if (l == NodeId{0}) {
-    spdlog::info("[n{} t{}] no leader", opt_.id.value, core_->term().value);
-  } else {
-    spdlog::info("[n{} t{}] leader is n{}", opt_.id.value, core_->term().value, l.value);
-  }
-}
-
-void Node::fatal(const std::string& what) {
-  // Fail-stop (design.md §3): never continue after a failed write or fsync.
-  spdlog::critical("[n{} t{}] fatal: {}", opt_.id.value, core_ ? core_->term().value : 0, what);
-  spdlog::default_logger()->flush();
-  std::_Exit(70);
-}
-
-// ---- proposals --------------------------------------------------------------------------------
-
-NodeError Node::error_from(const raft::ProposeError& e) const {
-  switch (e.code) {
-    case raft::RaftError::not_leader:
-    case raft::RaftError::no_leader: return NodeError{NodeErrc::not_leader, e.leader_hint, "not the leader"};
-    case raft::RaftError::transfer_in_progress:
-      return NodeError{NodeErrc::transfer_in_progress, e.leader_hint, "leadership transfer in progress"};
-    case raft::RaftError::too_many_uncommitted_bytes:
-      return NodeError{NodeErrc::busy, e.leader_hint, "too many uncommitted bytes"};
-    case raft::RaftError::entry_too_large: return NodeError{NodeErrc::too_large, e.leader_hint, "entry too large"};
-    case raft::RaftError::conf_change_pending:
-      return NodeError{NodeErrc::conf_change_pending, e.leader_hint, "a membership change is in progress"};
-    case raft::RaftError::invalid_conf_change: return NodeError{NodeErrc::invalid, e.leader_hint, "invalid membership change"};
-    case raft::RaftError::learner_behind:
-      return NodeError{NodeErrc::busy, e.leader_hint, "the learner has not caught up yet; promote it later"};
-  }
-  return NodeError{NodeErrc::invalid, e.leader_hint, raft::error_name(e.code)};
-}
-
-void Node::propose_raw(std::string payload, ProposeCallback done) {
-  if (stopped_) return done(fail(NodeError{NodeErrc::shutting_down, NodeId{}, "shutting down"}));
-  if (pending_.size() >= opt_.max_pending_proposals)
-    return done(fail(NodeError{NodeErrc::busy, core_->leader(), "too many pending proposals"}));
-  auto r = core_->propose(std::move(payload));
-  if (!r) return done(fail(error_from(r.error())));
-  track(*r, std::move(done));
-}
-
-void Node::track(Index index, ProposeCallback done) {
-  // A proposal still pending at this index was truncated away when this node lost leadership
-  // (its entry can no longer commit): it cannot share the slot with the new one.
-  if (auto it = pending_.find(index); it != pending_.end()) {
-    auto old = std::move(it->second);
-    pending_.erase(it);
-    ++proposals_failed_;
-    old.done(fail(NodeError{NodeErrc::unknown_outcome, core_->leader(), "entry overwritten by a new leader"}));
-  }
-  pending_[index] = Pending{core_->term(), std::move(done), Clock::now()};
-  schedule_drive();
-}
-
-void Node::propose(std::string command, ProposeCallback done) {
-  std::string payload;
-  payload.reserve(9 + command.size());
-  payload.push_back(static_cast<char>(kKindCommand));
-  // Cluster time: the leader's wall clock, never behind what was already applied.
-  le::put_u64(payload, std::max(wall_ms(), last_cluster_time_ms_));
-  payload += command;
-  propose_raw(std::move(payload), std::move(done));
-}
-
-void Node::propose_conf(const raft::ConfChange& cc, ProposeCallback done) {
-  if (stopped_) return done(fail(NodeError{NodeErrc::shutting_down, NodeId{}, "shutting down"}));
-  auto r = core_->propose_conf_change(cc);
-  if (!r) return done(fail(error_from(r.error())));
-  track(*r, std::move(done));
-}
-
-void Node::add_member(NodeId id, std::string address, bool learner, ProposeCallback done) {
-  if (id == NodeId{0} || !parse_host_port(address))
-    return done(fail(NodeError{NodeErrc::invalid, core_->leader(), "want a non-zero id and host:port"}));
-  if (!learner)  // thesis §4.2.1: the core refuses a voter with an empty log
-    return done(fail(NodeError{NodeErrc::invalid, core_->leader(),
-                               "add the node as a learner, then promote it once it has caught up"}));
-  // The address is replicated first, so every member can reach the new node once it counts.
-  std::string payload(1, static_cast<char>(kKindAddress));
-  le::put_u64(payload, id.value);
-  payload += address;
-  propose_raw(std::move(payload), [this, id, done = std::move(done)](Result<Committed, NodeError> r) mutable {
-    if (!r) return done(std::move(r));
-    raft::ConfChange cc{raft::ConfChangeType::add_learner, id};
-    propose_conf(cc, std::move(done));
-  });
-}
-
-void Node::promote_member(NodeId id, ProposeCallback done) {
-  propose_conf(raft::ConfChange{raft::ConfChangeType::promote_learner, id}, std::move(done));
-}
-
-void Node::remove_member(NodeId id, ProposeCallback done) {
-  propose_conf(raft::ConfChange{raft::ConfChangeType::remove_node, id}, std::move(done));
-}
-
-Result<void, NodeError> Node::transfer_leadership(NodeId to) {
-  auto r = core_->transfer_leadership(to);
-  if (!r) return fail(error_from(r.error()));
-  schedule_drive();
-  return {};
-}
-
-Result<void, NodeError> Node::inject_partition(const std::vector<NodeId>& peers) {
+Result<void, NodeError> Node::inject_partition(const std::vector<raft::NodeId>& peers) {
   if (!opt_.fault_injection)
-    return fail(NodeError{NodeErrc::invalid, NodeId{}, "fault injection is disabled (--debug-fault-injection 1)"});
-  transport_->set_blocked(std::set<NodeId>(peers.begin(), peers.end()));
+    return fail(NodeError{NodeErrc::invalid, raft::NodeId{}, "fault injection is disabled (--debug-fault-injection 1)"});
+  transport_->set_blocked(std::set<raft::NodeId>(peers.begin(), peers.end()));
   spdlog::warn("fault injection: peer traffic with {} node(s) dropped", peers.size());
   return {};
 }
 
-// ---- linearizable reads (ReadIndex, thesis §6.4) ----------------------------------------------
-
-void Node::read(std::string query, ReadCallback done) {
-  if (stopped_) return done(fail(NodeError{NodeErrc::shutting_down, NodeId{}, "shutting down"}));
-  if (reads_.size() >= opt_.max_pending_reads)
-    return done(fail(NodeError{NodeErrc::busy, core_->leader(), "too many pending reads"}));
-  std::uint64_t id = ++next_read_id_;
-  std::string ctx;
-  le::put_u64(ctx, id);
-  auto r = core_->read_index(std::move(ctx));
-  if (!r) return done(fail(error_from(r.error())));
-  reads_[id] = PendingRead{std::move(query), std::move(done), Clock::now()};
-  schedule_drive();
-}
-
-void Node::on_read_states(std::vector<raft::ReadState>& states) {
-  for (auto& rs : states) {
-    if (rs.context.size() != 8) continue;
-    std::uint64_t id = le::get_u64(rs.context.data());
-    if (reads_.count(id) == 0) continue;  // expired meanwhile
-    reads_at_.emplace(rs.index, id);
-  }
-  serve_reads();
-}
-
-void Node::serve_reads() {
-  // A confirmed read is served once this node has applied its read index.
-  while (!reads_at_.empty() && reads_at_.begin()->first <= applied_) {
-    auto [index, id] = *reads_at_.begin();
-    reads_at_.erase(reads_at_.begin());
-    auto it = reads_.find(id);
-    if (it == reads_.end()) continue;
-    auto r = std::move(it->second);
-    reads_.erase(it);
-    ++reads_served_;
-    r.done(ReadResult{index, applier_->query(r.query)});
-  }
-}
-
-void Node::expire_reads() {
-  // The leader may lose leadership, or drop a follower's request, before confirming a read:
-  // answer after a bound rather than never. Nothing changed, so a retry is always safe.
-  if (reads_.empty()) return;
-  expire_started_before(reads_, Clock::now() - opt_.tick * (opt_.election_ticks * 2), [&](PendingRead& r) {
-    r.done(fail(NodeError{NodeErrc::timed_out, core_->leader(), "no confirmed leader for the read in time"}));
-  });
-}
-
-// ---- status -----------------------------------------------------------------------------------
-
-NodeStatus Node::status() const {
-  NodeStatus s;
-  s.id = opt_.id;
-  s.role = raft::role_name(core_->role());
-  s.term = core_->term();
-  s.leader = core_->leader();
-  s.commit = core_->commit_index();
-  s.applied = applied_;
-  s.last = core_->last_index();
-  s.snapshot = last_snapshot_index_;
-  s.applied_commands = applier_->applied_commands();
-  s.digest = applier_->digest();
-  s.pending = pending_.size();
-  auto add = [&](NodeId id, bool voter) {
-    MemberStatus m{id, "", voter, Index{0}};
-    if (auto it = addresses_.find(id); it != addresses_.end()) m.address = it->second;
-    if (id == opt_.id) {
-      m.match = core_->stable_index();
-    } else if (const auto* pr = core_->progress(id)) {
-      m.match = pr->match_index;
-    }
-    s.members.push_back(std::move(m));
-  };
-  for (NodeId v : core_->conf_state().voters) add(v, true);
-  for (NodeId l : core_->conf_state().learners) add(l, false);
-  return s;
-}
-
-std::string Node::status_json() const {
-  auto s = status();
-  std::string out = "{\"id\":" + std::to_string(s.id.value) + ",\"role\":\"" + s.role + "\",\"term\":" +
-                    std::to_string(s.term.value) + ",\"leader\":" + std::to_string(s.leader.value) +
-                    ",\"commit_index\":" + std::to_string(s.commit.value) +
-                    ",\"applied_index\":" + std::to_string(s.applied.value) +
-                    ",\"last_index\":" + std::to_string(s.last.value) +
-                    ",\"snapshot_index\":" + std::to_string(s.snapshot.value) +
-                    ",\"pending_proposals\":" + std::to_string(s.pending) +
-                    ",\"applied_commands\":" + std::to_string(s.applied_commands) +
-                    ",\"digest\":" + std::to_string(s.digest) + ",\"members\":[";
-  for (std::size_t i = 0; i < s.members.size(); ++i) {
-    const auto& m = s.members[i];
-    if (i > 0) out += ",";
-    // Addresses come from validated host:port strings: no characters that need escaping.
-    out += "{\"id\":" + std::to_string(m.id.value) + ",\"address\":\"" + m.address + "\",\"voter\":" +
-           (m.voter ? "true" : "false") + ",\"match_index\":" + std::to_string(m.match.value) + "}";
-  }
-  out += "]}\n";
-  return out;
-}
-
-bool Node::is_ready() const {
-  return core_->leader() != NodeId{0} && applied_.value + kReadyLagEntries >= core_->commit_index().value;
-}
-
 void Node::update_metrics() {
-  metrics_.set("tern_has_leader", core_->leader() != NodeId{0} ? 1 : 0);
-  metrics_.set("tern_is_leader", core_->role() == raft::Role::leader ? 1 : 0);
-  metrics_.set("tern_term", static_cast<double>(core_->term().value));
-  metrics_.set("tern_commit_index", static_cast<double>(core_->commit_index().value));
-  metrics_.set("tern_applied_index", static_cast<double>(applied_.value));
-  metrics_.set("tern_proposals_pending", static_cast<double>(pending_.size()));
-  metrics_.set_counter("tern_leader_changes_total", leader_changes_);
-  metrics_.set_counter("tern_proposals_committed_total", proposals_committed_);
-  metrics_.set_counter("tern_proposals_failed_total", proposals_failed_);
-  metrics_.set_counter("tern_entries_applied_total", entries_applied_);
-  metrics_.set_counter("tern_reads_served_total", reads_served_);
-  metrics_.set("tern_reads_pending", static_cast<double>(reads_.size()));
-  metrics_.set_counter("tern_snapshots_taken_total", snapshots_taken_);
-  metrics_.set_counter("tern_snapshots_installed_total", snapshots_installed_);
+  replica_->update_metrics();
   const auto& ts = transport_->stats();
   metrics_.set_counter("tern_snapshots_sent_total", ts.snapshots_sent);
   metrics_.set_counter("tern_peer_frames_sent_total", ts.frames_sent);
@@ -758,47 +95,55 @@ void Node::update_metrics() {
   metrics_.set_counter("tern_peer_frames_blocked_total", ts.blocked);
 }
 
-// ---- the node's replicated state: address book + applier ------------------------------------
-
-std::string Node::encode_state() const {
-  std::string out = "TNS1";
-  le::put_u32(out, static_cast<std::uint32_t>(addresses_.size()));
-  for (const auto& [id, addr] : addresses_) {
-    le::put_u64(out, id.value);
-    le::put_u32(out, static_cast<std::uint32_t>(addr.size()));
-    out += addr;
+void Node::send(const raft::Message& m) {
+  if (std::holds_alternative<raft::InstallSnapshotRequest>(m.body)) {
+    transport_->send_snapshot(m);
+  } else {
+    transport_->send(m);
   }
-  le::put_u64(out, last_cluster_time_ms_);
-  out += applier_->snapshot();
-  return out;
 }
 
-Result<void, std::string> Node::decode_state(std::string_view d) {
-  auto need = [&](std::size_t n) { return d.size() >= n; };
-  if (!need(8) || d.substr(0, 4) != "TNS1") return fail(std::string("not a tern node snapshot"));
-  std::uint32_t count = le::get_u32(d.data() + 4);
-  d.remove_prefix(8);
-  std::map<NodeId, std::string> book;
-  for (std::uint32_t i = 0; i < count; ++i) {
-    if (!need(12)) return fail(std::string("truncated address book"));
-    NodeId id{le::get_u64(d.data())};
-    std::uint32_t len = le::get_u32(d.data() + 8);
-    d.remove_prefix(12);
-    if (!need(len)) return fail(std::string("truncated address book"));
-    book[id] = std::string(d.substr(0, len));
-    d.remove_prefix(len);
+void Node::set_peer(raft::NodeId id, const std::string& address) {
+  if (auto addr = parse_host_port(address)) transport_->set_peer(id, addr->host, addr->port);
+}
+
+void Node::remove_peer(raft::NodeId id) { transport_->remove_peer(id); }
+
+std::uint64_t Node::wall_ms() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+void Node::post(std::function<void()> fn) {
+  asio::post(io_, [alive = alive_, fn = std::move(fn)] {
+    if (*alive) fn();
+  });
+}
+
+void Node::write(storage::Wal& wal, storage::WriteBatch batch, WalDone done) {
+  if (batch.entries.size() <= opt_.inline_write_max_entries && !batch.reset_to) {
+    // A small batch (light load): write and sync on the loop thread. Two thread hand-offs cost
+    // more latency than they save here; heavier batches go to the disk thread and overlap with
+    // the loop's work (group commit).
+    done(wal.write(batch));
+    return;
   }
-  if (!need(8)) return fail(std::string("truncated snapshot"));
-  std::uint64_t t = le::get_u64(d.data());
-  d.remove_prefix(8);
-  if (auto r = applier_->restore(d); !r) return r;
-  last_cluster_time_ms_ = t;
-  // Our own initial address for ourselves stays (it is what we listen on).
-  for (const auto& [id, addr] : book) {
-    addresses_[id] = addr;
-    if (transport_) set_address(id, addr);
-  }
-  return {};
+  auto shared = std::make_shared<WalDone>(std::move(done));
+  auto r = wal.submit(std::move(batch), [this, shared, alive = alive_](Result<raft::Index, storage::StorageError> res) {
+    asio::post(io_, [shared, alive, res = std::move(res)] {
+      if (*alive) (*shared)(res);
+    });
+  });
+  if (!r) (*shared)(fail(r.error()));
+}
+
+void Node::save_snapshot(std::function<SnapshotResult()> work, std::function<void(SnapshotResult)> done) {
+  asio::post(snapshot_pool_, [this, work = std::move(work), done = std::move(done), alive = alive_]() mutable {
+    auto f = work();
+    asio::post(io_, [alive, done = std::move(done), f = std::move(f)] {
+      if (*alive) done(f);
+    });
+  });
 }
 
 }  // namespace tern::service

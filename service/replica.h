@@ -1,0 +1,292 @@
+#pragma once
+// Replica: one tern node's logic, deterministic and free of Asio (issue 10, docs/architecture.md).
+//
+// It owns the Raft core, the state machine (through the Applier interface), the pending
+// proposals and reads, the Ready loop (persist, then send, then apply, then advance;
+// raft/ready.h), snapshots, recovery and the replicated address book. It reaches the world only
+// through the interfaces below: storage on storage::Io through the real DataDir, Wal and
+// SnapshotStore; a ReplicaTransport; a ReplicaClock; and a ReplicaExecutor that decides where
+// and when a WAL batch or a snapshot file is written and when posted work runs. ternd's Asio
+// shell (service/node.h) implements them with sockets, timers and threads; the whole-node
+// simulator (tests/sim/node_sim.h) with a simulated network, virtual time and a simulated
+// file system, so the code that runs in ternd is the code under simulation.
+//
+// One Ready is in flight at a time, so proposals arriving during a write batch up into the next
+// one (group commit). The leader's AppendEntries leave before its own write completes (Raft
+// thesis §10.2.1) only when the Ready does not change the term or vote: the core counts the
+// leader's own entries only once they are durable (Core::advance).
+//
+// Log entry payloads (docs/protocol.md): byte 0 is the kind;
+//   1 = command:        cluster_time_ms u64 LE | command bytes   (to the Applier)
+//   2 = member address: node id u64 LE | "host:port"             (the replicated address book)
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "raft/core.h"
+#include "raft/storage/data_dir.h"
+#include "raft/storage/snapshot_store.h"
+#include "raft/storage/wal.h"
+#include "service/applier.h"
+#include "service/metrics.h"
+
+namespace tern::service {
+
+struct NodeOptions {
+  raft::NodeId id;
+  std::uint64_t cluster_id = 0;
+  std::string data_dir;
+  std::map<raft::NodeId, std::string> initial_cluster;  // id -> "host:port"
+  bool bootstrap = true;  // a new cluster of initial_cluster; false: join an existing one
+  std::chrono::milliseconds tick{100};
+  std::uint32_t election_ticks = 10;
+  std::uint64_t snapshot_entries = 10000;
+  std::size_t max_pending_proposals = 65536;
+  std::size_t inline_write_max_entries = 2;  // smaller batches are written on the loop thread
+  std::size_t max_pending_reads = 65536;
+  bool fault_injection = false;  // allow inject_partition (tests only)
+  std::size_t wal_segment_bytes = 64 << 20;  // WAL segment size (preallocated)
+  // The seed of the core's election timer; 0: drawn from the clock at open.
+  std::uint64_t raft_seed = 0;
+  // Tests: observers of every message just before it is handed to the transport, of every
+  // entry applied (in order, after the Applier) and of every snapshot restored.
+  std::function<void(const raft::Message&)> on_send;
+  std::function<void(const raft::Entry&)> on_apply;
+  std::function<void(const raft::SnapshotMeta&)> on_restore;
+};
+
+enum class NodeErrc : std::uint8_t {
+  not_leader,           // leader_hint names the leader this node believes in (0: none known)
+  unknown_outcome,      // the entry was overwritten or the node stopped: it may or may not apply
+  busy,                 // too many pending proposals or uncommitted bytes; retry later
+  too_large,
+  conf_change_pending,  // one membership change at a time
+  transfer_in_progress,
+  invalid,              // e.g. removing a node that is not a member
+  shutting_down,
+  timed_out,            // a read found no confirmed leader in time; nothing changed
+};
+const char* node_errc_name(NodeErrc e);
+
+struct NodeError {
+  NodeErrc code;
+  raft::NodeId leader_hint;
+  std::string message;
+};
+
+struct Committed {
+  raft::Index index;
+  raft::Term term;
+  std::string response;  // the Applier's response (empty for membership changes)
+};
+using ProposeCallback = std::function<void(Result<Committed, NodeError>)>;
+
+struct ReadResult {
+  raft::Index index;     // the read index: the state read includes every entry up to it
+  std::string response;  // the Applier's answer to the query
+};
+using ReadCallback = std::function<void(Result<ReadResult, NodeError>)>;
+
+struct MemberStatus {
+  raft::NodeId id;
+  std::string address;
+  bool voter = false;
+  raft::Index match;  // known on the leader only
+};
+
+struct NodeStatus {
+  raft::NodeId id;
+  std::string role;
+  raft::Term term;
+  raft::NodeId leader;
+  raft::Index commit, applied, last, snapshot;
+  std::vector<MemberStatus> members;
+  std::uint64_t applied_commands = 0;
+  std::uint64_t digest = 0;
+  std::size_t pending = 0;
+};
+
+// The peer network as the replica sees it. An InstallSnapshotRequest carries its data.
+class ReplicaTransport {
+ public:
+  virtual ~ReplicaTransport() = default;
+  virtual void send(const raft::Message& m) = 0;
+  virtual void set_peer(raft::NodeId id, const std::string& address) = 0;
+  virtual void remove_peer(raft::NodeId id) = 0;
+};
+
+class ReplicaClock {
+ public:
+  virtual ~ReplicaClock() = default;
+  virtual std::chrono::steady_clock::time_point now() = 0;  // deadlines, latencies
+  virtual std::uint64_t wall_ms() = 0;                       // the cluster time a leader stamps
+};
+
+using WalDone = std::function<void(Result<raft::Index, storage::StorageError>)>;
+using SnapshotResult = Result<storage::SnapshotFile, storage::StorageError>;
+
+// Where and when the replica's writes happen. Every `done` and every posted function runs on
+// the replica's thread, one at a time; `done` may run inside the call (an inline write).
+class ReplicaExecutor {
+ public:
+  virtual ~ReplicaExecutor() = default;
+  // Runs fn later (never inside this call).
+  virtual void post(std::function<void()> fn) = 0;
+  // Writes and syncs one WAL batch through `wal` (batches in submission order), then done.
+  virtual void write(storage::Wal& wal, storage::WriteBatch batch, WalDone done) = 0;
+  // Writes one snapshot file (work), then done with its result.
+  virtual void save_snapshot(std::function<SnapshotResult()> work, std::function<void(SnapshotResult)> done) = 0;
+};
+
+struct ReplicaEnv {
+  storage::Io* io = nullptr;  // nullptr: the real file system
+  ReplicaTransport* transport = nullptr;
+  ReplicaClock* clock = nullptr;
+  ReplicaExecutor* executor = nullptr;
+  // A failed write or fsync: never continue (fail-stop, design.md §3). Must not return; the
+  // default logs and exits the process. The simulator crashes the replica instead.
+  std::function<void(const std::string&)> fatal;
+};
+
+// Recovery (issue 10, hole 4): whether the WAL's entries after `snap` provably extend it (the
+// WAL's entry at the snapshot index has the snapshot's term, or the WAL restarts right after a
+// reset record for this snapshot, or this node compacted the WAL at that index). If not, the
+// node drops them: they are an old log that a received snapshot replaced before a crash.
+bool wal_extends_snapshot(const storage::Recovered& rec, const raft::SnapshotMeta& snap);
+
+class Replica {
+ public:
+  // Opens the data directory (checking the recorded cluster and node ids), recovers the newest
+  // snapshot and the WAL, and rebuilds the core. A brand-new member of a new cluster writes the
+  // initial membership durably here, before it takes part. Errors are operator-readable text.
+  static Result<std::unique_ptr<Replica>, std::string> open(ReplicaEnv env, NodeOptions options,
+                                                            std::unique_ptr<Applier> applier, Metrics& metrics);
+  ~Replica();
+
+  void start();  // begins driving the Ready loop
+  // Fails every pending proposal and read with shutting_down.
+  void stop();
+  bool stopped() const { return stopped_; }
+  // The simulator's kill -9: drops everything in memory without writing or answering anyone.
+  void crash();
+
+  void tick();
+  void step(raft::Message m);
+
+  void propose(std::string command, ProposeCallback done);
+  void add_member(raft::NodeId id, std::string address, bool learner, ProposeCallback done);
+  void promote_member(raft::NodeId id, ProposeCallback done);
+  void remove_member(raft::NodeId id, ProposeCallback done);
+  Result<void, NodeError> transfer_leadership(raft::NodeId to);
+  // A linearizable read without a log entry (ReadIndex, thesis §6.4), on the leader or on a
+  // follower (which asks the leader for the read index and waits until it has applied it).
+  void read(std::string query, ReadCallback done);
+
+  NodeStatus status() const;
+  std::string status_json() const;
+  bool is_ready() const;
+  void update_metrics();
+
+  // Views for the simulator's checks.
+  const raft::Core& core() const { return *core_; }
+  raft::Index applied() const { return applied_; }
+  const Applier& applier() const { return *applier_; }
+  bool persisting() const { return persisting_; }
+
+ private:
+  Replica(ReplicaEnv env, NodeOptions options, std::unique_ptr<Applier> applier, Metrics& metrics);
+  Result<void, std::string> recover();
+
+  void flush_deferred_hard_state(bool now);
+  void expire_orphaned_proposals();
+  void on_read_states(std::vector<raft::ReadState>& states);
+  void serve_reads();
+  void expire_reads();
+  void schedule_drive();
+  void drive();
+  void write_ready(const std::shared_ptr<raft::Ready>& rd);
+  void persisted(const std::shared_ptr<raft::Ready>& rd, bool sent_early);
+  void send(const raft::Message& m);
+  void apply_entry(const raft::Entry& e);
+  void apply_snapshot(const raft::Snapshot& s);
+  void maybe_snapshot();
+  void snapshot_saved(const raft::SnapshotMeta& meta, const std::shared_ptr<const std::string>& data,
+                      const SnapshotResult& f);
+  void resolve(raft::Index index, raft::Term term, std::string response);
+  void propose_raw(std::string payload, ProposeCallback done);
+  void propose_conf(const raft::ConfChange& cc, ProposeCallback done);
+  void track(raft::Index index, ProposeCallback done);
+  NodeError error_from(const raft::ProposeError& e) const;
+  void set_address(raft::NodeId id, const std::string& address);
+  void observe_leader();
+  [[noreturn]] void fatal(const std::string& what);
+
+  std::string encode_state() const;
+  Result<void, std::string> decode_state(std::string_view data);
+  std::shared_ptr<const std::string> snapshot_data(raft::Index index);
+
+  ReplicaEnv env_;
+  storage::Io& io_;
+  NodeOptions opt_;
+  std::unique_ptr<Applier> applier_;
+  Metrics& metrics_;
+  std::unique_ptr<storage::DataDir> data_dir_;
+  std::unique_ptr<storage::SnapshotStore> snapshots_;
+  std::unique_ptr<storage::Wal> wal_;
+  std::unique_ptr<raft::Core> core_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // guards posted work and write callbacks
+
+  std::map<raft::NodeId, std::string> addresses_;  // the replicated address book
+  struct Pending {
+    raft::Term term;
+    ProposeCallback done;
+    std::chrono::steady_clock::time_point start;
+  };
+  std::map<raft::Index, Pending> pending_;
+  struct PendingRead {
+    std::string query;
+    ReadCallback done;
+    std::chrono::steady_clock::time_point start;
+  };
+  std::map<std::uint64_t, PendingRead> reads_;               // by read id (the ReadIndex context)
+  std::multimap<raft::Index, std::uint64_t> reads_at_;       // confirmed, waiting to apply the index
+  std::uint64_t next_read_id_ = 0;
+  std::uint64_t reads_served_ = 0;
+  bool started_ = false;
+  bool drive_posted_ = false;
+  bool persisting_ = false;
+  bool stopped_ = false;
+  raft::Index applied_;
+  raft::HardState written_hs_;                 // the newest hard state handed to the WAL
+  std::optional<raft::HardState> deferred_hs_;  // a newer commit index not yet written
+  int ticks_since_flush_ = 0;
+  std::uint64_t last_cluster_time_ms_ = 0;
+
+  // Snapshots on disk this node can send (the two newest), and a cache of one's bytes.
+  std::map<raft::Index, storage::SnapshotFile> snapshot_files_;
+  raft::Index snapshot_cache_index_;
+  std::shared_ptr<const std::string> snapshot_cache_;
+  raft::Index last_snapshot_index_;
+  bool snapshot_saving_ = false;
+
+  // Hot-path counters (copied into metrics_ by update_metrics()).
+  raft::NodeId last_leader_;
+  std::uint64_t leader_changes_ = 0;
+  std::uint64_t proposals_committed_ = 0;
+  std::uint64_t proposals_failed_ = 0;
+  std::uint64_t entries_applied_ = 0;
+  std::uint64_t snapshots_taken_ = 0;
+  std::uint64_t snapshots_installed_ = 0;
+  LatencyHistogram& fsync_hist_;
+  LatencyHistogram& commit_hist_;
+  LatencyHistogram& rtt_hist_;
+  std::map<raft::NodeId, std::chrono::steady_clock::time_point> heartbeat_sent_;
+};
+
+}  // namespace tern::service
