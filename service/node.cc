@@ -162,6 +162,7 @@ Result<void, std::string> Node::recover() {
   net::PeerTransportOptions to;
   to.cluster_id = opt_.cluster_id;
   to.self = opt_.id;
+  to.secret = opt_.peer_secret;
   to.warn = [](const std::string& s) { spdlog::warn("{}", s); };
   transport_ = std::make_unique<net::PeerTransport>(io_, to, [this](raft::Message m) { on_message(std::move(m)); });
   for (const auto& [id, addr] : addresses_) set_address(id, addr);
@@ -751,6 +752,11 @@ void Node::update_metrics() {
   metrics_.set_counter("tern_peer_frames_rejected_total", ts.rejected);
   metrics_.set_counter("tern_peer_connects_total", ts.connects);
   metrics_.set_counter("tern_peer_frames_blocked_total", ts.blocked);
+  metrics_.set_counter("tern_peer_frames_malformed_total", ts.malformed);
+  metrics_.set_counter("tern_peer_auth_failures_total", ts.auth_failed);
+  metrics_.set_counter("tern_peer_handshakes_total", ts.handshakes);
+  metrics_.set_counter("tern_peer_connections_timed_out_total", ts.timed_out);
+  metrics_.set_counter("tern_peer_connections_evicted_total", ts.evicted);
 }
 
 // ---- the node's replicated state: address book + applier ------------------------------------

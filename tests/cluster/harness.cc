@@ -1,5 +1,7 @@
 #include "tests/cluster/harness.h"
 
+#include <random>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -42,6 +44,13 @@ Cluster::Cluster(std::string ternd_path, ClusterOptions options)
     if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp");
     opt_.root = tmpl;
     own_root_ = true;
+  }
+  if (!opt_.insecure) {
+    std::random_device rd;
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 64; ++i) secret_ += hex[rd() % 16];
+    secret_file_ = opt_.root + "/peer.secret";
+    std::ofstream(secret_file_) << secret_ << "\n";
   }
   std::set<std::uint16_t> used;
   auto port = [&] {
@@ -130,6 +139,12 @@ void Cluster::spawn(ProcessNode& n, bool join) {
                                    "--snapshot-entries", std::to_string(opt_.snapshot_entries),
                                    "--log-level", opt_.log_level,
                                    "--debug-fault-injection", opt_.fault_injection ? "1" : "0"};
+  if (opt_.insecure) {
+    args.push_back("--insecure");
+  } else {
+    args.push_back("--peer-secret-file");
+    args.push_back(secret_file_);
+  }
   std::string log = n.dir + ".log";
   pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork");
