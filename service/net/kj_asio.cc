@@ -139,8 +139,9 @@ void AsioStream::flush(const std::shared_ptr<State>& st) {
   if (s.writing || s.write_buf.empty()) return;
   std::swap(s.write_buf, s.in_flight);
   s.writing = true;
-  asio::async_write(s.socket, asio::buffer(s.in_flight), [st](const asio::error_code& ec, std::size_t) {
+  asio::async_write(s.socket, asio::buffer(s.in_flight), [st](const asio::error_code& ec, std::size_t n) {
     auto& s = *st;
+    s.bytes_written += n;
     s.writing = false;
     s.in_flight.clear();
     if (ec) {

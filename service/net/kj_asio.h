@@ -67,6 +67,7 @@ class AsioStream final : public kj::AsyncIoStream {
   // Bytes accepted by write() and not yet handed to the kernel.
   std::size_t unsent_bytes() const { return st_->write_buf.size() + st_->in_flight.size(); }
   std::uint64_t bytes_read() const { return st_->bytes_read; }
+  std::uint64_t bytes_written() const { return st_->bytes_written; }
 
  private:
   // Shared with pending Asio handlers, so that the stream may die mid-operation.
@@ -75,7 +76,7 @@ class AsioStream final : public kj::AsyncIoStream {
     asio::ip::tcp::socket socket;
     std::vector<kj::byte> read_buf = std::vector<kj::byte>(kReadAheadBytes);
     std::size_t read_pos = 0, read_end = 0;
-    std::uint64_t bytes_read = 0;
+    std::uint64_t bytes_read = 0, bytes_written = 0;
     std::vector<kj::byte> write_buf, in_flight;
     bool flush_scheduled = false, writing = false;
     kj::Maybe<kj::Exception> error;

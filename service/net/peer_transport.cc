@@ -480,6 +480,8 @@ bool PeerTransport::parse_handshake(Inbound& in) {
     return false;
   };
   if (in.state == Inbound::State::hello) {
+    // Anything but a hello (a raw frame, HTTP, noise) is refused on its first four bytes.
+    if (in.end - in.begin >= 4 && le::get_u32(in.buf.data() + in.begin) != kHelloMagic) return refuse("not a handshake");
     if (in.end - in.begin < kHelloBytes) return true;
     auto h = decode_hello(std::string_view(in.buf.data() + in.begin, kHelloBytes));
     in.begin += kHelloBytes;

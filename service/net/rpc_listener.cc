@@ -2,6 +2,8 @@
 
 #include "service/net/kj_asio.h"
 
+#include <optional>
+
 namespace tern::net {
 
 using Clock = std::chrono::steady_clock;
@@ -25,9 +27,20 @@ struct RpcListener::Conn {
   capnp::TwoPartyVatNetwork network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
   Clock::time_point opened = Clock::now(), last_active = opened;
-  std::uint64_t seen_bytes = 0;
+  std::uint64_t seen_bytes = 0;    // read so far
+  std::uint64_t seen_written = 0;  // handed to the kernel so far
   bool aborted = false;
 };
+
+namespace {
+void note_activity(RpcListener::Conn& c, Clock::time_point now) {
+  if (c.stream->bytes_read() != c.seen_bytes || c.stream->bytes_written() != c.seen_written) {
+    c.seen_bytes = c.stream->bytes_read();
+    c.seen_written = c.stream->bytes_written();
+    c.last_active = now;
+  }
+}
+}  // namespace
 
 RpcListener::RpcListener(asio::io_context& io, capnp::Capability::Client bootstrap,
                          std::function<void(const std::string&)> warn, RpcLimits limits)
@@ -83,10 +96,7 @@ void RpcListener::sweep() {
       dead.push_back(id);
       continue;
     }
-    if (c->stream->bytes_read() != c->seen_bytes) {
-      c->seen_bytes = c->stream->bytes_read();
-      c->last_active = now;
-    }
+    note_activity(*c, now);
     std::size_t unsent = c->stream->unsent_bytes() + c->network.getCurrentQueueSize();
     if (unsent > limits_.max_unsent_bytes) {
       ++stats_.slow_readers;
@@ -117,24 +127,30 @@ void RpcListener::accept() {
       });
       return;
     }
+    // At the cap, make room by closing the newest connection that has sent nothing yet: a client
+    // with calls stays, and so does one that connected earlier and is about to send; a flood of
+    // silent sockets only replaces itself. With none silent, the new connection is refused. The
+    // header timeout closes silent sockets in any case.
     std::size_t live = 0;
-    std::uint64_t stalest = 0;
-    Clock::time_point stalest_at = Clock::time_point::max();
+    std::optional<std::uint64_t> victim;
+    auto now = Clock::now();
     for (auto& [id, c] : conns_) {
       if (c->aborted) continue;
       ++live;
-      if (c->stream->bytes_read() != c->seen_bytes) {
-        c->seen_bytes = c->stream->bytes_read();
-        c->last_active = Clock::now();
-      }
-      if (c->last_active < stalest_at) {
-        stalest_at = c->last_active;
-        stalest = id;
-      }
+      note_activity(*c, now);
+      if (c->seen_bytes == 0) victim = id;  // ids grow: the last one is the newest
     }
     if (live >= limits_.max_connections) {
-      ++stats_.evicted;
-      close(stalest, "connection limit (" + std::to_string(limits_.max_connections) + ") reached; closing the least recently active");
+      if (victim) {
+        ++stats_.evicted;
+        close(*victim, "connection limit (" + std::to_string(limits_.max_connections) +
+                           ") reached; closing the newest connection that has sent nothing (#" + std::to_string(*victim) + ")");
+      } else {
+        ++stats_.refused;
+        warn_("rpc listener: connection limit (" + std::to_string(limits_.max_connections) + ") reached; refusing a connection");
+        accept();
+        return;  // the socket closes as it goes out of scope
+      }
     }
     ++stats_.accepted;
     std::uint64_t id = next_id_++;

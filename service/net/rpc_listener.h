@@ -8,8 +8,9 @@
 // largest request is one proposal of raft max_entry_bytes); capnp's flow limit stops reading a
 // connection whose calls in progress hold more than flow_limit_bytes; a connection whose unsent
 // replies exceed max_unsent_bytes (a client that does not read) is closed, as is one that sends
-// nothing within header_timeout or nothing at all for idle_timeout. At max_connections the least
-// recently active connection is closed for the new one, so idle sockets cannot lock clients out.
+// nothing within header_timeout or nothing at all for idle_timeout. At max_connections the oldest
+// connection that has sent nothing is closed for the new one, so idle sockets cannot lock clients
+// out for longer than a moment.
 #include <asio.hpp>
 #include <capnp/capability.h>
 #include <capnp/rpc-twoparty.h>
@@ -38,6 +39,7 @@ struct RpcLimits {
 struct RpcListenerStats {
   std::uint64_t accepted = 0;
   std::uint64_t evicted = 0;      // closed for a newer connection at max_connections
+  std::uint64_t refused = 0;      // new connections refused at max_connections
   std::uint64_t slow_readers = 0; // closed: too many unsent replies
   std::uint64_t timed_out = 0;    // closed: header or idle timeout
 };
@@ -54,11 +56,13 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
   std::uint16_t listen(const std::string& host, std::uint16_t port);
   void stop();
   std::size_t connections() const { return conns_.size(); }
-  std::uint64_t rejected() const { return stats_.evicted + stats_.slow_readers + stats_.timed_out; }
+  std::uint64_t rejected() const { return stats_.evicted + stats_.refused + stats_.slow_readers + stats_.timed_out; }
   const RpcListenerStats& stats() const { return stats_; }
 
- private:
+ public:
   struct Conn;
+
+ private:
   void accept();
   void sweep();
   void close(std::uint64_t id, const std::string& why);

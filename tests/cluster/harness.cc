@@ -251,10 +251,14 @@ namespace {
 
 template <class T>
 std::optional<T> wait_for(kj::AsyncIoContext& io, kj::Promise<T> p, std::chrono::milliseconds timeout) {
+  // The loop's clock only advances when it polls: after a long stretch of blocking work on this
+  // thread (e.g. opening a thousand sockets) the timeout would otherwise fire at once.
+  io.waitScope.poll();
   auto guarded = io.provider->getTimer().timeoutAfter(timeout.count() * kj::MILLISECONDS, kj::mv(p));
   try {
     return guarded.wait(io.waitScope);
-  } catch (const kj::Exception&) {
+  } catch (const kj::Exception& e) {
+    if (std::getenv("TERN_HARNESS_DEBUG") != nullptr) std::fprintf(stderr, "harness: %s\n", e.getDescription().cStr());
     return std::nullopt;
   }
 }
@@ -295,7 +299,8 @@ std::optional<StatusView> Cluster::status(std::uint64_t id, std::chrono::millise
     auto r = wait_for(io_, kj::mv(p), timeout);
     if (!r) conns_.erase(id);  // a broken or stuck connection: reconnect next time
     return r;
-  } catch (const kj::Exception&) {
+  } catch (const kj::Exception& e) {
+    if (std::getenv("TERN_HARNESS_DEBUG") != nullptr) std::fprintf(stderr, "harness status: %s\n", e.getDescription().cStr());
     conns_.erase(id);
     return std::nullopt;
   }
