@@ -98,9 +98,11 @@ void RpcListener::sweep() {
     }
     note_activity(*c, now);
     std::size_t unsent = c->stream->unsent_bytes() + c->network.getCurrentQueueSize();
-    if (unsent > limits_.max_unsent_bytes) {
+    std::size_t queued = c->network.getCurrentQueueCount();
+    if (unsent > limits_.max_unsent_bytes || queued > limits_.max_unsent_messages) {
       ++stats_.slow_readers;
-      close(id, std::to_string(unsent) + " bytes of replies unread (limit " + std::to_string(limits_.max_unsent_bytes) + ")");
+      close(id, std::to_string(queued) + " replies (" + std::to_string(unsent) + " bytes) unread; limits " +
+                    std::to_string(limits_.max_unsent_messages) + " and " + std::to_string(limits_.max_unsent_bytes));
     } else if (c->seen_bytes == 0 && now - c->opened > limits_.header_timeout) {
       ++stats_.timed_out;
       close(id, "nothing sent within the header timeout");

@@ -32,6 +32,9 @@ struct RpcLimits {
   std::size_t max_message_bytes = 12 << 20;  // raft max_entry_bytes (8 MiB) + encoding overhead
   std::size_t flow_limit_bytes = 1 << 20;    // call messages in progress before reading pauses
   std::size_t max_unsent_bytes = 16 << 20;   // replies not yet taken by the client
+  // Queued replies, counted: each holds its own allocation (kilobytes for a 100-byte reply), so
+  // bytes alone would let 16 MiB of small replies cost the node a gigabyte.
+  std::size_t max_unsent_messages = 4096;
   std::chrono::milliseconds header_timeout{5000};
   std::chrono::milliseconds idle_timeout{300000};
 };

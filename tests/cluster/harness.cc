@@ -139,7 +139,9 @@ void Cluster::spawn(ProcessNode& n, bool join) {
                                    "--snapshot-entries", std::to_string(opt_.snapshot_entries),
                                    "--log-level", opt_.log_level,
                                    "--debug-fault-injection", opt_.fault_injection ? "1" : "0"};
-  if (opt_.insecure) {
+  if (std::getenv("TERN_HARNESS_OLD_TERND") != nullptr) {
+    // A ternd from before issue 17 (no security flags): to show a regression test fails on it.
+  } else if (opt_.insecure) {
     args.push_back("--insecure");
   } else {
     args.push_back("--peer-secret-file");
