@@ -893,7 +893,10 @@ Ready Core::ready() {
   pending_broadcast_ = false;
   Ready rd;
   HardState hs = hard_state();
-  if (hs != persisted_hs_) rd.hard_state = hs;
+  if (hs != persisted_hs_) {
+    rd.hard_state = hs;
+    rd.term_or_vote_changed = hs.term != persisted_hs_.term || hs.vote != persisted_hs_.vote;
+  }
   rd.entries = log_.unstable_entries();
   rd.snapshot = std::move(pending_snapshot_);
   pending_snapshot_.reset();

@@ -36,6 +36,12 @@ struct ReadState {
 
 struct Ready {
   std::optional<HardState> hard_state;
+  // True when hard_state changes the term or the vote (not only the commit index). Such a Ready
+  // must be durable before ANY of its messages leave, including a leader's AppendRequests that
+  // a driver would otherwise send before its own write (thesis §10.2.1): an append or vote
+  // request of a term that is not durable lets a restarted node reuse that term (issue 10,
+  // hole 2). A commit-only hard state may be written lazily; see docs/raft.md.
+  bool term_or_vote_changed = false;
   std::vector<Entry> entries;
   std::optional<Snapshot> snapshot;
   std::vector<Message> messages;
