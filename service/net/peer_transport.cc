@@ -6,6 +6,7 @@
 
 #include "common/assert.h"
 #include "common/le.h"
+#include "raft/message_check.h"
 #include "service/net/peer_auth.h"
 #include "service/net/peer_codec.h"
 
@@ -558,6 +559,12 @@ bool PeerTransport::parse(Inbound& in) {
     if (!frame) {
       ++stats_.malformed;
       return reject(std::string("frame refused: ") + codec_error_name(frame.error()));
+    }
+    // The structural check of the core (raft/message_check.h): a malformed message closes the
+    // connection here, counted, instead of reaching the core.
+    if (auto why = raft::check_message(frame->message)) {
+      ++stats_.malformed;
+      return reject("malformed message: " + *why);
     }
     raft::NodeId from = frame->message.from;
     if (in.peer == raft::NodeId{0}) {

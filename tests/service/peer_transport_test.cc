@@ -288,5 +288,21 @@ TEST(PeerTransportSecurity, PendingSlotsEvictTheOldestAndTimeOut) {
   EXPECT_GE(f.b.stats().timed_out, 1u);
 }
 
+TEST(PeerTransportSecurity, StructurallyMalformedMessagesCloseTheConnectionBeforeTheCore) {
+  Fixture f(kSecret);
+  // From an authenticated member, an AppendRequest whose entry does not follow prev_index (the
+  // "wrong entry index" frame of issue 17 that aborted a follower): refused, counted, not delivered.
+  Message bad{NodeId{1}, NodeId{2}, Term{3},
+              raft::AppendRequest{Index{10}, Term{3}, {raft::Entry{Term{3}, Index{17}, raft::EntryType::normal, "x"}}, Index{10}}};
+  f.a.send(bad);
+  ASSERT_TRUE(run_until(f.io, [&] { return f.b.stats().malformed >= 1; }));
+  EXPECT_TRUE(f.got_b.empty());
+  // The member reconnects and well-formed traffic flows again.
+  EXPECT_TRUE(run_until(f.io, [&] {
+    f.a.send(heartbeat(1, 2, 1));
+    return !f.got_b.empty();
+  }));
+}
+
 }  // namespace
 }  // namespace tern::net
