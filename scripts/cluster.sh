@@ -4,6 +4,8 @@
 #   build-dir defaults to build/ (scripts/build.sh); data-dir defaults to a new /tmp directory
 #   (pass an existing one to restart the same cluster with its data).
 # Ports: peers 7101-7103, clients (admin RPC) 7201-7203, admin HTTP 7301-7303.
+# Peers authenticate with a cluster secret (docs/security.md): generated into <data-dir>/peer.secret
+# on the first start and reused on restarts. TERN_INSECURE=1 runs without it (--insecure).
 # Try, from another terminal:
 #   curl -s 127.0.0.1:7301/status
 #   build/service/ternadm --addr 127.0.0.1:7201 status
@@ -15,6 +17,17 @@ bin=$build/service/ternd
 base=${2:-$(mktemp -d /tmp/tern-cluster.XXXXXX)}
 [ -x "$bin" ] || { echo "no ternd at $bin: run scripts/build.sh first" >&2; exit 2; }
 cluster=1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103
+security=()
+if [ "${TERN_INSECURE:-0}" = 1 ]; then
+  security=(--insecure)
+else
+  mkdir -p "$base"
+  secret=$base/peer.secret
+  if [ ! -s "$secret" ]; then
+    (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$secret")
+  fi
+  security=(--peer-secret-file "$secret")
+fi
 pids=()
 stop() {
   trap - INT TERM EXIT
@@ -26,7 +39,7 @@ trap stop INT TERM EXIT
 for i in 1 2 3; do
   mkdir -p "$base/n$i"
   "$bin" --id "$i" --data-dir "$base/n$i" --initial-cluster "$cluster" \
-    --client-addr "127.0.0.1:720$i" --admin-addr "127.0.0.1:730$i" 2>>"$base/n$i.log" &
+    --client-addr "127.0.0.1:720$i" --admin-addr "127.0.0.1:730$i" "${security[@]}" 2>>"$base/n$i.log" &
   pids+=($!)
 done
 echo "tern cluster: 3 nodes, data and logs in $base"

@@ -9,5 +9,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   g++ cmake make ninja-build pkg-config ca-certificates git python3 curl procps iproute2 \
   libasio-dev capnproto libcapnp-dev libspdlog-dev libfmt-dev librapidcheck-dev \
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libtomlplusplus-dev \
-  nlohmann-json3-dev libxxhash-dev libzstd-dev libexpected-dev libedit-dev >/dev/null
+  nlohmann-json3-dev libxxhash-dev libzstd-dev libexpected-dev libedit-dev libssl-dev >/dev/null
 echo "install-deps: ok"

@@ -7,9 +7,17 @@
 namespace tern::service {
 
 struct AdminHttpServer::Impl : std::enable_shared_from_this<AdminHttpServer::Impl> {
+  struct Conn {
+    explicit Conn(asio::ip::tcp::socket s) : sock(std::move(s)), timer(sock.get_executor()) {}
+    asio::ip::tcp::socket sock;
+    asio::steady_timer timer;
+    std::string buf;
+    std::string out;
+  };
   asio::ip::tcp::acceptor acceptor;
   std::map<std::string, HttpHandler> handlers;
-  std::size_t open = 0;
+  std::map<std::uint64_t, std::shared_ptr<Conn>> open;  // by acceptance order
+  std::uint64_t next_serial = 0;
 
   asio::steady_timer retry;
 
@@ -25,22 +33,34 @@ struct AdminHttpServer::Impl : std::enable_shared_from_this<AdminHttpServer::Imp
         });
         return;
       }
-      if (self->open < kMaxConnections) self->serve(std::move(s));
+      if (self->open.size() >= kMaxConnections) self->finish(self->open.begin()->first);  // the oldest
+      self->serve(std::move(s));
       self->accept();
     });
   }
 
+  void finish(std::uint64_t serial) {
+    auto it = open.find(serial);
+    if (it == open.end()) return;
+    std::error_code ignore;
+    it->second->sock.shutdown(asio::ip::tcp::socket::shutdown_both, ignore);
+    it->second->sock.close(ignore);
+    it->second->timer.cancel();
+    open.erase(it);
+  }
+
   void serve(asio::ip::tcp::socket s) {
-    struct Conn {
-      asio::ip::tcp::socket sock;
-      std::string buf;
-      std::string out;
-    };
-    auto c = std::make_shared<Conn>(Conn{std::move(s), {}, {}});
-    ++open;
+    auto c = std::make_shared<Conn>(std::move(s));
+    std::uint64_t serial = next_serial++;
+    open.emplace(serial, c);
+    c->timer.expires_after(std::chrono::milliseconds(kRequestTimeoutMs));
+    c->timer.async_wait([w = weak_from_this(), serial](std::error_code ec) {
+      if (auto self = w.lock(); self && !ec) self->finish(serial);
+    });
     asio::async_read_until(
         c->sock, asio::dynamic_buffer(c->buf, kMaxRequestBytes), "\r\n\r\n",
-        [self = shared_from_this(), c](std::error_code ec, std::size_t) {
+        [self = shared_from_this(), c, serial](std::error_code ec, std::size_t) {
+          if (ec == asio::error::operation_aborted || !c->sock.is_open()) return;  // timed out or evicted
           HttpResponse r;
           if (ec) {
             r = {400, "text/plain", "bad request\n"};
@@ -58,12 +78,7 @@ struct AdminHttpServer::Impl : std::enable_shared_from_this<AdminHttpServer::Imp
           c->out = "HTTP/1.1 " + std::to_string(r.status) + " " + reason + "\r\nContent-Type: " +
                    r.content_type + "\r\nContent-Length: " + std::to_string(r.body.size()) +
                    "\r\nConnection: close\r\n\r\n" + r.body;
-          asio::async_write(c->sock, asio::buffer(c->out), [self, c](std::error_code, std::size_t) {
-            std::error_code ignore;
-            c->sock.shutdown(asio::ip::tcp::socket::shutdown_both, ignore);
-            c->sock.close(ignore);
-            --self->open;
-          });
+          asio::async_write(c->sock, asio::buffer(c->out), [self, serial](std::error_code, std::size_t) { self->finish(serial); });
         });
   }
 };
@@ -75,6 +90,7 @@ AdminHttpServer::~AdminHttpServer() {
   std::error_code ignore;
   impl_->acceptor.close(ignore);
   impl_->retry.cancel();
+  while (!impl_->open.empty()) impl_->finish(impl_->open.begin()->first);
 }
 
 void AdminHttpServer::handle(const std::string& path, HttpHandler h) { impl_->handlers[path] = std::move(h); }

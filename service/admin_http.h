@@ -26,6 +26,9 @@ class AdminHttpServer {
   // Named bounds: request head size and concurrent connections.
   static constexpr std::size_t kMaxRequestBytes = 8 * 1024;
   static constexpr std::size_t kMaxConnections = 64;
+  // A connection must deliver its request and take the reply within this; at kMaxConnections the
+  // oldest connection is closed for the new one, so idle sockets cannot make the probes fail.
+  static constexpr int kRequestTimeoutMs = 2000;
 
   AdminHttpServer(asio::io_context& io, const std::string& host, std::uint16_t port);
   ~AdminHttpServer();

@@ -1,5 +1,8 @@
 #include "service/config.h"
 
+#include <fstream>
+#include <iterator>
+
 #include <CLI/CLI.hpp>
 #include <toml++/toml.h>
 
@@ -63,6 +66,14 @@ std::vector<Setting> settings() {
       {"initial_cluster_state", str(&Config::initial_cluster_state)},
       {"snapshot_entries", num(&Config::snapshot_entries)},
       {"debug_fault_injection", num(&Config::debug_fault_injection)},
+      {"peer_secret_file", str(&Config::peer_secret_file)},
+      {"insecure",
+       [](Config& c, const std::string& v) -> std::optional<std::string> {
+         if (v == "1" || v == "true") c.insecure = true;
+         else if (v == "0" || v == "false") c.insecure = false;
+         else return "want true/false or 1/0, not '" + v + "'";
+         return std::nullopt;
+       }},
   };
 }
 
@@ -113,7 +124,14 @@ Result<Config, std::string> load_config(int argc, const char* const* argv, const
   auto table = settings();
   CLI::App app{"ternd: a tern coordination server"};
   std::vector<std::string> flag_values(table.size());
-  for (std::size_t i = 0; i < table.size(); ++i) app.add_option(flag_name(table[i].key), flag_values[i]);
+  bool insecure_flag = false;
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    if (std::string(table[i].key) == "insecure") {
+      app.add_flag("--insecure", insecure_flag, "run without peer authentication (anyone reaching the peer port speaks Raft)");
+    } else {
+      app.add_option(flag_name(table[i].key), flag_values[i]);
+    }
+  }
   Config c;
   app.add_option("--config", c.config_file, "TOML configuration file");
   app.add_flag("--print-config", c.print_config, "print the merged configuration and exit");
@@ -145,6 +163,8 @@ Result<Config, std::string> load_config(int argc, const char* const* argv, const
         v = std::to_string(*i);
       } else if (auto sv = node.value<std::string>()) {
         v = *sv;
+      } else if (auto b = node.value<bool>(); b && node.is_boolean()) {
+        v = *b ? "true" : "false";
       } else {
         return fail(c.config_file + ": bad type for '" + std::string(k.str()) + "'");
       }
@@ -157,7 +177,9 @@ Result<Config, std::string> load_config(int argc, const char* const* argv, const
       if (auto err = s.set(c, *v)) return fail(env_name(s.key) + ": " + *err);
     }
   }
+  if (insecure_flag) c.insecure = true;
   for (std::size_t i = 0; i < table.size(); ++i) {
+    if (std::string(table[i].key) == "insecure") continue;
     if (app.count(flag_name(table[i].key)) == 0) continue;
     if (auto err = table[i].set(c, flag_values[i])) return fail(flag_name(table[i].key) + ": " + *err);
   }
@@ -180,6 +202,19 @@ Result<Config, std::string> load_config(int argc, const char* const* argv, const
       return fail(std::string(flag) + ": '" + *addr + "' is not host:port with a port in 1..65535");
   }
   return c;
+}
+
+Result<std::string, std::string> load_peer_secret(const Config& c) {
+  std::ifstream in(c.peer_secret_file, std::ios::binary);
+  if (!in) return fail("--peer-secret-file: cannot read '" + c.peer_secret_file + "'");
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto first = s.find_first_not_of(" \t\r\n");
+  auto last = s.find_last_not_of(" \t\r\n");
+  s = first == std::string::npos ? std::string() : s.substr(first, last - first + 1);
+  if (s.size() < 32)
+    return fail("--peer-secret-file: '" + c.peer_secret_file + "' holds " + std::to_string(s.size()) +
+                " bytes; the cluster secret needs at least 32 (e.g. openssl rand -hex 32)");
+  return s;
 }
 
 std::uint64_t cluster_id_of(const std::string& cluster_name) {
@@ -206,6 +241,8 @@ std::string to_toml(const Config& c) {
       {"initial_cluster_state", c.initial_cluster_state},
       {"snapshot_entries", static_cast<std::int64_t>(c.snapshot_entries)},
       {"debug_fault_injection", static_cast<std::int64_t>(c.debug_fault_injection)},
+      {"peer_secret_file", c.peer_secret_file},
+      {"insecure", c.insecure},
   };
   std::ostringstream os;
   os << t << '\n';

@@ -34,6 +34,12 @@ struct Config {
   std::string initial_cluster_state = "new";
   std::uint64_t snapshot_entries = 10000;  // take a snapshot after this many applied entries
   std::uint32_t debug_fault_injection = 0;  // 1: allow the admin injectPartition call (tests only)
+  // Peer authentication (docs/security.md): a file holding the cluster secret (at least 32
+  // bytes; surrounding whitespace ignored), the same on every member. ternd refuses to start
+  // without one unless `insecure` (--insecure) says explicitly that anyone who can reach the
+  // peer port may speak Raft.
+  std::string peer_secret_file;
+  bool insecure = false;
   std::string config_file;
   bool print_config = false;
 };
@@ -57,6 +63,9 @@ Result<Config, std::string> load_config(int argc, const char* const* argv, const
 
 // The 64-bit cluster id carried by every peer frame and recorded in the data directory.
 std::uint64_t cluster_id_of(const std::string& cluster_name);
+
+// The cluster secret from c.peer_secret_file, trimmed; an error if unreadable or too short.
+Result<std::string, std::string> load_peer_secret(const Config& c);
 
 // The merged configuration as TOML, loadable again by --config.
 std::string to_toml(const Config& c);

@@ -92,6 +92,23 @@ int main(int argc, char** argv) {
   }
   setup_logging(*cfg);
   raise_fd_limit();
+  std::string peer_secret;
+  if (!cfg->peer_secret_file.empty()) {
+    auto secret = load_peer_secret(*cfg);
+    if (!secret) {
+      spdlog::critical("cannot start: {}", secret.error());
+      return 2;
+    }
+    peer_secret = std::move(*secret);
+  } else if (!cfg->insecure) {
+    spdlog::critical(
+        "cannot start: no --peer-secret-file. Peers must prove a shared cluster secret (docs/security.md); "
+        "to run without authentication anyway, pass --insecure");
+    return 2;
+  } else {
+    spdlog::warn("INSECURE: peer authentication is off (--insecure). Anyone who can reach the peer port can "
+                 "speak Raft to this node and corrupt or crash the cluster. Use --peer-secret-file outside tests.");
+  }
 
   // Loop thread objects, in the order the KJ bridge requires (service/net/kj_asio.h).
   asio::io_context io{1};
@@ -111,6 +128,7 @@ int main(int argc, char** argv) {
   no.election_ticks = std::max<std::uint32_t>(2, cfg->election_timeout_ms / cfg->heartbeat_interval_ms);
   no.snapshot_entries = cfg->snapshot_entries;
   no.fault_injection = cfg->debug_fault_injection == 1;
+  no.peer_secret = peer_secret;
   if (no.fault_injection) spdlog::warn("fault injection is enabled (--debug-fault-injection): for tests only");
 
   auto node = Node::open(io, no, std::make_unique<RawLog>(), metrics);
@@ -140,9 +158,21 @@ int main(int argc, char** argv) {
   });
   http->handle("/metrics", [&] {
     n.update_metrics();
+    const auto& rs = rpc->stats();
+    metrics.set("tern_rpc_connections", static_cast<double>(rpc->connections()));
+    metrics.set_counter("tern_rpc_connections_evicted_total", rs.evicted);
+    metrics.set_counter("tern_rpc_connections_slow_reader_total", rs.slow_readers);
+    metrics.set_counter("tern_rpc_connections_timed_out_total", rs.timed_out);
+    metrics.set("tern_peer_auth_enabled", peer_secret.empty() ? 0 : 1);
     return HttpResponse{200, "text/plain; version=0.0.4", metrics.render()};
   });
-  http->handle("/status", [&] { return HttpResponse{200, "application/json", n.status_json()}; });
+  // /status says whether peers authenticate (an insecure node must be visible as such).
+  const std::string auth_field = peer_secret.empty() ? R"("peer_auth":"insecure",)" : R"("peer_auth":"secret",)";
+  http->handle("/status", [&] {
+    std::string s = n.status_json();
+    if (!s.empty() && s[0] == '{') s.insert(1, auth_field);
+    return HttpResponse{200, "application/json", s};
+  });
   http->start();
   spdlog::info("ternd {} up: peers {}, client {}, admin http {}", cfg->id, no.initial_cluster[no.id], cfg->client_addr,
                cfg->admin_addr);

@@ -25,6 +25,7 @@ Result<std::unique_ptr<Node>, std::string> Node::open(asio::io_context& io, Node
   net::PeerTransportOptions to;
   to.cluster_id = options.cluster_id;
   to.self = options.id;
+  to.secret = options.peer_secret;
   to.warn = [](const std::string& s) { spdlog::warn("{}", s); };
   Node* self = n.get();
   n->transport_ = std::make_unique<net::PeerTransport>(io, to, [self](raft::Message m) {
@@ -93,6 +94,11 @@ void Node::update_metrics() {
   metrics_.set_counter("tern_peer_frames_rejected_total", ts.rejected);
   metrics_.set_counter("tern_peer_connects_total", ts.connects);
   metrics_.set_counter("tern_peer_frames_blocked_total", ts.blocked);
+  metrics_.set_counter("tern_peer_frames_malformed_total", ts.malformed);
+  metrics_.set_counter("tern_peer_auth_failures_total", ts.auth_failed);
+  metrics_.set_counter("tern_peer_handshakes_total", ts.handshakes);
+  metrics_.set_counter("tern_peer_connections_timed_out_total", ts.timed_out);
+  metrics_.set_counter("tern_peer_connections_evicted_total", ts.evicted);
 }
 
 void Node::send(const raft::Message& m) {

@@ -50,6 +50,7 @@ struct NodeOptions {
   std::size_t max_pending_proposals = 65536;
   std::size_t inline_write_max_entries = 2;  // smaller batches are written on the loop thread
   std::size_t max_pending_reads = 65536;
+  std::string peer_secret;  // cluster secret for the peer handshake (net/peer_auth.h); empty: insecure
   bool fault_injection = false;  // allow inject_partition (tests only)
   std::size_t wal_segment_bytes = 64 << 20;  // WAL segment size (preallocated)
   // The seed of the core's election timer; 0: drawn from the clock at open.

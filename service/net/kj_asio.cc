@@ -16,10 +16,15 @@ bool AsioEventPort::wait() {
 void AsioEventPort::setRunnable(bool runnable) {
   if (!runnable || scheduled_) return;
   scheduled_ = true;
-  asio::post(io_, [this] {
-    scheduled_ = false;
-    if (!in_kj_wait_) loop_->run();
-  });
+  asio::post(io_, [this] { run_slice(); });
+}
+
+void AsioEventPort::run_slice() {
+  scheduled_ = false;
+  if (in_kj_wait_) return;
+  loop_->run(kMaxTurnsPerSlice);
+  // More KJ work left: queue the next slice behind the Asio handlers already waiting.
+  if (loop_->isRunnable()) setRunnable(true);
 }
 
 void AsioEventPort::wake() const {
@@ -27,8 +32,8 @@ void AsioEventPort::wake() const {
   woken_.store(true, std::memory_order_release);
   asio::post(io_, [this] {
     if (in_kj_wait_) return;
+    // Cross-thread events only (kj::Executor); ternd uses none, so this never runs unbounded work.
     ws_->poll();
-    loop_->run();
   });
 }
 
@@ -71,6 +76,11 @@ void AsioStream::shutdownWrite() {
   st_->socket.shutdown(asio::socket_base::shutdown_send, ec);
 }
 
+void AsioStream::abort() {
+  asio::error_code ec;
+  st_->socket.close(ec);
+}
+
 void AsioStream::abortRead() {
   asio::error_code ec;
   st_->socket.shutdown(asio::socket_base::shutdown_receive, ec);
@@ -88,7 +98,7 @@ std::size_t AsioStream::take(kj::byte* out, std::size_t max) {
 
 kj::Promise<size_t> AsioStream::fill(kj::byte* out, std::size_t min_bytes, std::size_t max_bytes, std::size_t done) {
   auto& s = *st_;
-  for (;;) {
+  for (int i = 0; i < kMaxSyncReadsPerCall; ++i) {
     asio::error_code ec;
     s.read_pos = s.read_end = 0;
     std::size_t n = s.socket.read_some(asio::buffer(s.read_buf), ec);
@@ -96,6 +106,7 @@ kj::Promise<size_t> AsioStream::fill(kj::byte* out, std::size_t min_bytes, std::
     if (ec == asio::error::eof) return done;
     if (ec) return KJ_EXCEPTION(DISCONNECTED, "read", ec.message().c_str());
     s.read_end = n;
+    s.bytes_read += n;
     done += take(out + done, max_bytes - done);
     if (done >= min_bytes) return done;
   }
@@ -128,8 +139,9 @@ void AsioStream::flush(const std::shared_ptr<State>& st) {
   if (s.writing || s.write_buf.empty()) return;
   std::swap(s.write_buf, s.in_flight);
   s.writing = true;
-  asio::async_write(s.socket, asio::buffer(s.in_flight), [st](const asio::error_code& ec, std::size_t) {
+  asio::async_write(s.socket, asio::buffer(s.in_flight), [st](const asio::error_code& ec, std::size_t n) {
     auto& s = *st;
+    s.bytes_written += n;
     s.writing = false;
     s.in_flight.clear();
     if (ec) {

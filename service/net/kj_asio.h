@@ -17,6 +17,11 @@ namespace tern::net {
 
 class AsioEventPort final : public kj::EventPort {
  public:
+  // Fairness (issue 17): one Asio handler runs at most this many KJ turns, then re-posts itself
+  // behind whatever Asio has queued (timers, peer I/O, admin HTTP), so a client that pipelines
+  // calls cannot keep the loop inside KJ.
+  static constexpr unsigned kMaxTurnsPerSlice = 64;
+
   explicit AsioEventPort(asio::io_context& io) : io_(io) {}
   void attach(kj::EventLoop& loop, kj::WaitScope& ws) {
     loop_ = &loop;
@@ -34,6 +39,7 @@ class AsioEventPort final : public kj::EventPort {
   asio::io_context& io_;
   kj::EventLoop* loop_ = nullptr;
   kj::WaitScope* ws_ = nullptr;
+  void run_slice();
   bool scheduled_ = false;
   bool in_kj_wait_ = false;
   mutable std::atomic<bool> woken_{false};
@@ -43,6 +49,9 @@ class AsioStream final : public kj::AsyncIoStream {
  public:
   static constexpr std::size_t kReadAheadBytes = 64 * 1024;
   static constexpr std::size_t kWriteHighWaterBytes = 1 << 20;  // writers wait above this
+  // Reads done synchronously in one tryRead() before it yields to the loop (async_wait) even if
+  // the socket still has data: bounds the bytes one connection consumes per turn.
+  static constexpr int kMaxSyncReadsPerCall = 4;
 
   explicit AsioStream(asio::ip::tcp::socket socket);
   ~AsioStream() noexcept(false);
@@ -53,6 +62,12 @@ class AsioStream final : public kj::AsyncIoStream {
   kj::Promise<void> whenWriteDisconnected() override { return kj::NEVER_DONE; }
   void shutdownWrite() override;
   void abortRead() override;
+  // Closes the socket: pending reads and writes fail, capnp sees a disconnect and cleans up.
+  void abort();
+  // Bytes accepted by write() and not yet handed to the kernel.
+  std::size_t unsent_bytes() const { return st_->write_buf.size() + st_->in_flight.size(); }
+  std::uint64_t bytes_read() const { return st_->bytes_read; }
+  std::uint64_t bytes_written() const { return st_->bytes_written; }
 
  private:
   // Shared with pending Asio handlers, so that the stream may die mid-operation.
@@ -61,6 +76,7 @@ class AsioStream final : public kj::AsyncIoStream {
     asio::ip::tcp::socket socket;
     std::vector<kj::byte> read_buf = std::vector<kj::byte>(kReadAheadBytes);
     std::size_t read_pos = 0, read_end = 0;
+    std::uint64_t bytes_read = 0, bytes_written = 0;
     std::vector<kj::byte> write_buf, in_flight;
     bool flush_scheduled = false, writing = false;
     kj::Maybe<kj::Exception> error;

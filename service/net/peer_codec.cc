@@ -20,6 +20,9 @@ const char* codec_error_name(CodecError e) {
     case CodecError::malformed: return "malformed";
     case CodecError::too_large: return "too_large";
     case CodecError::unaligned: return "unaligned";
+    case CodecError::wrong_cluster: return "wrong_cluster";
+    case CodecError::wrong_sender: return "wrong_sender";
+    case CodecError::wrong_receiver: return "wrong_receiver";
   }
   return "?";
 }
@@ -36,6 +39,13 @@ void put_conf(proto::ConfState::Builder b, const ConfState& c) {
   for (unsigned i = 0; i < c.voters.size(); ++i) v.set(i, c.voters[i].value);
   auto l = b.initLearners(static_cast<unsigned>(c.learners.size()));
   for (unsigned i = 0; i < c.learners.size(); ++i) l.set(i, c.learners[i].value);
+}
+// The smallest encoding of one Entry element in a list (3 data words + 1 pointer, as our encoder
+// writes it); a list claiming more elements than the frame could hold is an amplification attempt.
+constexpr std::size_t kMinEntryBytes = 4 * sizeof(capnp::word);
+
+bool conf_fits(proto::ConfState::Reader r) {
+  return r.getVoters().size() <= max_conf_members && r.getLearners().size() <= max_conf_members;
 }
 ConfState get_conf(proto::ConfState::Reader r) {
   ConfState c;
@@ -150,7 +160,7 @@ std::string encode_peer_frame(std::uint64_t cluster_id, const Message& m) {
   return to_bytes(builder);
 }
 
-Result<PeerFrame, CodecError> decode_peer_frame(std::string_view bytes) {
+Result<PeerFrame, CodecError> decode_peer_frame(std::string_view bytes, const ExpectedHeader* expect) {
   if (bytes.size() > max_peer_frame_bytes) return fail(CodecError::too_large);
   if (bytes.size() % sizeof(capnp::word) != 0 || bytes.empty()) return fail(CodecError::malformed);
   // Cap'n Proto reads words in place: copy into aligned storage.
@@ -159,8 +169,10 @@ Result<PeerFrame, CodecError> decode_peer_frame(std::string_view bytes) {
   PeerFrame f;
   try {
     capnp::ReaderOptions options;
-    options.traversalLimitInWords = max_peer_frame_bytes / sizeof(capnp::word);
-    options.nestingLimit = 16;
+    // Every word of the frame may be read about once (header fields twice); Cap'n Proto charges a
+    // zero-sized list element one word, so amplification stops at a few times the frame size.
+    options.traversalLimitInWords = 2 * words.size() + 64;
+    options.nestingLimit = 8;  // PeerMessage > body > InstallSnapshot > meta > conf > list
     capnp::FlatArrayMessageReader reader(kj::arrayPtr(words.data(), words.size()), options);
     auto msg = reader.getRoot<proto::PeerMessage>();
     f.cluster_id = msg.getClusterId();
@@ -168,12 +180,20 @@ Result<PeerFrame, CodecError> decode_peer_frame(std::string_view bytes) {
     m.from = NodeId{msg.getFrom()};
     m.to = NodeId{msg.getTo()};
     m.term = Term{msg.getTerm()};
+    if (expect != nullptr) {
+      if (f.cluster_id != expect->cluster_id) return fail(CodecError::wrong_cluster);
+      if (m.to != expect->to) return fail(CodecError::wrong_receiver);
+      if (expect->from != NodeId{0} && m.from != expect->from) return fail(CodecError::wrong_sender);
+    }
     auto body = msg.getBody();
     switch (body.which()) {
       case proto::PeerMessage::Body::APPEND_REQUEST: {
         auto b = body.getAppendRequest();
         AppendRequest r{Index{b.getPrevIndex()}, Term{b.getPrevTerm()}, {}, Index{b.getCommit()}};
-        for (auto e : b.getEntries()) {
+        auto entries = b.getEntries();
+        if (entries.size() > bytes.size() / kMinEntryBytes) return fail(CodecError::malformed);
+        r.entries.reserve(entries.size());
+        for (auto e : entries) {
           if (e.getType() > 2) return fail(CodecError::malformed);
           r.entries.push_back(Entry{Term{e.getTerm()}, Index{e.getIndex()}, static_cast<EntryType>(e.getType()), string_of(e.getData())});
         }
@@ -205,6 +225,7 @@ Result<PeerFrame, CodecError> decode_peer_frame(std::string_view bytes) {
       case proto::PeerMessage::Body::INSTALL_SNAPSHOT: {
         auto b = body.getInstallSnapshot();
         auto meta = b.getMeta();
+        if (!conf_fits(meta.getConf())) return fail(CodecError::malformed);
         InstallSnapshotRequest r{SnapshotMeta{Index{meta.getIndex()}, Term{meta.getTerm()}, get_conf(meta.getConf())}, nullptr};
         if (b.getOffset() == 0 && b.getDone()) {
           r.data = std::make_shared<const std::string>(b.hasChunk() ? string_of(b.getChunk()) : std::string());

@@ -3,46 +3,84 @@
 // `bootstrap` as the capability a client gets first. Runs on the loop thread's KJ event loop
 // (kj_asio.h). A connection that sends garbage fails inside capnp's RPC layer and is closed;
 // the listener and the other connections carry on.
+//
+// Limits per connection (docs/security.md): messages up to RpcLimits::max_message_bytes (the
+// largest request is one proposal of raft max_entry_bytes); capnp's flow limit stops reading a
+// connection whose calls in progress hold more than flow_limit_bytes; a connection whose unsent
+// replies exceed max_unsent_bytes (a client that does not read) is closed, as is one that sends
+// nothing within header_timeout or nothing at all for idle_timeout. At max_connections the oldest
+// connection that has sent nothing is closed for the new one, so idle sockets cannot lock clients
+// out for longer than a moment.
 #include <asio.hpp>
 #include <capnp/capability.h>
 #include <capnp/rpc-twoparty.h>
 #include <kj/async.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
 
+#include "service/net/rate_limited.h"
+
 namespace tern::net {
+
+struct RpcLimits {
+  std::size_t max_connections = 1024;
+  std::size_t max_message_bytes = 12 << 20;  // raft max_entry_bytes (8 MiB) + encoding overhead
+  std::size_t flow_limit_bytes = 1 << 20;    // call messages in progress before reading pauses
+  std::size_t max_unsent_bytes = 16 << 20;   // replies not yet taken by the client
+  // Queued replies, counted: each holds its own allocation (kilobytes for a 100-byte reply), so
+  // bytes alone would let 16 MiB of small replies cost the node a gigabyte.
+  std::size_t max_unsent_messages = 4096;
+  std::chrono::milliseconds header_timeout{5000};
+  std::chrono::milliseconds idle_timeout{300000};
+};
+
+struct RpcListenerStats {
+  std::uint64_t accepted = 0;
+  std::uint64_t evicted = 0;      // closed for a newer connection at max_connections
+  std::uint64_t refused = 0;      // new connections refused at max_connections
+  std::uint64_t slow_readers = 0; // closed: too many unsent replies
+  std::uint64_t timed_out = 0;    // closed: header or idle timeout
+};
 
 class RpcListener final : private kj::TaskSet::ErrorHandler {
  public:
   static constexpr std::size_t kDefaultMaxConnections = 1024;
+  static constexpr std::chrono::milliseconds kSweepInterval{100};
 
   RpcListener(asio::io_context& io, capnp::Capability::Client bootstrap,
-              std::function<void(const std::string&)> warn, std::size_t max_connections = kDefaultMaxConnections);
+              std::function<void(const std::string&)> warn, RpcLimits limits = {});
   ~RpcListener();
   // Binds and starts accepting; returns the bound port. Throws std::system_error on failure.
   std::uint16_t listen(const std::string& host, std::uint16_t port);
   void stop();
   std::size_t connections() const { return conns_.size(); }
-  std::uint64_t rejected() const { return rejected_; }
+  std::uint64_t rejected() const { return stats_.evicted + stats_.refused + stats_.slow_readers + stats_.timed_out; }
+  const RpcListenerStats& stats() const { return stats_; }
+
+ public:
+  struct Conn;
 
  private:
-  struct Conn;
   void accept();
+  void sweep();
+  void close(std::uint64_t id, const std::string& why);
   void taskFailed(kj::Exception&& e) override;
 
   asio::io_context& io_;
   capnp::Capability::Client bootstrap_;
-  std::function<void(const std::string&)> warn_;
-  std::size_t max_connections_;
+  RateLimitedWarn warn_;
+  RpcLimits limits_;
   asio::ip::tcp::acceptor acceptor_;
   asio::steady_timer retry_;
+  asio::steady_timer sweep_timer_;
   std::map<std::uint64_t, kj::Own<Conn>> conns_;
   std::uint64_t next_id_ = 0;
-  std::uint64_t rejected_ = 0;
+  RpcListenerStats stats_;
   std::shared_ptr<bool> stopped_ = std::make_shared<bool>(false);  // shared with pending handlers
   kj::TaskSet tasks_;
 };

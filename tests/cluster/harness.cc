@@ -1,5 +1,7 @@
 #include "tests/cluster/harness.h"
 
+#include <random>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -42,6 +44,13 @@ Cluster::Cluster(std::string ternd_path, ClusterOptions options)
     if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp");
     opt_.root = tmpl;
     own_root_ = true;
+  }
+  if (!opt_.insecure) {
+    std::random_device rd;
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 64; ++i) secret_ += hex[rd() % 16];
+    secret_file_ = opt_.root + "/peer.secret";
+    std::ofstream(secret_file_) << secret_ << "\n";
   }
   std::set<std::uint16_t> used;
   auto port = [&] {
@@ -130,6 +139,14 @@ void Cluster::spawn(ProcessNode& n, bool join) {
                                    "--snapshot-entries", std::to_string(opt_.snapshot_entries),
                                    "--log-level", opt_.log_level,
                                    "--debug-fault-injection", opt_.fault_injection ? "1" : "0"};
+  if (std::getenv("TERN_HARNESS_OLD_TERND") != nullptr) {
+    // A ternd from before issue 17 (no security flags): to show a regression test fails on it.
+  } else if (opt_.insecure) {
+    args.push_back("--insecure");
+  } else {
+    args.push_back("--peer-secret-file");
+    args.push_back(secret_file_);
+  }
   std::string log = n.dir + ".log";
   pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork");
@@ -236,10 +253,14 @@ namespace {
 
 template <class T>
 std::optional<T> wait_for(kj::AsyncIoContext& io, kj::Promise<T> p, std::chrono::milliseconds timeout) {
+  // The loop's clock only advances when it polls: after a long stretch of blocking work on this
+  // thread (e.g. opening a thousand sockets) the timeout would otherwise fire at once.
+  io.waitScope.poll();
   auto guarded = io.provider->getTimer().timeoutAfter(timeout.count() * kj::MILLISECONDS, kj::mv(p));
   try {
     return guarded.wait(io.waitScope);
-  } catch (const kj::Exception&) {
+  } catch (const kj::Exception& e) {
+    if (std::getenv("TERN_HARNESS_DEBUG") != nullptr) std::fprintf(stderr, "harness: %s\n", e.getDescription().cStr());
     return std::nullopt;
   }
 }
@@ -280,7 +301,8 @@ std::optional<StatusView> Cluster::status(std::uint64_t id, std::chrono::millise
     auto r = wait_for(io_, kj::mv(p), timeout);
     if (!r) conns_.erase(id);  // a broken or stuck connection: reconnect next time
     return r;
-  } catch (const kj::Exception&) {
+  } catch (const kj::Exception& e) {
+    if (std::getenv("TERN_HARNESS_DEBUG") != nullptr) std::fprintf(stderr, "harness status: %s\n", e.getDescription().cStr());
     conns_.erase(id);
     return std::nullopt;
   }

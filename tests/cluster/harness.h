@@ -37,6 +37,9 @@ struct ClusterOptions {
   std::string log_level = "info";
   bool fault_injection = false;  // ternd --debug-fault-injection 1
   std::string root;  // data directories go under it; empty: a new /tmp directory, removed at the end
+  // Peer authentication: by default the harness writes a random cluster secret to
+  // <root>/peer.secret and passes it to every node; insecure runs them with --insecure.
+  bool insecure = false;
 };
 
 struct ProposeOutcome {
@@ -75,6 +78,7 @@ class Cluster {
   std::vector<std::uint64_t> ids() const;
   std::string peer_address(std::uint64_t id) const;
   std::string log_of(std::uint64_t id) const;
+  const std::string& peer_secret() const { return secret_; }  // empty when insecure
 
   // Admin RPC (blocking, with a timeout). nullopt: the node did not answer.
   std::optional<StatusView> status(std::uint64_t id, std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
@@ -116,6 +120,7 @@ class Cluster {
 
   std::string ternd_;
   ClusterOptions opt_;
+  std::string secret_, secret_file_;
   bool own_root_ = false;
   std::map<std::uint64_t, ProcessNode> nodes_;
   std::vector<std::uint64_t> initial_;

@@ -125,5 +125,43 @@ TEST(Config, PrintedConfigLoadsBack) {
   std::remove(path.c_str());
 }
 
+// Issue 17: peer authentication is chosen explicitly, from any source.
+TEST(Config, PeerSecretFileAndInsecureFromEverySource) {
+  auto base = std::vector<const char*>{"--id", "1", "--data-dir", "/d", "--initial-cluster", kCluster};
+  auto c = load(base);
+  ASSERT_TRUE(c.has_value()) << c.error();
+  EXPECT_FALSE(c->insecure);
+  EXPECT_TRUE(c->peer_secret_file.empty());
+  auto flags = base;
+  flags.push_back("--insecure");
+  ASSERT_TRUE(load(flags)->insecure);
+  Env env;
+  env.vars["TERN_INSECURE"] = "1";
+  ASSERT_TRUE(load(base, env)->insecure);
+  env.vars["TERN_INSECURE"] = "maybe";
+  EXPECT_FALSE(load(base, env).has_value());
+  auto path = temp_toml("insecure = true\npeer_secret_file = \"/s\"\n");
+  auto t = base;
+  t.push_back("--config");
+  t.push_back(path.c_str());
+  auto ct = load(t);
+  ASSERT_TRUE(ct.has_value()) << ct.error();
+  EXPECT_TRUE(ct->insecure);
+  EXPECT_EQ(ct->peer_secret_file, "/s");
+  std::remove(path.c_str());
+  // The secret: trimmed, at least 32 bytes.
+  Config sc;
+  sc.peer_secret_file = "/tmp/tern_config_test_secret_" + std::to_string(::getpid());
+  std::ofstream(sc.peer_secret_file) << "  short\n";
+  EXPECT_FALSE(load_peer_secret(sc).has_value());
+  std::ofstream(sc.peer_secret_file) << std::string(40, 'k') << "\n";
+  auto secret = load_peer_secret(sc);
+  ASSERT_TRUE(secret.has_value()) << secret.error();
+  EXPECT_EQ(*secret, std::string(40, 'k'));
+  std::remove(sc.peer_secret_file.c_str());
+  sc.peer_secret_file = "/nonexistent/secret";
+  EXPECT_FALSE(load_peer_secret(sc).has_value());
+}
+
 }  // namespace
 }  // namespace tern::service

@@ -4,7 +4,14 @@
 #include <rapidcheck.h>
 #include <rapidcheck/gtest.h>
 
+#include <capnp/any.h>
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+
+#include <chrono>
+
 #include "service/net/peer_codec.h"
+#include "service/proto/peer.capnp.h"
 
 namespace tern::net {
 namespace {
@@ -92,6 +99,41 @@ TEST(PeerCodec, OversizedAndMisalignedFramesAreRejected) {
   lie[5] = '\xff';
   lie[6] = '\xff';
   EXPECT_FALSE(decode_peer_frame(lie).has_value());
+}
+
+// Issue 17: a ~100-byte frame holding a list of millions of zero-sized entries was decoded into
+// that many raft::Entry objects (3.7 s, 450 MiB) before the cluster id was checked.
+std::string zero_sized_entries_frame(std::uint64_t cluster, unsigned count) {
+  capnp::MallocMessageBuilder builder;
+  auto msg = builder.initRoot<proto::PeerMessage>();
+  msg.setClusterId(cluster);
+  msg.setFrom(1);
+  msg.setTo(2);
+  msg.setTerm(5);
+  auto ar = msg.initBody().initAppendRequest();
+  capnp::toAny(ar).getPointerSection()[0].initAsListOfAnyStruct(0, 0, count);
+  auto words = capnp::messageToFlatArray(builder);
+  return std::string(words.asChars().begin(), words.asChars().size());
+}
+
+TEST(PeerCodec, ZeroSizedEntryListsAreRejectedBeforeAnyEntryIsBuilt) {
+  auto frame = zero_sized_entries_frame(7, 8'400'000);
+  EXPECT_LT(frame.size(), 200u);
+  auto start = std::chrono::steady_clock::now();
+  auto r = decode_peer_frame(frame);
+  auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), CodecError::malformed);
+  EXPECT_LT(took, std::chrono::milliseconds(50));
+  // The header is checked first: a frame for another cluster costs only the header reads.
+  ExpectedHeader other{8, NodeId{2}, NodeId{0}};
+  EXPECT_EQ(decode_peer_frame(frame, &other).error(), CodecError::wrong_cluster);
+  ExpectedHeader wrong_from{7, NodeId{2}, NodeId{3}};
+  EXPECT_EQ(decode_peer_frame(frame, &wrong_from).error(), CodecError::wrong_sender);
+  ExpectedHeader wrong_to{7, NodeId{3}, NodeId{0}};
+  EXPECT_EQ(decode_peer_frame(frame, &wrong_to).error(), CodecError::wrong_receiver);
+  // Just a few zero-sized entries also fail: each needs more bytes than the frame has.
+  EXPECT_FALSE(decode_peer_frame(zero_sized_entries_frame(7, 64)).has_value());
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 // Starts the real ternd binary on 127.0.0.1 and talks plain HTTP to its admin port.
 #include <gtest/gtest.h>
+
+#include <fstream>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,7 +33,7 @@ TEST(TerndProcess, AdminHttpAndCleanShutdown) {
   if (pid == 0) {
     ::execl(bin, bin, "--id", "1", "--data-dir", dir, "--initial-cluster", cluster.c_str(), "--admin-addr",
             admin.c_str(), "--client-addr", client.c_str(), "--election-timeout-ms", "200",
-            "--heartbeat-interval-ms", "20", static_cast<char*>(nullptr));
+            "--heartbeat-interval-ms", "20", "--insecure", static_cast<char*>(nullptr));
     ::_exit(127);
   }
   std::string live;
@@ -48,6 +50,9 @@ TEST(TerndProcess, AdminHttpAndCleanShutdown) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_NE(ready.find("200 OK"), std::string::npos) << ready;
+  // --insecure is visible to operators (issue 17).
+  std::string status_body = http_get(port, "GET /status HTTP/1.1\r\n\r\n");
+  EXPECT_NE(status_body.find("\"peer_auth\":\"insecure\""), std::string::npos) << status_body;
   auto metrics = http_get(port, "GET /metrics HTTP/1.1\r\n\r\n");
   EXPECT_NE(metrics.find("tern_has_leader 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("tern_wal_write_seconds_count"), std::string::npos) << metrics;
@@ -96,11 +101,21 @@ TEST(TerndProcess, AdminHttpAndCleanShutdown) {
   };
   std::string two = cluster + ",2=127.0.0.1:" + std::to_string(free_port());
   int st = run_and_wait({"--id", "2", "--data-dir", dir, "--initial-cluster", two, "--admin-addr", admin,
-                         "--client-addr", client});
+                         "--client-addr", client, "--insecure"});
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1) << "status " << st;
   st = run_and_wait({"--id", "1", "--data-dir", dir, "--initial-cluster", cluster, "--admin-addr", admin,
-                     "--client-addr", client, "--cluster-name", "another"});
+                     "--client-addr", client, "--cluster-name", "another", "--insecure"});
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1) << "status " << st;
+  // Issue 17: no peer authentication without saying so. Neither a secret nor --insecure: exit 2;
+  // a secret file that is too short: exit 2.
+  st = run_and_wait({"--id", "1", "--data-dir", dir, "--initial-cluster", cluster, "--admin-addr", admin,
+                     "--client-addr", client});
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 2) << "status " << st;
+  std::string short_secret = std::string(dir) + "/short.secret";
+  { std::ofstream(short_secret) << "tooshort\n"; }
+  st = run_and_wait({"--id", "1", "--data-dir", dir, "--initial-cluster", cluster, "--admin-addr", admin,
+                     "--client-addr", client, "--peer-secret-file", short_secret});
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 2) << "status " << st;
   std::filesystem::remove_all(dir);
 }
 
