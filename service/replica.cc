@@ -8,6 +8,7 @@
 #include "common/assert.h"
 #include "common/le.h"
 #include "common/overloaded.h"
+#include "raft/storage/recovery.h"
 #include "service/config.h"
 
 namespace tern::service {
@@ -58,21 +59,6 @@ void expire_started_before(Map& waiting, Clock::time_point limit, Expire expire)
 
 }  // namespace
 
-bool wal_extends_snapshot(const storage::Recovered& rec, const raft::SnapshotMeta& snap) {
-  // Entries after a snapshot are kept only if they provably extend it (Log Matching, §5.3).
-  if (rec.entries.empty() || rec.entries.back().index <= snap.index) return true;  // nothing after it
-  Index first = rec.entries.front().index;
-  if (first <= snap.index) return rec.entries[snap.index.value - first.value].term == snap.term;
-  // No entry at the snapshot index. Entries right after a reset record for this very snapshot
-  // were written after it was installed.
-  if (rec.reset) return *rec.reset == std::make_pair(snap.index, snap.term) && first == snap.index.next();
-  // This node compacted its WAL past the snapshot's index, which it does only below one of its
-  // own snapshots (of committed entries): a received snapshot is always above the commit index,
-  // so the WAL here extends the committed log the snapshot covers.
-  // A gap after the snapshot is not decided here: recovery reports it as damage.
-  return first >= snap.index.next();
-}
-
 const char* node_errc_name(NodeErrc e) {
   switch (e) {
     case NodeErrc::not_leader: return "not_leader";
@@ -114,30 +100,30 @@ Result<std::unique_ptr<Replica>, std::string> Replica::open(ReplicaEnv env, Node
 }
 
 Result<void, std::string> Replica::recover() {
-  auto dd = storage::DataDir::open(opt_.data_dir, opt_.cluster_id, opt_.id.value, io_);
-  if (!dd) return fail("data dir " + opt_.data_dir + ": " + dd.error().message);
-  data_dir_ = std::move(*dd);
-  snapshots_ = std::make_unique<storage::SnapshotStore>(data_dir_->snap_dir(), io_);
-  std::vector<std::string> notes;
-  auto newest = snapshots_->load_newest(&notes);
-  if (!newest) return fail("snapshots: " + newest.error().message);
-  for (const auto& n : notes) spdlog::warn("{}", n);
-
-  storage::WalOptions wo;
-  wo.io = &io_;
-  wo.segment_bytes = opt_.wal_segment_bytes;
-  wo.log = [](const std::string& s) { spdlog::warn("wal: {}", s); };
-  storage::Recovered rec;
-  auto wal = storage::Wal::open(data_dir_->wal_dir(), wo, &rec);
-  if (!wal) return fail("wal: " + wal.error().message);
-  wal_ = std::move(*wal);
+  // The storage half of recovery is raft/storage/recovery.h, the same code `ternutl verify` runs,
+  // so the tool says exactly what the node does (issue 15): identity, the newest valid snapshot,
+  // the WAL's repairs, and entries kept only if they provably continue the snapshot (hole 4).
+  storage::RecoveryOptions ro;
+  ro.io = &io_;
+  ro.cluster_id = opt_.cluster_id;
+  ro.node_id = opt_.id.value;
+  ro.wal.segment_bytes = opt_.wal_segment_bytes;
+  ro.wal.log = [](const std::string& s) { spdlog::warn("wal: {}", s); };
+  auto recovered = storage::recover_storage(opt_.data_dir, std::move(ro));
+  if (!recovered) return fail("data dir " + opt_.data_dir + ": " + recovered.error().message);
+  auto& rec = *recovered;
+  for (const auto& n : rec.repairs) spdlog::warn("recovery: {}", n);
+  for (const auto& n : rec.damage) spdlog::warn("recovery: skipped damaged {}", n);
+  data_dir_ = std::move(rec.dir);
+  snapshots_ = std::move(rec.snapshots);
+  wal_ = std::move(rec.wal);
 
   for (const auto& [id, addr] : opt_.initial_cluster) addresses_[id] = addr;
   raft::RestoreState rs;
   rs.hard_state = rec.hard_state;
   written_hs_ = rec.hard_state;
-  if (*newest) {
-    const auto& f = **newest;
+  if (rec.snapshot) {
+    const auto& f = *rec.snapshot;
     auto data = snapshots_->read_all(f);
     if (!data) return fail("snapshot " + f.path + ": " + data.error().message);
     if (auto r = decode_state(*data); !r) return fail("snapshot " + f.path + ": " + r.error());
@@ -146,31 +132,7 @@ Result<void, std::string> Replica::recover() {
     last_snapshot_index_ = f.meta.index;
     snapshot_files_[f.meta.index] = f;
   }
-  if (rec.reset && (!rs.snapshot || rec.reset->first > rs.snapshot->index))
-    return fail("the WAL restarts after a snapshot at index " + std::to_string(rec.reset->first.value) +
-                " but no such snapshot file is present in " + data_dir_->snap_dir());
-  Index after = rs.snapshot ? rs.snapshot->index : Index{0};
-  bool extends = !rs.snapshot || wal_extends_snapshot(rec, *rs.snapshot);
-  if (rs.snapshot && (!extends || wal_->last_index() < after)) {
-    // The snapshot file became durable but the WAL reset record did not (a crash while a
-    // received snapshot was installed): the WAL still holds the old log, which need not agree
-    // with the snapshot, or ends before it (the next append would leave a gap). Keep none of
-    // it, and finish the installation (the reset record).
-    spdlog::warn("the WAL does not extend the snapshot at index {} term {}: dropping its {} entries",
-                 after.value, rs.snapshot->term.value, rec.entries.size());
-    rec.entries.clear();
-    if (rs.hard_state.term < rs.snapshot->term) rs.hard_state = raft::HardState{rs.snapshot->term, NodeId{}, after};
-    storage::WriteBatch b;
-    b.reset_to = std::make_pair(after, rs.snapshot->term);
-    b.hard_state = rs.hard_state;
-    if (auto r = wal_->write(b); !r) return fail("wal: cannot record the snapshot: " + r.error().message);
-    written_hs_ = rs.hard_state;
-  }
-  for (auto& e : rec.entries)
-    if (e.index > after) rs.entries.push_back(std::move(e));
-  if (!rs.entries.empty() && rs.entries.front().index != after.next())
-    return fail("the WAL's entries start at " + std::to_string(rs.entries.front().index.value) +
-                ", not right after the snapshot at " + std::to_string(after.value));
+  rs.entries = std::move(rec.entries);
   bool empty = rec.hard_state.term == Term{0} && rs.entries.empty() && !rs.snapshot;
   if (empty && opt_.bootstrap) {
     // The initial membership is made durable here, before this node takes part: entry 1 (term
@@ -514,6 +476,9 @@ void Replica::snapshot_saved(const raft::SnapshotMeta& meta, const std::shared_p
                              const SnapshotResult& f) {
   snapshot_saving_ = false;
   if (!f) {
+    // A failed sync leaves the file's (or its directory entry's) durability unknown: fail-stop,
+    // like every other sync failure (never retry an fsync). Anything else: try again later.
+    if (f.error().code == storage::StorageErrc::fsync_failed) fatal("snapshot sync failed: " + f.error().message);
     spdlog::error("cannot save a snapshot at {}: {}", meta.index.value, f.error().message);
     return;
   }
@@ -529,7 +494,12 @@ void Replica::snapshot_saved(const raft::SnapshotMeta& meta, const std::shared_p
   // from entries; the previous snapshot file stays on disk to send to one far behind.
   if (previous > Index{0}) {
     core_->compact(previous);
-    if (auto r = wal_->compact(previous); !r) spdlog::warn("WAL compaction: {}", r.error().message);
+    if (auto r = wal_->compact(previous); !r) {
+      // The WAL marks itself failed after a sync error; stop now rather than at the next write.
+      if (r.error().code == storage::StorageErrc::fsync_failed || r.error().code == storage::StorageErrc::failed)
+        fatal("WAL compaction: " + r.error().message);
+      spdlog::warn("WAL compaction: {}", r.error().message);
+    }
   }
   spdlog::info("snapshot at index {} ({} bytes); log compacted to {}", meta.index.value, data->size(), previous.value);
   maybe_snapshot();

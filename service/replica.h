@@ -155,12 +155,6 @@ struct ReplicaEnv {
   std::function<void(const std::string&)> fatal;
 };
 
-// Recovery (issue 10, hole 4): whether the WAL's entries after `snap` provably extend it (the
-// WAL's entry at the snapshot index has the snapshot's term, or the WAL restarts right after a
-// reset record for this snapshot, or this node compacted the WAL at that index). If not, the
-// node drops them: they are an old log that a received snapshot replaced before a crash.
-bool wal_extends_snapshot(const storage::Recovered& rec, const raft::SnapshotMeta& snap);
-
 class Replica {
  public:
   // Opens the data directory (checking the recorded cluster and node ids), recovers the newest

@@ -51,20 +51,34 @@ Result<RecoveredStorage, StorageError> recover_storage(const std::string& data_d
   // with a cut (the file is durable before the reset is written). Write it again.
   if (out.snapshot) {
     const auto& m = out.snapshot->meta;
-    bool reaches = !rec.entries.empty() && rec.entries.back().index >= m.index;
-    bool differs = false;
+    // Keep the WAL only if it provably continues the snapshot (Log Matching, Raft §5.3): its
+    // entry at the snapshot index has the snapshot's term, or its reset record is this very
+    // snapshot's, or (no entry there, no reset there) this node compacted past it, which it does
+    // only below one of its own snapshots of committed entries.
+    raft::Index last = !rec.entries.empty() ? rec.entries.back().index : rec.reset ? rec.reset->first : raft::Index{0};
+    std::optional<raft::Term> term_at;
     for (auto& e : rec.entries)
-      if (e.index == m.index) differs = e.term != m.term;
-    bool compacted_past = !rec.entries.empty() && rec.entries.front().index > m.index;
-    bool reset_here = rec.reset && rec.reset->first == m.index;
-    if (!reset_here && ((!reaches && !compacted_past) || differs)) {
+      if (e.index == m.index) term_at = e.term;
+    bool keep = true;
+    if (last < m.index)
+      keep = false;  // ends before the snapshot: the next append would leave a gap
+    else if (term_at)
+      keep = *term_at == m.term;
+    else if (rec.reset && rec.reset->first == m.index)
+      keep = rec.reset->second == m.term;
+    if (!keep) {
       std::string what = "the WAL does not continue the snapshot at " + std::to_string(m.index.value) + " (term " +
                          std::to_string(m.term.value) + "): its reset record was lost";
       if (o.read_only) {
         out.repairs.push_back(what + "; the node writes it again");
       } else {
-        auto r = (*wal)->write(WriteBatch{std::make_pair(m.index, m.term), {}, {}});
+        // The hard state written with the lost reset carried a term at least the snapshot's
+        // (the leader that sent it); a term below it would make the core's restart inconsistent.
+        std::optional<raft::HardState> hs;
+        if (out.hard_state.term < m.term) hs = raft::HardState{m.term, raft::NodeId{}, m.index};
+        auto r = (*wal)->write(WriteBatch{std::make_pair(m.index, m.term), {}, hs});
         if (!r) return fail(r.error());
+        if (hs) out.hard_state = *hs;
         out.repairs.push_back(what + "; wrote it again");
       }
       rec.entries.clear();

@@ -258,26 +258,5 @@ TEST(NodeRecovery, AWalSuffixThatExtendsTheSnapshotIsKept) {
   EXPECT_EQ((*n)->status().last, Index{8});
 }
 
-TEST(NodeRecovery, WalExtendsSnapshotRule) {
-  raft::SnapshotMeta snap{Index{5}, Term{3}, {}};
-  storage::Recovered rec;
-  EXPECT_TRUE(wal_extends_snapshot(rec, snap));  // nothing after it
-  rec.entries = log_with_terms({1, 2, 2, 3, 3, 3});
-  EXPECT_TRUE(wal_extends_snapshot(rec, snap));
-  rec.entries = log_with_terms({1, 2, 2, 2, 2, 3});
-  EXPECT_FALSE(wal_extends_snapshot(rec, snap));
-  // Compacted by this node right at the snapshot: starts at 6, no reset record.
-  rec.entries = {Entry{Term{3}, Index{6}, EntryType::noop, ""}};
-  EXPECT_TRUE(wal_extends_snapshot(rec, snap));
-  rec.reset = std::make_pair(Index{5}, Term{3});
-  EXPECT_TRUE(wal_extends_snapshot(rec, snap));
-  rec.reset = std::make_pair(Index{5}, Term{2});
-  EXPECT_FALSE(wal_extends_snapshot(rec, snap));
-  // A gap after the snapshot is left to recovery, which refuses to start (damage).
-  rec.reset.reset();
-  rec.entries = {Entry{Term{3}, Index{7}, EntryType::noop, ""}};
-  EXPECT_TRUE(wal_extends_snapshot(rec, snap));
-}
-
 }  // namespace
 }  // namespace tern::service
