@@ -5,7 +5,12 @@ find_package(Threads REQUIRED)
 find_path(ASIO_INCLUDE_DIR asio.hpp REQUIRED)
 add_library(tern_asio INTERFACE)
 target_include_directories(tern_asio SYSTEM INTERFACE ${ASIO_INCLUDE_DIR})
-target_compile_definitions(tern_asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED)
+# ASIO_DISABLE_STD_ALIGNED_ALLOC: asio picks aligned_alloc or operator new per translation unit,
+# depending on whether a libstdc++ header came before <asio.hpp>; its inline aligned_new and
+# aligned_delete could then pair operator new with free across units (ASan: alloc-dealloc
+# mismatch). One choice for every unit keeps them paired.
+target_compile_definitions(tern_asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED
+  ASIO_DISABLE_STD_ALIGNED_ALLOC)
 target_link_libraries(tern_asio INTERFACE Threads::Threads)
 add_library(Asio::asio ALIAS tern_asio)
 
