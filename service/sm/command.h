@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "service/sm/types.h"
+
 namespace tern::sm {
 
 enum class OpType : std::uint8_t {
@@ -71,5 +73,10 @@ struct Command {
 
 std::string encode(const Command& c);
 std::optional<Command> decode(std::string_view bytes);
+
+// A response as bytes (the state machine's answer travels through the replica as bytes; the
+// same layout is used inside snapshots for the exactly-once cache).
+std::string encode_response(const Response& r);
+std::optional<Response> decode_response(std::string_view bytes);
 
 }  // namespace tern::sm

@@ -748,6 +748,19 @@ bool get_response(Reader& r, Response& x, int depth) {
 }
 }  // namespace
 
+std::string encode_response(const Response& r) {
+  Writer w;
+  put_response(w, r);
+  return w.take();
+}
+
+std::optional<Response> decode_response(std::string_view bytes) {
+  Reader r(bytes);
+  Response x;
+  if (!get_response(r, x, 0) || !r.done()) return std::nullopt;
+  return x;
+}
+
 std::string StateMachine::snapshot() const {
   Writer w;
   w.u32(snapshot_magic);
