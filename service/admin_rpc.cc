@@ -153,5 +153,6 @@ class AdminImpl final : public proto::Admin::Server {
 }  // namespace
 
 capnp::Capability::Client make_admin_capability(Node& node) { return kj::heap<AdminImpl>(node); }
+kj::Own<capnp::Capability::Server> make_admin_server(Node& node) { return kj::heap<AdminImpl>(node); }
 
 }  // namespace tern::service

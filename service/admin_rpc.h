@@ -9,5 +9,7 @@ namespace tern::service {
 
 // The bootstrap capability for the client port. The node must outlive the RPC system.
 capnp::Capability::Client make_admin_capability(Node& node);
+// The same, as a server object (to be combined with the client API's: client_api.h).
+kj::Own<capnp::Capability::Server> make_admin_server(Node& node);
 
 }  // namespace tern::service

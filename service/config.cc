@@ -66,6 +66,7 @@ std::vector<Setting> settings() {
       {"initial_cluster_state", str(&Config::initial_cluster_state)},
       {"snapshot_entries", num(&Config::snapshot_entries)},
       {"debug_fault_injection", num(&Config::debug_fault_injection)},
+      {"debug_raw_state_machine", num(&Config::debug_raw_state_machine)},
       {"peer_secret_file", str(&Config::peer_secret_file)},
       {"insecure",
        [](Config& c, const std::string& v) -> std::optional<std::string> {
@@ -195,6 +196,7 @@ Result<Config, std::string> load_config(int argc, const char* const* argv, const
     return fail("--initial-cluster-state must be 'new' or 'existing', not '" + c.initial_cluster_state + "'");
   if (c.cluster_name.empty()) return fail(std::string("--cluster-name must not be empty"));
   if (c.debug_fault_injection > 1) return fail(std::string("--debug-fault-injection must be 0 or 1"));
+  if (c.debug_raw_state_machine > 1) return fail(std::string("--debug-raw-state-machine must be 0 or 1"));
   if (c.snapshot_entries < 16) return fail(std::string("--snapshot-entries must be at least 16"));
   // host:port with a port in 1..65535 (a port that does not fit must not wrap around silently).
   for (auto [flag, addr] : {std::pair{"--client-addr", &c.client_addr}, std::pair{"--admin-addr", &c.admin_addr}}) {
@@ -241,6 +243,7 @@ std::string to_toml(const Config& c) {
       {"initial_cluster_state", c.initial_cluster_state},
       {"snapshot_entries", static_cast<std::int64_t>(c.snapshot_entries)},
       {"debug_fault_injection", static_cast<std::int64_t>(c.debug_fault_injection)},
+      {"debug_raw_state_machine", static_cast<std::int64_t>(c.debug_raw_state_machine)},
       {"peer_secret_file", c.peer_secret_file},
       {"insecure", c.insecure},
   };

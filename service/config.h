@@ -34,6 +34,9 @@ struct Config {
   std::string initial_cluster_state = "new";
   std::uint64_t snapshot_entries = 10000;  // take a snapshot after this many applied entries
   std::uint32_t debug_fault_injection = 0;  // 1: allow the admin injectPartition call (tests only)
+  // 1: replicate opaque commands into the bare-log placeholder (service/applier.h) instead of the
+  // coordination state machine: for tests and benchmarks of the log itself, never production.
+  std::uint32_t debug_raw_state_machine = 0;
   // Peer authentication (docs/security.md): a file holding the cluster secret (at least 32
   // bytes; surrounding whitespace ignored), the same on every member. ternd refuses to start
   // without one unless `insecure` (--insecure) says explicitly that anyone who can reach the

@@ -15,6 +15,9 @@
 
 #include "service/admin_http.h"
 #include "service/admin_rpc.h"
+#include "service/client_api.h"
+#include "service/sm_applier.h"
+#include "service/watch_hub.h"
 #include "service/applier.h"
 #include "service/config.h"
 #include "service/metrics.h"
@@ -131,7 +134,21 @@ int main(int argc, char** argv) {
   no.peer_secret = peer_secret;
   if (no.fault_injection) spdlog::warn("fault injection is enabled (--debug-fault-injection): for tests only");
 
-  auto node = Node::open(io, no, std::make_unique<RawLog>(), metrics);
+  // The coordination state machine, feeding this server's watch hub through the client API from
+  // recovery on (the events of replayed entries are history a watch may resume from).
+  tern::WatchHub hub;
+  std::unique_ptr<Applier> applier;
+  std::unique_ptr<ClientApi> api;
+  if (cfg->debug_raw_state_machine == 1) {
+    spdlog::warn("the bare-log placeholder replaces the state machine (--debug-raw-state-machine): for tests only");
+    applier = std::make_unique<RawLog>();
+  } else {
+    auto sm = std::make_unique<SmApplier>();
+    api = std::make_unique<ClientApi>(*sm, hub);
+    sm->set_sink(api.get());
+    applier = std::move(sm);
+  }
+  auto node = Node::open(io, no, std::move(applier), metrics);
   if (!node) {
     spdlog::critical("cannot start: {}", node.error());
     return 1;
@@ -144,7 +161,14 @@ int main(int argc, char** argv) {
     auto admin_addr = parse_host_port(cfg->admin_addr).value();  // validated by load_config
     http = std::make_unique<AdminHttpServer>(io, admin_addr.host, admin_addr.port);
     auto client_addr = parse_host_port(cfg->client_addr).value();
-    rpc = std::make_unique<tern::net::RpcListener>(io, make_admin_capability(n),
+    // The client port serves the Admin interface and, unless the bare log stands in for the
+    // state machine, the client API (client/api/tern.capnp).
+    auto bootstrap = make_admin_capability(n);
+    if (api) {
+      api->bind(n);
+      bootstrap = make_bootstrap(make_admin_server(n), api->tern_server());
+    }
+    rpc = std::make_unique<tern::net::RpcListener>(io, std::move(bootstrap),
                                                    [](const std::string& s) { spdlog::warn("{}", s); });
     rpc->listen(client_addr.host, client_addr.port);
   } catch (const std::exception& e) {

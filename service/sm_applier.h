@@ -34,6 +34,7 @@ class SmApplier final : public Applier {
   std::uint64_t applied_commands() const override { return applied_; }
 
   const sm::StateMachine& state() const { return sm_; }
+  void set_sink(EventSink* sink) { sink_ = sink; }
 
  private:
   sm::StateMachine sm_;

@@ -156,6 +156,21 @@ bool WatchHub::cancel(std::uint64_t watcher, std::uint64_t watch) {
   return ws.size() + rs.size() != before;
 }
 
+void WatchHub::restart_at(std::uint64_t index) {
+  history_.clear();
+  history_bytes_ = 0;
+  last_index_ = std::max(last_index_, index);
+  trimmed_through_ = std::max(trimmed_through_, last_index_);
+  for (auto& [id, w] : watchers_) {
+    for (auto& r : w.replays) w.watches.push_back(r.watch);
+    w.replays.clear();
+    for (auto& watch : w.watches) {
+      watch.after = last_index_;
+      w.queue.push_back(Notification{Notification::Type::resync, watch.id, {}, last_index_});
+    }
+  }
+}
+
 void WatchHub::publish(const std::vector<Event>& events) {
   for (const auto& e : events) {
     last_index_ = std::max(last_index_, e.index);

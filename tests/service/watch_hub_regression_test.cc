@@ -118,3 +118,36 @@ TEST(WatchHubRegression, ResyncNotificationsRespectTheQueueLimit) {
 
 }  // namespace
 }  // namespace tern
+
+namespace tern {
+namespace {
+
+// A follower that installs a snapshot never publishes the events the snapshot covers: its live
+// watches must be told to resync (not silently skip them), and a later resume from before the
+// snapshot must resync too.
+TEST(WatchHubRestart, ASnapshotJumpResyncsEveryWatchAndLaterResumesFromBeforeIt) {
+  WatchHub hub;
+  auto w = hub.add_watcher();
+  auto live = hub.watch(w, WatchSpec{"/a", WatchKind::data, true, false});
+  hub.publish({ev(3, "/a")});
+  hub.restart_at(10);
+  hub.publish({ev(11, "/a")});
+  auto ns = hub.poll(w);
+  ASSERT_EQ(ns.size(), 3u);
+  EXPECT_EQ(ns[0].type, Notification::Type::event);
+  EXPECT_EQ(ns[0].event.index, 3u);
+  EXPECT_EQ(ns[1].type, Notification::Type::resync);
+  EXPECT_EQ(ns[1].watch, live);
+  EXPECT_EQ(ns[1].resume_from, 10u);
+  EXPECT_EQ(ns[2].event.index, 11u);
+
+  auto w2 = hub.add_watcher();
+  auto resumed = hub.watch(w2, WatchSpec{"/a", WatchKind::data, true, false}, 5);
+  auto ns2 = hub.poll(w2);
+  ASSERT_EQ(ns2.size(), 1u);
+  EXPECT_EQ(ns2[0].type, Notification::Type::resync);
+  EXPECT_EQ(ns2[0].watch, resumed);
+}
+
+}  // namespace
+}  // namespace tern

@@ -1,0 +1,432 @@
+#include "service/client_api.h"
+
+#include <kj/async.h>
+#include <spdlog/spdlog.h>
+
+#include <optional>
+#include <string>
+
+#include "client/api/tern.capnp.h"
+#include "common/assert.h"
+#include "service/proto/admin.capnp.h"
+#include "service/sm/command.h"
+#include "service/sm/query.h"
+
+namespace tern::service {
+namespace {
+
+constexpr std::size_t kMaxOpsPerMulti = 1024;  // as service/sm/command.cc decodes
+
+std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+std::string bytes(capnp::Data::Reader d) { return std::string(reinterpret_cast<const char*>(d.begin()), d.size()); }
+kj::ArrayPtr<const kj::byte> as_data(const std::string& s) {
+  return kj::arrayPtr(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+
+void set_error(api::Result::Builder b, api::Errc e, const std::string& message, raft::NodeId hint = {}) {
+  b.setErr(e);
+  b.setMessage(message);
+  b.setLeaderHint(hint.value);
+}
+
+void set_node_error(api::Result::Builder b, const NodeError& e) {
+  api::Errc code = api::Errc::UNAVAILABLE;
+  switch (e.code) {
+    case NodeErrc::not_leader: code = api::Errc::NOT_LEADER; break;
+    case NodeErrc::unknown_outcome: code = api::Errc::UNKNOWN_OUTCOME; break;
+    case NodeErrc::busy: code = api::Errc::SLOW_DOWN; break;
+    case NodeErrc::too_large: code = api::Errc::TOO_LARGE; break;
+    case NodeErrc::timed_out: code = api::Errc::TIMED_OUT; break;
+    case NodeErrc::shutting_down: code = api::Errc::UNAVAILABLE; break;
+    case NodeErrc::conf_change_pending:
+    case NodeErrc::transfer_in_progress:
+    case NodeErrc::invalid: code = api::Errc::BAD_REQUEST; break;
+  }
+  set_error(b, code, e.message, e.leader_hint);
+}
+
+void set_stat(api::Stat::Builder b, const sm::Stat& s) {
+  b.setCreatedIndex(s.created_index);
+  b.setModifiedIndex(s.modified_index);
+  b.setChildIndex(s.child_index);
+  b.setVersion(s.version);
+  b.setChildVersion(s.child_version);
+  b.setEphemeralOwner(s.ephemeral_owner);
+  b.setLease(s.lease);
+  b.setDataLength(s.data_length);
+  b.setChildCount(s.child_count);
+  b.setCtimeMs(s.ctime_ms);
+  b.setMtimeMs(s.mtime_ms);
+}
+
+void set_response(api::Result::Builder b, const sm::Response& r, std::uint64_t index) {
+  // Errc's first values are sm::Errc's own (client/api/tern.capnp).
+  b.setErr(static_cast<api::Errc>(static_cast<std::uint16_t>(r.err)));
+  if (r.err != sm::Errc::ok) b.setMessage(sm::errc_name(r.err));
+  b.setIndex(index);
+  b.setPath(r.path);
+  b.setData(as_data(r.data));
+  set_stat(b.initStat(), r.stat);
+  b.setId(r.id);
+  b.setTtlMs(r.ttl_ms);
+  auto names = b.initNames(static_cast<unsigned>(r.names.size()));
+  for (unsigned i = 0; i < r.names.size(); ++i) names.set(i, r.names[i]);
+  auto results = b.initResults(static_cast<unsigned>(r.results.size()));
+  for (unsigned i = 0; i < r.results.size(); ++i) set_response(results[i], r.results[i], index);
+}
+
+void set_answer(api::Result::Builder b, const std::string& answer, std::uint64_t index) {
+  auto r = sm::decode_response(answer);
+  // The state machine encodes every answer it gives: anything else is a bug here, not the client's.
+  TERN_ASSERT_MSG(r.has_value(), "undecodable state machine answer");
+  set_response(b, *r, index);
+}
+
+// A client's operation as a state machine operation, or nullopt if it cannot be one (the state
+// machine validates the rest and answers with a typed error: nothing it is given can crash it).
+std::optional<sm::Op> to_op(api::Op::Reader in, int depth) {
+  auto type = static_cast<std::uint16_t>(in.getType());
+  if (type < 1 || type > sm::max_op_type) return std::nullopt;
+  sm::Op op;
+  op.type = static_cast<sm::OpType>(type);
+  op.path = text(in.getPath());
+  op.data = bytes(in.getData());
+  op.version = in.getVersion();
+  op.flags = in.getFlags();
+  op.ttl_ms = in.getTtlMs();
+  op.id = in.getId();
+  op.recursive = in.getRecursive();
+  auto ops = in.getOps();
+  if (ops.size() > 0 && (depth > 0 || ops.size() > kMaxOpsPerMulti)) return std::nullopt;
+  for (auto o : ops) {
+    auto sub = to_op(o, depth + 1);
+    if (!sub) return std::nullopt;
+    op.ops.push_back(std::move(*sub));
+  }
+  return op;
+}
+
+std::optional<std::string> to_query(api::Query::Reader in) {
+  auto type = static_cast<std::uint16_t>(in.getType());
+  if (type < 1 || type > sm::max_query_type) return std::nullopt;
+  sm::Query q;
+  q.type = static_cast<sm::QueryType>(type);
+  q.path = text(in.getPath());
+  q.cursor = text(in.getCursor());
+  q.limit = in.getLimit();
+  q.id = in.getId();
+  return sm::encode(q);
+}
+
+// A node callback as a promise: the result waits in a holder (gcc 12 warns spuriously about
+// tl::expected inside kj::Promise). If the client goes away first, the callback still runs
+// harmlessly.
+template <class T, class Start>
+kj::Promise<std::shared_ptr<std::optional<T>>> await_node(Start start) {
+  auto holder = std::make_shared<std::optional<T>>();
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  auto fulfiller = std::make_shared<kj::Own<kj::PromiseFulfiller<void>>>(kj::mv(paf.fulfiller));
+  start([holder, fulfiller](T r) {
+    *holder = std::move(r);
+    (*fulfiller)->fulfill();
+  });
+  return paf.promise.then([holder]() { return holder; });
+}
+
+// Proposes `c` (validated and size-checked first) and fills `out` with the outcome.
+template <class Context>
+kj::Promise<void> propose(ClientApi& api, Context ctx, const sm::Command& c, std::uint64_t request_id) {
+  std::string command = sm::encode(c);
+  auto limits = sm::Limits{};
+  if (command.size() > limits.max_request_bytes) {
+    set_error(ctx.getResults().initResult(), api::Errc::TOO_LARGE,
+              "request of " + std::to_string(command.size()) + " bytes; the limit is " +
+                  std::to_string(limits.max_request_bytes));
+    return kj::READY_NOW;
+  }
+  spdlog::debug("request {:016x}: session {} seq {} op {}", request_id, c.session, c.seq, static_cast<int>(c.op.type));
+  Node& node = api.node();
+  return await_node<Result<Committed, NodeError>>([&](auto cb) { node.propose(std::move(command), std::move(cb)); })
+      .then([ctx, request_id](auto holder) mutable {
+        auto& r = **holder;
+        auto out = ctx.getResults().initResult();
+        if (!r) {
+          spdlog::debug("request {:016x}: {}", request_id, r.error().message);
+          return set_node_error(out, r.error());
+        }
+        set_answer(out, r->response, r->index.value);
+      });
+}
+
+// A read at the requested consistency (docs/client.md, Reads).
+template <class Context>
+kj::Promise<void> serve_read(ClientApi& api, Context ctx) {
+  auto params = ctx.getParams();
+  auto query = to_query(params.getQuery());
+  if (!query) {
+    set_error(ctx.getResults().initResult(), api::Errc::BAD_REQUEST, "unknown query type");
+    return kj::READY_NOW;
+  }
+  auto options = params.getOptions();
+  auto consistency = options.getConsistency();
+  std::uint64_t applied = api.sm().state().applied_index();
+  if (consistency == api::Consistency::SERIALIZABLE ||
+      (consistency == api::Consistency::AT_LEAST && applied >= options.getMinIndex())) {
+    set_answer(ctx.getResults().initResult(), api.sm().query(*query), applied);
+    return kj::READY_NOW;
+  }
+  // Linearizable (or a state this node has not reached yet): ReadIndex, then the local state.
+  Node& node = api.node();
+  return await_node<Result<ReadResult, NodeError>>([&](auto cb) { node.read(std::move(*query), std::move(cb)); })
+      .then([ctx](auto holder) mutable {
+        auto& r = **holder;
+        auto out = ctx.getResults().initResult();
+        if (!r) return set_node_error(out, r.error());
+        set_answer(out, r->response, r->index.value);
+      });
+}
+
+void set_notification(api::Notification::Builder b, const Notification& n) {
+  b.setWatch(n.watch);
+  switch (n.type) {
+    case Notification::Type::resync: b.setResync(n.resume_from); return;
+    case Notification::Type::overflow: b.setOverflow(n.resume_from); return;
+    case Notification::Type::event: break;
+  }
+  auto e = b.initEvent();
+  e.setIndex(n.event.index);
+  e.setType(static_cast<api::EventType>(static_cast<std::uint16_t>(n.event.type)));
+  e.setPath(n.event.path);
+  e.setData(as_data(n.event.data));
+  e.setPrevData(as_data(n.event.prev_data));
+  set_stat(e.initStat(), n.event.stat);
+  e.setId(n.event.id);
+  e.setToken(n.event.token);
+}
+
+}  // namespace
+
+// One open session, as the capability that acts for it: whoever holds it has presented the
+// session's secret (open or attach), so every command it proposes carries that secret.
+class ClientApi::SessionImpl final : public api::Session::Server, private kj::TaskSet::ErrorHandler {
+ public:
+  SessionImpl(ClientApi& api, std::uint64_t id, std::uint64_t secret) : api_(api), id_(id), secret_(secret) {
+    api_.attach(this);
+  }
+  ~SessionImpl() noexcept(false) {
+    api_.detach(this);
+    if (watcher_ != 0) api_.hub().remove_watcher(watcher_);
+  }
+
+  kj::Promise<void> write(WriteContext ctx) override {
+    auto p = ctx.getParams();
+    auto op = to_op(p.getOp(), 0);
+    if (!op || op->type == sm::OpType::open_session || op->type == sm::OpType::close_session) {
+      set_error(ctx.getResults().initResult(), api::Errc::BAD_REQUEST, "not an operation a session can write");
+      return kj::READY_NOW;
+    }
+    sm::Command c{id_, p.getSeq(), std::move(*op), secret_};
+    return propose(api_, ctx, c, p.getRequestId());
+  }
+
+  kj::Promise<void> read(ReadContext ctx) override { return serve_read(api_, ctx); }
+
+  kj::Promise<void> keepAlive(KeepAliveContext ctx) override {
+    sm::Command c{id_, 0, sm::Op{}, secret_};
+    c.op.type = sm::OpType::keep_alive;
+    return propose(api_, ctx, c, 0);
+  }
+
+  kj::Promise<void> close(CloseContext ctx) override {
+    sm::Command c{id_, ctx.getParams().getSeq(), sm::Op{}, secret_};
+    c.op.type = sm::OpType::close_session;
+    return propose(api_, ctx, c, 0);
+  }
+
+  kj::Promise<void> watch(WatchContext ctx) override {
+    auto p = ctx.getParams();
+    auto spec = p.getSpec();
+    auto out = ctx.getResults().initResult();
+    auto kind = static_cast<std::uint16_t>(spec.getKind());
+    if (kind > static_cast<std::uint16_t>(WatchKind::events)) {
+      set_error(out, api::Errc::BAD_REQUEST, "unknown watch kind");
+      return kj::READY_NOW;
+    }
+    if (watcher_ == 0) watcher_ = api_.hub().add_watcher();
+    // Every watch of this session delivers to the sink of its latest watch call.
+    sink_ = p.getSink();
+    WatchSpec w{text(spec.getPath()), static_cast<WatchKind>(kind), spec.getPersistent(), spec.getRecursive()};
+    std::uint64_t id = api_.hub().watch(watcher_, std::move(w), p.getResumeFrom());
+    if (id == 0) {
+      set_error(out, api::Errc::TOO_MANY, "too many watches, or the watcher's queue is full");
+      return kj::READY_NOW;
+    }
+    out.setErr(api::Errc::OK);
+    out.setId(id);
+    out.setIndex(api_.sm().state().applied_index());
+    pump();
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> cancelWatch(CancelWatchContext ctx) override {
+    auto out = ctx.getResults().initResult();
+    bool found = watcher_ != 0 && api_.hub().cancel(watcher_, ctx.getParams().getWatch());
+    if (!found) set_error(out, api::Errc::NO_NODE, "no such watch");
+    return kj::READY_NOW;
+  }
+
+  // Sends queued notifications, one notify call at a time (the sink's return is the flow
+  // control; the hub bounds what waits meanwhile and cuts off a watcher that falls behind).
+  void pump() {
+    if (in_flight_ || watcher_ == 0 || !sink_) return;
+    auto notes = api_.hub().poll(watcher_, api_.limits().notes_per_call);
+    if (notes.empty()) return;
+    auto req = sink_->notifyRequest();
+    auto list = req.initNotes(static_cast<unsigned>(notes.size()));
+    for (unsigned i = 0; i < notes.size(); ++i) set_notification(list[i], notes[i]);
+    in_flight_ = true;
+    tasks_.add(req.send().then([this](auto&&) {
+      in_flight_ = false;
+      pump();
+    }));
+  }
+
+ private:
+  void taskFailed(kj::Exception&& e) override {
+    // The sink is gone (the client disconnected or failed the call): its watches go with it.
+    spdlog::debug("session {}: watch sink failed: {}", id_, e.getDescription().cStr());
+    in_flight_ = false;
+    sink_.reset();
+    if (watcher_ != 0) api_.hub().remove_watcher(watcher_);
+    watcher_ = 0;
+  }
+
+  ClientApi& api_;
+  std::uint64_t id_;
+  std::uint64_t secret_;
+  std::uint64_t watcher_ = 0;
+  std::optional<api::WatchSink::Client> sink_;
+  bool in_flight_ = false;
+  kj::TaskSet tasks_{*this};
+};
+
+namespace {
+
+class TernImpl final : public api::Tern::Server {
+ public:
+  explicit TernImpl(ClientApi& api) : api_(api) {}
+
+  kj::Promise<void> openSession(OpenSessionContext ctx) override {
+    auto p = ctx.getParams();
+    std::uint64_t secret = p.getSecret();
+    if (secret == 0) {
+      set_error(ctx.getResults().initResult(), api::Errc::BAD_REQUEST, "the session secret must be nonzero");
+      return kj::READY_NOW;
+    }
+    sm::Command c{0, 0, sm::Op{}, secret};
+    c.op.type = sm::OpType::open_session;
+    c.op.ttl_ms = p.getTimeoutMs();
+    return propose(api_, ctx, c, p.getRequestId()).then([this, ctx, secret]() mutable {
+      auto r = ctx.getResults();
+      if (r.getResult().getErr() == api::Errc::OK)
+        r.setSession(kj::heap<ClientApi::SessionImpl>(api_, r.getResult().getId(), secret));
+    });
+  }
+
+  kj::Promise<void> attachSession(AttachSessionContext ctx) override {
+    auto p = ctx.getParams();
+    auto out = ctx.getResults().initResult();
+    // Checked against this node's state: a node behind the client may not know the session yet,
+    // and answers unknown_session, which a client retries on another node (docs/client.md).
+    if (!api_.sm().state().owns(p.getId(), p.getSecret())) {
+      set_error(out, api::Errc::UNKNOWN_SESSION, "unknown session (or not its secret)");
+      return kj::READY_NOW;
+    }
+    out.setErr(api::Errc::OK);
+    out.setId(p.getId());
+    out.setIndex(api_.sm().state().applied_index());
+    ctx.getResults().setSession(kj::heap<ClientApi::SessionImpl>(api_, p.getId(), p.getSecret()));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> read(ReadContext ctx) override { return serve_read(api_, ctx); }
+
+  kj::Promise<void> write(WriteContext ctx) override {
+    auto p = ctx.getParams();
+    auto op = to_op(p.getOp(), 0);
+    if (!op) {
+      set_error(ctx.getResults().initResult(), api::Errc::BAD_REQUEST, "not a valid operation");
+      return kj::READY_NOW;
+    }
+    sm::Command c{0, 0, std::move(*op), 0};
+    return propose(api_, ctx, c, p.getRequestId());
+  }
+
+  kj::Promise<void> info(InfoContext ctx) override {
+    auto s = api_.node().status();
+    auto b = ctx.getResults().initInfo();
+    b.setNodeId(s.id.value);
+    b.setLeader(s.leader.value);
+    b.setTerm(s.term.value);
+    b.setAppliedIndex(s.applied.value);
+    b.setCommitIndex(s.commit.value);
+    sm::Limits limits;
+    b.setMaxValueBytes(limits.max_value_bytes);
+    b.setMaxRequestBytes(limits.max_request_bytes);
+    auto ms = b.initMembers(static_cast<unsigned>(s.members.size()));
+    for (unsigned i = 0; i < s.members.size(); ++i) {
+      ms[i].setId(s.members[i].id.value);
+      ms[i].setVoter(s.members[i].voter);
+    }
+    return kj::READY_NOW;
+  }
+
+ private:
+  ClientApi& api_;
+};
+
+// Dispatches each call by its interface: Admin calls to the admin server, the rest to Tern.
+class Bootstrap final : public capnp::Capability::Server {
+ public:
+  Bootstrap(kj::Own<capnp::Capability::Server> admin, kj::Own<capnp::Capability::Server> tern)
+      : admin_(kj::mv(admin)), tern_(kj::mv(tern)) {}
+
+  DispatchCallResult dispatchCall(std::uint64_t interface_id, std::uint16_t method_id,
+                                  capnp::CallContext<capnp::AnyPointer, capnp::AnyPointer> context) override {
+    if (interface_id == capnp::typeId<proto::Admin>()) return admin_->dispatchCall(interface_id, method_id, context);
+    return tern_->dispatchCall(interface_id, method_id, context);
+  }
+
+ private:
+  kj::Own<capnp::Capability::Server> admin_;
+  kj::Own<capnp::Capability::Server> tern_;
+};
+
+}  // namespace
+
+ClientApi::ClientApi(const SmApplier& sm, WatchHub& hub, ClientApiLimits limits)
+    : sm_(sm), hub_(hub), limits_(limits) {}
+
+ClientApi::~ClientApi() {
+  // The RPC system (and with it every session object) must be gone first.
+  TERN_ASSERT_MSG(sessions_.empty(), "client sessions outlive the client API");
+}
+
+kj::Own<capnp::Capability::Server> ClientApi::tern_server() { return kj::heap<TernImpl>(*this); }
+
+void ClientApi::publish(const std::vector<sm::Event>& events) {
+  hub_.publish(events);
+  for (auto* s : sessions_) s->pump();
+}
+
+void ClientApi::restored(std::uint64_t index) {
+  hub_.restart_at(index);
+  for (auto* s : sessions_) s->pump();
+}
+
+capnp::Capability::Client make_bootstrap(kj::Own<capnp::Capability::Server> admin,
+                                         kj::Own<capnp::Capability::Server> tern) {
+  return kj::heap<Bootstrap>(kj::mv(admin), kj::mv(tern));
+}
+
+}  // namespace tern::service

@@ -1,0 +1,61 @@
+#pragma once
+// The client API (client/api/tern.capnp) served on --client-addr: sessions, writes, reads at
+// three consistency levels, watches (docs/client.md). Each call is validated completely before
+// anything is proposed (a command that enters the log must never surprise `apply`), then maps
+// onto one Node operation. Runs on the node's loop thread, like the rest of the RPC system.
+#include <capnp/capability.h>
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <vector>
+
+#include "service/node.h"
+#include "service/sm_applier.h"
+#include "service/watch_hub.h"
+
+namespace tern::service {
+
+struct ClientApiLimits {
+  std::size_t notes_per_call = 256;  // notifications per WatchSink.notify call
+};
+
+class ClientApi final : public EventSink {
+ public:
+  // `sm` is the node's state machine (owned by the node; it feeds this object as its EventSink,
+  // from recovery on); the hub is this server's watch hub. bind() the node before serving.
+  ClientApi(const SmApplier& sm, WatchHub& hub, ClientApiLimits limits = {});
+  void bind(Node& node) { node_ = &node; }
+  ~ClientApi() override;
+
+  // The server object of the Tern interface (the client port's bootstrap, next to Admin: see
+  // make_bootstrap).
+  kj::Own<capnp::Capability::Server> tern_server();
+
+  // EventSink: the state machine's events, in index order, on the loop thread.
+  void publish(const std::vector<sm::Event>& events) override;
+  void restored(std::uint64_t index) override;
+
+  // Internal: the per-session objects register here to be woken when events arrive.
+  class SessionImpl;
+  void attach(SessionImpl* s) { sessions_.insert(s); }
+  void detach(SessionImpl* s) { sessions_.erase(s); }
+  Node& node() { return *node_; }
+  const SmApplier& sm() const { return sm_; }
+  WatchHub& hub() { return hub_; }
+  const ClientApiLimits& limits() const { return limits_; }
+
+ private:
+  Node* node_ = nullptr;
+  const SmApplier& sm_;
+  WatchHub& hub_;
+  ClientApiLimits limits_;
+  std::set<SessionImpl*> sessions_;
+};
+
+// The client port's bootstrap capability: serves both the Admin interface (operators' tools,
+// service/proto/admin.capnp) and the Tern client interface, chosen by the interface of each call.
+capnp::Capability::Client make_bootstrap(kj::Own<capnp::Capability::Server> admin,
+                                         kj::Own<capnp::Capability::Server> tern);
+
+}  // namespace tern::service
