@@ -143,6 +143,9 @@ int main(int argc, char** argv) {
     spdlog::warn("the bare-log placeholder replaces the state machine (--debug-raw-state-machine): for tests only");
     applier = std::make_unique<RawLog>();
   } else {
+    tern::sm::Command tick;
+    tick.op.type = tern::sm::OpType::tick;
+    no.clock_tick_command = tern::sm::encode(tick);
     auto sm = std::make_unique<SmApplier>();
     api = std::make_unique<ClientApi>(*sm, hub);
     sm->set_sink(api.get());

@@ -199,10 +199,21 @@ void Replica::tick() {
   if (stopped_) return;
   core_->tick();
   flush_deferred_hard_state(false);
+  maybe_propose_clock_tick();
   expire_orphaned_proposals();
   expire_reads();
   observe_leader();
   schedule_drive();
+}
+
+void Replica::maybe_propose_clock_tick() {
+  if (opt_.clock_tick_command.empty() || core_->role() != raft::Role::leader) {
+    ticks_since_command_ = 0;
+    return;
+  }
+  if (++ticks_since_command_ < opt_.clock_tick_every) return;
+  // Best effort: a busy or transferring leader has other entries carrying the time, or will.
+  propose(opt_.clock_tick_command, [](const Result<Committed, NodeError>&) {});
 }
 
 void Replica::expire_orphaned_proposals() {
@@ -573,6 +584,7 @@ void Replica::track(Index index, ProposeCallback done) {
 }
 
 void Replica::propose(std::string command, ProposeCallback done) {
+  ticks_since_command_ = 0;  // every command carries the cluster time
   std::string payload;
   payload.reserve(9 + command.size());
   payload.push_back(static_cast<char>(kKindCommand));

@@ -53,6 +53,10 @@ struct NodeOptions {
   std::string peer_secret;  // cluster secret for the peer handshake (net/peer_auth.h); empty: insecure
   bool fault_injection = false;  // allow inject_partition (tests only)
   std::size_t wal_segment_bytes = 64 << 20;  // WAL segment size (preallocated)
+  // The state machine's clock moves only with entries (service/sm/state_machine.h, TIME): a
+  // leader that proposed nothing for clock_tick_every ticks proposes this command (if not empty).
+  std::string clock_tick_command;
+  std::uint32_t clock_tick_every = 3;
   // The seed of the core's election timer; 0: drawn from the clock at open.
   std::uint64_t raft_seed = 0;
   // Tests: observers of every message just before it is handed to the transport, of every
@@ -199,6 +203,7 @@ class Replica {
   Result<void, std::string> recover();
 
   void flush_deferred_hard_state(bool now);
+  void maybe_propose_clock_tick();
   void expire_orphaned_proposals();
   void on_read_states(std::vector<raft::ReadState>& states);
   void serve_reads();
@@ -261,6 +266,7 @@ class Replica {
   raft::HardState written_hs_;                 // the newest hard state handed to the WAL
   std::optional<raft::HardState> deferred_hs_;  // a newer commit index not yet written
   int ticks_since_flush_ = 0;
+  std::uint32_t ticks_since_command_ = 0;  // for clock_tick_command
   std::uint64_t last_cluster_time_ms_ = 0;
 
   // Snapshots on disk this node can send (the two newest), and a cache of one's bytes.

@@ -138,7 +138,8 @@ void Cluster::spawn(ProcessNode& n, bool join) {
                                    "--heartbeat-interval-ms", std::to_string(opt_.heartbeat_interval_ms),
                                    "--snapshot-entries", std::to_string(opt_.snapshot_entries),
                                    "--log-level", opt_.log_level,
-                                   "--debug-fault-injection", opt_.fault_injection ? "1" : "0"};
+                                   "--debug-fault-injection", opt_.fault_injection ? "1" : "0",
+                                   "--debug-raw-state-machine", opt_.raw_state_machine ? "1" : "0"};
   if (std::getenv("TERN_HARNESS_OLD_TERND") != nullptr) {
     // A ternd from before issue 17 (no security flags): to show a regression test fails on it.
   } else if (opt_.insecure) {

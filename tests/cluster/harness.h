@@ -36,6 +36,9 @@ struct ClusterOptions {
   std::uint64_t snapshot_entries = 10000;
   std::string log_level = "info";
   bool fault_injection = false;  // ternd --debug-fault-injection 1
+  // ternd --debug-raw-state-machine 1: the bare-log placeholder (raw proposals, "reg" commands)
+  // that the log-level tests drive; false runs the coordination state machine and client API.
+  bool raw_state_machine = true;
   std::string root;  // data directories go under it; empty: a new /tmp directory, removed at the end
   // Peer authentication: by default the harness writes a random cluster secret to
   // <root>/peer.secret and passes it to every node; insecure runs them with --insecure.

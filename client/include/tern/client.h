@@ -1,0 +1,140 @@
+#pragma once
+// tern's C++ client library (docs/client.md). Plain C++20: no Cap'n Proto or KJ types here.
+//
+// A Client holds one session with the cluster and runs its own event-loop thread. Every call is
+// blocking and thread-safe: it returns a value with a typed error, after failing over between the
+// endpoints as needed. Writes carry (session, sequence), so a write retried after a failover is
+// applied exactly once; a write whose fate retrying cannot settle is reported as unknown_outcome.
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace tern {
+
+enum class Error : std::uint8_t {
+  ok = 0,
+  // The state machine's answers (docs/data-model.md, Errors):
+  bad_path, no_node, node_exists, no_parent, not_empty, bad_version, too_large, ephemeral_parent,
+  unknown_session, unknown_lease, check_failed, bad_request, stale_request, busy, too_many, not_held,
+  // The service's:
+  not_leader, unknown_outcome, unavailable, timed_out, slow_down,
+  // The library's:
+  disconnected,  // no endpoint answered before the request's deadline
+};
+const char* error_name(Error e);
+
+struct Stat {
+  std::uint64_t created_index = 0, modified_index = 0, child_index = 0;
+  std::int64_t version = 0, child_version = 0;
+  std::uint64_t ephemeral_owner = 0, lease = 0, data_length = 0, child_count = 0;
+  std::int64_t ctime_ms = 0, mtime_ms = 0;
+};
+
+// One answer. `index` is the log index it reflects (a write's entry, or the state a read saw).
+struct Reply {
+  Error error = Error::ok;
+  std::string message;
+  std::uint64_t index = 0;
+  std::string path;                // create: the actual path; children: the next page's cursor
+  std::string data;
+  Stat stat;
+  std::uint64_t id = 0;            // lease id; lock/campaign: the fencing token (0: queued)
+  std::int64_t ttl_ms = 0;
+  std::vector<std::string> names;  // children
+  std::vector<Reply> results;      // multi
+  std::uint64_t leader_hint = 0;   // not_leader: the node the server believes leads (0: unknown)
+  bool ok() const { return error == Error::ok; }
+};
+
+enum class Consistency : std::uint8_t { linearizable, serializable, at_least };
+struct ReadOptions {
+  Consistency consistency = Consistency::linearizable;
+  std::uint64_t min_index = 0;  // at_least
+};
+
+struct CreateOptions {
+  bool ephemeral = false, sequential = false, container = false;
+  std::int64_t ttl_ms = 0;  // > 0: a TTL node
+  std::uint64_t lease = 0;
+};
+
+// One operation of a transaction (multi).
+struct TxnOp {
+  enum class Kind : std::uint8_t { check_version, check_exists, check_not_exists, check_value, create, set, remove };
+  Kind kind = Kind::check_exists;
+  std::string path;
+  std::string data;
+  std::int64_t version = -1;
+  CreateOptions create;
+};
+
+enum class WatchKind : std::uint8_t { data, children, exists, events };
+struct WatchEvent {
+  enum class Type : std::uint8_t {
+    created, deleted, data_changed, children_changed, session_expired, lease_expired, lock_granted,
+    leader_changed,
+    resync,   // events were lost (history gone): read the state again; watching continues
+  };
+  Type type = Type::created;
+  std::uint64_t index = 0;
+  std::string path, data, prev_data;
+  Stat stat;
+  std::uint64_t id = 0, token = 0;
+};
+using WatchCallback = std::function<void(const WatchEvent&)>;  // runs on the library's thread
+
+struct ClientOptions {
+  std::vector<std::string> endpoints;  // "host:port" of the nodes' client ports
+  std::chrono::milliseconds session_timeout{10000};
+  std::chrono::milliseconds request_timeout{10000};  // per call, retries included
+};
+
+class Client {
+ public:
+  // Connects and opens a session; nullptr and `error` if no endpoint accepted one in time.
+  static std::unique_ptr<Client> connect(ClientOptions options, std::string* error = nullptr);
+  ~Client();  // closes the session (its ephemerals go, its locks are released)
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  std::uint64_t session_id() const;
+
+  Reply create(const std::string& path, const std::string& data, CreateOptions options = {});
+  Reply get(const std::string& path, ReadOptions options = {});
+  Reply exists(const std::string& path, ReadOptions options = {});
+  Reply set(const std::string& path, const std::string& data, std::int64_t version = -1);
+  Reply remove(const std::string& path, std::int64_t version = -1, bool recursive = false);
+  Reply children(const std::string& path, const std::string& cursor = {}, std::uint64_t limit = 0, ReadOptions options = {});
+  Reply multi(const std::vector<TxnOp>& ops);
+
+  Reply grant_lease(std::chrono::milliseconds ttl);
+  Reply keep_alive_lease(std::uint64_t lease);
+  Reply revoke_lease(std::uint64_t lease);
+
+  // Locks: reply.id is the fencing token once held (0: queued; a lock_granted event follows).
+  Reply lock(const std::string& name, bool shared = false, bool try_only = false,
+             std::chrono::milliseconds lock_delay = std::chrono::milliseconds(0));
+  Reply unlock(const std::string& name);
+  Reply check_token(const std::string& name, std::uint64_t token);
+  // Elections: campaign queues this session as a candidate (reply.id: token once leading).
+  Reply campaign(const std::string& election, const std::string& value);
+  Reply resign(const std::string& election);
+  Reply proclaim(const std::string& election, const std::string& value);
+  Reply leader(const std::string& election, ReadOptions options = {});
+
+  // Registers a watch; reply.id is its id. Events go to `callback` on the library's thread, in
+  // order; after a failover the watch resumes from the last index it delivered.
+  Reply watch(const std::string& path, WatchKind kind, WatchCallback callback, bool persistent = true,
+              bool recursive = false);
+
+  struct Impl;
+
+ private:
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tern

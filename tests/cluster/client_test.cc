@@ -1,0 +1,243 @@
+// The client library against real 3-node ternd clusters running the coordination state machine
+// (issue 11): operations and typed errors, sessions and ephemerals, locks with fencing tokens,
+// watches, reads on followers, and failover of the client's server (kill -9).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+
+#include "tern/client.h"
+#include "tests/cluster/harness.h"
+
+namespace tern::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string ternd() {
+  const char* bin = std::getenv("TERND_BIN");
+  return bin != nullptr ? bin : "ternd";
+}
+
+ClusterOptions sm_cluster() {
+  ClusterOptions o;
+  o.raw_state_machine = false;
+  return o;
+}
+
+std::string endpoint(Cluster& c, std::uint64_t id) { return "127.0.0.1:" + std::to_string(c.node(id).client_port); }
+
+// Endpoints with `first` first (the client starts there).
+ClientOptions options(Cluster& c, std::uint64_t first, std::chrono::milliseconds session_timeout = 5000ms) {
+  ClientOptions o;
+  o.endpoints.push_back(endpoint(c, first));
+  for (auto id : c.ids())
+    if (id != first) o.endpoints.push_back(endpoint(c, id));
+  o.session_timeout = session_timeout;
+  o.request_timeout = 10s;
+  return o;
+}
+
+std::unique_ptr<Client> connect(ClientOptions o) {
+  std::string err;
+  auto client = Client::connect(std::move(o), &err);
+  EXPECT_NE(client, nullptr) << err;
+  return client;
+}
+
+// Collects watch events from the library's thread.
+struct Events {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<WatchEvent> got;
+  WatchCallback callback() {
+    return [this](const WatchEvent& e) {
+      std::lock_guard<std::mutex> g(mu);
+      got.push_back(e);
+      cv.notify_all();
+    };
+  }
+  bool wait_for(std::size_t n, std::chrono::milliseconds d) {
+    std::unique_lock<std::mutex> l(mu);
+    return cv.wait_for(l, d, [&] { return got.size() >= n; });
+  }
+  std::vector<WatchEvent> copy() {
+    std::lock_guard<std::mutex> g(mu);
+    return got;
+  }
+};
+
+TEST(Client, EveryNamespaceOperationAndItsTypedErrorsThroughAFollower) {
+  Cluster c(ternd(), sm_cluster());
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  std::uint64_t follower = 0;
+  for (auto id : c.ids())
+    if (id != leader) follower = id;
+  // Start on a follower: writes find the leader, reads are served where the client is.
+  auto client = connect(options(c, follower));
+  ASSERT_NE(client, nullptr);
+  EXPECT_NE(client->session_id(), 0u);
+
+  auto r = client->create("/app", "v1");
+  ASSERT_TRUE(r.ok()) << error_name(r.error) << " " << r.message;
+  EXPECT_EQ(r.path, "/app");
+  EXPECT_GT(r.index, 0u);
+  EXPECT_EQ(client->create("/app", "again").error, Error::node_exists);
+  EXPECT_EQ(client->create("/missing/child", "").error, Error::no_parent);
+  EXPECT_EQ(client->create("bad", "").error, Error::bad_path);
+  EXPECT_EQ(client->create("/big", std::string((1 << 20) + 1, 'x')).error, Error::too_large);
+
+  auto g = client->get("/app");
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g.data, "v1");
+  EXPECT_EQ(g.stat.version, 0);
+  EXPECT_GE(g.index, r.index);  // a linearizable read reflects the acknowledged write
+  EXPECT_EQ(client->get("/nope").error, Error::no_node);
+
+  EXPECT_EQ(client->set("/app", "v2", 5).error, Error::bad_version);
+  auto s = client->set("/app", "v2", 0);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s.stat.version, 1);
+
+  auto seq1 = client->create("/app/job-", "", CreateOptions{.sequential = true});
+  auto seq2 = client->create("/app/job-", "", CreateOptions{.sequential = true});
+  ASSERT_TRUE(seq1.ok() && seq2.ok());
+  EXPECT_LT(seq1.path, seq2.path);
+  auto kids = client->children("/app");
+  ASSERT_TRUE(kids.ok());
+  EXPECT_EQ(kids.names.size(), 2u);
+  EXPECT_EQ(client->remove("/app").error, Error::not_empty);
+
+  // A transaction: all or nothing, naming the failing operation.
+  std::vector<TxnOp> txn{{TxnOp::Kind::check_version, "/app", "", 1, {}},
+                         {TxnOp::Kind::create, "/app/a", "x", -1, {}},
+                         {TxnOp::Kind::create, "/app/a", "y", -1, {}}};
+  auto m = client->multi(txn);
+  EXPECT_EQ(m.error, Error::node_exists);
+  EXPECT_EQ(client->exists("/app/a").error, Error::no_node);
+  txn.pop_back();
+  EXPECT_TRUE(client->multi(txn).ok());
+  EXPECT_TRUE(client->exists("/app/a").ok());
+
+  // Serializable and at-least-index reads on the follower.
+  auto w = client->set("/app", "v3");
+  ASSERT_TRUE(w.ok());
+  auto fresh = client->get("/app", ReadOptions{Consistency::at_least, w.index});
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(fresh.data, "v3");
+  EXPECT_GE(fresh.index, w.index);
+  EXPECT_TRUE(client->get("/app", ReadOptions{Consistency::serializable, 0}).ok());
+
+  EXPECT_TRUE(client->remove("/app", -1, true).ok());
+  EXPECT_EQ(client->get("/app").error, Error::no_node);
+}
+
+TEST(Client, EphemeralsLocksAndWatchesFollowTheSession) {
+  Cluster c(ternd(), sm_cluster());
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  auto a = connect(options(c, leader, 1500ms));
+  auto b = connect(options(c, leader));
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+
+  Events events;
+  auto wr = b->watch("/svc", WatchKind::children, events.callback(), true, false);
+  ASSERT_TRUE(wr.ok()) << error_name(wr.error);
+  ASSERT_TRUE(b->create("/svc", "").ok());
+  ASSERT_TRUE(a->create("/svc/a", "here", CreateOptions{.ephemeral = true}).ok());
+  ASSERT_TRUE(events.wait_for(1, 5s));
+  EXPECT_EQ(events.copy()[0].type, WatchEvent::Type::children_changed);
+
+  // Exclusive lock: a holds it with a token; b queues; b's try-lock is busy.
+  auto la = a->lock("L");
+  ASSERT_TRUE(la.ok());
+  EXPECT_GT(la.id, 0u);
+  EXPECT_EQ(b->lock("L", false, true).error, Error::busy);
+  auto lb = b->lock("L");
+  ASSERT_TRUE(lb.ok());
+  EXPECT_EQ(lb.id, 0u);  // queued
+  EXPECT_TRUE(b->check_token("L", la.id).ok());
+
+  // a goes away without closing (its client object is destroyed after its session is closed
+  // cleanly: the ephemeral goes and the lock passes to b with a larger token).
+  a.reset();
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline && b->exists("/svc/a").ok()) std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(b->exists("/svc/a").error, Error::no_node);
+  EXPECT_EQ(b->check_token("L", la.id).error, Error::not_held);
+  auto again = b->lock("L");  // already held now: answers the token
+  ASSERT_TRUE(again.ok());
+  EXPECT_GT(again.id, la.id);
+}
+
+TEST(Client, TheSessionSurvivesAKill9OfItsServerAndWritesApplyExactlyOnce) {
+  Cluster c(ternd(), sm_cluster());
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  std::uint64_t follower = 0;
+  for (auto id : c.ids())
+    if (id != leader) follower = id;
+  auto client = connect(options(c, follower, 5000ms));
+  ASSERT_NE(client, nullptr);
+  auto session = client->session_id();
+  ASSERT_TRUE(client->create("/owner", "", CreateOptions{.ephemeral = true}).ok());
+  ASSERT_TRUE(client->create("/counter", "").ok());
+  Events events;
+  ASSERT_TRUE(client->watch("/counter", WatchKind::data, events.callback()).ok());
+
+  // Writes continue while the server the client talks to (the leader: writes took it there) is
+  // killed and later restarted; a write in flight at the kill is retried with its sequence.
+  int acknowledged = 0;
+  for (int i = 0; i < 40; ++i) {
+    if (i == 10) c.kill9(leader);
+    if (i == 30) c.start(leader);
+    auto r = client->set("/counter", std::to_string(i));
+    ASSERT_TRUE(r.ok()) << i << ": " << error_name(r.error) << " " << r.message;
+    ++acknowledged;
+  }
+  EXPECT_EQ(client->session_id(), session);
+  EXPECT_TRUE(client->exists("/owner").ok());  // the session, and its ephemeral, survived
+  auto g = client->get("/counter");
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g.stat.version, acknowledged);  // every set applied exactly once
+  EXPECT_EQ(g.data, "39");
+  // The watch resumed: every change seen once, in order (or an explicit resync).
+  ASSERT_TRUE(events.wait_for(static_cast<std::size_t>(acknowledged), 10s));
+  std::uint64_t last = 0;
+  int changes = 0;
+  for (const auto& e : events.copy()) {
+    if (e.type == WatchEvent::Type::resync) continue;
+    EXPECT_GT(e.index, last);
+    last = e.index;
+    ++changes;
+  }
+  EXPECT_EQ(changes, acknowledged);
+}
+
+TEST(Client, AbsurdArgumentsGetTypedErrorsAndTheNodesCarryOn) {
+  Cluster c(ternd(), sm_cluster());
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  auto client = connect(options(c, leader));
+  ASSERT_NE(client, nullptr);
+  // Wrong types and absurd values from a well-formed client: typed errors, nothing crashes.
+  EXPECT_EQ(client->lock("", false, false).error, Error::bad_path);
+  EXPECT_EQ(client->lock("L", false, false, std::chrono::milliseconds(INT64_MAX)).error, Error::bad_request);
+  EXPECT_EQ(client->grant_lease(std::chrono::milliseconds(1)).error, Error::bad_request);
+  EXPECT_EQ(client->keep_alive_lease(12345).error, Error::unknown_lease);
+  EXPECT_EQ(client->unlock("never").error, Error::not_held);
+  EXPECT_TRUE(client->create("/still-fine", "").ok());
+  for (auto id : c.ids()) EXPECT_TRUE(c.status(id).has_value()) << "node " << id;
+}
+
+}  // namespace
+}  // namespace tern::testing
