@@ -410,7 +410,7 @@ std::unique_ptr<Client> Client::connect(ClientOptions options, std::string* erro
   }
   // Keep the session alive while idle: a keep-alive every third of the timeout.
   auto interval = std::max<std::int64_t>(raw->opt.session_timeout.count() / 3, 10);
-  raw->executor->executeSync([raw, interval] {
+  if (raw->opt.keep_alive) raw->executor->executeSync([raw, interval] {
     raw->tasks->add(kj::evalLater([raw, interval]() -> kj::Promise<void> {
       struct Loop {
         static kj::Promise<void> go(Impl* impl, std::int64_t ms) {

@@ -3,6 +3,7 @@
 #include <kj/async.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <optional>
 #include <string>
 
@@ -177,7 +178,15 @@ kj::Promise<void> serve_read(ClientApi& api, Context ctx) {
   }
   // Linearizable (or a state this node has not reached yet): ReadIndex, then the local state.
   Node& node = api.node();
-  return await_node<Result<ReadResult, NodeError>>([&](auto cb) { node.read(std::move(*query), std::move(cb)); })
+  const SmApplier& sm = api.sm();
+  return await_node<Result<ReadResult, NodeError>>([&](auto cb) {
+           // The answer reflects the state when the query ran, which may be past the read index:
+           // the reply carries that index (the watch ordering waits for it, not for less).
+           node.read(std::move(*query), [&sm, cb = std::move(cb)](Result<ReadResult, NodeError> r) {
+             if (r) r->index = raft::Index(std::max(r->index.value, sm.state().applied_index()));
+             cb(std::move(r));
+           });
+         })
       .then([ctx](auto holder) mutable {
         auto& r = **holder;
         auto out = ctx.getResults().initResult();
@@ -226,10 +235,12 @@ class ClientApi::SessionImpl final : public api::Session::Server, private kj::Ta
       return kj::READY_NOW;
     }
     sm::Command c{id_, p.getSeq(), std::move(*op), secret_};
-    return propose(api_, ctx, c, p.getRequestId());
+    return propose(api_, ctx, c, p.getRequestId()).then([this, ctx]() mutable { return after_events(ctx); });
   }
 
-  kj::Promise<void> read(ReadContext ctx) override { return serve_read(api_, ctx); }
+  kj::Promise<void> read(ReadContext ctx) override {
+    return serve_read(api_, ctx).then([this, ctx]() mutable { return after_events(ctx); });
+  }
 
   kj::Promise<void> keepAlive(KeepAliveContext ctx) override {
     sm::Command c{id_, 0, sm::Op{}, secret_};
@@ -280,18 +291,62 @@ class ClientApi::SessionImpl final : public api::Session::Server, private kj::Ta
   void pump() {
     if (in_flight_ || watcher_ == 0 || !sink_) return;
     auto notes = api_.hub().poll(watcher_, api_.limits().notes_per_call);
-    if (notes.empty()) return;
+    if (notes.empty()) {
+      handed_out(0);
+      return;
+    }
     auto req = sink_->notifyRequest();
     auto list = req.initNotes(static_cast<unsigned>(notes.size()));
-    for (unsigned i = 0; i < notes.size(); ++i) set_notification(list[i], notes[i]);
+    std::uint64_t through = 0;
+    for (unsigned i = 0; i < notes.size(); ++i) {
+      set_notification(list[i], notes[i]);
+      if (notes[i].type == Notification::Type::event) through = std::max(through, notes[i].event.index);
+    }
     in_flight_ = true;
     tasks_.add(req.send().then([this](auto&&) {
       in_flight_ = false;
       pump();
     }));
+    // The notify call is on the wire before any reply sent from now on.
+    handed_out(through);
   }
 
  private:
+  // Ordering (docs/client.md): a reply that reflects index I leaves only after every watch
+  // notification of this session for events up to I has been sent, so the client sees the
+  // event first (poll hands out whole entries, so `through` covers its entry completely).
+  kj::Promise<void> sent_through(std::uint64_t index) {
+    pump();
+    if (watcher_ == 0 || sent_through_ >= index) return kj::READY_NOW;
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    waiters_.push_back(Waiter{index, kj::mv(paf.fulfiller)});
+    return kj::mv(paf.promise);
+  }
+
+  template <class Context>
+  kj::Promise<void> after_events(Context& ctx) {
+    return sent_through(ctx.getResults().getResult().getIndex());
+  }
+
+  void handed_out(std::uint64_t through) {
+    // Drained: everything published so far is out, and the state is at least at applied_index.
+    if (watcher_ == 0 || api_.hub().drained(watcher_))
+      through = std::max({through, api_.hub().last_index(), api_.sm().state().applied_index()});
+    sent_through_ = std::max(sent_through_, through);
+    release_waiters(sent_through_);
+  }
+
+  void release_waiters(std::uint64_t through) {
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (it->index <= through) {
+        it->fulfiller->fulfill();
+        it = waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
   void taskFailed(kj::Exception&& e) override {
     // The sink is gone (the client disconnected or failed the call): its watches go with it.
     spdlog::debug("session {}: watch sink failed: {}", id_, e.getDescription().cStr());
@@ -299,7 +354,15 @@ class ClientApi::SessionImpl final : public api::Session::Server, private kj::Ta
     sink_.reset();
     if (watcher_ != 0) api_.hub().remove_watcher(watcher_);
     watcher_ = 0;
+    release_waiters(UINT64_MAX);
   }
+
+  struct Waiter {
+    std::uint64_t index;
+    kj::Own<kj::PromiseFulfiller<void>> fulfiller;
+  };
+  std::vector<Waiter> waiters_;
+  std::uint64_t sent_through_ = 0;
 
   ClientApi& api_;
   std::uint64_t id_;

@@ -225,6 +225,11 @@ std::size_t WatchHub::queued(std::uint64_t watcher) const {
   return it == watchers_.end() ? 0 : it->second.queue.size();
 }
 
+bool WatchHub::drained(std::uint64_t watcher) const {
+  auto it = watchers_.find(watcher);
+  return it == watchers_.end() || (it->second.queue.empty() && it->second.replays.empty());
+}
+
 std::size_t WatchHub::watch_count() const {
   std::size_t n = 0;
   for (const auto& [id, w] : watchers_) n += w.watches.size() + w.replays.size();

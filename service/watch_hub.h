@@ -87,6 +87,9 @@ class WatchHub {
   std::vector<Notification> poll(std::uint64_t watcher, std::size_t max = SIZE_MAX);
 
   std::size_t queued(std::uint64_t watcher) const;
+  // Nothing queued and nothing left to replay: every notification this watcher is owed for the
+  // events published so far has been handed out by poll.
+  bool drained(std::uint64_t watcher) const;
   std::size_t watch_count() const;
   std::uint64_t last_index() const { return last_index_; }
   std::size_t history_bytes() const { return history_bytes_; }

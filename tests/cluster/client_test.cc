@@ -3,6 +3,7 @@
 // watches, reads on followers, and failover of the client's server (kill -9).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -220,6 +221,75 @@ TEST(Client, TheSessionSurvivesAKill9OfItsServerAndWritesApplyExactlyOnce) {
     ++changes;
   }
   EXPECT_EQ(changes, acknowledged);
+}
+
+// A client that stops renewing its session (as if its process hung) loses it: its ephemeral goes,
+// its lock passes to the first waiter in FIFO order with a larger token (after the lock-delay),
+// and the client is told its session expired.
+TEST(Client, AnExpiredSessionReleasesItsEphemeralsAndLocksToTheNextWaiterInOrder) {
+  Cluster c(ternd(), sm_cluster());
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  auto quiet = options(c, leader, 600ms);
+  quiet.keep_alive = false;
+  auto a = connect(quiet);
+  auto b = connect(options(c, leader));
+  auto d = connect(options(c, leader));
+  ASSERT_TRUE(a && b && d);
+  ASSERT_TRUE(a->create("/a-was-here", "", CreateOptions{.ephemeral = true}).ok());
+  auto held = a->lock("L", false, false, 200ms);
+  ASSERT_TRUE(held.ok());
+  Events granted;
+  ASSERT_TRUE(b->watch("L", WatchKind::events, granted.callback()).ok());
+  ASSERT_EQ(b->lock("L").id, 0u);  // first in line
+  ASSERT_EQ(d->lock("L").id, 0u);  // second
+  ASSERT_TRUE(granted.wait_for(1, 10s));
+  auto events = granted.copy();
+  auto grant = std::find_if(events.begin(), events.end(), [](auto& e) { return e.type == WatchEvent::Type::lock_granted; });
+  ASSERT_NE(grant, events.end());
+  EXPECT_EQ(grant->id, b->session_id());  // FIFO: the first waiter
+  EXPECT_GT(grant->token, held.id);
+  EXPECT_EQ(b->exists("/a-was-here").error, Error::no_node);
+  EXPECT_EQ(b->check_token("L", held.id).error, Error::not_held);
+  EXPECT_TRUE(b->check_token("L", grant->token).ok());
+  EXPECT_EQ(a->create("/too-late", "").error, Error::unknown_session);
+}
+
+// ZooKeeper's ordering guarantee: a client sees a watch event before the reply to any of its
+// requests that reflects the change, whoever wrote it.
+TEST(Client, AWatchEventArrivesBeforeAnyReplyThatReflectsIt) {
+  Cluster c(ternd(), sm_cluster());
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  auto watcher = connect(options(c, leader));
+  ASSERT_NE(watcher, nullptr);
+  ASSERT_TRUE(watcher->create("/k", "0").ok());
+  std::atomic<std::uint64_t> seen{0};
+  ASSERT_TRUE(watcher->watch("/k", WatchKind::data, [&](const WatchEvent& e) {
+    if (e.index > seen) seen = e.index;
+  }).ok());
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 2; ++w)
+    writers.emplace_back([&, w] {
+      auto other = connect(options(c, c.ids()[static_cast<std::size_t>(w + 1) % c.ids().size()]));
+      for (int i = 0; i < 50 && !stop; ++i) other->set("/k", std::to_string(i));
+    });
+  int checked = 0;
+  for (int i = 0; i < 50; ++i) {
+    auto own = watcher->set("/k", "w" + std::to_string(i));
+    ASSERT_TRUE(own.ok());
+    EXPECT_GE(seen.load(), own.index) << "the reply to a write came before its event";
+    auto r = watcher->get("/k");
+    ASSERT_TRUE(r.ok());
+    EXPECT_GE(seen.load(), r.stat.modified_index) << "a read reflected a change whose event had not arrived";
+    ++checked;
+  }
+  stop = true;
+  for (auto& t : writers) t.join();
+  EXPECT_EQ(checked, 50);
 }
 
 TEST(Client, AbsurdArgumentsGetTypedErrorsAndTheNodesCarryOn) {

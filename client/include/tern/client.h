@@ -90,6 +90,9 @@ struct ClientOptions {
   std::vector<std::string> endpoints;  // "host:port" of the nodes' client ports
   std::chrono::milliseconds session_timeout{10000};
   std::chrono::milliseconds request_timeout{10000};  // per call, retries included
+  // Keep the session alive while idle (a keep-alive every third of the timeout). Off: only the
+  // application's own requests renew it.
+  bool keep_alive = true;
 };
 
 class Client {
