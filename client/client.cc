@@ -351,13 +351,20 @@ struct Client::Impl {
     return last;
   }
 
+  std::uint64_t request_id() {
+    static std::atomic<std::uint64_t> counter{0};
+    return (secret << 20) ^ ++counter;  // unique enough to find one request in the servers' logs
+  }
+
   Reply write(WireOp op) {
     std::uint64_t seq = next_seq++;
+    std::uint64_t rid = request_id();
     return retrying(
-        [this, seq, op]() {
-          return session().then([seq, op](api::Session::Client s) {
+        [this, seq, op, rid]() {
+          return session().then([seq, op, rid](api::Session::Client s) {
             auto req = s.writeRequest();
             req.setSeq(seq);
+            req.setRequestId(rid);
             fill(req.initOp(), op);
             return req.send().then([](auto r) { return to_reply(r.getResult()); });
           });
@@ -366,10 +373,12 @@ struct Client::Impl {
   }
 
   Reply read(WireQuery q, ReadOptions o) {
+    std::uint64_t rid = request_id();
     return retrying(
-        [this, q, o]() {
-          return session().then([q, o](api::Session::Client s) {
+        [this, q, o, rid]() {
+          return session().then([q, o, rid](api::Session::Client s) {
             auto req = s.readRequest();
+            req.setRequestId(rid);
             auto b = req.initQuery();
             b.setType(q.type);
             b.setPath(q.path);

@@ -147,14 +147,18 @@ kj::Promise<void> propose(ClientApi& api, Context ctx, const sm::Command& c, std
   }
   spdlog::debug("request {:016x}: session {} seq {} op {}", request_id, c.session, c.seq, static_cast<int>(c.op.type));
   Node& node = api.node();
+  auto start = std::chrono::steady_clock::now();
+  auto slow = api.limits().slow_request;
   return await_node<Result<Committed, NodeError>>([&](auto cb) { node.propose(std::move(command), std::move(cb)); })
-      .then([ctx, request_id](auto holder) mutable {
+      .then([ctx, request_id, start, slow](auto holder) mutable {
         auto& r = **holder;
         auto out = ctx.getResults().initResult();
+        auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
         if (!r) {
-          spdlog::debug("request {:016x}: {}", request_id, r.error().message);
+          spdlog::info("request {:016x}: not committed after {} ms: {}", request_id, took.count(), r.error().message);
           return set_node_error(out, r.error());
         }
+        if (took > slow) spdlog::info("request {:016x}: slow: committed at index {} after {} ms", request_id, r->index.value, took.count());
         set_answer(out, r->response, r->index.value);
       });
 }
@@ -170,6 +174,7 @@ kj::Promise<void> serve_read(ClientApi& api, Context ctx) {
   }
   auto options = params.getOptions();
   auto consistency = options.getConsistency();
+  std::uint64_t request_id = params.getRequestId();
   std::uint64_t applied = api.sm().state().applied_index();
   if (consistency == api::Consistency::SERIALIZABLE ||
       (consistency == api::Consistency::AT_LEAST && applied >= options.getMinIndex())) {
@@ -187,10 +192,13 @@ kj::Promise<void> serve_read(ClientApi& api, Context ctx) {
              cb(std::move(r));
            });
          })
-      .then([ctx](auto holder) mutable {
+      .then([ctx, request_id](auto holder) mutable {
         auto& r = **holder;
         auto out = ctx.getResults().initResult();
-        if (!r) return set_node_error(out, r.error());
+        if (!r) {
+          spdlog::info("read {:016x}: {}", request_id, r.error().message);
+          return set_node_error(out, r.error());
+        }
         set_answer(out, r->response, r->index.value);
       });
 }
@@ -217,7 +225,7 @@ void set_notification(api::Notification::Builder b, const Notification& n) {
 
 // One open session, as the capability that acts for it: whoever holds it has presented the
 // session's secret (open or attach), so every command it proposes carries that secret.
-class ClientApi::SessionImpl final : public api::Session::Server, private kj::TaskSet::ErrorHandler {
+class ClientApi::SessionImpl final : public api::Session::Server, public kj::TaskSet::ErrorHandler {
  public:
   SessionImpl(ClientApi& api, std::uint64_t id, std::uint64_t secret) : api_(api), id_(id), secret_(secret) {
     api_.attach(this);
@@ -303,12 +311,25 @@ class ClientApi::SessionImpl final : public api::Session::Server, private kj::Ta
       if (notes[i].type == Notification::Type::event) through = std::max(through, notes[i].event.index);
     }
     in_flight_ = true;
-    tasks_.add(req.send().then([this](auto&&) {
+    in_flight_since_ = std::chrono::steady_clock::now();
+    tasks_->add(req.send().then([this](auto&&) {
       in_flight_ = false;
       pump();
     }));
     // The notify call is on the wire before any reply sent from now on.
     handed_out(through);
+  }
+
+ private:
+  // A sink that has not answered a notify in time: treated like a failed one.
+ public:
+  void sweep(std::chrono::steady_clock::time_point now) {
+    if (in_flight_ && now - in_flight_since_ > api_.limits().notify_timeout) {
+      spdlog::warn("session {}: its watch sink did not answer for {} ms: its watches are dropped", id_,
+                   api_.limits().notify_timeout.count());
+      tasks_ = kj::heap<kj::TaskSet>(*this);  // cancels the stuck call
+      drop_sink();
+    }
   }
 
  private:
@@ -350,6 +371,10 @@ class ClientApi::SessionImpl final : public api::Session::Server, private kj::Ta
   void taskFailed(kj::Exception&& e) override {
     // The sink is gone (the client disconnected or failed the call): its watches go with it.
     spdlog::debug("session {}: watch sink failed: {}", id_, e.getDescription().cStr());
+    drop_sink();
+  }
+
+  void drop_sink() {
     in_flight_ = false;
     sink_.reset();
     if (watcher_ != 0) api_.hub().remove_watcher(watcher_);
@@ -370,7 +395,8 @@ class ClientApi::SessionImpl final : public api::Session::Server, private kj::Ta
   std::uint64_t watcher_ = 0;
   std::optional<api::WatchSink::Client> sink_;
   bool in_flight_ = false;
-  kj::TaskSet tasks_{*this};
+  std::chrono::steady_clock::time_point in_flight_since_;
+  kj::Own<kj::TaskSet> tasks_ = kj::heap<kj::TaskSet>(*this);
 };
 
 namespace {
@@ -386,6 +412,10 @@ class TernImpl final : public api::Tern::Server {
       set_error(ctx.getResults().initResult(), api::Errc::BAD_REQUEST, "the session secret must be nonzero");
       return kj::READY_NOW;
     }
+    if (api_.sessions() >= api_.limits().max_sessions) {
+      set_error(ctx.getResults().initResult(), api::Errc::TOO_MANY, "this node serves too many sessions; try another");
+      return kj::READY_NOW;
+    }
     sm::Command c{0, 0, sm::Op{}, secret};
     c.op.type = sm::OpType::open_session;
     c.op.ttl_ms = p.getTimeoutMs();
@@ -399,6 +429,10 @@ class TernImpl final : public api::Tern::Server {
   kj::Promise<void> attachSession(AttachSessionContext ctx) override {
     auto p = ctx.getParams();
     auto out = ctx.getResults().initResult();
+    if (api_.sessions() >= api_.limits().max_sessions) {
+      set_error(out, api::Errc::TOO_MANY, "this node serves too many sessions; try another");
+      return kj::READY_NOW;
+    }
     // Checked against this node's state: a node behind the client may not know the session yet,
     // and answers unknown_session, which a client retries on another node (docs/client.md).
     if (!api_.sm().state().owns(p.getId(), p.getSecret())) {
@@ -476,6 +510,11 @@ ClientApi::~ClientApi() {
 }
 
 kj::Own<capnp::Capability::Server> ClientApi::tern_server() { return kj::heap<TernImpl>(*this); }
+
+void ClientApi::sweep(std::chrono::steady_clock::time_point now) {
+  std::vector<SessionImpl*> all(sessions_.begin(), sessions_.end());
+  for (auto* s : all) s->sweep(now);
+}
 
 void ClientApi::publish(const std::vector<sm::Event>& events) {
   hub_.publish(events);

@@ -5,6 +5,7 @@
 // onto one Node operation. Runs on the node's loop thread, like the rest of the RPC system.
 #include <capnp/capability.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <set>
@@ -18,6 +19,12 @@ namespace tern::service {
 
 struct ClientApiLimits {
   std::size_t notes_per_call = 256;  // notifications per WatchSink.notify call
+  std::size_t max_sessions = 65536;  // session objects served by this node (open + attached)
+  // A notify call unanswered this long means a watcher that does not read: its watches are
+  // dropped (the library re-watches if it is merely slow) and replies waiting on them go out.
+  std::chrono::milliseconds notify_timeout{10000};
+  // A request slower than this is logged at info with its request id (all are at debug).
+  std::chrono::milliseconds slow_request{1000};
 };
 
 class ClientApi final : public EventSink {
@@ -31,6 +38,10 @@ class ClientApi final : public EventSink {
   // The server object of the Tern interface (the client port's bootstrap, next to Admin: see
   // make_bootstrap).
   kj::Own<capnp::Capability::Server> tern_server();
+
+  // Called about once a second on the loop thread: drops sinks stuck past notify_timeout.
+  void sweep(std::chrono::steady_clock::time_point now);
+  std::size_t sessions() const { return sessions_.size(); }
 
   // EventSink: the state machine's events, in index order, on the loop thread.
   void publish(const std::vector<sm::Event>& events) override;

@@ -3,6 +3,7 @@
 // one event-loop thread (design.md §1a). SIGTERM/SIGINT stop it cleanly; SIGKILL is safe at any
 // moment because nothing is acknowledged before it is durable.
 #include <asio.hpp>
+#include <functional>
 #include <kj/async.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -204,11 +205,24 @@ int main(int argc, char** argv) {
   spdlog::info("ternd {} up: peers {}, client {}, admin http {}", cfg->id, no.initial_cluster[no.id], cfg->client_addr,
                cfg->admin_addr);
 
+  // The client API's housekeeping (stuck watch sinks), about once a second.
+  asio::steady_timer sweep_timer(io);
+  std::function<void()> sweep = [&] {
+    sweep_timer.expires_after(std::chrono::seconds(1));
+    sweep_timer.async_wait([&](std::error_code ec) {
+      if (ec) return;
+      if (api) api->sweep(std::chrono::steady_clock::now());
+      sweep();
+    });
+  };
+  sweep();
+
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](std::error_code, int sig) {
     spdlog::info("signal {}: shutting down", sig);
     n.stop();
     rpc->stop();
+    sweep_timer.cancel();
     io.stop();
   });
   io.run();
