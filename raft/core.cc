@@ -17,7 +17,7 @@ const char* message_name(const MessageBody& body) {
   static constexpr const char* names[] = {"AppendRequest",  "AppendReply",    "VoteRequest",
                                           "VoteReply",      "HeartbeatRequest", "HeartbeatReply",
                                           "InstallSnapshotRequest", "InstallSnapshotReply", "TimeoutNow",
-                                          "ReadIndexRequest", "ReadIndexReply"};
+                                          "ReadIndexRequest", "ReadIndexReply", "ProposeRequest", "ProposeReply"};
   return names[body.index()];
 }
 
@@ -422,6 +422,8 @@ void Core::step_leader(Message& m) {
                  [&](HeartbeatReply& r) { handle_heartbeat_reply(m, r); },
                  [&](InstallSnapshotReply& r) { handle_snapshot_reply(m, r); },
                  [&](ReadIndexRequest& r) { handle_read_index_request(m.from, std::move(r.context)); },
+                 [&](ProposeRequest& r) { forwarded_.push_back(Forwarded{m.from, r.context, std::move(r.command)}); },
+                 [&](ProposeReply& r) { on_propose_reply(m, r); },
                  [&](VoteRequest& r) { handle_vote_request(m, r); },
                  [&](auto&) {},
              },
@@ -445,6 +447,8 @@ void Core::step_candidate(Message& m) {
                    handle_snapshot(m, r);
                  },
                  [&](ReadIndexRequest& r) { send(m.from, ReadIndexReply{std::move(r.context), Index{}, false}); },
+                 [&](ProposeRequest& r) { send(m.from, ProposeReply{r.context, Index{}, false}); },
+                 [&](ProposeReply& r) { on_propose_reply(m, r); },
                  [&](auto&) {},
              },
              m.body);
@@ -464,6 +468,8 @@ void Core::step_follower(Message& m) {
                  [&](ReadIndexReply& r) {
                    if (r.ok) read_states_.push_back(ReadState{std::move(r.context), r.index});
                  },
+                 [&](ProposeRequest& r) { send(m.from, ProposeReply{r.context, Index{}, false}); },
+                 [&](ProposeReply& r) { on_propose_reply(m, r); },
                  [&](auto&) {},
              },
              m.body);
@@ -866,6 +872,26 @@ void Core::set_conf(ConfState conf) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Proposal forwarding (thesis §6.2).
+
+Result<void, ProposeError> Core::forward(std::uint64_t context, std::string command) {
+  if (role_ == Role::leader) return fail(ProposeError{RaftError::not_leader, leader_});  // propose instead
+  if (leader_ == no_node) return fail(ProposeError{RaftError::no_leader, no_node});
+  if (command.size() > config_.max_entry_bytes) return fail(ProposeError{RaftError::entry_too_large, leader_});
+  send(leader_, ProposeRequest{context, std::move(command)});
+  return {};
+}
+
+void Core::answer_forwarded(NodeId to, std::uint64_t context, const Result<Index, ProposeError>& placed) {
+  send(to, ProposeReply{context, placed ? *placed : Index{}, placed.has_value()});
+}
+
+void Core::on_propose_reply(const Message& m, const ProposeReply& r) {
+  // The reply's term is the term of the entry the leader appended (it appends in its own term).
+  placed_.push_back(Placed{r.context, r.index, m.term, r.ok, m.from});
+}
+
+// ---------------------------------------------------------------------------------------------
 // ReadIndex (thesis §6.4).
 
 Result<void, ProposeError> Core::read_index(std::string context) {
@@ -968,7 +994,8 @@ void Core::compact(Index upto) {
 bool Core::has_ready() const {
   if (ready_outstanding_) return false;
   return hard_state() != persisted_hs_ || log_.unstable_from() <= log_.last_index() || pending_snapshot_ ||
-         !msgs_.empty() || !read_states_.empty() || applied_ < log_.committed() || pending_broadcast_;
+         !msgs_.empty() || !read_states_.empty() || !forwarded_.empty() || !placed_.empty() ||
+         applied_ < log_.committed() || pending_broadcast_;
 }
 
 Ready Core::ready() {
@@ -992,6 +1019,10 @@ Ready Core::ready() {
   }
   rd.read_states = std::move(read_states_);
   read_states_.clear();
+  rd.forwarded = std::move(forwarded_);
+  forwarded_.clear();
+  rd.placed = std::move(placed_);
+  placed_.clear();
   ready_outstanding_ = true;
   return rd;
 }

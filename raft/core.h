@@ -121,6 +121,12 @@ class Core {
   // Linearizable read (thesis §6.4): a ReadState{context, index} appears in a later Ready once
   // leadership is confirmed. On a follower the request is forwarded to the leader.
   Result<void, ProposeError> read_index(std::string context);
+  // Proposal forwarding (thesis §6.2). On a follower: send `command` to the leader (no_leader
+  // if none is known); a Placed{context, ...} appears in a later Ready when the leader answers.
+  // On the leader, forwarded commands appear in Ready::forwarded; the driver proposes each and
+  // answers with answer_forwarded (the index it got, or the error).
+  Result<void, ProposeError> forward(std::uint64_t context, std::string command);
+  void answer_forwarded(NodeId to, std::uint64_t context, const Result<Index, ProposeError>& placed);
   Result<void, ProposeError> transfer_leadership(NodeId target);
   // The application holds a snapshot of everything up to `upto` (<= applied); drop that prefix.
   void compact(Index upto);
@@ -186,6 +192,7 @@ class Core {
   void handle_snapshot(const Message& m, const InstallSnapshotRequest& req);
   void handle_snapshot_reply(const Message& m, const InstallSnapshotReply& rep);
   void handle_read_index_request(NodeId from, std::string context);
+  void on_propose_reply(const Message& m, const ProposeReply& r);
 
   // Leader replication.
   void broadcast_append();
@@ -248,6 +255,8 @@ class Core {
   // Output under construction.
   std::vector<Message> msgs_;
   std::vector<ReadState> read_states_;
+  std::vector<Forwarded> forwarded_;  // leader: commands forwarded to it, for the next Ready
+  std::vector<Placed> placed_;        // follower: answers to its forwarded commands
   std::optional<Snapshot> pending_snapshot_;
   HardState persisted_hs_;
   bool ready_outstanding_ = false;

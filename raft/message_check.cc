@@ -87,6 +87,11 @@ std::optional<std::string> check_message(const Message& m) {
             if (m.term.value == 0) return "timeout-now at term 0";
             return std::nullopt;
           },
+          [&](const ProposeReply& r) -> std::optional<std::string> {
+            // An appended entry has a real index and the term of the leader that appended it.
+            if (r.ok && (r.index.value == 0 || m.term.value == 0)) return "propose reply: placed at index or term 0";
+            return std::nullopt;
+          },
           [&](const auto&) -> std::optional<std::string> { return std::nullopt; },
       },
       m.body);

@@ -87,9 +87,26 @@ struct ReadIndexReply {
   bool ok = false;  // false: the receiver was not leader; the caller should retry
 };
 
+// Thesis §6.2: clients may send requests to any server; a follower forwards a proposal's command
+// to its leader, which appends it as its own (its driver stamps it) and answers with the index
+// and term it was given. The follower then waits for that (index, term) to commit and apply,
+// as for a proposal of its own. `ok` false: the receiver could not append it (not leader, a
+// transfer in progress, too large, too many uncommitted bytes); the follower may retry.
+struct ProposeRequest {
+  std::uint64_t context = 0;
+  std::string command;
+};
+
+struct ProposeReply {
+  std::uint64_t context = 0;
+  Index index;
+  bool ok = false;
+};
+
 using MessageBody =
     std::variant<AppendRequest, AppendReply, VoteRequest, VoteReply, HeartbeatRequest, HeartbeatReply,
-                 InstallSnapshotRequest, InstallSnapshotReply, TimeoutNow, ReadIndexRequest, ReadIndexReply>;
+                 InstallSnapshotRequest, InstallSnapshotReply, TimeoutNow, ReadIndexRequest, ReadIndexReply,
+                 ProposeRequest, ProposeReply>;
 
 struct Message {
   NodeId from;

@@ -12,6 +12,8 @@
 //      entries only after advance() — but never when `term_or_vote_changed` is set.
 //   3. Restore the state machine from `snapshot` (if any), then apply `committed` in order.
 //      Serve each read in `read_states` once the applied index reaches its index.
+//      `forwarded` and `placed` (proposal forwarding, thesis §6.2) need no ordering: handle them
+//      whenever (ternd: at once, so a forwarded command joins the next Ready).
 //   4. Call Core::advance(ready) with the same Ready.
 // Core::ready() may not be called again before advance(). Steps, ticks and proposals may happen
 // between ready() and advance(); their output goes into the next Ready.
@@ -36,6 +38,23 @@ struct ReadState {
   Index index;  // serve the read once applied >= index
 };
 
+// A command a follower forwarded to this leader (thesis §6.2): the driver proposes it (stamping
+// it as its own) and answers with Core::answer_forwarded.
+struct Forwarded {
+  NodeId from;
+  std::uint64_t context = 0;
+  std::string command;
+};
+
+// Where the leader put a command this node forwarded: wait for (index, term) to apply.
+struct Placed {
+  std::uint64_t context = 0;
+  Index index;
+  Term term;
+  bool ok = false;
+  NodeId leader;  // who answered
+};
+
 struct Ready {
   std::optional<HardState> hard_state;
   // True when hard_state changes the term or the vote (not only the commit index). Such a Ready
@@ -49,10 +68,12 @@ struct Ready {
   std::vector<Message> messages;
   std::vector<Entry> committed;
   std::vector<ReadState> read_states;
+  std::vector<Forwarded> forwarded;  // leader: commands to propose and answer (any time)
+  std::vector<Placed> placed;        // follower: where the leader put this node's commands
 
   bool empty() const {
     return !hard_state && entries.empty() && !snapshot && messages.empty() && committed.empty() &&
-           read_states.empty();
+           read_states.empty() && forwarded.empty() && placed.empty();
   }
 };
 

@@ -172,6 +172,7 @@ void Replica::crash() {
   stopped_ = true;
   *alive_ = false;
   pending_.clear();
+  forwarding_.clear();
   reads_.clear();
   reads_at_.clear();
 }
@@ -189,6 +190,10 @@ void Replica::stop() {
   pending_.clear();
   for (auto& [i, p] : pending)
     p.done(fail(NodeError{NodeErrc::shutting_down, NodeId{}, "the node is shutting down; the outcome is unknown"}));
+  auto forwarding = std::move(forwarding_);
+  forwarding_.clear();
+  for (auto& [id, f] : forwarding)
+    f.done(fail(NodeError{NodeErrc::shutting_down, NodeId{}, "the node is shutting down; the outcome is unknown"}));
   auto reads = std::move(reads_);
   reads_.clear();
   reads_at_.clear();
@@ -201,6 +206,7 @@ void Replica::tick() {
   flush_deferred_hard_state(false);
   maybe_propose_clock_tick();
   expire_orphaned_proposals();
+  expire_forwarding();
   expire_reads();
   observe_leader();
   schedule_drive();
@@ -267,6 +273,10 @@ void Replica::drive() {
   if (!started_ || persisting_ || stopped_ || !core_->has_ready()) return;
   auto rd = std::make_shared<raft::Ready>(core_->ready());
   observe_leader();
+  // Forwarding needs no ordering with the write (raft/ready.h): handled at once, so forwarded
+  // commands join the next Ready.
+  on_forwarded(rd->forwarded);
+  on_placed(rd->placed);
   if (rd->snapshot) {
     // A snapshot from the leader: its file must be durable before the WAL points past it. It is
     // written on the snapshot thread (which also writes this node's own snapshots, one at a
@@ -570,7 +580,9 @@ void Replica::propose_raw(std::string payload, ProposeCallback done) {
   track(*r, std::move(done));
 }
 
-void Replica::track(Index index, ProposeCallback done) {
+void Replica::track(Index index, ProposeCallback done) { track(index, core_->term(), std::move(done)); }
+
+void Replica::track(Index index, raft::Term term, ProposeCallback done) {
   // A proposal still pending at this index was truncated away when this node lost leadership
   // (its entry can no longer commit): it cannot share the slot with the new one.
   if (auto it = pending_.find(index); it != pending_.end()) {
@@ -579,19 +591,73 @@ void Replica::track(Index index, ProposeCallback done) {
     ++proposals_failed_;
     old.done(fail(NodeError{NodeErrc::unknown_outcome, core_->leader(), "entry overwritten by a new leader"}));
   }
-  pending_[index] = Pending{core_->term(), std::move(done), env_.clock->now()};
+  pending_[index] = Pending{term, std::move(done), env_.clock->now()};
   schedule_drive();
 }
 
-void Replica::propose(std::string command, ProposeCallback done) {
-  ticks_since_command_ = 0;  // every command carries the cluster time
+std::string Replica::stamped(std::string_view command) const {
   std::string payload;
   payload.reserve(9 + command.size());
   payload.push_back(static_cast<char>(kKindCommand));
   // Cluster time: the leader's wall clock, never behind what was already applied.
   le::put_u64(payload, std::max(env_.clock->wall_ms(), last_cluster_time_ms_));
   payload += command;
-  propose_raw(std::move(payload), std::move(done));
+  return payload;
+}
+
+void Replica::propose(std::string command, ProposeCallback done) {
+  ticks_since_command_ = 0;  // every command carries the cluster time
+  if (!stopped_ && core_->role() != raft::Role::leader && core_->leader() != NodeId{}) {
+    // Thesis §6.2: a follower forwards the command to its leader, which stamps and appends it.
+    if (forwarding_.size() + pending_.size() >= opt_.max_pending_proposals)
+      return done(fail(NodeError{NodeErrc::busy, core_->leader(), "too many pending proposals"}));
+    std::uint64_t id = ++next_forward_id_;
+    auto r = core_->forward(id, std::move(command));
+    if (!r) return done(fail(error_from(r.error())));
+    forwarding_[id] = Forwarding{std::move(done), env_.clock->now()};
+    schedule_drive();
+    return;
+  }
+  propose_raw(stamped(command), std::move(done));
+}
+
+void Replica::on_forwarded(std::vector<raft::Forwarded>& forwarded) {
+  // A leader appends a follower's command as its own: stamped with its clock, checked by the
+  // core like any proposal; the answer says where it went (or why not).
+  for (auto& f : forwarded) {
+    Result<Index, raft::ProposeError> r = fail(raft::ProposeError{raft::RaftError::not_leader, core_->leader()});
+    if (!stopped_ && pending_.size() < opt_.max_pending_proposals) r = core_->propose(stamped(f.command));
+    core_->answer_forwarded(f.from, f.context, r);
+  }
+  if (!forwarded.empty()) schedule_drive();
+}
+
+void Replica::on_placed(std::vector<raft::Placed>& placed) {
+  for (auto& p : placed) {
+    auto it = forwarding_.find(p.context);
+    if (it == forwarding_.end()) continue;  // expired meanwhile
+    auto f = std::move(it->second);
+    forwarding_.erase(it);
+    if (!p.ok) {
+      f.done(fail(NodeError{NodeErrc::not_leader, core_->leader(), "the leader did not take the forwarded command"}));
+    } else if (p.index <= applied_) {
+      // Applied before the answer came (messages reordered): its response is gone from here.
+      ++proposals_failed_;
+      f.done(fail(NodeError{NodeErrc::unknown_outcome, core_->leader(), "applied before the leader's answer arrived"}));
+    } else {
+      track(p.index, p.term, std::move(f.done));
+    }
+  }
+}
+
+void Replica::expire_forwarding() {
+  // A leader that died or was deposed may never answer: the command may or may not be in its
+  // log, so the outcome is unknown (a retry with the same (session, seq) is safe).
+  if (forwarding_.empty()) return;
+  expire_started_before(forwarding_, env_.clock->now() - opt_.tick * (opt_.election_ticks * 2), [&](Forwarding& f) {
+    ++proposals_failed_;
+    f.done(fail(NodeError{NodeErrc::unknown_outcome, core_->leader(), "no answer from the leader to a forwarded command"}));
+  });
 }
 
 void Replica::propose_conf(const raft::ConfChange& cc, ProposeCallback done) {

@@ -26,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -222,6 +223,11 @@ class Replica {
   void propose_raw(std::string payload, ProposeCallback done);
   void propose_conf(const raft::ConfChange& cc, ProposeCallback done);
   void track(raft::Index index, ProposeCallback done);
+  void track(raft::Index index, raft::Term term, ProposeCallback done);
+  std::string stamped(std::string_view command) const;
+  void on_forwarded(std::vector<raft::Forwarded>& forwarded);
+  void on_placed(std::vector<raft::Placed>& placed);
+  void expire_forwarding();
   NodeError error_from(const raft::ProposeError& e) const;
   void set_address(raft::NodeId id, const std::string& address);
   void observe_leader();
@@ -255,6 +261,14 @@ class Replica {
     std::chrono::steady_clock::time_point start;
   };
   std::map<std::uint64_t, PendingRead> reads_;               // by read id (the ReadIndex context)
+  // Commands this follower forwarded to its leader (thesis §6.2), by forward id, until the
+  // leader says where it put them; then they wait in pending_ like the leader's own.
+  struct Forwarding {
+    ProposeCallback done;
+    std::chrono::steady_clock::time_point start;
+  };
+  std::map<std::uint64_t, Forwarding> forwarding_;
+  std::uint64_t next_forward_id_ = 0;
   std::multimap<raft::Index, std::uint64_t> reads_at_;       // confirmed, waiting to apply the index
   std::uint64_t next_read_id_ = 0;
   std::uint64_t reads_served_ = 0;

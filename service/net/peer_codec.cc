@@ -155,6 +155,17 @@ std::string encode_peer_frame(std::uint64_t cluster_id, const Message& m) {
                    b.setIndex(r.index.value);
                    b.setOk(r.ok);
                  },
+                 [&](const ProposeRequest& r) {
+                   auto b = body.initProposeRequest();
+                   b.setContext(r.context);
+                   b.setCommand(bytes_of(r.command));
+                 },
+                 [&](const ProposeReply& r) {
+                   auto b = body.initProposeReply();
+                   b.setContext(r.context);
+                   b.setIndex(r.index.value);
+                   b.setOk(r.ok);
+                 },
              },
              m.body);
   return to_bytes(builder);
@@ -245,6 +256,16 @@ Result<PeerFrame, CodecError> decode_peer_frame(std::string_view bytes, const Ex
       case proto::PeerMessage::Body::READ_INDEX_REPLY: {
         auto b = body.getReadIndexReply();
         m.body = ReadIndexReply{string_of(b.getContext()), Index{b.getIndex()}, b.getOk()};
+        break;
+      }
+      case proto::PeerMessage::Body::PROPOSE_REQUEST: {
+        auto b = body.getProposeRequest();
+        m.body = ProposeRequest{b.getContext(), string_of(b.getCommand())};
+        break;
+      }
+      case proto::PeerMessage::Body::PROPOSE_REPLY: {
+        auto b = body.getProposeReply();
+        m.body = ProposeReply{b.getContext(), Index{b.getIndex()}, b.getOk()};
         break;
       }
       default: return fail(CodecError::malformed);  // a union member from a newer schema

@@ -39,6 +39,8 @@ struct PeerMessage {
     timeoutNow @12 :Void;
     readIndexRequest @13 :ReadIndexRequest;
     readIndexReply @14 :ReadIndexReply;
+    proposeRequest @15 :ProposeRequest;
+    proposeReply @16 :ProposeReply;
   }
 
   struct AppendRequest {
@@ -87,6 +89,15 @@ struct PeerMessage {
   }
   struct ReadIndexReply {
     context @0 :Data;
+    index @1 :UInt64;
+    ok @2 :Bool;
+  }
+  struct ProposeRequest {   # a follower forwards a client's command to its leader (thesis §6.2)
+    context @0 :UInt64;
+    command @1 :Data;
+  }
+  struct ProposeReply {     # where the leader appended it (index, in the message's term)
+    context @0 :UInt64;
     index @1 :UInt64;
     ok @2 :Bool;
   }

@@ -89,6 +89,50 @@ TEST(ClientAbuse, TenThousandIdleSessionsOnOneConnectionLeaveOtherClientsServed)
   for (auto id : c.ids()) EXPECT_TRUE(c.status(id).has_value()) << "node " << id;
 }
 
+// Any node serves any client (issue 11): a follower forwards a session's writes to the leader
+// (thesis §6.2) instead of answering notLeader, and reads its own writes back.
+TEST(ClientApi, AFollowerForwardsWritesSoTheClientNeverSeesNotLeader) {
+  Cluster c(ternd(), sm_cluster());
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  std::uint64_t follower = 0;
+  for (auto id : c.ids())
+    if (id != leader) follower = id;
+  Raw raw(c, follower);
+  auto& ws = c.kj_io().waitScope;
+  auto open = raw.tern.openSessionRequest();
+  open.setTimeoutMs(10000);
+  open.setSecret(99);
+  auto opened = open.send().wait(ws);
+  ASSERT_EQ(opened.getResult().getErr(), api::Errc::OK) << opened.getResult().getMessage().cStr();
+  auto session = opened.getSession();
+  for (int i = 0; i < 20; ++i) {
+    auto w = session.writeRequest();
+    w.setSeq(static_cast<std::uint64_t>(i) + 1);
+    auto op = w.initOp();
+    op.setType(api::OpType::CREATE);
+    op.setPath("/f" + std::to_string(i));
+    auto r = w.send().wait(ws);
+    ASSERT_EQ(r.getResult().getErr(), api::Errc::OK) << i << ": " << r.getResult().getMessage().cStr();
+    auto get = session.readRequest();
+    get.initQuery().setType(api::QueryType::GET);
+    get.getQuery().setPath("/f" + std::to_string(i));
+    get.initOptions().setConsistency(api::Consistency::AT_LEAST);
+    get.getOptions().setMinIndex(r.getResult().getIndex());
+    auto g = get.send().wait(ws);
+    EXPECT_EQ(g.getResult().getErr(), api::Errc::OK);
+    EXPECT_GE(g.getResult().getIndex(), r.getResult().getIndex());
+  }
+  // A retry of the last write (same seq) through the follower answers as the first time.
+  auto again = session.writeRequest();
+  again.setSeq(20);
+  auto op = again.initOp();
+  op.setType(api::OpType::CREATE);
+  op.setPath("/f19");
+  EXPECT_EQ(again.send().wait(ws).getResult().getErr(), api::Errc::OK);
+}
+
 // A WatchSink that never returns from notify: it holds one call open forever.
 class StuckSink final : public api::WatchSink::Server {
  public:

@@ -471,6 +471,95 @@ TEST(ReadIndex, FollowerForwardsToLeader) {
   EXPECT_EQ(h.reads[N(2)][0].index, h[1].commit_index());
 }
 
+// ---- Proposal forwarding (thesis §6.2) --------------------------------------------------------
+
+TEST(Forwarding, AFollowersCommandIsAppendedByTheLeaderAndPlacedAtItsIndexAndTerm) {
+  Harness h(3);
+  h.elect(1);
+  h.tick_all(2);
+  ASSERT_TRUE(h[2].forward(7, "cmd"));
+  h.settle();
+  ASSERT_EQ(h.placed[N(2)].size(), 1u);
+  const Placed& p = h.placed[N(2)][0];
+  EXPECT_EQ(p.context, 7u);
+  EXPECT_TRUE(p.ok);
+  EXPECT_EQ(p.term, h[1].term());
+  EXPECT_EQ(p.leader, N(1));
+  h.tick_all(2);
+  // Every node applies the command at the index and term the follower was told.
+  for (int id = 1; id <= 3; ++id) {
+    auto& applied = h.applied[N(id)];
+    auto it = std::find_if(applied.begin(), applied.end(), [&](const Entry& e) { return e.index == p.index; });
+    ASSERT_NE(it, applied.end()) << "node " << id;
+    EXPECT_EQ(it->term, p.term);
+    EXPECT_EQ(it->data, "cmd");
+  }
+}
+
+TEST(Forwarding, ANodeThatCannotAppendSaysSoAndAFollowerWithoutLeaderRefusesAtOnce) {
+  Harness h(3);
+  h.elect(1);
+  h.tick_all(2);
+  // A follower that receives a forwarded command (its sender thought it leads) answers not ok.
+  ASSERT_TRUE(h[3].step(Message{N(2), N(3), h[3].term(), ProposeRequest{5, "x"}}));
+  h.settle();
+  ASSERT_EQ(h.placed[N(2)].size(), 1u);
+  EXPECT_FALSE(h.placed[N(2)][0].ok);
+  // A leader handing over leadership refuses (thesis §3.10), and says so.
+  ASSERT_TRUE(h[1].transfer_leadership(N(3)));
+  ASSERT_TRUE(h[1].step(Message{N(2), N(1), h[1].term(), ProposeRequest{6, "y"}}));
+  h.process(N(1));
+  h.settle();
+  ASSERT_EQ(h.placed[N(2)].size(), 2u);
+  EXPECT_FALSE(h.placed[N(2)][1].ok);
+  // With no known leader a node cannot forward.
+  Harness lone(3);
+  auto r = lone[2].forward(1, "z");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, RaftError::no_leader);
+}
+
+TEST(Forwarding, AForwardedCommandOfAnOverwrittenEntryIsPlacedAtATermThatNeverCommitsThere) {
+  // The leader appends the forwarded command, then is cut off before replicating it; a new
+  // leader overwrites that index. The follower was told (index, old term): the entry applied at
+  // that index has another term, which is how the driver knows the outcome is unknown.
+  Harness h(3);
+  h.elect(1);
+  h.tick_all(2);
+  h.cut.insert({N(1), N(3)});
+  h.cut.insert({N(3), N(1)});
+  ASSERT_TRUE(h[2].forward(9, "lost"));
+  // Deliver only the request to the leader and its answer back, not its AppendRequests.
+  h.process(N(2));
+  ASSERT_EQ(h.queue.size(), 1u);
+  auto req = h.queue.front();
+  h.queue.clear();
+  ASSERT_TRUE(h[1].step(req));
+  h.process(N(1));
+  std::vector<Message> keep;
+  for (auto& m : h.queue)
+    if (std::holds_alternative<ProposeReply>(m.body)) keep.push_back(m);
+  h.queue.clear();
+  for (auto& m : keep) ASSERT_TRUE(h[2].step(m));
+  h.process(N(2));
+  ASSERT_EQ(h.placed[N(2)].size(), 1u);
+  Placed p = h.placed[N(2)][0];
+  ASSERT_TRUE(p.ok);
+  // Node 1 disappears; after the election timeout 2 or 3 leads and writes its own entry at
+  // that index (2 holds the command only in the leader's promise, not in its log).
+  h.isolate(N(1));
+  h.tick_all(40);
+  std::uint64_t next = h[2].role() == Role::leader ? 2 : 3;
+  ASSERT_EQ(h[next].role(), Role::leader);
+  h.propose(next, "other");
+  h.tick_all(3);
+  auto& applied = h.applied[N(2)];
+  auto it = std::find_if(applied.begin(), applied.end(), [&](const Entry& e) { return e.index == p.index; });
+  ASSERT_NE(it, applied.end());
+  EXPECT_NE(it->term, p.term);
+  EXPECT_NE(it->data, "lost");
+}
+
 // ---- Leadership transfer (thesis §3.10) -------------------------------------------------------
 
 TEST(Transfer, UpToDateTargetBecomesLeaderAndProposalsPauseMeanwhile) {

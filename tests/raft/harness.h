@@ -28,6 +28,7 @@ struct Harness {
   std::vector<Message> queue;
   std::map<NodeId, std::vector<Entry>> applied;
   std::map<NodeId, std::vector<ReadState>> reads;
+  std::map<NodeId, std::vector<Placed>> placed;  // answers to commands each node forwarded
   std::map<NodeId, std::vector<Ready>> readies;  // every Ready each node produced
   std::set<std::pair<NodeId, NodeId>> cut;       // (from, to) dropped
   // The driver's job: attach the bytes of the sender's snapshot to InstallSnapshot requests.
@@ -61,6 +62,9 @@ struct Harness {
       }
       for (auto& e : rd.committed) applied[id].push_back(e);
       for (auto& r : rd.read_states) reads[id].push_back(r);
+      // The driver's part of forwarding (thesis §6.2): propose a forwarded command, answer.
+      for (auto& f : rd.forwarded) c.answer_forwarded(f.from, f.context, c.propose(f.command));
+      for (auto& p : rd.placed) placed[id].push_back(p);
       c.advance(rd);
       readies[id].push_back(std::move(rd));
     }

@@ -306,7 +306,7 @@ class Fuzz {
   MessageBody random_body() {
     Term t = T(pick(8));
     Index i = I(pick(30));
-    switch (pick(11)) {
+    switch (pick(13)) {
       case 0: return AppendRequest{i, t, random_entries(i, t), I(pick(40))};
       case 1: return AppendReply{pick(2) == 0, I(pick(40)), I(pick(40)), I(pick(40)), T(pick(8))};
       case 2: return VoteRequest{i, t, pick(2) == 0, pick(2) == 0};
@@ -318,7 +318,9 @@ class Fuzz {
       case 7: return InstallSnapshotReply{I(pick(40))};
       case 8: return TimeoutNow{};
       case 9: return ReadIndexRequest{"r"};
-      default: return ReadIndexReply{"r", I(pick(40)), pick(2) == 0};
+      case 10: return ReadIndexReply{"r", I(pick(40)), pick(2) == 0};
+      case 11: return ProposeRequest{pick(5), "c"};
+      default: return ProposeReply{pick(5), I(pick(40)), pick(2) == 0};
     }
   }
 

@@ -22,7 +22,7 @@ rc::Gen<std::uint64_t> u64() { return rc::gen::arbitrary<std::uint64_t>(); }
 
 Message random_message() {
   Message m{NodeId{*u64()}, NodeId{*u64()}, Term{*u64()}, TimeoutNow{}};
-  switch (*rc::gen::inRange(0, 11)) {
+  switch (*rc::gen::inRange(0, 13)) {
     case 0: {
       AppendRequest r{Index{*u64()}, Term{*u64()}, {}, Index{*u64()}};
       int n = *rc::gen::inRange(0, 5);
@@ -48,7 +48,9 @@ Message random_message() {
     case 7: m.body = InstallSnapshotReply{Index{*u64()}}; break;
     case 8: m.body = TimeoutNow{}; break;
     case 9: m.body = ReadIndexRequest{*rc::gen::arbitrary<std::string>()}; break;
-    default: m.body = ReadIndexReply{*rc::gen::arbitrary<std::string>(), Index{*u64()}, *rc::gen::arbitrary<bool>()}; break;
+    case 10: m.body = ReadIndexReply{*rc::gen::arbitrary<std::string>(), Index{*u64()}, *rc::gen::arbitrary<bool>()}; break;
+    case 11: m.body = ProposeRequest{*u64(), *rc::gen::arbitrary<std::string>()}; break;
+    default: m.body = ProposeReply{*u64(), Index{*u64()}, *rc::gen::arbitrary<bool>()}; break;
   }
   return m;
 }
