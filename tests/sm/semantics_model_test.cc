@@ -525,6 +525,7 @@ Op gen_node_op(bool in_multi, const std::vector<std::uint64_t>& leases, const Li
   if (k == 0 && pick(0, 3) == 0) op.type = OpType::create;  // creates a bit more often
   op.path = paths[static_cast<std::size_t>(pick(0, static_cast<int>(paths.size())))];
   op.data = *rc::gen::element<std::string>("", "x", "y", "zz");
+  if (pick(0, 20) == 0) op.data = std::string(l.max_value_bytes + pick(0, 1), 'v');  // at and above the bound
   op.version = gen_version();
   if (op.type == OpType::create) {
     op.flags = static_cast<std::uint32_t>(pick(0, 16));
@@ -573,7 +574,7 @@ Op gen_lock_op(const Limits& l) {
   op.path = *rc::gen::element<std::string>("m", "m", "m", "n", "/a");  // "m" is a lock and an election
   if (pick(0, 25) == 0) op.path = *rc::gen::element(std::string(), std::string(max_path_bytes, 'k'), std::string(max_path_bytes + 1, 'k'));
   op.data = *rc::gen::element<std::string>("", "v1", "v2");
-  if (pick(0, 150) == 0) op.data = std::string(l.max_value_bytes + 1, 'v');
+  if (pick(0, 20) == 0) op.data = std::string(l.max_value_bytes + pick(0, 1), 'v');  // at and above the bound
   bool odd = pick(0, 12) == 0;  // out-of-range or ignored fields
   if (op.type == OpType::lock)
     op.flags = odd ? *rc::gen::element<std::uint32_t>(4u, 1u << 31, std::uint32_t{UINT32_MAX}, 9u)
@@ -596,10 +597,19 @@ struct Mix {
   bool lock_heavy = false;  // mostly locks, elections and session ends, fewer namespace operations
 };
 
+// A small value limit, so that values at and above it are cheap to generate.
+Limits model_limits() {
+  Limits l;
+  l.max_value_bytes = 16;
+  l.max_request_bytes = 1 << 16;  // well above any generated request (the model has no request limit)
+  return l;
+}
+
 void run_model(const Mix& mix) {
-  Driver d;
-  Driver replica;  // restored from d's snapshot at random points; must behave identically
+  Driver d(model_limits());
+  Driver replica(model_limits());  // restored from d's snapshot at random points; must behave identically
   M m;
+  m.lim = model_limits();
   std::vector<std::uint64_t> sessions, leases;
   int steps = pick(1, mix.lock_heavy ? 160 : 120);
   for (int step = 0; step < steps; ++step) {
