@@ -418,7 +418,9 @@ struct M {
     for (std::size_t i = 0; i < op.ops.size(); ++i) {
       const Op& o = op.ops[i];
       Response one;
-      if (validate_path(o.path) != Errc::ok) one = err(Errc::bad_path);
+      bool allowed = o.type == OpType::create || o.type == OpType::set || o.type == OpType::remove || o.type == OpType::check;
+      if (!allowed) one = err(Errc::bad_request);  // whatever its path
+      else if (validate_path(o.path) != Errc::ok) one = err(Errc::bad_path);
       else if (o.type == OpType::create) one = trial.create(o, session, true);
       else if (o.type == OpType::set) one = trial.set(o);
       else if (o.type == OpType::remove) one = trial.remove(o, true);
