@@ -609,6 +609,10 @@ Errc StateMachine::validate_multi(const Command& c, const Op& op, std::size_t* f
   for (std::size_t i = 0; i < op.ops.size(); ++i) {
     *failed = i;
     const Op& o = op.ops[i];
+    // An operation not allowed in a transaction is that, whatever its path (a lock's name, a
+    // tick's empty one): bad_request before any path check.
+    if (o.type != OpType::check && o.type != OpType::create && o.type != OpType::set && o.type != OpType::remove)
+      return Errc::bad_request;
     if (validate_path(o.path) != Errc::ok) return Errc::bad_path;
     switch (o.type) {
       case OpType::check: {

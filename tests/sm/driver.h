@@ -11,6 +11,8 @@
 namespace tern::sm::test {
 
 struct Driver {
+  Driver() = default;
+  explicit Driver(const Limits& limits) : sm(limits) {}
   StateMachine sm;
   std::uint64_t index = 0;
   std::int64_t time = 1'000'000;

@@ -7,6 +7,10 @@
 //     applied a bare tick at the same index and time instead, a rejected command leaves
 //     data_digest() unchanged, and digest() too unless it was a request of a live session
 //     presented with that session's secret (which renews it and keeps its answer);
+//   - exactly once (docs/data-model.md, Sessions): an owner's request whose sequence number is a
+//     retry or too far ahead leaves digest() unchanged, accepted or not; a retry gets the answer
+//     the first request got while it is among the session's last 64, else stale_request (the
+//     driver keeps its own record of each session's answers to check that);
 //   - every few commands a snapshot restores to an equal digest.
 // Usage: sm_fuzz [--seed N] [--commands N] [--seconds S]   (prints the seed; replays from it)
 #include <chrono>
@@ -15,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -31,6 +36,13 @@ struct Fuzzer {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> sessions;  // (id, secret) opened so far
   std::vector<std::uint64_t> leases;
   std::uint64_t next_seq = 1;
+  // Per session: its last sequence number and the answers kept for retries, as the rule says
+  // they must be (the newest responses_per_session by sequence number).
+  struct Seqs {
+    std::uint64_t last = 0;
+    std::map<std::uint64_t, Response> answers;
+  };
+  std::map<std::uint64_t, Seqs> seqs;
 
   explicit Fuzzer(std::uint64_t seed) : rng(seed) {}
   std::uint64_t pick(std::uint64_t n) { return n == 0 ? 0 : rng() % n; }
@@ -112,6 +124,11 @@ struct Fuzzer {
       c.session = id;
       c.secret = one_in(10) ? secret ^ 1 : secret;
       c.seq = one_in(3) ? 0 : (one_in(10) ? extreme_u64() : next_seq++);
+      if (auto q = seqs.find(id); q != seqs.end() && q->second.last > 0 && one_in(6)) {
+        // A retry: of the last request, of one a little older, or of one long gone.
+        std::uint64_t last = q->second.last;
+        c.seq = one_in(2) ? last : one_in(2) ? last - std::min<std::uint64_t>(last - 1, pick(80)) : 1;
+      }
     } else if (one_in(10)) {
       c.session = extreme_u64();
       c.seq = extreme_u64();
@@ -162,7 +179,7 @@ int main(int argc, char** argv) {
   Fuzzer f(seed);
   StateMachine sm;
   std::int64_t time = 1'000'000;
-  std::uint64_t rejected = 0, i = 0;
+  std::uint64_t rejected = 0, i = 0, retries = 0, too_far = 0;
   std::uint64_t by_error[256] = {};
   for (; i < commands; ++i) {
     if ((i & 255) == 0 && std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > seconds) break;
@@ -170,6 +187,7 @@ int main(int argc, char** argv) {
       sm = StateMachine();
       f.sessions.clear();
       f.leases.clear();
+      f.seqs.clear();
     }
     std::uint64_t index = i + 1;
     // Mostly forward, sometimes a jump either way (a jump back stalls the clock for a while).
@@ -181,8 +199,35 @@ int main(int argc, char** argv) {
     if (twin.digest() != sm.digest() || twin.data_digest() != sm.data_digest()) fail(seed, i, "a restored snapshot has another digest");
     twin.apply(index, time, encode(Command{0, 0, Op{OpType::tick}}));
     auto decoded = decode(bytes);
-    bool owner_request = decoded && decoded->session != 0 && sm.owns(decoded->session, decoded->secret);
+    bool owner_request = decoded && bytes.size() <= Limits{}.max_request_bytes && decoded->session != 0 &&
+                         sm.owns(decoded->session, decoded->secret);
+    // Would the rule treat it as a retry or as too far ahead? (The clock step of this entry may
+    // still expire the session first: then it is no owner's request at all.)
+    bool seq_rejected = false;
+    Fuzzer::Seqs* seqs = nullptr;
+    // (open_session has no session yet: whatever session and sequence it carries are ignored.)
+    if (owner_request && decoded->seq != 0 && decoded->op.type != OpType::open_session) {
+      seqs = &f.seqs[decoded->session];
+      seq_rejected = decoded->seq <= seqs->last || decoded->seq - seqs->last > Limits{}.max_seq_step;
+    }
     auto r = sm.apply(index, time, bytes);
+    bool live = owner_request && sm.has_session(decoded->session);
+    bool expired_first = owner_request && r.response.err == Errc::unknown_session && !live;
+    if (seq_rejected && !expired_first) {
+      if (sm.digest() != twin.digest()) fail(seed, i, "a retry or a sequence number too far ahead changed digest()");
+      if (decoded->seq <= seqs->last) {
+        ++retries;
+        auto kept = seqs->answers.find(decoded->seq);
+        if (kept != seqs->answers.end() ? !(r.response == kept->second) : r.response.err != Errc::stale_request)
+          fail(seed, i, "a retry did not get the first answer (or stale_request once it is gone)");
+      } else if (++too_far, r.response.err != Errc::bad_request) {
+        fail(seed, i, "a sequence number too far ahead was not bad_request");
+      }
+    } else if (seqs && live) {  // the session's request, accepted or rejected: its answer is kept
+      seqs->last = decoded->seq;
+      seqs->answers[decoded->seq] = r.response;
+      while (seqs->answers.size() > Limits{}.responses_per_session) seqs->answers.erase(seqs->answers.begin());
+    }
     ++by_error[static_cast<std::size_t>(r.response.err)];
     if (r.response.err != Errc::ok) {
       ++rejected;
@@ -195,8 +240,9 @@ int main(int argc, char** argv) {
     for (const auto& e : r.events)
       if (e.index != index) fail(seed, i, "an event carries another index");
   }
-  std::printf("sm_fuzz: %llu commands (%llu rejected), %zu nodes, %zu sessions opened, passed\n",
-              static_cast<unsigned long long>(i), static_cast<unsigned long long>(rejected), sm.node_count(),
+  std::printf("sm_fuzz: %llu commands (%llu rejected; %llu retries and %llu too far ahead checked), %zu nodes, %zu sessions opened, passed\n",
+              static_cast<unsigned long long>(i), static_cast<unsigned long long>(rejected),
+              static_cast<unsigned long long>(retries), static_cast<unsigned long long>(too_far), sm.node_count(),
               f.sessions.size());
   for (std::size_t e = 0; e < 256; ++e)
     if (by_error[e]) std::printf("  %s: %llu\n", errc_name(static_cast<Errc>(e)), static_cast<unsigned long long>(by_error[e]));

@@ -105,6 +105,31 @@ TEST(Regression, ExclusiveRequestWhileHoldingSharedIsAnErrorNotASecondExclusiveH
   EXPECT_EQ(d.lock(c, "m", lock_shared).err, Errc::bad_request);
 }
 
+// Found by the semantics model once it put lock operations inside transactions: an operation a
+// transaction does not allow was answered by its path — bad_path for a lock named "m" (not a
+// path), for a tick or a nested multi (no path), bad_request only when the name happened to be
+// a valid path. It is an operation not allowed here: bad_request, and nothing changes.
+TEST(Regression, OperationNotAllowedInsideMultiIsBadRequestWhateverItsPath) {
+  Driver d;
+  auto s = d.open_session();
+  d.create("/p");
+  Op lock{OpType::lock, "m"};
+  Op lock_at_path{OpType::lock, "/p"};
+  Op campaign{OpType::campaign, "e", "v"};
+  Op nested{OpType::multi};  // (a nested multi with operations does not even decode)
+  for (const Op& op : {lock, lock_at_path, campaign, Op{OpType::tick}, nested, Op{OpType::keep_alive}}) {
+    std::uint64_t before = d.sm.data_digest();
+    Response r = d.run(multi_of({create_op("/p/ok"), op}), s);
+    EXPECT_EQ(r.err, Errc::bad_request) << static_cast<int>(op.type) << " " << op.path;
+    ASSERT_EQ(r.results.size(), 2u);
+    EXPECT_EQ(r.results[1].err, Errc::bad_request);
+    EXPECT_EQ(d.sm.get("/p/ok").err, Errc::no_node);  // all or nothing
+    EXPECT_EQ(d.sm.data_digest(), before);
+  }
+  EXPECT_EQ(d.sm.leader("e").err, Errc::no_node);
+  EXPECT_FALSE(d.sm.check_token("m", d.index));
+}
+
 // Hole 6: client-supplied durations were unbounded: a TTL near INT64_MAX overflowed the expiry
 // time (undefined behaviour) and deleted the node at once; a lock-delay near INT64_MAX overflowed
 // and was dropped, and a large finite one made the lock unusable forever.

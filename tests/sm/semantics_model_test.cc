@@ -3,8 +3,12 @@
 // nodes with full stats (persistent, ephemeral, sequential, container, TTL, leased), sessions and
 // leases expiring on cluster time in the same entries as other commands, containers emptied by
 // expiry or by transactions, every create flag combination (valid and invalid, inside and
-// outside multi), extreme numbers for every numeric field. A second replica is restored from a
-// snapshot at random points and must answer and emit exactly like the first.
+// outside multi), extreme numbers for every numeric field. Locks and elections run in the same
+// command stream (and are rejected inside multi): shared, exclusive and try requests on one lock by
+// the same and by different sessions, FIFO hand-over, exact fencing tokens, and the lock-delay of
+// a holder whose session expires (not closes), measured on the cluster clock, whose stamps jump
+// forward and back. A second replica is restored from a snapshot at random points and must answer
+// and emit exactly like the first.
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 #include <rapidcheck/gtest.h>
@@ -12,6 +16,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <deque>
 #include <limits>
 #include <map>
 #include <set>
@@ -43,12 +48,49 @@ struct M {
   struct Lease {
     std::int64_t ttl = 0, deadline = 0;
   };
+  // Locks and elections: one table, keys "l:<name>" and "e:<name>" (independent name spaces).
+  struct Holder {
+    std::uint64_t session = 0;
+    bool shared = false;
+    std::uint64_t token = 0;
+    std::int64_t delay = 0;  // the lock-delay it asked for, applied if its session expires
+  };
+  struct Waiter {
+    std::uint64_t session = 0;
+    bool shared = false;
+    std::int64_t delay = 0;
+    std::string value;
+  };
+  struct Lock {
+    std::vector<Holder> holders;
+    std::deque<Waiter> queue;
+    std::int64_t delayed_until = 0;  // cluster time; nobody is granted the lock before it
+    bool delay_pending = false;      // (statistics) a lock-delay began and nobody got it since
+    std::string value;               // elections: the leader's value
+    std::uint64_t last_token = 0;
+    std::set<std::uint64_t> issued;  // every token ever granted (check_token must reject old ones)
+  };
+  // What the generated runs exercised (RC_CLASSIFY), so a generator that stops reaching a case
+  // shows up in the output.
+  struct Tally {
+    int granted_after_delay = 0;   // a waiter or new locker got a lock once its lock-delay passed
+    int held_off_by_delay = 0;     // a request queued (or try got busy) only because of a lock-delay
+    int closed_without_delay = 0;  // a holder asking for a lock-delay closed: handed on at once
+    int shared_mix = 0;            // one lock with a shared holder and an exclusive request, or the reverse
+    int same_session_again = 0;    // a session asked again for a lock it holds or waits for
+  };
   Limits lim;
   std::map<std::string, Node> nodes{{"/", Node{}}};
   std::map<std::uint64_t, Session> sessions;
   std::map<std::uint64_t, Lease> leases;
   std::map<std::uint64_t, std::uint64_t> seq_counter;  // parent uid -> next suffix
   std::uint64_t next_uid = 1;
+  std::map<std::string, Lock> locks;
+  Tally tally;
+  // The cluster clock (docs/data-model.md, Time): follows the leader's stamps, by at most
+  // max_time_step_ms per entry, never backwards.
+  std::int64_t last_stamp = 0;
+  bool stamped = false;
   // per entry
   std::uint64_t index = 0;
   std::int64_t now = 0;
@@ -77,7 +119,8 @@ struct M {
     for (const auto& c : children(p)) remove_subtree(c);
     remove_node(p);
   }
-  void end_session(std::uint64_t id) {
+  // `expired`: the session timed out (its held locks keep their lock-delay); else its owner closed it.
+  void end_session(std::uint64_t id, bool expired) {
     std::vector<std::string> eph;
     for (const auto& [p, n] : nodes)
       if (n.stat.ephemeral_owner == id) eph.push_back(p);
@@ -88,6 +131,136 @@ struct M {
     e.type = EventType::session_expired;
     e.id = id;
     events.push_back(e);
+    // Its holds and requests go in the same entry; the lock passes on unless a lock-delay holds it.
+    for (auto& [key, l] : locks) {
+      auto mine = [&](const auto& x) { return x.session == id; };
+      if (std::none_of(l.holders.begin(), l.holders.end(), mine) && std::none_of(l.queue.begin(), l.queue.end(), mine))
+        continue;  // (a lock whose delay passed is handed on after the expiries, see begin)
+      bool was_leader = key[0] == 'e' && !l.holders.empty() && l.holders.front().session == id;
+      for (const auto& h : l.holders)
+        if (h.session == id && h.delay > 0) {
+          if (expired) {
+            l.delayed_until = std::max(l.delayed_until, sat(now, h.delay));
+            l.delay_pending = true;
+          } else if (!l.queue.empty()) {
+            ++tally.closed_without_delay;
+          }
+        }
+      std::erase_if(l.holders, mine);
+      std::erase_if(l.queue, mine);
+      grant_waiters(key, l);
+      if (was_leader && l.holders.empty()) leader_event(key, l);  // nobody leads now
+    }
+  }
+  // ---- locks and elections (docs/data-model.md, Locks, Elections) ----
+  static bool compatible(const Lock& l, bool shared) {
+    return l.holders.empty() || (shared && l.holders.front().shared);
+  }
+  // Fencing: the entry's index, or the lock's previous token + 1 if that is larger.
+  std::uint64_t next_token(Lock& l) {
+    l.last_token = std::max(index, l.last_token + 1);
+    l.issued.insert(l.last_token);
+    return l.last_token;
+  }
+  void leader_event(const std::string& key, const Lock& l) {
+    Event e;
+    e.index = index;
+    e.type = EventType::leader_changed;
+    e.path = key.substr(2);
+    if (!l.holders.empty()) {
+      e.id = l.holders.front().session;
+      e.token = l.holders.front().token;
+      e.data = l.value;
+    }
+    events.push_back(e);
+  }
+  void grant_event(const std::string& key, const Lock& l, const Holder& h) {
+    if (key[0] == 'e') return leader_event(key, l);
+    Event e;
+    e.index = index;
+    e.type = EventType::lock_granted;
+    e.path = key.substr(2);
+    e.id = h.session;
+    e.token = h.token;
+    events.push_back(e);
+  }
+  // FIFO hand-over: from the front while compatible (a run of shared waiters together, an
+  // exclusive one alone), and nothing at all while a lock-delay lasts.
+  void grant_waiters(const std::string& key, Lock& l) {
+    if (now < l.delayed_until) return;
+    while (!l.queue.empty() && compatible(l, l.queue.front().shared)) {
+      Waiter w = l.queue.front();
+      l.queue.pop_front();
+      if (l.holders.empty()) l.value = w.value;
+      l.holders.push_back(Holder{w.session, w.shared, next_token(l), w.delay});
+      if (l.delay_pending) ++tally.granted_after_delay;
+      l.delay_pending = false;
+      grant_event(key, l, l.holders.back());
+      if (!w.shared) break;
+    }
+  }
+  Response lock_op(const Op& op, std::uint64_t session) {
+    if (!sessions.count(session)) return err(Errc::unknown_session);
+    if (op.path.empty() || op.path.size() > max_path_bytes) return err(Errc::bad_path);  // names need not be paths
+    if (op.data.size() > lim.max_value_bytes) return err(Errc::too_large);
+    bool election = op.type == OpType::campaign || op.type == OpType::resign || op.type == OpType::proclaim;
+    std::string key = (election ? "e:" : "l:") + op.path;
+    if (op.type == OpType::lock || op.type == OpType::campaign) {
+      if ((op.flags & ~(lock_shared | lock_try)) || (election && op.flags != 0)) return err(Errc::bad_request);
+      if (op.ttl_ms < 0 || op.ttl_ms > lim.max_lock_delay_ms) return err(Errc::bad_request);
+      bool shared = op.flags & lock_shared, try_only = op.flags & lock_try;
+      Lock& l = locks[key];
+      if (!l.holders.empty() && l.holders.front().shared != shared) ++tally.shared_mix;
+      for (const auto& h : l.holders)
+        if (h.session == session) {
+          ++tally.same_session_again;
+          if (h.shared != shared) return err(Errc::bad_request);  // no upgrade or downgrade
+          Response r;
+          r.id = h.token;  // the token held
+          return r;
+        }
+      for (const auto& w : l.queue)
+        if (w.session == session) {
+          ++tally.same_session_again;
+          if (w.shared != shared) return err(Errc::bad_request);
+          return try_only ? err(Errc::busy) : Response{};  // queued once
+        }
+      bool delayed = now < l.delayed_until;
+      if (l.queue.empty() && compatible(l, shared) && !delayed) {
+        Response r;
+        r.id = next_token(l);
+        if (l.delay_pending) ++tally.granted_after_delay;
+        l.delay_pending = false;
+        l.holders.push_back(Holder{session, shared, r.id, op.ttl_ms});
+        if (l.holders.size() == 1) l.value = op.data;
+        if (election) leader_event(key, l);
+        return r;
+      }
+      if (delayed && l.queue.empty() && compatible(l, shared)) ++tally.held_off_by_delay;
+      if (try_only) return err(Errc::busy);
+      l.queue.push_back(Waiter{session, shared, op.ttl_ms, op.data});
+      return Response{};  // queued: a grant event follows
+    }
+    auto it = locks.find(key);
+    if (op.type == OpType::proclaim) {
+      if (it == locks.end() || it->second.holders.empty() || it->second.holders.front().session != session)
+        return err(Errc::not_held);
+      it->second.value = op.data;
+      leader_event(key, it->second);
+      return Response{};
+    }
+    // unlock / resign: release a hold or withdraw a request.
+    if (it == locks.end()) return err(Errc::not_held);
+    Lock& l = it->second;
+    auto mine = [&](const auto& x) { return x.session == session; };
+    if (std::none_of(l.holders.begin(), l.holders.end(), mine) && std::none_of(l.queue.begin(), l.queue.end(), mine))
+      return err(Errc::not_held);
+    bool was_leader = election && !l.holders.empty() && l.holders.front().session == session;
+    std::erase_if(l.holders, mine);
+    std::erase_if(l.queue, mine);
+    grant_waiters(key, l);
+    if (was_leader && l.holders.empty()) leader_event(key, l);
+    return Response{};
   }
   void end_lease(std::uint64_t id) {
     std::vector<std::string> att;
@@ -106,15 +279,21 @@ struct M {
     std::int64_t r;
     return __builtin_add_overflow(a, b, &r) ? (b > 0 ? i64max : i64min) : r;
   }
-  void begin(std::uint64_t idx, std::int64_t t) {
+  void advance_clock(std::int64_t stamp) {
+    if (!stamped) now = stamp;
+    else if (stamp > last_stamp) now = sat(now, std::min<std::int64_t>(stamp - last_stamp, lim.max_time_step_ms));
+    stamped = true;
+    last_stamp = stamp;
+  }
+  void begin(std::uint64_t idx, std::int64_t stamp) {
     index = idx;
-    now = t;
+    advance_clock(stamp);
     events.clear();
     maybe_empty.clear();
     std::vector<std::uint64_t> dead;
     for (auto& [id, s] : sessions)
       if (now > s.deadline) dead.push_back(id);
-    for (auto id : dead) end_session(id);
+    for (auto id : dead) end_session(id, /*expired=*/true);
     dead.clear();
     for (auto& [id, l] : leases)
       if (now > l.deadline) dead.push_back(id);
@@ -124,6 +303,7 @@ struct M {
       if ((n.flags & flag_ttl) && n.stat.child_count == 0 && now > sat(n.stat.mtime_ms, n.ttl)) ttl_dead.push_back(p);
     for (const auto& p : ttl_dead)
       if (nodes.count(p)) remove_node(p);
+    for (auto& [key, l] : locks) grant_waiters(key, l);  // lock-delays that have passed
   }
   void end() {
     while (!maybe_empty.empty()) {
@@ -238,7 +418,9 @@ struct M {
     for (std::size_t i = 0; i < op.ops.size(); ++i) {
       const Op& o = op.ops[i];
       Response one;
-      if (validate_path(o.path) != Errc::ok) one = err(Errc::bad_path);
+      bool allowed = o.type == OpType::create || o.type == OpType::set || o.type == OpType::remove || o.type == OpType::check;
+      if (!allowed) one = err(Errc::bad_request);  // whatever its path
+      else if (validate_path(o.path) != Errc::ok) one = err(Errc::bad_path);
       else if (o.type == OpType::create) one = trial.create(o, session, true);
       else if (o.type == OpType::set) one = trial.set(o);
       else if (o.type == OpType::remove) one = trial.remove(o, true);
@@ -256,7 +438,8 @@ struct M {
     *this = std::move(trial);
     return r;
   }
-  Response run(const Op& op, std::uint64_t session) {
+  // `owner`: the command carries the session's secret (else the session is as good as unknown).
+  Response run(const Op& op, std::uint64_t session, bool owner = true) {
     if (op.type == OpType::open_session) {
       if (op.ttl_ms < lim.min_timeout_ms || op.ttl_ms > lim.max_timeout_ms) return err(Errc::bad_request);
       sessions[index] = Session{op.ttl_ms, sat(now, op.ttl_ms)};
@@ -265,7 +448,7 @@ struct M {
       return r;
     }
     if (session != 0) {
-      if (!sessions.count(session)) return err(Errc::unknown_session);
+      if (!sessions.count(session) || !owner) return err(Errc::unknown_session);
       sessions[session].deadline = sat(now, sessions[session].timeout);
     }
     switch (op.type) {
@@ -277,7 +460,7 @@ struct M {
       case OpType::close_session:
         if (session == 0) return err(Errc::unknown_session);
         if (op.id != 0 && op.id != session) return err(Errc::bad_request);
-        if (op.type == OpType::close_session) end_session(session);
+        if (op.type == OpType::close_session) end_session(session, /*expired=*/false);
         return Response{};
       case OpType::grant_lease: {
         if (op.ttl_ms < lim.min_timeout_ms || op.ttl_ms > lim.max_timeout_ms) return err(Errc::bad_request);
@@ -301,6 +484,11 @@ struct M {
         end_lease(op.id);
         return Response{};
       case OpType::tick: return Response{};
+      case OpType::lock:
+      case OpType::unlock:
+      case OpType::campaign:
+      case OpType::resign:
+      case OpType::proclaim: return lock_op(op, session);
       default: return err(Errc::bad_request);
     }
   }
@@ -310,7 +498,8 @@ struct M {
 // collection of empty containers); the content of every event is compared exactly.
 std::vector<Event> canonical(std::vector<Event> es) {
   auto key = [](const Event& e) {
-    return std::make_tuple(e.type, e.path, e.id, e.stat.child_count, e.stat.child_version, e.stat.version, e.data, e.prev_data);
+    return std::make_tuple(e.type, e.path, e.id, e.token, e.stat.child_count, e.stat.child_version, e.stat.version, e.data,
+                           e.prev_data);
   };
   std::sort(es.begin(), es.end(), [&](const Event& a, const Event& b) { return key(a) < key(b); });
   return es;
@@ -338,6 +527,7 @@ Op gen_node_op(bool in_multi, const std::vector<std::uint64_t>& leases, const Li
   if (k == 0 && pick(0, 3) == 0) op.type = OpType::create;  // creates a bit more often
   op.path = paths[static_cast<std::size_t>(pick(0, static_cast<int>(paths.size())))];
   op.data = *rc::gen::element<std::string>("", "x", "y", "zz");
+  if (pick(0, 20) == 0) op.data = std::string(l.max_value_bytes + pick(0, 1), 'v');  // at and above the bound
   op.version = gen_version();
   if (op.type == OpType::create) {
     op.flags = static_cast<std::uint32_t>(pick(0, 16));
@@ -372,31 +562,94 @@ Op gen_node_op(bool in_multi, const std::vector<std::uint64_t>& leases, const Li
   return op;
 }
 
-RC_GTEST_PROP(SemanticsModel, ResponsesAndEventsMatchTheDocumentedSemanticsAcrossExpiryMultiAndRestore, ()) {
-  Driver d;
-  Driver replica;  // restored from d's snapshot at random points; must behave identically
+std::int64_t gen_lock_delay(const Limits& l) {
+  return *rc::gen::element<std::int64_t>(0, 0, 1, 300, 700, 1500, 2500, 2500, 6000, l.max_lock_delay_ms,
+                                         l.max_lock_delay_ms + 1, -1, i64max, i64min);
+}
+
+// Locks and elections on a few names, mostly well formed; every numeric field also extreme (the
+// fields a lock operation ignores — version, id, recursive, flags of a release — included).
+Op gen_lock_op(const Limits& l) {
+  Op op;
+  op.type = *rc::gen::element(OpType::lock, OpType::lock, OpType::lock, OpType::lock, OpType::unlock, OpType::unlock,
+                              OpType::campaign, OpType::campaign, OpType::resign, OpType::proclaim);
+  op.path = *rc::gen::element<std::string>("m", "m", "m", "n", "/a");  // "m" is a lock and an election
+  if (pick(0, 25) == 0) op.path = *rc::gen::element(std::string(), std::string(max_path_bytes, 'k'), std::string(max_path_bytes + 1, 'k'));
+  op.data = *rc::gen::element<std::string>("", "v1", "v2");
+  if (pick(0, 20) == 0) op.data = std::string(l.max_value_bytes + pick(0, 1), 'v');  // at and above the bound
+  bool odd = pick(0, 12) == 0;  // out-of-range or ignored fields
+  if (op.type == OpType::lock)
+    op.flags = odd ? *rc::gen::element<std::uint32_t>(4u, 1u << 31, std::uint32_t{UINT32_MAX}, 9u)
+                   : *rc::gen::element<std::uint32_t>(0u, 0u, lock_shared | 0u, lock_shared | 0u, lock_try | 0u, lock_shared | lock_try);
+  else if (op.type == OpType::campaign)
+    op.flags = odd ? *rc::gen::element<std::uint32_t>(1u /*shared*/, 2u /*try*/, std::uint32_t{UINT32_MAX}) : 0;
+  else if (odd)
+    op.flags = *rc::gen::element<std::uint32_t>(1u, std::uint32_t{UINT32_MAX});
+  if (op.type == OpType::lock || op.type == OpType::campaign) op.ttl_ms = gen_lock_delay(l);
+  else if (odd) op.ttl_ms = *rc::gen::element<std::int64_t>(1, -1, i64max, i64min);
+  if (odd || pick(0, 6) == 0) {
+    op.id = *rc::gen::element<std::uint64_t>(0, 1, UINT64_MAX);
+    op.version = gen_version();
+    op.recursive = pick(0, 1) == 1;
+  }
+  return op;
+}
+
+struct Mix {
+  bool lock_heavy = false;  // mostly locks, elections and session ends, fewer namespace operations
+};
+
+// A small value limit, so that values at and above it are cheap to generate.
+Limits model_limits() {
+  Limits l;
+  l.max_value_bytes = 16;
+  l.max_request_bytes = 1 << 16;  // well above any generated request (the model has no request limit)
+  return l;
+}
+
+void run_model(const Mix& mix) {
+  Driver d(model_limits());
+  Driver replica(model_limits());  // restored from d's snapshot at random points; must behave identically
   M m;
+  m.lim = model_limits();
   std::vector<std::uint64_t> sessions, leases;
-  int steps = pick(1, 120);
+  int steps = pick(1, mix.lock_heavy ? 160 : 120);
   for (int step = 0; step < steps; ++step) {
-    std::int64_t advance = *rc::gen::element<std::int64_t>(0, 0, 100, 400, 900, 1500);
+    // The leader's stamp: mostly small steps, sometimes a jump forward (charged at most 2 s) or
+    // back (charged nothing): cluster time and the stamps part ways.
+    std::int64_t advance = *rc::gen::element<std::int64_t>(0, 0, 100, 400, 400, 900, 900, 1500, 2000, 2001, 5000, 60'000,
+                                                           -700, -5000);
     d.time += advance;
     replica.time = d.time;
     int what = pick(0, 20);
     std::uint64_t session = 0;
     if (!sessions.empty() && pick(0, 3) != 0) session = sessions[static_cast<std::size_t>(pick(0, static_cast<int>(sessions.size())))];
+    bool close = false;
+    if (mix.lock_heavy) {
+      // Mostly live sessions (each request renews one: the others drift towards expiry), a new
+      // one whenever few are left; locks half the time, keep-alives, fewer node operations.
+      std::vector<std::uint64_t> live;
+      for (auto& [id, s] : m.sessions) live.push_back(id);
+      if (!live.empty() && pick(0, 9) != 0) session = live[static_cast<std::size_t>(pick(0, static_cast<int>(live.size())))];
+      int k = pick(0, 20);
+      what = live.size() < 3 && pick(0, 2) == 0 ? 13 : k < 10 ? 17 : k < 13 ? 14 : k < 15 ? 0 : k < 16 ? 9 : k < 17 ? 15 : 20;
+      close = k == 12;  // a holder's clean close: handed on at once, whatever lock-delay it asked for
+    }
     Op op;
     if (what < 9) {
       op = gen_node_op(false, leases, m.lim, m);
     } else if (what < 13) {
       op.type = OpType::multi;
       int n = pick(1, 5);
-      for (int i = 0; i < n; ++i) op.ops.push_back(gen_node_op(true, leases, m.lim, m));
+      for (int i = 0; i < n; ++i) op.ops.push_back(pick(0, 8) == 0 ? gen_lock_op(m.lim) : gen_node_op(true, leases, m.lim, m));
     } else if (what == 13) {
       op.type = OpType::open_session;
-      op.ttl_ms = *rc::gen::element<std::int64_t>(3000, 5000, 10'000, 99, 100, m.lim.max_timeout_ms, m.lim.max_timeout_ms + 1, i64max, -1);
+      op.ttl_ms = mix.lock_heavy ? *rc::gen::element<std::int64_t>(1500, 3000, 5000, 5000, 10'000, 10'000, 99, i64max)
+                                 : *rc::gen::element<std::int64_t>(3000, 5000, 10'000, 99, 100, m.lim.max_timeout_ms,
+                                                                   m.lim.max_timeout_ms + 1, i64max, -1);
     } else if (what == 14) {
-      op.type = *rc::gen::element(OpType::keep_alive, OpType::close_session);
+      op.type = close ? OpType::close_session
+                      : *rc::gen::element(OpType::keep_alive, OpType::keep_alive, OpType::keep_alive, OpType::close_session);
       if (pick(0, 5) == 0) op.id = *rc::gen::element<std::uint64_t>(1, UINT64_MAX);
     } else if (what == 15) {
       op.type = OpType::grant_lease;
@@ -404,6 +657,8 @@ RC_GTEST_PROP(SemanticsModel, ResponsesAndEventsMatchTheDocumentedSemanticsAcros
     } else if (what == 16) {
       op.type = *rc::gen::element(OpType::keep_alive_lease, OpType::revoke_lease);
       op.id = leases.empty() ? 7 : leases[static_cast<std::size_t>(pick(0, static_cast<int>(leases.size())))];
+    } else if (what < 20) {
+      op = gen_lock_op(m.lim);
     } else {
       op.type = OpType::tick;
     }
@@ -413,13 +668,25 @@ RC_GTEST_PROP(SemanticsModel, ResponsesAndEventsMatchTheDocumentedSemanticsAcros
       replica.secrets = d.secrets;
       RC_ASSERT(replica.sm.digest() == d.sm.digest());
     }
+    // Now and then a session id nobody opened, or a live session without its secret.
+    std::uint64_t secret = session ? d.secrets[session] : 0;
+    bool owner = true;
+    if (pick(0, 30) == 0) {
+      if (session != 0 && pick(0, 1) == 0) {
+        secret ^= 1;
+        owner = false;
+      } else {
+        session = *rc::gen::element<std::uint64_t>(UINT64_MAX, 1'000'000);
+        secret = 1;
+      }
+    }
     // The model, then both replicas.
     m.begin(d.index + 1, d.time);
-    Response want = m.run(op, session);
+    Response want = m.run(op, session, owner);
     m.end();
     d.events.clear();
     replica.events.clear();
-    Command c{session, 0, op, session ? d.secrets[session] : 0};
+    Command c{session, 0, op, secret};
     if (op.type == OpType::open_session) c.secret = 0x5eed0000ull + d.index;  // the opener's choice
     std::string bytes = encode(c);
     Response got = d.raw(bytes).response;
@@ -438,6 +705,7 @@ RC_GTEST_PROP(SemanticsModel, ResponsesAndEventsMatchTheDocumentedSemanticsAcros
     RC_ASSERT(rgot == got);
     RC_ASSERT(replica.events == d.events);  // exactly, order included
     RC_ASSERT(replica.sm.digest() == d.sm.digest());
+    RC_ASSERT(d.sm.now_ms() == m.now);  // the cluster clock
     // The namespace agrees with the model, node by node, stat by stat.
     for (const auto& [p, n] : m.nodes) {
       auto g = d.sm.get(p);
@@ -447,7 +715,42 @@ RC_GTEST_PROP(SemanticsModel, ResponsesAndEventsMatchTheDocumentedSemanticsAcros
     }
     RC_ASSERT(d.sm.node_count() == m.nodes.size());
     for (std::uint64_t s : sessions) RC_ASSERT(d.sm.has_session(s) == (m.sessions.count(s) > 0));
+    // Locks: a token is valid exactly while its holder holds the lock; elections: the leader.
+    for (const auto& [key, l] : m.locks) {
+      std::string name = key.substr(2);
+      if (key[0] == 'l') {
+        for (std::uint64_t t : l.issued) {
+          bool held = std::any_of(l.holders.begin(), l.holders.end(), [&](const M::Holder& h) { return h.token == t; });
+          RC_ASSERT(d.sm.check_token(name, t) == held);
+        }
+        continue;
+      }
+      Response ld = d.sm.leader(name);
+      if (l.holders.empty()) {
+        RC_ASSERT(ld.err == Errc::no_node);
+      } else {
+        RC_ASSERT(ld.err == Errc::ok);
+        RC_ASSERT(ld.id == l.holders.front().session);
+        RC_ASSERT(ld.data == l.value);
+        RC_ASSERT(ld.stat.modified_index == l.holders.front().token);
+      }
+    }
   }
+  RC_CLASSIFY(m.tally.granted_after_delay > 0, "granted after a lock-delay");
+  RC_CLASSIFY(m.tally.held_off_by_delay > 0, "held off by a lock-delay");
+  RC_CLASSIFY(m.tally.closed_without_delay > 0, "closed holder: no lock-delay");
+  RC_CLASSIFY(m.tally.shared_mix > 0, "shared/exclusive mix");
+  RC_CLASSIFY(m.tally.same_session_again > 0, "same session asks again");
+}
+
+RC_GTEST_PROP(SemanticsModel, ResponsesAndEventsMatchTheDocumentedSemanticsAcrossExpiryMultiAndRestore, ()) {
+  run_model(Mix{});
+}
+
+// The same model, with the command stream weighted towards locks, elections and session ends, so
+// that lock-delays begin (a holder's session expires), hold waiters and new lockers off, and end.
+RC_GTEST_PROP(SemanticsModel, LocksAndElectionsWithLockDelayAndExpiryMatchTheDocumentedSemantics, ()) {
+  run_model(Mix{true});
 }
 
 }  // namespace
