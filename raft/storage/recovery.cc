@@ -66,7 +66,7 @@ Result<RecoveredStorage, StorageError> recover_storage(const std::string& data_d
       keep = *term_at == m.term;
     else if (rec.reset && rec.reset->first == m.index)
       keep = rec.reset->second == m.term;
-    if (!keep) {
+    if (!keep && !o.wal.broken.recovery_rewrites_reset) {
       std::string what = "the WAL does not continue the snapshot at " + std::to_string(m.index.value) + " (term " +
                          std::to_string(m.term.value) + "): its reset record was lost";
       if (o.read_only) {
