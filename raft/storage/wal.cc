@@ -165,8 +165,13 @@ Result<void, StorageError> Wal::recover(Recovered* out) {
     if (opt_.log) opt_.log(note);
   }
   // What was read back may still be only in the page cache (a restart without a power cut):
-  // make it durable before anything is built on it or acknowledged as durable.
-  return sync();
+  // make it durable before anything is built on it or acknowledged as durable. That includes the
+  // names: a segment left by a roll that failed before its name was durable (ENOSPC from the
+  // preallocation, EIO from a sync; the node stopped) is written into from now on.
+  if (auto r = sync(); !r) return r;
+  if (int r = io_.fsync_dir(dir_); r < 0)
+    return fail(failure(StorageError{StorageErrc::fsync_failed, errno_error(r, "fsync " + dir_).message}));
+  return {};
 }
 
 Result<void, StorageError> Wal::replay_segment(Segment& seg, bool last, Recovered* out) {

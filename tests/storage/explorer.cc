@@ -110,6 +110,14 @@ std::string describe(const HardState& h) {
   return "term " + std::to_string(h.term.value) + " vote " + std::to_string(h.vote.value) + " commit " + std::to_string(h.commit.value);
 }
 
+std::string describe(const View& v) {
+  std::string s = "snapshot " + std::to_string(v.snap) + " (term " + std::to_string(v.snap_term) + "), " + std::to_string(v.entries.size()) +
+                  " entries";
+  if (!v.entries.empty())
+    s += " " + std::to_string(v.entries.front().index.value) + ".." + std::to_string(v.entries.back().index.value);
+  return s + ", hard state " + describe(v.hs);
+}
+
 class Explorer {
  public:
   explicit Explorer(const Options& o)
@@ -150,9 +158,14 @@ class Explorer {
         prev_op_ = cur_op_;  // the previous operation that changes something
         cur_op_ = r.op;
       }
-      if (inject_eio_ && (r.op == SimFs::Op::fdatasync) && ends_with(r.path, ".wal")) {
-        inject_eio_ = false;
-        return EIO;
+      // One injected failure of a WAL file operation (then the node stops: fail-stop).
+      if (fault_ != Fault::none && !fault_hit_) {
+        bool wal = ends_with(r.path, ".wal");
+        if (fault_ == Fault::eio_fdatasync && wal && r.op == SimFs::Op::fdatasync) return fault_hit_ = true, EIO;
+        if (fault_ == Fault::enospc_pwrite && wal && r.op == SimFs::Op::pwrite) return fault_hit_ = true, ENOSPC;
+        if (fault_ == Fault::enospc_fallocate && wal && r.op == SimFs::Op::fallocate) return fault_hit_ = true, ENOSPC;
+        if (fault_ == Fault::eio_fsync_wal_dir && r.op == SimFs::Op::fsync_dir && ends_with(r.path, "/wal")) return fault_hit_ = true, EIO;
+        if (fault_ == Fault::eio_fsync_snap_dir && r.op == SimFs::Op::fsync_dir && ends_with(r.path, "/snap")) return fault_hit_ = true, EIO;
       }
       return 0;
     });
@@ -176,6 +189,12 @@ class Explorer {
       lie = [this](const SimFs::Record& r) { return r.op == SimFs::Op::fsync_dir && ends_with(r.path, "/wal") && prev_op_ == SimFs::Op::unlink; };
     } else if (b == "recovery-syncs-what-it-read") {
       lie = [this](const SimFs::Record& r) { return recovering_ && r.op == SimFs::Op::fdatasync; };
+    } else if (b == "recovery-syncs-names") {
+      lie = [this](const SimFs::Record& r) {
+        // Not the fsync of wal/ that makes a first segment's name durable (R4).
+        return recovering_ && r.op == SimFs::Op::fsync_dir &&
+               ((ends_with(r.path, "/wal") && had_segments_) || ends_with(r.path, "/snap"));
+      };
     } else if (b == "directories-durable-in-parent") {
       lie = [](const SimFs::Record& r) { return r.op == SimFs::Op::fsync_dir && r.path == "/n"; };
     } else if (b == "identity-file-sync") {
@@ -252,7 +271,8 @@ class Explorer {
       return std::nullopt;
     }
     if (!(view_of(*verified) == view_of(*node))) {
-      violation(label + ": verify and the node disagree on what is recovered");
+      violation(label + ": verify and the node disagree on what is recovered: verify " + describe(view_of(*verified)) + "; node " +
+                describe(view_of(*node)));
       return std::nullopt;
     }
     // First use: verify announces the identity the node writes; otherwise one note per repair.
@@ -353,6 +373,10 @@ class Explorer {
       return;
     }
     for (const Model& c : candidates(m_, flight_)) {
+      // Recovery rule 6 writes a lost reset again and raises a hard state older than the snapshot
+      // to the snapshot's term (no vote, commit at the snapshot), dropping the WAL's entries.
+      bool raised = v.snap_term > c.hs.term.value && v.hs == HardState{Term{v.snap_term}, NodeId{}, Index{v.snap}};
+      if (raised && v.entries.empty()) return;
       if (v.hs != c.hs) continue;
       std::vector<Entry> want;
       for (auto it = c.log.upper_bound(v.snap); it != c.log.end(); ++it) want.push_back(it->second);
@@ -379,11 +403,13 @@ class Explorer {
   }
 
   // ---- the workload ----
-  bool open_node(const char* why, std::vector<WriteBatch> unsynced = {}) {
+  bool open_node(const char* why, std::vector<WriteBatch> unsynced = {}, std::optional<std::uint64_t> snap = std::nullopt) {
     flight_ = InFlight{};
     flight_.what = why;
     flight_.batches = std::move(unsynced);  // failed batches that recovery may read back
+    flight_.snap = snap;                    // a snapshot whose sync failed: it may be there
     node_ = RecoveredStorage{};
+    had_segments_ = !fs_->list(std::string(data_dir) + "/wal").empty();
     recovering_ = true;
     auto r = recover_storage(data_dir, node_options(*fs_));
     recovering_ = false;
@@ -512,7 +538,10 @@ class Explorer {
           violation("group commit: the disk thread did not finish group " + std::to_string(g - 1));
           break;
         }
-        if (eio && g + 1 == groups.size()) inject_eio_ = true;
+        if (eio && g + 1 == groups.size()) {
+          fault_ = Fault::eio_fdatasync;
+          fault_hit_ = false;
+        }
       }
       for (std::size_t k = 0; k < groups[g].size(); ++k) {
         bool park = k + 1 == groups[g].size() && g + 1 < groups.size();
@@ -555,7 +584,7 @@ class Explorer {
       if (!gate->cv.wait_for(lk, patience, [&] { return gate->finished + gate->failed >= total; }))
         violation("group commit: callbacks missing");
     }
-    inject_eio_ = false;
+    fault_ = Fault::none;
     if (gate->failed == 0) {
       if (eio) violation("group commit: batches were acknowledged although their fdatasync failed");
       flight_ = InFlight{};
@@ -565,6 +594,28 @@ class Explorer {
     // Fail-stop: the restart may read the failed batches back (any prefix) and then stands by them.
     if (!open_node("restart after a failed group commit", flight_.batches)) return;
     adopt(node_);
+  }
+
+  // Saves a snapshot (flight_.snap set); a quarter of the time the fsync of snap/ fails: the node
+  // stops and restarts without a power cut (the file may be there, only in the page cache), and
+  // goes on from what it recovered. Returns whether the snapshot was acknowledged.
+  bool save_snapshot(const raft::SnapshotMeta& meta, const std::string& data, bool compress) {
+    fault_ = work_rng_() % 4 == 0 ? Fault::eio_fsync_snap_dir : Fault::none;
+    fault_hit_ = false;
+    auto f = node_.snapshots->save(meta, data, compress);
+    bool hit = fault_hit_;
+    fault_ = Fault::none;
+    if (f) {
+      if (hit) violation("a snapshot was acknowledged although the fsync of snap/ failed");
+      return !hit;
+    }
+    if (!hit) {
+      violation(flight_.what + " failed: " + f.error().message);
+      return false;
+    }
+    if (f.error().code != StorageErrc::fsync_failed) violation("EIO from fsync of snap/ is not fsync_failed: " + f.error().message);
+    if (open_node("restart after a failed snapshot sync", {}, meta.index.value)) adopt(node_);
+    return false;
   }
 
   // Continues the workload from a power cut: the cut state becomes the file system, the node
@@ -598,11 +649,8 @@ class Explorer {
       flight_ = InFlight{};
       flight_.snap = s;
       flight_.what = "own snapshot";
-      auto f = node_.snapshots->save(meta, value(s, 100 + work_rng_() % 6000), work_rng_() % 2 == 0);
-      if (!f) {
-        violation("own snapshot failed: " + f.error().message);
-        return;
-      }
+      auto f = save_snapshot(meta, value(s, 100 + work_rng_() % 6000), work_rng_() % 2 == 0);
+      if (!f) return;
       std::uint64_t previous = m_.snap;
       old_snaps_.insert(m_.snap);
       m_.snap = s;
@@ -627,11 +675,7 @@ class Explorer {
       flight_ = InFlight{};
       flight_.snap = s;
       flight_.what = "install";
-      auto f = node_.snapshots->save(meta, value(s, 50 + work_rng_() % 3000));
-      if (!f) {
-        violation("install failed: " + f.error().message);
-        return;
-      }
+      if (!save_snapshot(meta, value(s, 50 + work_rng_() % 3000), false)) return;
       old_snaps_.insert(m_.snap);
       m_.snap = s;
       m_.snap_term = term;
@@ -642,19 +686,34 @@ class Explorer {
       group_commit();
     } else if (roll < 76) {  // a clean restart (the page cache survives)
       open_node("restart");
-    } else if (roll < 80) {  // an fdatasync fails: fail-stop, then restart without a power cut
-      inject_eio_ = true;
+    } else if (roll < 80) {  // a write, fdatasync or preallocation fails: fail-stop, then restart without a power cut
+      static constexpr const char* what[] = {"", "EIO from fdatasync", "ENOSPC from pwrite", "ENOSPC from fallocate",
+                                             "EIO from fsync of wal/"};
+      // Half the time the fdatasync (the batch stays in the page cache, unsynced, for the restart to read).
+      fault_ = work_rng_() % 2 ? Fault::eio_fdatasync : static_cast<Fault>(2 + work_rng_() % 3);
+      fault_hit_ = false;
       WriteBatch b = gen_append(m_);
+      if (fault_ == Fault::enospc_fallocate || fault_ == Fault::eio_fsync_wal_dir)  // in a segment roll: make one likely
+        for (std::uint64_t i = b.entries.back().index.value + 1; i < b.entries.front().index.value + 6; ++i)
+          b.entries.push_back(Entry{Term{term_of(m_)}, Index{i}, raft::EntryType::normal, value(i, 4000)});
       flight_ = InFlight{};
       flight_.batches = {b};
-      flight_.what = "append with EIO";
+      flight_.what = std::string("append with ") + what[static_cast<int>(fault_)];
       auto r = node_.wal->write(b);
-      inject_eio_ = false;
-      if (r) {
-        violation("a batch was acknowledged although its fdatasync failed");
+      Fault f = fault_;
+      fault_ = Fault::none;
+      if (!fault_hit_) {  // no roll, so no preallocation to fail: an ordinary append
+        if (!r) violation("append failed: " + r.error().message);
+        else acknowledged(b, "append");
+        flight_ = InFlight{};
         return;
       }
-      if (r.error().code != StorageErrc::fsync_failed) violation("EIO from fdatasync is not fsync_failed: " + r.error().message);
+      if (r) {
+        violation(std::string("a batch was acknowledged although ") + what[static_cast<int>(f)] + " failed");
+        return;
+      }
+      if (f == Fault::eio_fdatasync && r.error().code != StorageErrc::fsync_failed)
+        violation("EIO from fdatasync is not fsync_failed: " + r.error().message);
       // The node stops; its restart may read the unsynced batch back and then stands by it.
       if (!open_node("restart after fail-stop", {b})) return;
       adopt(node_);
@@ -717,7 +776,10 @@ class Explorer {
   std::set<std::uint64_t> old_snaps_;
   Report report_;
   BrokenRules broken_;
-  bool in_check_ = false, sample_all_ = false, recovering_ = false, inject_eio_ = false, capturing_ = false;
+  enum class Fault : std::uint8_t { none, eio_fdatasync, enospc_pwrite, enospc_fallocate, eio_fsync_wal_dir, eio_fsync_snap_dir };
+  Fault fault_ = Fault::none;  // to inject into the next matching WAL operation (once)
+  bool fault_hit_ = false;
+  bool in_check_ = false, sample_all_ = false, recovering_ = false, had_segments_ = false, capturing_ = false;
   std::vector<Captured> captured_;
   std::uint64_t op_seq_ = 0;
   SimFs::Op prev_op_ = SimFs::Op::mark, cur_op_ = SimFs::Op::mark;
@@ -742,6 +804,7 @@ const std::vector<Rule>& rules() {
       {"R11", "snapshot-rename-durable", "a snapshot's rename is durable (fsync of snap/) before it is acknowledged and the WAL compacted"},
       {"R12", "install-snapshot-before-reset", "an installed snapshot's file is durable before the WAL's reset record is written (workload order)"},
       {"R13", "recovery-rewrites-reset", "recovery writes again the reset record of a snapshot the WAL does not continue (code switch)"},
+      {"R14", "recovery-syncs-names", "recovery fsyncs wal/ and snap/ before the node builds on the segments and snapshots it found"},
   };
   return r;
 }
