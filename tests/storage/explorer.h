@@ -6,8 +6,10 @@
 // pages and segments), hard-state-only batches, truncations after conflicts, commit indices that
 // run ahead of the durable one, own snapshots with compaction, installed snapshots (file, then
 // WAL reset), group commit (Wal::submit: batches queued together, acknowledged by their
-// callbacks), failed fdatasyncs (fail-stop), clean restarts, and power cuts (while idle, or in the
-// middle of an append, often during a segment roll) it then continues from. After sampled file
+// callbacks), failures (EIO from a WAL fdatasync or from the fsync of wal/ or snap/, ENOSPC from
+// a WAL write or preallocation) after which the node stops and restarts without a power cut,
+// clean restarts, and power cuts (while idle, or in the middle of an append, often during a
+// segment roll) it then continues from. After sampled file
 // operations it clones the file system and cuts power in several random ways (SimFs::crash:
 // unsynced pages kept, lost or torn in any order, sizes and non-durable names undone); on each
 // state it runs verify's recovery (read-only) and the node's (recover_storage) and checks: the
@@ -15,8 +17,9 @@
 // newest acknowledged snapshot, every acknowledged entry above the recovered snapshot and the
 // newest acknowledged hard state are there, and the state is the acknowledged one plus a prefix
 // of the records of the operation in flight (nothing unacknowledged out of order); the node can
-// append; and after it rolls into a new segment, snapshots its last entry, compacts every older
-// segment away and loses power again, it still has that hard state (R7: no double vote).
+// append; and after it (sometimes first rolling into a new segment) snapshots its last entry,
+// compacts every older segment away and loses power again, it still has that hard state (R7: no
+// double vote).
 // Deterministic for a seed: rerun with the seed to replay.
 #include <cstdint>
 #include <string>
@@ -51,7 +54,7 @@ struct Report {
 
 Report explore(const Options& o);
 
-// The sync and ordering rules a durability guarantee depends on (docs/storage-format.md R1-R13),
+// The sync and ordering rules a durability guarantee depends on (docs/storage-format.md R1-R14),
 // each breakable one at a time: a lying disk, a workload order, or a code switch (BrokenRules).
 struct Rule {
   const char* id;  // R1..R13
