@@ -19,7 +19,8 @@
 // proves X was durable: then, as for any invalid record in an earlier segment, a missing
 // segment or entries out of sequence, open fails with `corrupt`, naming file and offset. An
 // all-zero newest segment is re-initialized; the hard state is rewritten into the last segment
-// if it lacks it; what was read back is fdatasynced. Nothing acknowledged is dropped silently.
+// if it lacks it; what was read back is fdatasynced and the directory fsynced (the names found may
+// have been only in the page cache, after a fail-stop). Nothing acknowledged is dropped silently.
 //
 // THREADS: submit() queues a batch for the disk thread, which writes every queued batch, issues
 // one fdatasync for all of them (group commit) and then calls each callback with the durable
@@ -55,7 +56,6 @@ struct BrokenRules {
   bool new_segment_hard_state = false;     // R7: a new segment does not start with the hard state
   bool recovery_rewrites_hard_state = false;  // R7: recovery does not write it into the active segment
   bool recovery_rewrites_reset = false;    // R13: recover_storage does not write a lost reset again
-  bool any() const { return seal_sync || new_segment_hard_state || recovery_rewrites_hard_state || recovery_rewrites_reset; }
 };
 
 struct WalOptions {
