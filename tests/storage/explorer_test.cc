@@ -32,8 +32,8 @@ std::uint64_t seed_from_env(std::uint64_t fallback) {
 TEST(Explorer, EveryCrashStateRecoversTheAcknowledgedStateAndVerifyAgrees) {
   Options o;
   o.seed = seed_from_env(20261202);
-  o.max_states = sanitized ? 250 : 4000;
-  if (sanitized) o.sample = 0.04;  // fewer cuts per operation: the budget reaches more of the workload (group commit)
+  o.max_states = sanitized ? 150 : 4000;
+  if (sanitized) o.sample = 0.03;  // fewer cuts per operation: the budget reaches more of the workload (group commit)
   o.max_seconds = 35;
   Report r = explore(o);
   std::printf("explorer: seed %llu, %zu crash states checked at %zu points (%zu checked again after a snapshot, "
