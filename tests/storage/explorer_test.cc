@@ -49,7 +49,8 @@ TEST(Explorer, EveryCrashStateRecoversTheAcknowledgedStateAndVerifyAgrees) {
 }
 
 // Each rule in rules(), broken by a lying disk, a workload order or a code switch, is caught
-// within a small budget (a few seeds of at most 4 s each).
+// within a small budget (up to 6 seeds of 3,000 crash states; today each is caught on seed 1
+// within 1,400 states).
 TEST(Explorer, BreakingAnyDurabilityRuleIsCaught) {
   if (sanitized) GTEST_SKIP() << "the explorer's power, not memory safety: measured in the normal build";
   for (const Rule& rule : rules()) {
@@ -60,8 +61,8 @@ TEST(Explorer, BreakingAnyDurabilityRuleIsCaught) {
       Options o;
       o.seed = seed;
       o.break_rule = rule.name;
-      o.max_states = 3000;
-      o.max_seconds = 4;
+      o.max_states = 3000;  // the budget is a count, so the result does not depend on the machine's load;
+      o.max_seconds = 20;   // the time bound is only a safety net
       o.max_violations = 1;
       Report r = explore(o);
       states += r.states;
