@@ -32,6 +32,13 @@ Result<RecoveredStorage, StorageError> recover_storage(const std::string& data_d
   auto newest = store.load_newest(&out.damage);
   if (!newest) return fail(newest.error());
   out.snapshot = *newest;
+  if (!o.read_only && out.snapshot) {
+    // The file may be here only in the page cache (its directory's fsync failed, the node
+    // stopped and restarted without a power cut): make its name durable before the node builds
+    // on it, e.g. writes a WAL reset after it (rule 6).
+    if (int r = io.fsync_dir(snap_dir); r < 0)
+      return fail(StorageError{StorageErrc::fsync_failed, errno_error(r, "fsync " + snap_dir).message});
+  }
   // 3. WAL.
   WalOptions wo = o.wal;
   wo.io = &io;
@@ -66,21 +73,21 @@ Result<RecoveredStorage, StorageError> recover_storage(const std::string& data_d
       keep = *term_at == m.term;
     else if (rec.reset && rec.reset->first == m.index)
       keep = rec.reset->second == m.term;
-    if (!keep) {
+    if (!keep && !o.wal.broken.recovery_rewrites_reset) {
       std::string what = "the WAL does not continue the snapshot at " + std::to_string(m.index.value) + " (term " +
                          std::to_string(m.term.value) + "): its reset record was lost";
+      // The hard state written with the lost reset carried a term at least the snapshot's (the
+      // leader that sent it); a term below it would make the core's restart inconsistent.
+      std::optional<raft::HardState> hs;
+      if (out.hard_state.term < m.term) hs = raft::HardState{m.term, raft::NodeId{}, m.index};
       if (o.read_only) {
         out.repairs.push_back(what + "; the node writes it again");
       } else {
-        // The hard state written with the lost reset carried a term at least the snapshot's
-        // (the leader that sent it); a term below it would make the core's restart inconsistent.
-        std::optional<raft::HardState> hs;
-        if (out.hard_state.term < m.term) hs = raft::HardState{m.term, raft::NodeId{}, m.index};
         auto r = (*wal)->write(WriteBatch{std::make_pair(m.index, m.term), {}, hs});
         if (!r) return fail(r.error());
-        if (hs) out.hard_state = *hs;
         out.repairs.push_back(what + "; wrote it again");
       }
+      if (hs) out.hard_state = *hs;  // verify reports what the node starts with
       rec.entries.clear();
     }
   }

@@ -6,6 +6,7 @@
 //   1. IDENTITY: absent (ENOENT) means first use, unless wal/ or snap/ holds files (refuse); any
 //      other error, a damaged file, other ids, or a missing wal/ next to it: refuse.
 //   2. Snapshots: the newest one whose header and data verify; damaged ones are skipped (noted).
+//      snap/ is fsynced: the name found may have been only in the page cache (after a fail-stop).
 //   3. WAL: Wal::open's rules (torn tail truncated, empty newest segment re-initialized, the
 //      hard state rewritten into the active segment; anything provably durable and damaged, or
 //      a missing segment: refuse).

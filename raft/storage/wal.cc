@@ -143,13 +143,14 @@ Result<void, StorageError> Wal::recover(Recovered* out) {
   hard_state_ = out->hard_state;
   durable_ = last_index();
   if (opt_.read_only) {
-    if (!segments_.empty() && hard_state_ != HardState{} && !segments_.back().has_hard_state)
+    if (!segments_.empty() && hard_state_ != HardState{} && !segments_.back().has_hard_state &&
+        !opt_.broken.recovery_rewrites_hard_state)
       out->notes.push_back("the node will rewrite the hard state into " + segments_.back().path);
     return {};
   }
   if (segments_.empty()) return new_segment();
   Segment& last = segments_.back();
-  if (hard_state_ != HardState{} && !last.has_hard_state) {
+  if (hard_state_ != HardState{} && !last.has_hard_state && !opt_.broken.recovery_rewrites_hard_state) {
     // The active segment lacks the hard state (its first record was lost with a cut): write it
     // again, or compaction could delete the only copy and the node vote twice in one term.
     std::string p;
@@ -164,8 +165,13 @@ Result<void, StorageError> Wal::recover(Recovered* out) {
     if (opt_.log) opt_.log(note);
   }
   // What was read back may still be only in the page cache (a restart without a power cut):
-  // make it durable before anything is built on it or acknowledged as durable.
-  return sync();
+  // make it durable before anything is built on it or acknowledged as durable. That includes the
+  // names: a segment left by a roll that failed before its name was durable (ENOSPC from the
+  // preallocation, EIO from a sync; the node stopped) is written into from now on.
+  if (auto r = sync(); !r) return r;
+  if (int r = io_.fsync_dir(dir_); r < 0)
+    return fail(failure(StorageError{StorageErrc::fsync_failed, errno_error(r, "fsync " + dir_).message}));
+  return {};
 }
 
 Result<void, StorageError> Wal::replay_segment(Segment& seg, bool last, Recovered* out) {
@@ -301,7 +307,7 @@ Result<void, StorageError> Wal::new_segment() {
   segments_.push_back(seg);
   pending_.clear();
   pending_offset_ = header_bytes;
-  if (hard_state_ != HardState{}) {
+  if (hard_state_ != HardState{} && !opt_.broken.new_segment_hard_state) {
     // Each segment carries the current hard state, so compaction never drops the newest one.
     std::string payload;
     put_u64(payload, hard_state_.term.value);
@@ -339,9 +345,11 @@ Result<void, StorageError> Wal::append_record(std::uint8_t type, const std::stri
     // Seal the full segment durably before starting the next, so that a torn tail can only be
     // in the last segment.
     if (auto r = flush(); !r) return r;
-    if (int r = io_.fdatasync(seg->fd); r < 0)
-      return fail(failure(StorageError{StorageErrc::fsync_failed, errno_error(r, "fdatasync " + seg->path).message}));
-    seg->synced = seg->end;
+    if (!opt_.broken.seal_sync) {
+      if (int r = io_.fdatasync(seg->fd); r < 0)
+        return fail(failure(StorageError{StorageErrc::fsync_failed, errno_error(r, "fdatasync " + seg->path).message}));
+      seg->synced = seg->end;
+    }
     if (auto r = new_segment(); !r) return r;
     seg = &segments_.back();
     at = seg->end + static_cast<off_t>(pending_.size());

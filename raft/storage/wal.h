@@ -19,7 +19,8 @@
 // proves X was durable: then, as for any invalid record in an earlier segment, a missing
 // segment or entries out of sequence, open fails with `corrupt`, naming file and offset. An
 // all-zero newest segment is re-initialized; the hard state is rewritten into the last segment
-// if it lacks it; what was read back is fdatasynced. Nothing acknowledged is dropped silently.
+// if it lacks it; what was read back is fdatasynced and the directory fsynced (the names found may
+// have been only in the page cache, after a fail-stop). Nothing acknowledged is dropped silently.
 //
 // THREADS: submit() queues a batch for the disk thread, which writes every queued batch, issues
 // one fdatasync for all of them (group commit) and then calls each callback with the durable
@@ -47,6 +48,16 @@ using raft::HardState;
 using raft::Index;
 using raft::Term;
 
+// Tests only: skips one durability rule of docs/storage-format.md, so that the crash-state
+// explorer (tests/storage/explorer.h) can show that it notices the rule's absence
+// (docs/testing.md). Rules that a lying disk cannot break need it. Never set by the node or ternutl.
+struct BrokenRules {
+  bool seal_sync = false;                  // R3: no fdatasync of a full segment before the next is created
+  bool new_segment_hard_state = false;     // R7: a new segment does not start with the hard state
+  bool recovery_rewrites_hard_state = false;  // R7: recovery does not write it into the active segment
+  bool recovery_rewrites_reset = false;    // R13: recover_storage does not write a lost reset again
+};
+
 struct WalOptions {
   std::size_t segment_bytes = 64 << 20;
   std::size_t max_queued_batches = 4096;  // submit() beyond this returns queue_full
@@ -54,6 +65,7 @@ struct WalOptions {
   std::function<void(const std::string&)> log;  // notes such as a truncated torn tail
   bool read_only = false;  // inspect only (ternutl): report a torn tail but do not repair it; no writes
   std::uint64_t salt_seed = 0;  // 0: each segment's salt is random; else derived from it (tests)
+  BrokenRules broken;           // tests only (above)
 };
 
 struct WriteBatch {

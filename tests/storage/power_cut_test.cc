@@ -8,6 +8,7 @@
 #include <functional>
 
 #include "raft/storage/data_dir.h"
+#include "raft/storage/recovery.h"
 #include "raft/storage/snapshot_store.h"
 #include "raft/storage/wal.h"
 #include "tests/common/sim_fs.h"
@@ -319,6 +320,127 @@ TEST(PowerCut, ADirectoryFsyncFailureInCompactionIsFatal) {
   auto w = (*wal)->write(WriteBatch{{}, entries(81, 81, 200), {}});
   ASSERT_FALSE(w);
   EXPECT_EQ(w.error().code, StorageErrc::failed);
+}
+
+
+// ---- found by the crash-state explorer after issue 15: a fail-stop, a restart, then a cut ----
+// A failed sync makes the node stop; it restarts without a power cut, so names that were never
+// made durable are still in the page cache. Recovery must make durable the names it builds on.
+
+// A segment roll fails after the create (ENOSPC from the preallocation, or EIO from the header's
+// fdatasync or from the directory's fsync); after the restart the node writes into that segment
+// (the empty one re-initialized, or the one with a durable header) and acknowledges; a cut must
+// not take the segment's name, and the acknowledged entries, away.
+TEST(PowerCut, ASegmentLeftByAFailedRollIsDurableBeforeTheRestartedNodeWritesIntoIt) {
+  struct Case {
+    SimFs::Op op;
+    int err;
+  };
+  for (Case c : {Case{SimFs::Op::fallocate, ENOSPC}, Case{SimFs::Op::fdatasync, EIO}, Case{SimFs::Op::fsync_dir, EIO}}) {
+    SCOPED_TRACE(SimFs::op_name(c.op));
+    SimFs fs;
+    fs.mkdirs_durable("/n");
+    auto wal = Wal::open("/n/wal", on(fs, 16 << 10), nullptr);
+    ASSERT_TRUE(wal);
+    ASSERT_TRUE((*wal)->write(WriteBatch{{}, entries(1, 40, 300), HardState{Term{2}, NodeId{1}, Index{40}}}));
+    ASSERT_EQ((*wal)->segment_count(), 1u);
+    // The next batch rolls into segment 2; its creation fails at the chosen operation (for
+    // fdatasync: the header's, the one after segment 1's seal).
+    auto count = std::make_shared<int>(0);
+    fs.set_fault([c, count](const SimFs::Record& r) {
+      if (r.op != c.op || !ends_with(r.path, c.op == SimFs::Op::fsync_dir ? "/wal" : "02.wal")) return 0;
+      return ++*count == 1 ? c.err : 0;
+    });
+    ASSERT_FALSE((*wal)->write(WriteBatch{{}, entries(41, 80, 300), {}}));
+    fs.set_fault(nullptr);
+    wal->reset();  // fail-stop; the restart finds the page cache as it was
+    Recovered rec;
+    auto again = Wal::open("/n/wal", on(fs, 16 << 10), &rec);
+    ASSERT_TRUE(again) << again.error().message;
+    std::uint64_t last = rec.entries.back().index.value;
+    ASSERT_TRUE((*again)->write(WriteBatch{{}, entries(last + 1, last + 3, 300), {}}));  // acknowledged
+    again->reset();
+    fs.crash_lose_all();
+    Recovered after;
+    auto w = Wal::open("/n/wal", on(fs, 16 << 10), &after);
+    ASSERT_TRUE(w) << w.error().message;
+    ASSERT_FALSE(after.entries.empty());
+    EXPECT_EQ(after.entries.back().index.value, last + 3) << "acknowledged entries vanished with a segment's name";
+    EXPECT_EQ(after.hard_state, (HardState{Term{2}, NodeId{1}, Index{40}}));
+  }
+}
+
+// An installed snapshot's rename is not durable (the fsync of snap/ failed: fail-stop). The
+// restarted node finds the file, writes the lost reset after it (rule 6) and goes on; a cut must
+// not leave a WAL that restarts after a snapshot that is gone (the node could not start).
+TEST(PowerCut, ASnapshotFoundAtRestartIsDurableBeforeTheWalIsResetAfterIt) {
+  SimFs fs;
+  fs.mkdirs_durable("/n");
+  RecoveryOptions o;
+  o.io = &fs;
+  o.cluster_id = 7;
+  o.node_id = 1;
+  o.wal.segment_bytes = 16 << 10;
+  {
+    auto n = recover_storage("/n/data", o);
+    ASSERT_TRUE(n) << n.error().message;
+    ASSERT_TRUE(n->wal->write(WriteBatch{{}, entries(1, 10), HardState{Term{1}, NodeId{1}, Index{10}}}));
+    raft::SnapshotMeta m;
+    m.index = Index{30};
+    m.term = Term{2};
+    m.conf.voters = {NodeId{1}, NodeId{2}, NodeId{3}};
+    fs.set_fault([](const SimFs::Record& r) { return r.op == SimFs::Op::fsync_dir && ends_with(r.path, "/snap") ? EIO : 0; });
+    auto f = n->snapshots->save(m, "installed state");
+    fs.set_fault(nullptr);
+    ASSERT_FALSE(f);
+    EXPECT_EQ(f.error().code, StorageErrc::fsync_failed);
+  }
+  {
+    auto n = recover_storage("/n/data", o);  // the restart after fail-stop
+    ASSERT_TRUE(n) << n.error().message;
+    ASSERT_TRUE(n->snapshot);
+    ASSERT_EQ(n->snapshot->meta.index, Index{30});
+    ASSERT_TRUE(n->wal->write(WriteBatch{{}, {Entry{Term{2}, Index{31}, EntryType::normal, "after"}}, {}}));
+  }
+  fs.crash_lose_all();
+  auto n = recover_storage("/n/data", o);
+  ASSERT_TRUE(n) << "the node cannot start: " << n.error().message;
+  ASSERT_TRUE(n->snapshot);
+  EXPECT_EQ(n->snapshot->meta.index, Index{30});
+  ASSERT_EQ(n->entries.size(), 1u);
+  EXPECT_EQ(n->entries[0].index, Index{31});
+}
+
+// verify reports the hard state the node will start with, also when the node raises a stale
+// term while writing a lost reset again (rule 6).
+TEST(RecoverStorage, VerifyReportsTheHardStateTheNodeRaisesWithALostReset) {
+  SimFs fs;
+  fs.mkdirs_durable("/n");
+  RecoveryOptions o;
+  o.io = &fs;
+  o.cluster_id = 7;
+  o.node_id = 1;
+  o.wal.segment_bytes = 16 << 10;
+  {
+    auto n = recover_storage("/n/data", o);
+    ASSERT_TRUE(n) << n.error().message;
+    ASSERT_TRUE(n->wal->write(WriteBatch{{}, entries(1, 10), HardState{Term{1}, NodeId{1}, Index{10}}}));
+    raft::SnapshotMeta m;
+    m.index = Index{18};
+    m.term = Term{3};  // from a leader of a later term; the reset (and its hard state) was lost
+    m.conf.voters = {NodeId{1}, NodeId{2}, NodeId{3}};
+    ASSERT_TRUE(n->snapshots->save(m, "installed state"));
+  }
+  RecoveryOptions vo;
+  vo.io = &fs;
+  vo.read_only = true;
+  auto v = recover_storage("/n/data", vo);
+  ASSERT_TRUE(v) << v.error().message;
+  auto n = recover_storage("/n/data", o);
+  ASSERT_TRUE(n) << n.error().message;
+  EXPECT_EQ(n->hard_state, (HardState{Term{3}, NodeId{}, Index{18}}));
+  EXPECT_EQ(v->hard_state, n->hard_state) << "verify announces another hard state than the node starts with";
+  EXPECT_EQ(v->entries, n->entries);
 }
 
 }  // namespace
