@@ -1,6 +1,6 @@
 // The client library (client/include/tern/client.h): a KJ event loop on its own thread holds the
-// connection and the session capability; callers' threads hand it work with executeSync and do
-// the retrying (with backoff) themselves, so no lock guards the connection state.
+// connection, the session capability and every request's retries; callers' threads hand it work
+// with executeSync (and wait, or take a future), so no lock guards the connection state.
 #include "tern/client.h"
 
 #include <capnp/rpc-twoparty.h>
@@ -317,38 +317,83 @@ struct Client::Impl {
     return io->provider->getTimer().timeoutAfter(d.count() * kj::MILLISECONDS, kj::mv(p));
   }
 
+  // --- retries, on the loop thread -------------------------------------------------------------
+
+  using Attempt = std::function<kj::Promise<Reply>()>;
+  struct Retry {
+    Attempt attempt;
+    bool is_write = false;
+    std::chrono::steady_clock::time_point deadline;
+    std::chrono::milliseconds backoff{10};
+    bool maybe_applied = false;
+    bool retried = false;
+    Reply last = failure(Error::disconnected, "no endpoint answered");
+  };
+  std::uint64_t drops = 0;  // connections dropped so far: one failure drops one connection
+
+  // Runs the attempt until it gives an answer that no retry can change or the deadline passes:
+  // exponential backoff with jitter; a lost connection or not_leader moves to another endpoint.
+  kj::Promise<Reply> retry(kj::Own<Retry> st) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(st->deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return finish(*st);
+    std::uint64_t drops_at_start = drops;
+    auto attempt = st->attempt();
+    return with_timeout(kj::mv(attempt), left)
+        .catch_([this, drops_at_start](kj::Exception&& e) {
+          if (drops == drops_at_start) drop_connection();
+          return failure(Error::disconnected, e.getDescription().cStr());
+        })
+        .then([this, st = kj::mv(st), left, drops_at_start](Reply r) mutable -> kj::Promise<Reply> {
+          // A retried write answered stale_request may or may not have applied the first time.
+          if (r.error == Error::stale_request && st->is_write && st->retried) r.error = Error::unknown_outcome;
+          if (r.error == Error::unknown_outcome || r.error == Error::timed_out ||
+              (r.error == Error::disconnected && st->is_write))
+            st->maybe_applied = true;
+          if (expired) return failure(Error::unknown_session, "the session expired (or was closed)");
+          if (!retryable(r.error)) return r;
+          if ((r.error == Error::not_leader || r.error == Error::unavailable) && drops == drops_at_start)
+            fail_over(r.leader_hint);
+          st->last = std::move(r);
+          st->retried = true;
+          auto jitter = std::chrono::milliseconds(
+              std::uniform_int_distribution<int>(0, static_cast<int>(st->backoff.count()))(rng));
+          auto delay = std::min(st->backoff + jitter, left);
+          st->backoff = std::min(st->backoff * 2, std::chrono::milliseconds(500));
+          return io->provider->getTimer().afterDelay(delay.count() * kj::MILLISECONDS).then(
+              [this, st = kj::mv(st)]() mutable { return retry(kj::mv(st)); });
+        });
+  }
+
+  static Reply finish(Retry& st) {
+    // Retrying with the same sequence could not settle a write that may have applied.
+    Reply last = st.last;
+    if (st.is_write && st.maybe_applied) last.error = Error::unknown_outcome;
+    return last;
+  }
+
+  kj::Own<Retry> retry_state(Attempt attempt, bool is_write) {
+    auto st = kj::heap<Retry>();
+    st->attempt = std::move(attempt);
+    st->is_write = is_write;
+    st->deadline = std::chrono::steady_clock::now() + opt.request_timeout;
+    return st;
+  }
+
   // --- caller threads --------------------------------------------------------------------------
 
-  // Runs `attempt` (a promise for a Reply, on the loop thread) until it gives an answer that no
-  // retry can change, failing over between endpoints with exponential backoff and jitter.
-  template <class Attempt>
-  Reply retrying(Attempt attempt, bool is_write) {
-    auto deadline = std::chrono::steady_clock::now() + opt.request_timeout;
-    std::chrono::milliseconds backoff{10};
-    Reply last = failure(Error::disconnected, "no endpoint answered");
-    bool maybe_applied = false;
-    while (true) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) break;
-      last = executor->executeSync([&]() -> kj::Promise<Reply> {
-        return with_timeout(attempt(), left).catch_([this](kj::Exception&& e) {
-          drop_connection();
-          return failure(Error::disconnected, e.getDescription().cStr());
-        });
-      });
-      if (last.error == Error::unknown_outcome || last.error == Error::timed_out ||
-          (last.error == Error::disconnected && is_write))
-        maybe_applied = true;
-      if (expired) return failure(Error::unknown_session, "the session expired (or was closed)");
-      if (!retryable(last.error)) return last;
-      executor->executeSync([&] { fail_over(last.leader_hint); });
-      auto jitter = std::chrono::milliseconds(std::uniform_int_distribution<int>(0, static_cast<int>(backoff.count()))(rng));
-      std::this_thread::sleep_for(std::min(backoff + jitter, left));
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(500));
-    }
-    // Retrying with the same sequence could not settle a write that may have applied.
-    if (is_write && maybe_applied) last.error = Error::unknown_outcome;
-    return last;
+  // Blocking: the caller waits for the loop thread to finish the retries.
+  Reply run(Attempt attempt, bool is_write) {
+    return executor->executeSync([&]() { return retry(retry_state(std::move(attempt), is_write)); });
+  }
+
+  // Asynchronous: the future is set on the loop thread.
+  std::future<Reply> run_async(Attempt attempt, bool is_write) {
+    auto promise = std::make_shared<std::promise<Reply>>();
+    auto future = promise->get_future();
+    executor->executeSync([&]() {
+      tasks->add(retry(retry_state(std::move(attempt), is_write)).then([promise](Reply r) { promise->set_value(std::move(r)); }));
+    });
+    return future;
   }
 
   std::uint64_t request_id() {
@@ -356,46 +401,53 @@ struct Client::Impl {
     return (secret << 20) ^ ++counter;  // unique enough to find one request in the servers' logs
   }
 
-  Reply write(WireOp op) {
-    std::uint64_t seq = next_seq++;
+  // A write's attempts. Its sequence number is taken on the loop thread at the first attempt:
+  // writes reach the server in the order of their numbers (one session capability, one
+  // connection, E-order), which is what the state machine's retry check assumes.
+  Attempt write_attempt(WireOp op) {
+    auto seq = std::make_shared<std::uint64_t>(0);
     std::uint64_t rid = request_id();
-    return retrying(
-        [this, seq, op, rid]() {
-          return session().then([seq, op, rid](api::Session::Client s) {
-            auto req = s.writeRequest();
-            req.setSeq(seq);
-            req.setRequestId(rid);
-            fill(req.initOp(), op);
-            return req.send().then([](auto r) { return to_reply(r.getResult()); });
-          });
-        },
-        true);
+    auto shared = std::make_shared<const WireOp>(std::move(op));
+    return [this, seq, shared, rid]() {
+      return session().then([this, seq, shared, rid](api::Session::Client s) {
+        const WireOp& op = *shared;
+        if (*seq == 0) *seq = next_seq++;
+        auto req = s.writeRequest();
+        req.setSeq(*seq);
+        req.setRequestId(rid);
+        fill(req.initOp(), op);
+        return req.send().then([](auto r) { return to_reply(r.getResult()); });
+      });
+    };
   }
 
-  Reply read(WireQuery q, ReadOptions o) {
+  Attempt read_attempt(WireQuery q, ReadOptions o) {
     std::uint64_t rid = request_id();
-    return retrying(
-        [this, q, o, rid]() {
-          return session().then([q, o, rid](api::Session::Client s) {
-            auto req = s.readRequest();
-            req.setRequestId(rid);
-            auto b = req.initQuery();
-            b.setType(q.type);
-            b.setPath(q.path);
-            b.setCursor(q.cursor);
-            b.setLimit(q.limit);
-            b.setId(q.id);
-            auto ob = req.initOptions();
-            ob.setConsistency(static_cast<api::Consistency>(static_cast<std::uint16_t>(o.consistency)));
-            ob.setMinIndex(o.min_index);
-            return req.send().then([](auto r) { return to_reply(r.getResult()); });
-          });
-        },
-        false);
+    return [this, q = std::move(q), o, rid]() {
+      return session().then([q, o, rid](api::Session::Client s) {
+        auto req = s.readRequest();
+        req.setRequestId(rid);
+        auto b = req.initQuery();
+        b.setType(q.type);
+        b.setPath(q.path);
+        b.setCursor(q.cursor);
+        b.setLimit(q.limit);
+        b.setId(q.id);
+        auto ob = req.initOptions();
+        ob.setConsistency(static_cast<api::Consistency>(static_cast<std::uint16_t>(o.consistency)));
+        ob.setMinIndex(o.min_index);
+        return req.send().then([](auto r) { return to_reply(r.getResult()); });
+      });
+    };
   }
+
+  Reply write(WireOp op) { return run(write_attempt(std::move(op)), true); }
+  Reply read(WireQuery q, ReadOptions o) { return run(read_attempt(std::move(q), o), false); }
+  std::future<Reply> write_async(WireOp op) { return run_async(write_attempt(std::move(op)), true); }
+  std::future<Reply> read_async(WireQuery q, ReadOptions o) { return run_async(read_attempt(std::move(q), o), false); }
 };
 
-Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)), async_(new Async(*impl_)) {}
 
 std::unique_ptr<Client> Client::connect(ClientOptions options, std::string* error) {
   if (options.endpoints.empty()) {
@@ -412,7 +464,7 @@ std::unique_ptr<Client> Client::connect(ClientOptions options, std::string* erro
   ready.get_future().wait();
   std::unique_ptr<Client> c(new Client(std::move(impl)));
   // Open the session now, so that a client that exists has one.
-  Reply r = c->impl_->retrying([raw]() { return raw->session().then([](auto) { return Reply{}; }); }, false);
+  Reply r = c->impl_->run([raw]() { return raw->session().then([](auto) { return Reply{}; }); }, false);
   if (!r.ok()) {
     if (error) *error = std::string(error_name(r.error)) + ": " + r.message;
     return nullptr;
@@ -439,15 +491,16 @@ std::unique_ptr<Client> Client::connect(ClientOptions options, std::string* erro
 
 Client::~Client() {
   if (!impl_) return;
-  std::uint64_t seq = impl_->next_seq++;
   Impl* raw = impl_.get();
   auto saved = impl_->opt.request_timeout;
   impl_->opt.request_timeout = std::min(saved, std::chrono::milliseconds(2000));
-  impl_->retrying(
+  auto seq = std::make_shared<std::uint64_t>(0);
+  impl_->run(
       [raw, seq]() {
-        return raw->session().then([seq](api::Session::Client s) {
+        return raw->session().then([raw, seq](api::Session::Client s) {
+          if (*seq == 0) *seq = raw->next_seq++;
           auto req = s.closeRequest();
-          req.setSeq(seq);
+          req.setSeq(*seq);
           return req.send().then([](auto r) { return to_reply(r.getResult()); });
         });
       },
@@ -477,40 +530,33 @@ WireQuery query(api::QueryType type, std::string path = {}) {
 }
 }  // namespace
 
-Reply Client::create(const std::string& path, const std::string& data, CreateOptions options) {
+namespace {
+// The operations, built once for the blocking and the asynchronous forms.
+WireOp create_op(const std::string& path, const std::string& data, const CreateOptions& options) {
   auto o = op(api::OpType::CREATE, path, data);
   o.flags = create_flags(options);
   o.ttl_ms = options.ttl_ms;
   o.id = options.lease;
-  return impl_->write(std::move(o));
+  return o;
 }
-
-Reply Client::get(const std::string& path, ReadOptions options) { return impl_->read(query(api::QueryType::GET, path), options); }
-Reply Client::exists(const std::string& path, ReadOptions options) {
-  return impl_->read(query(api::QueryType::EXISTS, path), options);
-}
-
-Reply Client::set(const std::string& path, const std::string& data, std::int64_t version) {
+WireOp set_op(const std::string& path, const std::string& data, std::int64_t version) {
   auto o = op(api::OpType::SET, path, data);
   o.version = version;
-  return impl_->write(std::move(o));
+  return o;
 }
-
-Reply Client::remove(const std::string& path, std::int64_t version, bool recursive) {
+WireOp remove_op(const std::string& path, std::int64_t version, bool recursive) {
   auto o = op(api::OpType::REMOVE, path);
   o.version = version;
   o.recursive = recursive;
-  return impl_->write(std::move(o));
+  return o;
 }
-
-Reply Client::children(const std::string& path, const std::string& cursor, std::uint64_t limit, ReadOptions options) {
+WireQuery children_query(const std::string& path, const std::string& cursor, std::uint64_t limit) {
   auto q = query(api::QueryType::CHILDREN, path);
   q.cursor = cursor;
   q.limit = limit;
-  return impl_->read(std::move(q), options);
+  return q;
 }
-
-Reply Client::multi(const std::vector<TxnOp>& ops) {
+WireOp multi_op(const std::vector<TxnOp>& ops) {
   auto m = op(api::OpType::MULTI);
   for (const auto& t : ops) {
     WireOp o = op(api::OpType::CHECK, t.path, t.data);
@@ -532,52 +578,62 @@ Reply Client::multi(const std::vector<TxnOp>& ops) {
     }
     m.ops.push_back(std::move(o));
   }
-  return impl_->write(std::move(m));
+  return m;
 }
-
-Reply Client::grant_lease(std::chrono::milliseconds ttl) {
-  auto o = op(api::OpType::GRANT_LEASE);
-  o.ttl_ms = ttl.count();
-  return impl_->write(std::move(o));
-}
-Reply Client::keep_alive_lease(std::uint64_t lease) {
-  auto o = op(api::OpType::KEEP_ALIVE_LEASE);
+WireOp lease_op(api::OpType type, std::int64_t ttl_ms, std::uint64_t lease) {
+  auto o = op(type);
+  o.ttl_ms = ttl_ms;
   o.id = lease;
-  return impl_->write(std::move(o));
+  return o;
 }
-Reply Client::revoke_lease(std::uint64_t lease) {
-  auto o = op(api::OpType::REVOKE_LEASE);
-  o.id = lease;
-  return impl_->write(std::move(o));
-}
-
-Reply Client::lock(const std::string& name, bool shared, bool try_only, std::chrono::milliseconds lock_delay) {
+WireOp lock_op(const std::string& name, bool shared, bool try_only, std::chrono::milliseconds lock_delay) {
   auto o = op(api::OpType::LOCK, name);
   o.flags = (shared ? 1u : 0u) | (try_only ? 2u : 0u);
   o.ttl_ms = lock_delay.count();
-  return impl_->write(std::move(o));
+  return o;
 }
-Reply Client::unlock(const std::string& name) { return impl_->write(op(api::OpType::UNLOCK, name)); }
-Reply Client::check_token(const std::string& name, std::uint64_t token) {
+WireQuery token_query(const std::string& name, std::uint64_t token) {
   auto q = query(api::QueryType::CHECK_TOKEN, name);
   q.id = token;
-  return impl_->read(std::move(q), {});
+  return q;
 }
-Reply Client::campaign(const std::string& election, const std::string& value) {
-  return impl_->write(op(api::OpType::CAMPAIGN, election, value));
-}
-Reply Client::resign(const std::string& election) { return impl_->write(op(api::OpType::RESIGN, election)); }
-Reply Client::proclaim(const std::string& election, const std::string& value) {
-  return impl_->write(op(api::OpType::PROCLAIM, election, value));
-}
-Reply Client::leader(const std::string& election, ReadOptions options) {
-  return impl_->read(query(api::QueryType::LEADER, election), options);
-}
+}  // namespace
+
+// Each operation twice: blocking, and as a future (Client::Async) from the same builder.
+#define TERN_WRITE(SIG, BUILD)                                 \
+  Reply Client::SIG { return impl_->write(BUILD); }            \
+  std::future<Reply> Client::Async::SIG { return impl_.write_async(BUILD); }
+#define TERN_READ(SIG, BUILD, OPTIONS)                                 \
+  Reply Client::SIG { return impl_->read(BUILD, OPTIONS); }            \
+  std::future<Reply> Client::Async::SIG { return impl_.read_async(BUILD, OPTIONS); }
+
+TERN_WRITE(create(const std::string& path, const std::string& data, CreateOptions options), create_op(path, data, options))
+TERN_READ(get(const std::string& path, ReadOptions options), query(api::QueryType::GET, path), options)
+TERN_READ(exists(const std::string& path, ReadOptions options), query(api::QueryType::EXISTS, path), options)
+TERN_WRITE(set(const std::string& path, const std::string& data, std::int64_t version), set_op(path, data, version))
+TERN_WRITE(remove(const std::string& path, std::int64_t version, bool recursive), remove_op(path, version, recursive))
+TERN_READ(children(const std::string& path, const std::string& cursor, std::uint64_t limit, ReadOptions options),
+          children_query(path, cursor, limit), options)
+TERN_WRITE(multi(const std::vector<TxnOp>& ops), multi_op(ops))
+TERN_WRITE(grant_lease(std::chrono::milliseconds ttl), lease_op(api::OpType::GRANT_LEASE, ttl.count(), 0))
+TERN_WRITE(keep_alive_lease(std::uint64_t lease), lease_op(api::OpType::KEEP_ALIVE_LEASE, 0, lease))
+TERN_WRITE(revoke_lease(std::uint64_t lease), lease_op(api::OpType::REVOKE_LEASE, 0, lease))
+TERN_WRITE(lock(const std::string& name, bool shared, bool try_only, std::chrono::milliseconds lock_delay),
+           lock_op(name, shared, try_only, lock_delay))
+TERN_WRITE(unlock(const std::string& name), op(api::OpType::UNLOCK, name))
+TERN_READ(check_token(const std::string& name, std::uint64_t token), token_query(name, token), ReadOptions{})
+TERN_WRITE(campaign(const std::string& election, const std::string& value), op(api::OpType::CAMPAIGN, election, value))
+TERN_WRITE(resign(const std::string& election), op(api::OpType::RESIGN, election))
+TERN_WRITE(proclaim(const std::string& election, const std::string& value), op(api::OpType::PROCLAIM, election, value))
+TERN_READ(leader(const std::string& election, ReadOptions options), query(api::QueryType::LEADER, election), options)
+
+#undef TERN_WRITE
+#undef TERN_READ
 
 Reply Client::watch(const std::string& path, WatchKind kind, WatchCallback callback, bool persistent, bool recursive) {
   Impl* raw = impl_.get();
   Impl::Watch w{kind, path, persistent, recursive, std::move(callback), 0};
-  return impl_->retrying(
+  return impl_->run(
       [raw, w]() {
         return raw->session().then([raw, w](api::Session::Client s) mutable {
           return raw->make_watch_request(s, w, kFromNow).send().then([raw, w](auto r) mutable {

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -290,6 +291,38 @@ TEST(Client, AWatchEventArrivesBeforeAnyReplyThatReflectsIt) {
   stop = true;
   for (auto& t : writers) t.join();
   EXPECT_EQ(checked, 50);
+}
+
+// The asynchronous form: many writes of one session outstanding at once, through a follower,
+// each applied exactly once and in the order the calls were made.
+TEST(Client, ManyOutstandingAsyncWritesOfOneSessionApplyOnceInCallOrder) {
+  Cluster c(ternd(), sm_cluster());
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  std::uint64_t follower = 0;
+  for (auto id : c.ids())
+    if (id != leader) follower = id;
+  auto client = connect(options(c, follower));
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->create("/n", "").ok());
+  constexpr int kOutstanding = 128;
+  std::vector<std::future<Reply>> writes;
+  for (int i = 0; i < kOutstanding; ++i) writes.push_back(client->async().set("/n", std::to_string(i)));
+  std::vector<std::future<Reply>> reads;
+  for (int i = 0; i < 32; ++i) reads.push_back(client->async().get("/n", ReadOptions{Consistency::serializable, 0}));
+  std::uint64_t last_index = 0;
+  for (int i = 0; i < kOutstanding; ++i) {
+    Reply r = writes[static_cast<std::size_t>(i)].get();
+    ASSERT_TRUE(r.ok()) << i << ": " << error_name(r.error) << " " << r.message;
+    EXPECT_EQ(r.stat.version, i + 1) << "applied out of call order";
+    EXPECT_GT(r.index, last_index);
+    last_index = r.index;
+  }
+  for (auto& f : reads) EXPECT_TRUE(f.get().ok());
+  auto g = client->get("/n");
+  EXPECT_EQ(g.stat.version, kOutstanding);
+  EXPECT_EQ(g.data, std::to_string(kOutstanding - 1));
 }
 
 TEST(Client, AbsurdArgumentsGetTypedErrorsAndTheNodesCarryOn) {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -135,9 +136,42 @@ class Client {
 
   struct Impl;
 
+  // Every operation above (watch aside) in asynchronous form: the future is ready when the
+  // blocking call would return, with the same answer. Any number may be outstanding; they
+  // share the session and its ordering. Destroying the Client breaks the futures still pending.
+  class Async {
+   public:
+    std::future<Reply> create(const std::string& path, const std::string& data, CreateOptions options = {});
+    std::future<Reply> get(const std::string& path, ReadOptions options = {});
+    std::future<Reply> exists(const std::string& path, ReadOptions options = {});
+    std::future<Reply> set(const std::string& path, const std::string& data, std::int64_t version = -1);
+    std::future<Reply> remove(const std::string& path, std::int64_t version = -1, bool recursive = false);
+    std::future<Reply> children(const std::string& path, const std::string& cursor = {}, std::uint64_t limit = 0,
+                                ReadOptions options = {});
+    std::future<Reply> multi(const std::vector<TxnOp>& ops);
+    std::future<Reply> grant_lease(std::chrono::milliseconds ttl);
+    std::future<Reply> keep_alive_lease(std::uint64_t lease);
+    std::future<Reply> revoke_lease(std::uint64_t lease);
+    std::future<Reply> lock(const std::string& name, bool shared = false, bool try_only = false,
+                            std::chrono::milliseconds lock_delay = std::chrono::milliseconds(0));
+    std::future<Reply> unlock(const std::string& name);
+    std::future<Reply> check_token(const std::string& name, std::uint64_t token);
+    std::future<Reply> campaign(const std::string& election, const std::string& value);
+    std::future<Reply> resign(const std::string& election);
+    std::future<Reply> proclaim(const std::string& election, const std::string& value);
+    std::future<Reply> leader(const std::string& election, ReadOptions options = {});
+
+   private:
+    friend class Client;
+    explicit Async(Impl& impl) : impl_(impl) {}
+    Impl& impl_;
+  };
+  Async& async() { return *async_; }
+
  private:
   explicit Client(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+  std::unique_ptr<Async> async_;
 };
 
 }  // namespace tern
