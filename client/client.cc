@@ -448,6 +448,7 @@ Client::~Client() {
 }
 
 std::uint64_t Client::session_id() const { return impl_->session_id; }
+std::chrono::milliseconds Client::session_timeout() const { return impl_->opt.session_timeout; }
 
 namespace {
 WireOp op(api::OpType type, std::string path = {}, std::string data = {}) {
@@ -584,6 +585,27 @@ Reply Client::watch(const std::string& path, WatchKind kind, WatchCallback callb
         });
       },
       false);
+}
+
+Reply Client::unwatch(std::uint64_t watch_id) {
+  Impl* raw = impl_.get();
+  // On the loop thread: forgetting the watch there is what stops its callback; cancelling it on
+  // the server is only tidying up (a lost connection drops the server's watches anyway).
+  return raw->executor->executeSync([raw, watch_id]() -> kj::Promise<Reply> {
+    auto it = raw->watches.find(watch_id);
+    if (it == raw->watches.end()) return failure(Error::no_node, "no such watch");
+    auto server_id = it->second.server_id;
+    raw->watches.erase(it);
+    KJ_IF_MAYBE(c, raw->conn) {
+      KJ_IF_MAYBE(s, (*c)->session) {
+        auto req = s->cancelWatchRequest();
+        req.setWatch(server_id);
+        return raw->with_timeout(req.send().then([](auto) { return Reply{}; }), std::chrono::milliseconds(2000))
+            .catch_([](kj::Exception&&) { return Reply{}; });
+      }
+    }
+    return Reply{};
+  });
 }
 
 }  // namespace tern
