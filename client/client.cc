@@ -265,7 +265,10 @@ struct Client::Impl {
     switch (n.which()) {
       case api::Notification::EVENT: {
         auto ev = n.getEvent();
-        if (ev.getIndex() <= w.last_index && w.last_index != kFromNow) return;  // never twice
+        // Never twice: a resume from last_index replays only later entries, and the server hands
+        // out whole entries, so only an older index can be a repeat. One entry's events share
+        // its index (a multi, a recursive delete, a session's ephemerals): all of them pass.
+        if (ev.getIndex() < w.last_index && w.last_index != kFromNow) return;
         e.type = static_cast<WatchEvent::Type>(static_cast<std::uint16_t>(ev.getType()));
         e.index = ev.getIndex();
         e.path = ev.getPath();

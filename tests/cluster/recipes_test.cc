@@ -378,8 +378,15 @@ TEST(Recipes, ATreeCacheConvergesToTheServerStateAfterConcurrentWrites) {
     for (const auto& [p, n] : cache.snapshot()) out[p] = {n.data, n.stat.version};
     return out;
   };
-  EXPECT_TRUE(eventually(10s, [&] { return cached() == server; })) << "cache has " << cached().size()
-                                                                    << " nodes, server " << server.size();
+  bool converged = eventually(10s, [&] { return cached() == server; });
+  EXPECT_TRUE(converged);
+  if (!converged) {
+    auto mine = cached();
+    for (const auto& [p, n] : mine)
+      if (!server.count(p) || server[p] != n) ADD_FAILURE() << "cache: " << p << " = " << n.first << " v" << n.second;
+    for (const auto& [p, n] : server)
+      if (!mine.count(p) || mine[p] != n) ADD_FAILURE() << "server: " << p << " = " << n.first << " v" << n.second;
+  }
   EXPECT_GT(changes, 0);
   EXPECT_GE(server.size(), 4u);
   auto children = cache.children("/tree");
@@ -390,6 +397,35 @@ TEST(Recipes, ATreeCacheConvergesToTheServerStateAfterConcurrentWrites) {
   EXPECT_TRUE(eventually(5s, [&] { auto n = cache.get("/tree"); return n && n->data == "changed"; }));
   EXPECT_GE(cache.index(), s.index);
   EXPECT_EQ(cache.reloads(), 1u);
+}
+
+// One log entry can carry several events of one watch (a transaction's creates, a recursive
+// delete): the watch must deliver all of them, not only the first of their shared index.
+TEST(Recipes, ATreeCacheSeesEveryEventOfOneEntry) {
+  Fixture f;
+  ASSERT_NE(f.leader, 0u);
+  auto c = f.client(0);
+  ASSERT_TRUE(c->create("/t", "").ok());
+  ASSERT_TRUE(c->create("/t/a", "").ok());
+  ASSERT_TRUE(c->create("/t/a/b", "").ok());
+  ASSERT_TRUE(c->create("/t/a/c", "").ok());
+  TreeCache cache(*c, "/t");
+  ASSERT_TRUE(cache.wait_loaded(10s));
+  EXPECT_EQ(cache.snapshot().size(), 4u);
+  ASSERT_TRUE(c->remove("/t/a", -1, true).ok());
+  std::vector<TxnOp> txn{{TxnOp::Kind::create, "/t/x", "1", -1, {}}, {TxnOp::Kind::create, "/t/y", "2", -1, {}},
+                         {TxnOp::Kind::create, "/t/z", "3", -1, {}}};
+  auto m = c->multi(txn);
+  ASSERT_TRUE(m.ok()) << error_name(m.error);
+  auto paths = [&] {
+    std::vector<std::string> out;
+    for (const auto& [p, n] : cache.snapshot()) out.push_back(p);
+    return out;
+  };
+  std::vector<std::string> want{"/t", "/t/x", "/t/y", "/t/z"};
+  EXPECT_TRUE(eventually(5s, [&] { return paths() == want; }));
+  EXPECT_EQ(paths(), want);
+  EXPECT_EQ(cache.children("/t"), (std::vector<std::string>{"x", "y", "z"}));
 }
 
 TEST(Recipes, AConfigWatcherSeesEachNewValueInOrderAndTheLastOne) {
@@ -417,7 +453,9 @@ TEST(Recipes, AConfigWatcherSeesEachNewValueInOrderAndTheLastOne) {
   std::lock_guard<std::mutex> g(mu);
   int prev = -1;
   for (std::size_t i = 0; i < seen.size(); ++i) {
-    if (i > 0) EXPECT_GT(seen[i].second, seen[i - 1].second) << "values out of order";
+    if (i > 0) {
+      EXPECT_GT(seen[i].second, seen[i - 1].second) << "values out of order";
+    }
     if (seen[i].first && *seen[i].first != "back") {
       int v = std::stoi(*seen[i].first);
       EXPECT_GT(v, prev);
