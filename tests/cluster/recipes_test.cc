@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <iostream>
 #include <random>
 #include <thread>
 
@@ -28,15 +29,16 @@ std::string ternd() {
 struct Fixture {
   Cluster cluster;
   std::uint64_t leader = 0;
-  Fixture() : cluster(ternd(), [] {
+  explicit Fixture(std::uint64_t snapshot_entries = 10000) : cluster(ternd(), [&] {
     ClusterOptions o;
     o.raw_state_machine = false;
+    o.snapshot_entries = snapshot_entries;
     return o;
   }()) {
     cluster.start_all();
     leader = cluster.wait_for_leader(10s);
   }
-  // Client i starts on node i % 3 (so the clients spread over the nodes).
+  // Client i starts on node ids()[i % 3] (so the clients spread over the nodes).
   std::unique_ptr<Client> client(std::size_t i, std::chrono::milliseconds session_timeout = 3000ms,
                                  std::chrono::milliseconds request_timeout = 10s) {
     ClientOptions o;
@@ -444,6 +446,54 @@ TEST(Recipes, ATreeCacheSeesEveryEventOfOneEntry) {
   EXPECT_TRUE(eventually(5s, [&] { return paths() == want; }));
   EXPECT_EQ(paths(), want);
   EXPECT_EQ(cache.children("/t"), (std::vector<std::string>{"x", "y", "z"}));
+}
+
+// A node that falls behind and installs a snapshot resyncs every watch on it: the cache re-reads
+// the subtree and again equals the server's (deletions it never saw as events included). The
+// reader's client sits on the leader (opening a session took it there); that node sleeps while a
+// new leader takes 260 writes (13 snapshots with a compacted log), then wakes up as a follower
+// that can only catch up from a snapshot.
+TEST(Recipes, ATreeCacheReloadsOnResyncAndConvergesAgain) {
+  Fixture f(/*snapshot_entries=*/20);
+  ASSERT_NE(f.leader, 0u);
+  auto ids = f.cluster.ids();
+  auto index_of = [&](std::uint64_t id) {
+    return static_cast<std::size_t>(std::find(ids.begin(), ids.end(), id) - ids.begin());
+  };
+  auto reader = f.client(index_of(f.leader), 10000ms);
+  ASSERT_NE(reader, nullptr);
+  ASSERT_TRUE(reader->create("/r", "").ok());
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(reader->create("/r/old" + std::to_string(i), "x").ok());
+  TreeCache cache(*reader, "/r");
+  ASSERT_TRUE(cache.wait_loaded(10s));
+  EXPECT_EQ(cache.snapshot().size(), 6u);
+  f.cluster.pause(f.leader);
+  auto next = f.cluster.wait_for_leader(10s, f.leader);
+  ASSERT_NE(next, 0u);
+  auto writer = f.client(index_of(next));
+  ASSERT_NE(writer, nullptr);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(writer->remove("/r/old" + std::to_string(i)).ok());
+  for (int i = 0; i < 60; ++i) ASSERT_TRUE(writer->create("/r/new" + std::to_string(i), std::to_string(i)).ok());
+  for (int i = 0; i < 200; ++i) ASSERT_TRUE(writer->set("/r/new59", std::to_string(i)).ok());
+  f.cluster.resume(f.leader);
+  std::vector<std::string> want{"/r"};
+  for (int i = 0; i < 60; ++i) want.push_back("/r/new" + std::to_string(i));
+  std::sort(want.begin(), want.end());
+  auto paths = [&] {
+    std::vector<std::string> out;
+    for (const auto& [p, n] : cache.snapshot()) out.push_back(p);
+    return out;
+  };
+  EXPECT_TRUE(eventually(10s, [&] { return paths() == want; })) << "cache has " << paths().size() << " nodes";
+  EXPECT_GE(cache.reloads(), 2u) << "no resync reached the cache";
+  if (cache.reloads() < 2) {
+    auto st = f.cluster.status(f.leader);
+    if (st) std::cerr << "old leader " << st->id << " applied " << st->applied << " snapshot " << st->snapshot << "\n";
+  }
+  auto last = cache.get("/r/new59");
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->data, "199");
+  EXPECT_EQ(last->stat.version, 200);
 }
 
 TEST(Recipes, AConfigWatcherSeesEachNewValueInOrderAndTheLastOne) {
