@@ -72,6 +72,26 @@ void raise_max(std::atomic<int>& max, int v) {
   }
 }
 
+// Client::unwatch, which every recipe's waiting relies on: once it returns, the callback never
+// runs again (the recipes' inboxes may be gone).
+TEST(Recipes, AnUnwatchedCallbackNeverRunsAgain) {
+  Fixture f;
+  ASSERT_NE(f.leader, 0u);
+  auto c = f.client(0);
+  ASSERT_TRUE(c->create("/u", "0").ok());
+  std::atomic<int> calls{0};
+  auto w = c->watch("/u", WatchKind::data, [&](const WatchEvent&) { ++calls; });
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(c->set("/u", "1").ok());
+  EXPECT_EQ(calls, 1);  // the event comes before the reply (ordering)
+  EXPECT_TRUE(c->unwatch(w.id).ok());
+  EXPECT_EQ(c->unwatch(w.id).error, Error::no_node);  // once
+  for (int i = 2; i < 5; ++i) ASSERT_TRUE(c->set("/u", std::to_string(i)).ok());
+  ASSERT_TRUE(c->get("/u").ok());
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(calls, 1);
+}
+
 TEST(Recipes, AMutexExcludesAndItsTokensIncreaseAcrossThreeClients) {
   Fixture f;
   ASSERT_NE(f.leader, 0u);
