@@ -5,6 +5,7 @@
 #include "tern/recipes.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <atomic>
@@ -371,6 +372,128 @@ TEST(Recipes, AnElectedLeaderReportsTheLossWhenItCanNoLongerConfirmIt) {
       << c->leader("solo").id << " vs session " << c->session_id();
   EXPECT_EQ(elected, token);
   EXPECT_TRUE(e.is_leader());
+}
+
+// A loopback TCP proxy to one node's client port that can freeze (stop moving bytes, both ways,
+// on every connection): a client behind it is cut off without its connections closing, like a
+// partitioned or hung network. Every loop polls with a 50 ms timeout and ends when it is destroyed.
+class FreezableProxy {
+ public:
+  explicit FreezableProxy(std::uint16_t target) : target_(target) {
+    listen_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(listen_, 16), 0);
+    socklen_t n = sizeof a;
+    ::getsockname(listen_, reinterpret_cast<sockaddr*>(&a), &n);
+    port_ = ntohs(a.sin_port);
+    acceptor_ = std::thread([this] { accept_loop(); });
+  }
+  ~FreezableProxy() {
+    stop_ = true;
+    acceptor_.join();  // no pump starts after this
+    for (auto& t : pumps_) t.join();
+    ::close(listen_);
+  }
+  std::uint16_t port() const { return port_; }
+  void freeze(bool on) { frozen_ = on; }
+
+ private:
+  void accept_loop() {
+    while (!stop_) {
+      pollfd p{listen_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      int in = ::accept(listen_, nullptr, nullptr);
+      if (in < 0) continue;
+      int out = connect_loopback(target_);
+      if (out < 0) {
+        ::close(in);
+        continue;
+      }
+      pumps_.emplace_back([this, in, out] { pump(in, out); });
+    }
+  }
+  void pump(int a, int b) {
+    char buf[1 << 16];
+    while (!stop_) {
+      if (frozen_) {
+        std::this_thread::sleep_for(20ms);
+        continue;
+      }
+      pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+      if (::poll(p, 2, 50) <= 0) continue;
+      bool done = false;
+      for (int i = 0; i < 2 && !done; ++i) {
+        if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        auto got = ::read(p[i].fd, buf, sizeof buf);
+        if (got <= 0) done = true;
+        for (ssize_t sent = 0; !done && sent < got;) {
+          auto w = ::write(p[1 - i].fd, buf + sent, static_cast<std::size_t>(got - sent));
+          if (w <= 0) done = true;
+          else sent += w;
+        }
+      }
+      if (done) break;
+    }
+    ::close(a);
+    ::close(b);
+  }
+
+  std::uint16_t target_, port_ = 0;
+  int listen_ = -1;
+  std::atomic<bool> stop_{false}, frozen_{false};
+  std::thread acceptor_;
+  std::vector<std::thread> pumps_;  // the acceptor's alone until it is joined
+};
+
+// The leader's client is cut off from the cluster (its connections hang). Its recipe must report
+// the loss (the window runs out) before the server lets the other candidate lead (the session
+// expires), and the next leader's token is larger; when the cut heals, the old client learns that
+// its session is gone.
+TEST(Recipes, ACutOffLeaderReportsTheLossBeforeAnotherCandidateLeads) {
+  Fixture f;
+  ASSERT_NE(f.leader, 0u);
+  std::vector<std::unique_ptr<FreezableProxy>> proxies;
+  ClientOptions cut;
+  for (auto id : f.cluster.ids()) {
+    proxies.push_back(std::make_unique<FreezableProxy>(f.cluster.node(id).client_port));
+    cut.endpoints.push_back("127.0.0.1:" + std::to_string(proxies.back()->port()));
+  }
+  cut.session_timeout = 2000ms;
+  cut.request_timeout = 1000ms;
+  std::string err;
+  auto a = Client::connect(cut, &err);
+  ASSERT_NE(a, nullptr) << err;
+  auto b = f.client(1);
+  ASSERT_NE(b, nullptr);
+  using Clock = std::chrono::steady_clock;
+  std::atomic<std::uint64_t> a_token{0}, b_token{0};
+  std::atomic<Clock::rep> a_lost_at{0}, b_elected_at{0};
+  auto ea = std::make_unique<LeaderElection>(
+      *a, "cut", "a", [&](std::uint64_t t) { a_token = t; },
+      [&](std::uint64_t) { a_lost_at = Clock::now().time_since_epoch().count(); });
+  ASSERT_TRUE(eventually(10s, [&] { return a_token != 0; }));
+  LeaderElection eb(
+      *b, "cut", "b",
+      [&](std::uint64_t t) {
+        b_token = t;
+        b_elected_at = Clock::now().time_since_epoch().count();
+      },
+      [](std::uint64_t) {});
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(b_token, 0u);  // queued behind a
+  for (auto& p : proxies) p->freeze(true);
+  ASSERT_TRUE(eventually(10s, [&] { return b_token != 0; })) << "the other candidate never led";
+  ASSERT_NE(a_lost_at, 0) << "the cut-off leader never reported the loss";
+  EXPECT_LT(a_lost_at, b_elected_at) << "two leaders at once: the loss came after the successor was elected";
+  EXPECT_GT(b_token, a_token);
+  EXPECT_FALSE(ea->is_leader());
+  for (auto& p : proxies) p->freeze(false);
+  EXPECT_TRUE(eventually(10s, [&] { return ea->failed(); })) << "the old client did not learn its session expired";
+  ea.reset();
+  a.reset();
 }
 
 // Writers on three clients change a subtree concurrently; the cache must end equal to the
