@@ -265,7 +265,10 @@ struct Client::Impl {
     switch (n.which()) {
       case api::Notification::EVENT: {
         auto ev = n.getEvent();
-        if (ev.getIndex() <= w.last_index && w.last_index != kFromNow) return;  // never twice
+        // Never twice: a resume from last_index replays only later entries, and the server hands
+        // out whole entries, so only an older index can be a repeat. One entry's events share
+        // its index (a multi, a recursive delete, a session's ephemerals): all of them pass.
+        if (ev.getIndex() < w.last_index && w.last_index != kFromNow) return;
         e.type = static_cast<WatchEvent::Type>(static_cast<std::uint16_t>(ev.getType()));
         e.index = ev.getIndex();
         e.path = ev.getPath();
@@ -510,6 +513,7 @@ Client::~Client() {
 }
 
 std::uint64_t Client::session_id() const { return impl_->session_id; }
+std::chrono::milliseconds Client::session_timeout() const { return impl_->opt.session_timeout; }
 
 namespace {
 WireOp op(api::OpType type, std::string path = {}, std::string data = {}) {
@@ -649,6 +653,27 @@ Reply Client::watch(const std::string& path, WatchKind kind, WatchCallback callb
         });
       },
       false);
+}
+
+Reply Client::unwatch(std::uint64_t watch_id) {
+  Impl* raw = impl_.get();
+  // On the loop thread: forgetting the watch there is what stops its callback; cancelling it on
+  // the server is only tidying up (a lost connection drops the server's watches anyway).
+  return raw->executor->executeSync([raw, watch_id]() -> kj::Promise<Reply> {
+    auto it = raw->watches.find(watch_id);
+    if (it == raw->watches.end()) return failure(Error::no_node, "no such watch");
+    auto server_id = it->second.server_id;
+    raw->watches.erase(it);
+    KJ_IF_MAYBE(c, raw->conn) {
+      KJ_IF_MAYBE(s, (*c)->session) {
+        auto req = s->cancelWatchRequest();
+        req.setWatch(server_id);
+        return raw->with_timeout(req.send().then([](auto) { return Reply{}; }), std::chrono::milliseconds(2000))
+            .catch_([](kj::Exception&&) { return Reply{}; });
+      }
+    }
+    return Reply{};
+  });
 }
 
 }  // namespace tern

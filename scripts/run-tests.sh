@@ -9,6 +9,8 @@ start=$(date +%s)
 scripts/build.sh build
 (cd build && ctest --output-on-failure -j "${TERN_JOBS:-$(nproc)}" --timeout 900)
 echo "run-tests: main suite passed in $(( $(date +%s) - start ))s"
+# The installed client package: examples/ built with find_package(tern), run on a local cluster.
+scripts/check-example.sh build
 if [ "${TERN_SKIP_SANITIZE:-0}" != 1 ]; then
   scripts/build.sh build-asan -DCMAKE_BUILD_TYPE=Debug -DTERN_SANITIZE=address,undefined -DTERN_BUILD_BENCH=OFF
   # Fast tests, plus the real-cluster tests against an ASan+UBSan ternd (node, transport, RPC).

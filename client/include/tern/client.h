@@ -105,6 +105,7 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   std::uint64_t session_id() const;
+  std::chrono::milliseconds session_timeout() const;  // as asked in ClientOptions
 
   Reply create(const std::string& path, const std::string& data, CreateOptions options = {});
   Reply get(const std::string& path, ReadOptions options = {});
@@ -133,6 +134,9 @@ class Client {
   // order; after a failover the watch resumes from the last index it delivered.
   Reply watch(const std::string& path, WatchKind kind, WatchCallback callback, bool persistent = true,
               bool recursive = false);
+  // Cancels a watch (the id `watch` returned): once this returns, its callback is not running and
+  // will not run again. Not from inside a watch callback (that runs on the library's thread).
+  Reply unwatch(std::uint64_t watch_id);
 
   struct Impl;
 
