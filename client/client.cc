@@ -150,6 +150,7 @@ struct Client::Impl {
     std::uint64_t node_id = 0;
   };
   kj::Maybe<kj::Own<Conn>> conn;
+  std::uint64_t drops = 0;  // connections dropped so far: one failure drops one connection
   std::size_t endpoint = 0;
   std::map<std::uint64_t, std::size_t> endpoint_of;  // node id -> endpoint index
   std::map<std::uint64_t, Watch> watches;            // local watch id -> watch
@@ -196,6 +197,7 @@ struct Client::Impl {
       return raw->tern.infoRequest().send().then([this, raw](auto info) {
         raw->node_id = info.getInfo().getNodeId();
         endpoint_of[raw->node_id] = endpoint % opt.endpoints.size();
+        endpoint_ok(endpoint % opt.endpoints.size());
         return raw;
       });
     });
@@ -212,6 +214,8 @@ struct Client::Impl {
           auto res = r.getResult();
           if (res.getErr() != api::Errc::OK) KJ_FAIL_REQUIRE("open session", res.getMessage().cStr(), static_cast<int>(res.getErr()));
           session_id = res.getId();
+          ever_connected = true;
+          report(ConnectionState::connected);
           c->session = r.getSession();
           return r.getSession();
         });
@@ -221,11 +225,18 @@ struct Client::Impl {
       req.setSecret(secret);
       return req.send().then([this, c](auto r) -> api::Session::Client {
         auto res = r.getResult();
-        if (res.getErr() == api::Errc::UNKNOWN_SESSION) expired = true;
+        if (res.getErr() == api::Errc::UNKNOWN_SESSION && !expired) {
+          expired = true;
+          report(ConnectionState::session_expired);
+        }
         if (res.getErr() != api::Errc::OK) KJ_FAIL_REQUIRE("attach session", res.getMessage().cStr(), static_cast<int>(res.getErr()));
         api::Session::Client s = r.getSession();
         c->session = s;
         rewatch(s);
+        if (suspended) {
+          suspended = false;
+          report(ConnectionState::reconnected);
+        }
         return s;
       });
     });
@@ -304,15 +315,57 @@ struct Client::Impl {
     callback(e);
   }
 
-  void drop_connection() { conn = nullptr; }
+  // Connection state, reported to ClientOptions::on_state (on this thread).
+  bool ever_connected = false;
+  bool suspended = false;
+  void report(ConnectionState s) {
+    if (opt.on_state) opt.on_state(s);
+  }
 
+  void drop_connection() {
+    ++drops;
+    conn = nullptr;
+    if (ever_connected && !suspended && !expired) {
+      suspended = true;
+      report(ConnectionState::suspended);
+    }
+  }
+
+  // Circuit breaker per endpoint: after 3 failures in a row an endpoint is skipped for a while
+  // (100 ms doubling to 5 s), unless every endpoint is skipped; then the one free soonest.
+  struct Health {
+    int failures = 0;
+    std::chrono::steady_clock::time_point open_until{};
+  };
+  std::vector<Health> health;
+  void endpoint_failed(std::size_t e) {
+    auto& h = health[e];
+    if (++h.failures >= 3) {
+      auto pause = std::min(std::chrono::milliseconds(100) * (1 << std::min(h.failures - 3, 6)), std::chrono::milliseconds(5000));
+      h.open_until = std::chrono::steady_clock::now() + pause;
+    }
+  }
+  void endpoint_ok(std::size_t e) { health[e] = Health{}; }
+  std::size_t next_endpoint(std::size_t from) {
+    auto now = std::chrono::steady_clock::now();
+    std::size_t n = opt.endpoints.size(), best = (from + 1) % n;
+    for (std::size_t i = 1; i <= n; ++i) {
+      std::size_t e = (from + i) % n;
+      if (health[e].open_until <= now) return e;
+      if (health[e].open_until < health[best].open_until) best = e;
+    }
+    return best;
+  }
+
+  // Moves to the hinted leader, or to the next endpoint the breaker allows.
   void fail_over(std::uint64_t leader_hint) {
     drop_connection();
+    std::size_t current = endpoint % opt.endpoints.size();
     auto it = endpoint_of.find(leader_hint);
-    if (leader_hint != 0 && it != endpoint_of.end() && it->second != endpoint % opt.endpoints.size())
+    if (leader_hint != 0 && it != endpoint_of.end() && it->second != current)
       endpoint = it->second;
     else
-      ++endpoint;
+      endpoint = next_endpoint(current);
   }
 
   template <class T>
@@ -332,7 +385,6 @@ struct Client::Impl {
     bool retried = false;
     Reply last = failure(Error::disconnected, "no endpoint answered");
   };
-  std::uint64_t drops = 0;  // connections dropped so far: one failure drops one connection
 
   // Runs the attempt until it gives an answer that no retry can change or the deadline passes:
   // exponential backoff with jitter; a lost connection or not_leader moves to another endpoint.
@@ -343,7 +395,11 @@ struct Client::Impl {
     auto attempt = st->attempt();
     return with_timeout(kj::mv(attempt), left)
         .catch_([this, drops_at_start](kj::Exception&& e) {
-          if (drops == drops_at_start) drop_connection();
+          // The connection (or the connect) failed: count it against the endpoint and move on.
+          if (drops == drops_at_start) {
+            endpoint_failed(endpoint % opt.endpoints.size());
+            fail_over(0);
+          }
           return failure(Error::disconnected, e.getDescription().cStr());
         })
         .then([this, st = kj::mv(st), left, drops_at_start](Reply r) mutable -> kj::Promise<Reply> {
@@ -459,6 +515,7 @@ std::unique_ptr<Client> Client::connect(ClientOptions options, std::string* erro
   }
   auto impl = std::make_unique<Impl>();
   impl->opt = std::move(options);
+  impl->health.resize(impl->opt.endpoints.size());
   do impl->secret = impl->rng();
   while (impl->secret == 0);
   std::promise<void> ready;

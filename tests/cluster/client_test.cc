@@ -187,7 +187,15 @@ TEST(Client, TheSessionSurvivesAKill9OfItsServerAndWritesApplyExactlyOnce) {
   std::uint64_t follower = 0;
   for (auto id : c.ids())
     if (id != leader) follower = id;
-  auto client = connect(options(c, follower, 5000ms));
+  // The client's server is a follower (it forwards the writes); that server is killed.
+  auto o = options(c, follower, 5000ms);
+  std::mutex mu;
+  std::vector<ConnectionState> states;
+  o.on_state = [&](ConnectionState s) {
+    std::lock_guard<std::mutex> g(mu);
+    states.push_back(s);
+  };
+  auto client = connect(o);
   ASSERT_NE(client, nullptr);
   auto session = client->session_id();
   ASSERT_TRUE(client->create("/owner", "", CreateOptions{.ephemeral = true}).ok());
@@ -195,15 +203,22 @@ TEST(Client, TheSessionSurvivesAKill9OfItsServerAndWritesApplyExactlyOnce) {
   Events events;
   ASSERT_TRUE(client->watch("/counter", WatchKind::data, events.callback()).ok());
 
-  // Writes continue while the server the client talks to (the leader: writes took it there) is
-  // killed and later restarted; a write in flight at the kill is retried with its sequence.
+  // Writes continue while the server the client talks to is killed and later restarted; a
+  // write in flight at the kill is retried on another node with its sequence number.
   int acknowledged = 0;
   for (int i = 0; i < 40; ++i) {
-    if (i == 10) c.kill9(leader);
-    if (i == 30) c.start(leader);
+    if (i == 10) c.kill9(follower);
+    if (i == 30) c.start(follower);
     auto r = client->set("/counter", std::to_string(i));
     ASSERT_TRUE(r.ok()) << i << ": " << error_name(r.error) << " " << r.message;
     ++acknowledged;
+  }
+  {
+    std::lock_guard<std::mutex> g(mu);
+    ASSERT_GE(states.size(), 3u);
+    EXPECT_EQ(states[0], ConnectionState::connected);
+    EXPECT_EQ(states[1], ConnectionState::suspended);
+    EXPECT_EQ(states[2], ConnectionState::reconnected);
   }
   EXPECT_EQ(client->session_id(), session);
   EXPECT_TRUE(client->exists("/owner").ok());  // the session, and its ephemeral, survived

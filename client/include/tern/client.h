@@ -87,6 +87,16 @@ struct WatchEvent {
 };
 using WatchCallback = std::function<void(const WatchEvent&)>;  // runs on the library's thread
 
+// What the library's session is going through (Curator's connection states): an application
+// that leads or holds locks stops acting on them while `suspended` and gives them up at
+// `session_expired`.
+enum class ConnectionState : std::uint8_t {
+  connected,        // the session is open (once, at connect)
+  suspended,        // the connection was lost; the session may still be alive
+  reconnected,      // the same session re-attached on some node: watches resume
+  session_expired,  // the session is gone: ephemerals, locks and leadership with it
+};
+
 struct ClientOptions {
   std::vector<std::string> endpoints;  // "host:port" of the nodes' client ports
   std::chrono::milliseconds session_timeout{10000};
@@ -94,6 +104,8 @@ struct ClientOptions {
   // Keep the session alive while idle (a keep-alive every third of the timeout). Off: only the
   // application's own requests renew it.
   bool keep_alive = true;
+  // Connection-state changes, called on the library's thread (keep it short).
+  std::function<void(ConnectionState)> on_state;
 };
 
 class Client {
