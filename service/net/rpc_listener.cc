@@ -199,10 +199,16 @@ class TcpPeer final : public kj::PeerIdentity {
 
 void RpcListener::start_tls(std::uint64_t id, Conn& c) {
   c.tls_context = tls_;
-  // The TLS stream borrows the AsioStream: the connection owns both (see Conn).
-  kj::AuthenticatedStream raw{kj::Own<kj::AsyncIoStream>(c.stream.get(), kj::NullDisposer::instance), kj::heap<TcpPeer>()};
   bool client_certs = tls_client_certs_;
-  c.handshake = kj::evalNow([&] { return c.tls_context->wrapServer(kj::mv(raw)); })
+  // A TLS session costs CPU and tens of kilobytes: spend it once the client has sent something,
+  // so that a flood of silent sockets costs no more than it does on a plaintext port.
+  c.handshake = c.stream->when_readable()
+                    .then([&c] {
+                      // The TLS stream borrows the AsioStream: the connection owns both (see Conn).
+                      kj::AuthenticatedStream raw{kj::Own<kj::AsyncIoStream>(c.stream.get(), kj::NullDisposer::instance),
+                                                  kj::heap<TcpPeer>()};
+                      return c.tls_context->wrapServer(kj::mv(raw));
+                    })
                     .then(
                         [this, id, &c, client_certs](kj::AuthenticatedStream s) {
                           auto& who = kj::downcast<kj::TlsPeerIdentity>(*s.peerIdentity);

@@ -27,6 +27,26 @@ void issue_certificates(const std::string& dir, const std::vector<std::string>& 
   if (std::system(cmd.c_str()) != 0) throw std::runtime_error("certificates: '" + cmd + "' failed");
 }
 
+namespace {
+// Issuing takes a few hundred milliseconds of openssl: once per test process, then each cluster
+// gets its own copy (tests may overwrite their cluster's files).
+const std::string& certificate_cache() {
+  // Never destroyed: the atexit handler below runs after static destructors registered later.
+  static const std::string* dir = [] {
+    char tmpl[] = "/tmp/tern_certs_XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp");
+    auto* d = new std::string(tmpl);
+    issue_certificates(*d);
+    std::atexit([] {
+      std::error_code ec;
+      fs::remove_all(certificate_cache(), ec);
+    });
+    return d;
+  }();
+  return *dir;
+}
+}  // namespace
+
 double process_cpu_seconds(pid_t pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
   std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
@@ -59,7 +79,8 @@ Cluster::Cluster(std::string ternd_path, ClusterOptions options)
     std::ofstream(secret_file_) << secret_ << "\n";
   }
   if (opt_.client_tls.value_or(!opt_.insecure)) {
-    issue_certificates(tls_dir());
+    fs::create_directories(tls_dir());
+    fs::copy(certificate_cache(), tls_dir(), fs::copy_options::overwrite_existing | fs::copy_options::recursive);
     client_tls_.ca_file = tls_dir() + "/ca.pem";
     client_tls_.cert_file = tls_dir() + "/client.pem";
     client_tls_.key_file = tls_dir() + "/client.key";
