@@ -78,7 +78,8 @@ Cluster::Cluster(std::string ternd_path, ClusterOptions options)
     secret_file_ = opt_.root + "/peer.secret";
     std::ofstream(secret_file_) << secret_ << "\n";
   }
-  if (opt_.client_tls.value_or(!opt_.insecure)) {
+  // A ternd from before issue 17 (TERN_HARNESS_OLD_TERND, below) has no TLS.
+  if (opt_.client_tls.value_or(!opt_.insecure) && std::getenv("TERN_HARNESS_OLD_TERND") == nullptr) {
     fs::create_directories(tls_dir());
     fs::copy(certificate_cache(), tls_dir(), fs::copy_options::overwrite_existing | fs::copy_options::recursive);
     client_tls_.ca_file = tls_dir() + "/ca.pem";
