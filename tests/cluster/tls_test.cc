@@ -247,12 +247,16 @@ TEST(ClientTls, SighupReloadsCertificatesAndCaBundlesAcceptBothCas) {
   std::ofstream(saved_old_ca) << old_ca;
   std::filesystem::copy_file(fresh + "/server.pem", c.tls_dir() + "/server.pem", std::filesystem::copy_options::overwrite_existing);
   std::filesystem::copy_file(fresh + "/server.key", c.tls_dir() + "/server.key", std::filesystem::copy_options::overwrite_existing);
+  std::string both_cas = fresh + "/both-cas.pem";  // a client's bundle during the rotation
   {
     std::ifstream in(fresh + "/ca.pem");
     std::string new_ca((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     std::ofstream(c.tls_dir() + "/ca.pem") << old_ca << new_ca;  // the bundle: old and new
+    std::ofstream(both_cas) << new_ca << old_ca;
   }
   std::string why;
+  auto bundle_client = client::TlsOptions{both_cas, old_files.cert_file, old_files.key_file, ""};
+  EXPECT_TRUE(status_answers(c, port, bundle_client, &why)) << why;
   // Before the reload the node still presents the old certificate.
   auto new_client = client::TlsOptions{fresh + "/ca.pem", fresh + "/client.pem", fresh + "/client.key", ""};
   EXPECT_FALSE(status_answers(c, port, new_client, &why));
@@ -268,6 +272,8 @@ TEST(ClientTls, SighupReloadsCertificatesAndCaBundlesAcceptBothCas) {
   // A client that still has the old client certificate but the new CA: served (the bundle).
   auto old_cert = client::TlsOptions{fresh + "/ca.pem", old_files.cert_file, old_files.key_file, ""};
   EXPECT_TRUE(status_answers(c, port, old_cert, &why)) << why;
+  // A client that trusts both CAs is served before and after.
+  EXPECT_TRUE(status_answers(c, port, bundle_client, &why)) << why;
   // A client that trusts only the old CA refuses the new server certificate.
   auto old_trust = client::TlsOptions{saved_old_ca, old_files.cert_file, old_files.key_file, ""};
   EXPECT_FALSE(status_answers(c, port, old_trust, &why));
