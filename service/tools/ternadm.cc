@@ -108,7 +108,9 @@ int main(int argc, char** argv) {
     const std::string& cmd = args[0];
     auto id_arg = [&](std::size_t i) { return i < args.size() ? std::strtoull(args[i].c_str(), nullptr, 10) : 0ULL; };
     if (cmd == "status" && args.size() == 1) {
-      auto s = admin.statusRequest().send().wait(ws).getStatus();
+      // The response owns the message the reader points into: keep it (ASan: use after free).
+      auto response = admin.statusRequest().send().wait(ws);
+      auto s = response.getStatus();
       std::printf("id %llu  role %s  term %llu  leader %llu\ncommit %llu  applied %llu  last %llu  snapshot %llu  "
                   "commands %llu  digest %016llx\n",
                   (unsigned long long)s.getId(), s.getRole().cStr(), (unsigned long long)s.getTerm(),
@@ -129,7 +131,8 @@ int main(int argc, char** argv) {
     if (cmd == "read" && args.size() == 2) {
       auto req = admin.readRequest();
       req.setQuery(kj::arrayPtr(reinterpret_cast<const kj::byte*>(args[1].data()), args[1].size()));
-      auto r = req.send().wait(ws).getResult();
+      auto response = req.send().wait(ws);
+      auto r = response.getResult();
       if (r.getCode() != AdminCode::OK) return report(r);
       auto d = r.getResponse();
       std::printf("%.*s (read index %llu)\n", static_cast<int>(d.size()), reinterpret_cast<const char*>(d.begin()),
