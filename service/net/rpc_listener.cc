@@ -143,9 +143,9 @@ void RpcListener::accept() {
       return;
     }
     // At the cap, make room by closing the newest connection that has sent nothing yet (or not
-    // finished its TLS handshake): a client with calls stays, and so does one that connected earlier and is about to send; a flood of
-    // silent sockets only replaces itself. With none silent, the new connection is refused. The
-    // header timeout closes silent sockets in any case.
+    // finished its TLS handshake): a client with calls stays, and so does one that connected
+    // earlier and is about to send; a flood of silent sockets only replaces itself. With none
+    // silent, the new connection is refused. The header timeout closes silent sockets anyway.
     std::size_t live = 0;
     std::optional<std::uint64_t> victim;
     auto now = Clock::now();
@@ -212,8 +212,9 @@ void RpcListener::start_tls(std::uint64_t id, Conn& c) {
                     .then(
                         [this, id, &c, client_certs](kj::AuthenticatedStream s) {
                           auto& who = kj::downcast<kj::TlsPeerIdentity>(*s.peerIdentity);
-                          // kj-tls ends a handshake the client hung up on as if it had succeeded;
-                          // with client certificates required, no certificate means no handshake.
+                          // kj-tls may end a handshake the client hung up on as if it had
+                          // succeeded (OpenSSL's SSL_ERROR_SYSCALL without an error); with client
+                          // certificates required, no certificate means no handshake.
                           if (client_certs && !who.hasCertificate()) {
                             handshake_failed(id, KJ_EXCEPTION(DISCONNECTED, "no client certificate"));
                             return;

@@ -79,7 +79,9 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
   }
   bool tls() const { return tls_ != nullptr; }
   std::size_t connections() const { return conns_.size(); }
-  std::uint64_t rejected() const { return stats_.evicted + stats_.refused + stats_.slow_readers + stats_.timed_out; }
+  std::uint64_t rejected() const {
+    return stats_.evicted + stats_.refused + stats_.slow_readers + stats_.timed_out + stats_.tls_handshake_failures;
+  }
   const RpcListenerStats& stats() const { return stats_; }
 
  public:
