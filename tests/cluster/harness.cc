@@ -79,7 +79,10 @@ Cluster::Cluster(std::string ternd_path, ClusterOptions options)
     std::ofstream(secret_file_) << secret_ << "\n";
   }
   // A ternd from before issue 17 (TERN_HARNESS_OLD_TERND, below) has no TLS.
-  if (opt_.client_tls.value_or(!opt_.insecure) && std::getenv("TERN_HARNESS_OLD_TERND") == nullptr) {
+  // TERN_HARNESS_CLIENT_TLS=0 makes plaintext client ports the default (to compare).
+  bool tls_default = !opt_.insecure;
+  if (const char* e = std::getenv("TERN_HARNESS_CLIENT_TLS")) tls_default = tls_default && std::string(e) != "0";
+  if (opt_.client_tls.value_or(tls_default) && std::getenv("TERN_HARNESS_OLD_TERND") == nullptr) {
     fs::create_directories(tls_dir());
     fs::copy(certificate_cache(), tls_dir(), fs::copy_options::overwrite_existing | fs::copy_options::recursive);
     client_tls_.ca_file = tls_dir() + "/ca.pem";

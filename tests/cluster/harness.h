@@ -41,7 +41,7 @@ struct ClusterOptions {
   // Peer authentication: by default the harness writes a random cluster secret to
   // <root>/peer.secret and passes it to every node; insecure runs them with --insecure.
   bool insecure = false;
-  // TLS on the client port (issue 17). Unset: on unless `insecure`. On: the harness issues a CA,
+  // TLS on the client port (issue 17). Unset: on unless `insecure` (or TERN_HARNESS_CLIENT_TLS=0). On: the harness issues a CA,
   // one server certificate and a client certificate into <root>/tls with scripts/tern-certs.sh,
   // starts every node with --client-tls-cert/--client-tls-key (and, with client_certs,
   // --client-tls-ca), and connects with them. Off without `insecure`: peers authenticate and
