@@ -9,12 +9,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <future>
 #include <map>
 #include <random>
 #include <thread>
 
 #include "client/api/tern.capnp.h"
+#include "client/connect.h"
 
 namespace tern {
 
@@ -136,6 +138,7 @@ struct Client::Impl {
   };
 
   ClientOptions opt;
+  std::shared_ptr<client::Connector> connector;  // plaintext or TLS (client/connect.h)
   std::thread thread;
   const kj::Executor* executor = nullptr;
   kj::AsyncIoContext* io = nullptr;
@@ -185,9 +188,10 @@ struct Client::Impl {
   kj::Promise<Conn*> connected() {
     KJ_IF_MAYBE(c, conn) { return c->get(); }
     const std::string& addr = opt.endpoints[endpoint % opt.endpoints.size()];
-    return io->provider->getNetwork().parseAddress(addr).then([](kj::Own<kj::NetworkAddress> a) {
-      return a->connect().attach(kj::mv(a));
-    }).then([this](kj::Own<kj::AsyncIoStream> stream) {
+    auto colon = addr.rfind(':');
+    std::string host = colon == std::string::npos ? addr : addr.substr(0, colon);
+    auto port = static_cast<std::uint16_t>(colon == std::string::npos ? 0 : std::atoi(addr.c_str() + colon + 1));
+    return connector->connect(io->provider->getNetwork(), host, port).then([this](kj::Own<kj::AsyncIoStream> stream) {
       auto c = kj::heap<Conn>();
       c->rpc = kj::heap<capnp::TwoPartyClient>(*stream);
       c->stream = kj::mv(stream);
@@ -515,6 +519,15 @@ std::unique_ptr<Client> Client::connect(ClientOptions options, std::string* erro
   }
   auto impl = std::make_unique<Impl>();
   impl->opt = std::move(options);
+  client::TlsOptions tls{impl->opt.tls_ca_file, impl->opt.tls_cert_file, impl->opt.tls_key_file,
+                         impl->opt.tls_server_name};
+  if (tls.ca_file.empty()) tls = client::tls_options_from_env();
+  auto connector = client::Connector::make(tls);
+  if (!connector) {
+    if (error) *error = connector.error();
+    return nullptr;
+  }
+  impl->connector = *connector;
   impl->health.resize(impl->opt.endpoints.size());
   do impl->secret = impl->rng();
   while (impl->secret == 0);

@@ -24,6 +24,12 @@ cmake -S examples/leader-config -B "$work/ex" -G Ninja -DCMAKE_PREFIX_PATH="$wor
 cmake --build "$work/ex" >"$work/build.log"
 scripts/cluster.sh "$build" "$work/cluster" >"$work/cluster.log" 2>&1 &
 cluster_pid=$!
+# The cluster's client ports use mutual TLS; the library reads TERN_TLS_* (docs/client.md).
+if [ "${TERN_INSECURE:-0}" != 1 ]; then
+  for _ in $(seq 100); do [ -f "$work/cluster/tls/client.env" ] && break; sleep 0.1; done
+  # shellcheck disable=SC1091
+  . "$work/cluster/tls/client.env"
+fi
 endpoints=${TERN_EXAMPLE_ENDPOINTS:-127.0.0.1:7201,127.0.0.1:7202,127.0.0.1:7203}
 # The replicas' connect retries until the cluster has a leader (within its request timeout).
 pids=()

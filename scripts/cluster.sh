@@ -5,9 +5,13 @@
 #   (pass an existing one to restart the same cluster with its data).
 # Ports: peers 7101-7103, clients (admin RPC) 7201-7203, admin HTTP 7301-7303.
 # Peers authenticate with a cluster secret (docs/security.md): generated into <data-dir>/peer.secret
-# on the first start and reused on restarts. TERN_INSECURE=1 runs without it (--insecure).
+# on the first start and reused on restarts. The client ports serve mutual TLS: a local CA, one
+# server certificate per node (SAN 127.0.0.1, localhost) and a client certificate are issued into
+# <data-dir>/tls by scripts/tern-certs.sh (openssl) on the first start; <data-dir>/tls/client.env
+# sets TERN_TLS_CA/CERT/KEY for ternadm. TERN_INSECURE=1 runs without either (--insecure).
 # Try, from another terminal:
 #   curl -s 127.0.0.1:7301/status
+#   . <data-dir>/tls/client.env      (not with TERN_INSECURE=1)
 #   build/service/ternadm --addr 127.0.0.1:7201 status
 #   build/service/ternadm --addr 127.0.0.1:7201 propose hello   (on the leader; errors name it)
 set -euo pipefail
@@ -27,6 +31,10 @@ else
     (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$secret")
   fi
   security=(--peer-secret-file "$secret")
+  tls=$base/tls
+  scripts/tern-certs.sh "$tls" n1 n2 n3
+  printf 'export TERN_TLS_CA=%q TERN_TLS_CERT=%q TERN_TLS_KEY=%q\n' \
+    "$tls/ca.pem" "$tls/client.pem" "$tls/client.key" >"$tls/client.env"
 fi
 pids=()
 stop() {
@@ -38,12 +46,21 @@ stop() {
 trap stop INT TERM EXIT
 for i in 1 2 3; do
   mkdir -p "$base/n$i"
+  client_tls=()
+  [ "${TERN_INSECURE:-0}" = 1 ] ||
+    client_tls=(--client-tls-cert "$tls/n$i.pem" --client-tls-key "$tls/n$i.key" --client-tls-ca "$tls/ca.pem")
   "$bin" --id "$i" --data-dir "$base/n$i" --initial-cluster "$cluster" \
-    --client-addr "127.0.0.1:720$i" --admin-addr "127.0.0.1:730$i" "${security[@]}" 2>>"$base/n$i.log" &
+    --client-addr "127.0.0.1:720$i" --admin-addr "127.0.0.1:730$i" "${security[@]}" "${client_tls[@]}" \
+    2>>"$base/n$i.log" &
   pids+=($!)
 done
 echo "tern cluster: 3 nodes, data and logs in $base"
-echo "  status:  curl -s 127.0.0.1:7301/status    admin:  $build/service/ternadm --addr 127.0.0.1:7201 status"
+if [ "${TERN_INSECURE:-0}" = 1 ]; then
+  echo "  status:  curl -s 127.0.0.1:7301/status    admin:  $build/service/ternadm --addr 127.0.0.1:7201 status"
+else
+  echo "  status:  curl -s 127.0.0.1:7301/status"
+  echo "  admin:   . $tls/client.env && $build/service/ternadm --addr 127.0.0.1:7201 status   (mutual TLS)"
+fi
 echo "  Ctrl-C stops all three"
 # Report the leader once elected (bounded: 10 s), then wait for the nodes.
 command -v curl >/dev/null || { wait; exit; }

@@ -68,6 +68,9 @@ std::vector<Setting> settings() {
       {"debug_fault_injection", num(&Config::debug_fault_injection)},
       {"debug_raw_state_machine", num(&Config::debug_raw_state_machine)},
       {"peer_secret_file", str(&Config::peer_secret_file)},
+      {"client_tls_cert", str(&Config::client_tls_cert)},
+      {"client_tls_key", str(&Config::client_tls_key)},
+      {"client_tls_ca", str(&Config::client_tls_ca)},
       {"insecure",
        [](Config& c, const std::string& v) -> std::optional<std::string> {
          if (v == "1" || v == "true") c.insecure = true;
@@ -128,7 +131,7 @@ Result<Config, std::string> load_config(int argc, const char* const* argv, const
   bool insecure_flag = false;
   for (std::size_t i = 0; i < table.size(); ++i) {
     if (std::string(table[i].key) == "insecure") {
-      app.add_flag("--insecure", insecure_flag, "run without peer authentication (anyone reaching the peer port speaks Raft)");
+      app.add_flag("--insecure", insecure_flag, "run without the authentication not configured: peers without a cluster secret, a plaintext client port");
     } else {
       app.add_option(flag_name(table[i].key), flag_values[i]);
     }
@@ -198,6 +201,10 @@ Result<Config, std::string> load_config(int argc, const char* const* argv, const
   if (c.debug_fault_injection > 1) return fail(std::string("--debug-fault-injection must be 0 or 1"));
   if (c.debug_raw_state_machine > 1) return fail(std::string("--debug-raw-state-machine must be 0 or 1"));
   if (c.snapshot_entries < 16) return fail(std::string("--snapshot-entries must be at least 16"));
+  if (c.client_tls_cert.empty() != c.client_tls_key.empty())
+    return fail(std::string("--client-tls-cert and --client-tls-key go together"));
+  if (!c.client_tls_ca.empty() && c.client_tls_cert.empty())
+    return fail(std::string("--client-tls-ca needs --client-tls-cert and --client-tls-key (TLS on the client port)"));
   // host:port with a port in 1..65535 (a port that does not fit must not wrap around silently).
   for (auto [flag, addr] : {std::pair{"--client-addr", &c.client_addr}, std::pair{"--admin-addr", &c.admin_addr}}) {
     if (!parse_host_port(*addr))
@@ -245,6 +252,9 @@ std::string to_toml(const Config& c) {
       {"debug_fault_injection", static_cast<std::int64_t>(c.debug_fault_injection)},
       {"debug_raw_state_machine", static_cast<std::int64_t>(c.debug_raw_state_machine)},
       {"peer_secret_file", c.peer_secret_file},
+      {"client_tls_cert", c.client_tls_cert},
+      {"client_tls_key", c.client_tls_key},
+      {"client_tls_ca", c.client_tls_ca},
       {"insecure", c.insecure},
   };
   std::ostringstream os;

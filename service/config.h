@@ -42,6 +42,15 @@ struct Config {
   // without one unless `insecure` (--insecure) says explicitly that anyone who can reach the
   // peer port may speak Raft.
   std::string peer_secret_file;
+  // Client port TLS (docs/security.md, docs/operations.md): PEM certificate and key of this
+  // server; with a CA file as well, clients must present a certificate that CA signed (mutual
+  // TLS). Without cert and key the client port is plaintext, which ternd also refuses unless
+  // `insecure` is set.
+  std::string client_tls_cert;
+  std::string client_tls_key;
+  std::string client_tls_ca;
+  // Runs without the authentication that is not configured: peers without a cluster secret,
+  // and/or a plaintext client port. ternd says so in its log and in /status.
   bool insecure = false;
   std::string config_file;
   bool print_config = false;

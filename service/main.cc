@@ -13,6 +13,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
+#include <optional>
 
 #include "service/admin_http.h"
 #include "service/admin_rpc.h"
@@ -24,6 +26,7 @@
 #include "service/metrics.h"
 #include "service/net/kj_asio.h"
 #include "service/net/rpc_listener.h"
+#include "service/net/tls.h"
 #include "service/node.h"
 
 namespace {
@@ -76,6 +79,38 @@ void raise_fd_limit() {
   }
 }
 
+// The client port's TLS context from the configured files (issue 17): null and "insecure" for a
+// plaintext port, which needs --insecure; nullopt (after logging why) when ternd must not start.
+struct ClientPortSecurity {
+  std::shared_ptr<kj::TlsContext> tls;
+  std::string mode;  // "mutual_tls", "tls" or "insecure": reported in /status
+};
+std::optional<ClientPortSecurity> client_port_security(const tern::service::Config& c) {
+  if (c.client_tls_cert.empty()) {
+    if (!c.insecure) {
+      spdlog::critical(
+          "cannot start: no --client-tls-cert/--client-tls-key. The client port serves TLS (docs/security.md, "
+          "docs/operations.md); to serve it in plaintext anyway, pass --insecure");
+      return std::nullopt;
+    }
+    spdlog::warn("INSECURE: the client port {} is plaintext (--insecure, no --client-tls-cert). Anyone who can reach "
+                 "it can read and change the cluster's data and membership. Use TLS outside tests.",
+                 c.client_addr);
+    return ClientPortSecurity{nullptr, "insecure"};
+  }
+  auto tls = tern::net::make_server_tls({c.client_tls_cert, c.client_tls_key, c.client_tls_ca});
+  if (!tls) {
+    spdlog::critical("cannot start: {}", tls.error());
+    return std::nullopt;
+  }
+  if (c.client_tls_ca.empty()) {
+    spdlog::warn("client port {}: TLS without client certificates (no --client-tls-ca): any client that can reach it "
+                 "is served",
+                 c.client_addr);
+  }
+  return ClientPortSecurity{*tls, c.client_tls_ca.empty() ? "tls" : "mutual_tls"};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -113,6 +148,9 @@ int main(int argc, char** argv) {
     spdlog::warn("INSECURE: peer authentication is off (--insecure). Anyone who can reach the peer port can "
                  "speak Raft to this node and corrupt or crash the cluster. Use --peer-secret-file outside tests.");
   }
+
+  auto client_security = client_port_security(*cfg);
+  if (!client_security) return 2;
 
   // Loop thread objects, in the order the KJ bridge requires (service/net/kj_asio.h).
   asio::io_context io{1};
@@ -174,6 +212,7 @@ int main(int argc, char** argv) {
     }
     rpc = std::make_unique<tern::net::RpcListener>(io, std::move(bootstrap),
                                                    [](const std::string& s) { spdlog::warn("{}", s); });
+    rpc->set_tls(client_security->tls, !cfg->client_tls_ca.empty());
     rpc->listen(client_addr.host, client_addr.port);
   } catch (const std::exception& e) {
     spdlog::critical("cannot listen: {}", e.what());
@@ -192,10 +231,14 @@ int main(int argc, char** argv) {
     metrics.set_counter("tern_rpc_connections_slow_reader_total", rs.slow_readers);
     metrics.set_counter("tern_rpc_connections_timed_out_total", rs.timed_out);
     metrics.set("tern_peer_auth_enabled", peer_secret.empty() ? 0 : 1);
+    metrics.set("tern_client_tls_enabled", rpc->tls() ? 1 : 0);
+    metrics.set_counter("tern_rpc_tls_handshakes_total", rs.tls_handshakes);
+    metrics.set_counter("tern_rpc_tls_handshake_failures_total", rs.tls_handshake_failures);
     return HttpResponse{200, "text/plain; version=0.0.4", metrics.render()};
   });
-  // /status says whether peers authenticate (an insecure node must be visible as such).
-  const std::string auth_field = peer_secret.empty() ? R"("peer_auth":"insecure",)" : R"("peer_auth":"secret",)";
+  // /status says whether peers and clients authenticate (an insecure node must be visible as such).
+  const std::string auth_field = std::string(peer_secret.empty() ? R"("peer_auth":"insecure",)" : R"("peer_auth":"secret",)") +
+                                 R"("client_auth":")" + client_security->mode + R"(",)";
   http->handle("/status", [&] {
     std::string s = n.status_json();
     if (!s.empty() && s[0] == '{') s.insert(1, auth_field);
@@ -217,12 +260,33 @@ int main(int argc, char** argv) {
   };
   sweep();
 
+  // SIGHUP: reload the client port's certificate, key and CA from the same files; connections
+  // accepted from then on use them, open ones keep theirs. A file that does not load keeps the
+  // old context (docs/operations.md: rotation).
+  asio::signal_set hup(io, SIGHUP);
+  std::function<void()> on_hup = [&] {
+    hup.async_wait([&](std::error_code ec, int) {
+      if (ec) return;
+      if (rpc->tls()) {
+        auto tls = tern::net::make_server_tls({cfg->client_tls_cert, cfg->client_tls_key, cfg->client_tls_ca});
+        if (tls) {
+          rpc->set_tls(*tls, !cfg->client_tls_ca.empty());
+          spdlog::info("SIGHUP: client TLS certificate, key and CA reloaded");
+        } else {
+          spdlog::error("SIGHUP: client TLS not reloaded, keeping the old files' context: {}", tls.error());
+        }
+      }
+      on_hup();
+    });
+  };
+  on_hup();
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](std::error_code, int sig) {
     spdlog::info("signal {}: shutting down", sig);
     n.stop();
     rpc->stop();
     sweep_timer.cancel();
+    hup.cancel();
     io.stop();
   });
   io.run();

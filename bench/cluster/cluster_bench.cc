@@ -6,7 +6,9 @@
 // interleaved rounds; the table shows medians.
 //
 // Usage: cluster_bench [SECONDS_PER_CASE=3] [ROUNDS=3]; TERND_BIN names ternd (default: the
-// build tree's), TERN_BENCH_OUT=file.md also writes the table there.
+// build tree's), TERN_BENCH_OUT=file.md also writes the table there. The client connection is
+// mutual TLS like the harness's default (issue 17); TERN_BENCH_CLIENT_TLS=0 runs it in plaintext
+// (--insecure client port, peers still authenticated) to compare.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -124,6 +126,7 @@ int main(int argc, char** argv) {
   o.heartbeat_interval_ms = 100;
   o.snapshot_entries = 1000000;
   o.log_level = "warn";
+  if (const char* t = std::getenv("TERN_BENCH_CLIENT_TLS")) o.client_tls = std::string(t) != "0";
   Cluster c(default_ternd(argv[0]), o);
   c.start_all();
   auto leader = c.wait_for_leader(std::chrono::seconds(15));

@@ -81,6 +81,20 @@ void AsioStream::abort() {
   st_->socket.close(ec);
 }
 
+kj::Promise<void> AsioStream::when_readable() {
+  auto& s = *st_;
+  if (s.read_pos < s.read_end) return kj::READY_NOW;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  s.socket.async_wait(asio::socket_base::wait_read, [f = kj::mv(paf.fulfiller)](const asio::error_code& ec) mutable {
+    if (!ec) {
+      f->fulfill();
+    } else {
+      f->reject(KJ_EXCEPTION(DISCONNECTED, "async_wait", ec.message().c_str()));
+    }
+  });
+  return kj::mv(paf.promise);
+}
+
 void AsioStream::abortRead() {
   asio::error_code ec;
   st_->socket.shutdown(asio::socket_base::shutdown_receive, ec);

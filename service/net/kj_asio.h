@@ -64,6 +64,9 @@ class AsioStream final : public kj::AsyncIoStream {
   void abortRead() override;
   // Closes the socket: pending reads and writes fail, capnp sees a disconnect and cleans up.
   void abort();
+  // Resolves once there is something to read (or the socket is closed), consuming nothing: the
+  // TLS listener waits for a client's first bytes before it spends a TLS session on it.
+  kj::Promise<void> when_readable();
   // Bytes accepted by write() and not yet handed to the kernel.
   std::size_t unsent_bytes() const { return st_->write_buf.size() + st_->in_flight.size(); }
   std::uint64_t bytes_read() const { return st_->bytes_read; }

@@ -2,6 +2,8 @@
 
 #include "service/net/kj_asio.h"
 
+#include <kj/compat/tls.h>
+
 #include <optional>
 
 namespace tern::net {
@@ -9,12 +11,7 @@ namespace tern::net {
 using Clock = std::chrono::steady_clock;
 
 struct RpcListener::Conn {
-  Conn(asio::ip::tcp::socket s, capnp::Capability::Client bootstrap, const RpcLimits& limits)
-      : stream(kj::heap<AsioStream>(std::move(s))),
-        network(*stream, capnp::rpc::twoparty::Side::SERVER, options(limits)),
-        rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {
-    rpc.setFlowLimit(limits.flow_limit_bytes / sizeof(capnp::word));
-  }
+  explicit Conn(asio::ip::tcp::socket s) : stream(kj::heap<AsioStream>(std::move(s))) {}
   static capnp::ReaderOptions options(const RpcLimits& limits) {
     capnp::ReaderOptions o;
     // Also bounds amplification: capnp charges a zero-sized list element (e.g. in a capability
@@ -23,9 +20,22 @@ struct RpcListener::Conn {
     o.nestingLimit = 16;
     return o;
   }
+  // Starts RPC on `s`: the AsioStream itself, or the TLS stream over it.
+  void serve(kj::AsyncIoStream& s, capnp::Capability::Client bootstrap, const RpcLimits& limits) {
+    network = kj::heap<capnp::TwoPartyVatNetwork>(s, capnp::rpc::twoparty::Side::SERVER, options(limits));
+    rpc = kj::heap(capnp::makeRpcServer(*network, kj::mv(bootstrap)));
+    rpc->setFlowLimit(limits.flow_limit_bytes / sizeof(capnp::word));
+  }
+  bool serving() const { return network.get() != nullptr; }
+
+  // Declaration order is destruction order reversed: RPC first, then the TLS stream and a pending
+  // handshake (both read and write `stream`), then the context they use, then the socket.
   kj::Own<AsioStream> stream;
-  capnp::TwoPartyVatNetwork network;
-  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
+  std::shared_ptr<kj::TlsContext> tls_context;
+  kj::Maybe<kj::Promise<void>> handshake;
+  kj::Own<kj::AsyncIoStream> tls;
+  kj::Own<capnp::TwoPartyVatNetwork> network;
+  kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
   Clock::time_point opened = Clock::now(), last_active = opened;
   std::uint64_t seen_bytes = 0;    // read so far
   std::uint64_t seen_written = 0;  // handed to the kernel so far
@@ -97,8 +107,8 @@ void RpcListener::sweep() {
       continue;
     }
     note_activity(*c, now);
-    std::size_t unsent = c->stream->unsent_bytes() + c->network.getCurrentQueueSize();
-    std::size_t queued = c->network.getCurrentQueueCount();
+    std::size_t unsent = c->stream->unsent_bytes() + (c->serving() ? c->network->getCurrentQueueSize() : 0);
+    std::size_t queued = c->serving() ? c->network->getCurrentQueueCount() : 0;
     if (unsent > limits_.max_unsent_bytes || queued > limits_.max_unsent_messages) {
       ++stats_.slow_readers;
       close(id, std::to_string(queued) + " replies (" + std::to_string(unsent) + " bytes) unread; limits " +
@@ -106,6 +116,9 @@ void RpcListener::sweep() {
     } else if (c->seen_bytes == 0 && now - c->opened > limits_.header_timeout) {
       ++stats_.timed_out;
       close(id, "nothing sent within the header timeout");
+    } else if (!c->serving() && now - c->opened > limits_.header_timeout) {
+      ++stats_.timed_out;
+      close(id, "TLS handshake not completed within the header timeout");
     } else if (now - c->last_active > limits_.idle_timeout) {
       ++stats_.timed_out;
       close(id, "idle");
@@ -129,10 +142,10 @@ void RpcListener::accept() {
       });
       return;
     }
-    // At the cap, make room by closing the newest connection that has sent nothing yet: a client
-    // with calls stays, and so does one that connected earlier and is about to send; a flood of
-    // silent sockets only replaces itself. With none silent, the new connection is refused. The
-    // header timeout closes silent sockets in any case.
+    // At the cap, make room by closing the newest connection that has sent nothing yet (or not
+    // finished its TLS handshake): a client with calls stays, and so does one that connected
+    // earlier and is about to send; a flood of silent sockets only replaces itself. With none
+    // silent, the new connection is refused. The header timeout closes silent sockets anyway.
     std::size_t live = 0;
     std::optional<std::uint64_t> victim;
     auto now = Clock::now();
@@ -140,13 +153,15 @@ void RpcListener::accept() {
       if (c->aborted) continue;
       ++live;
       note_activity(*c, now);
-      if (c->seen_bytes == 0) victim = id;  // ids grow: the last one is the newest
+      // Silent, or still in its TLS handshake: not yet a proven client. Ids grow: the last one is
+      // the newest.
+      if (c->seen_bytes == 0 || !c->serving()) victim = id;
     }
     if (live >= limits_.max_connections) {
       if (victim) {
         ++stats_.evicted;
         close(*victim, "connection limit (" + std::to_string(limits_.max_connections) +
-                           ") reached; closing the newest connection that has sent nothing (#" + std::to_string(*victim) + ")");
+                           ") reached; closing the newest connection that has sent nothing or not finished TLS (#" + std::to_string(*victim) + ")");
       } else {
         ++stats_.refused;
         warn_("rpc listener: connection limit (" + std::to_string(limits_.max_connections) + ") reached; refusing a connection");
@@ -156,12 +171,73 @@ void RpcListener::accept() {
     }
     ++stats_.accepted;
     std::uint64_t id = next_id_++;
-    auto conn = kj::heap<Conn>(std::move(socket), bootstrap_, limits_);
-    auto disconnected = conn->network.onDisconnect();
+    auto conn = kj::heap<Conn>(std::move(socket));
+    Conn& c = *conn;
     conns_.emplace(id, kj::mv(conn));
-    // Drop the connection's RPC state once the peer is gone (or sent garbage).
-    tasks_.add(disconnected.then([this, id] { conns_.erase(id); }));
+    if (tls_) {
+      start_tls(id, c);
+    } else {
+      start_rpc(id, c, *c.stream);
+    }
     accept();
+  });
+}
+
+void RpcListener::start_rpc(std::uint64_t id, Conn& c, kj::AsyncIoStream& stream) {
+  c.serve(stream, bootstrap_, limits_);
+  // Drop the connection's RPC state once the peer is gone (or sent garbage).
+  tasks_.add(c.network->onDisconnect().then([this, id] { conns_.erase(id); }));
+}
+
+namespace {
+// kj-tls wants an identity for the stream it wraps; the TLS identity it returns is what counts.
+class TcpPeer final : public kj::PeerIdentity {
+ public:
+  kj::String toString() override { return kj::str("tcp"); }
+};
+}  // namespace
+
+void RpcListener::start_tls(std::uint64_t id, Conn& c) {
+  c.tls_context = tls_;
+  bool client_certs = tls_client_certs_;
+  // A TLS session costs CPU and tens of kilobytes: spend it once the client has sent something,
+  // so that a flood of silent sockets costs no more than it does on a plaintext port.
+  c.handshake = c.stream->when_readable()
+                    .then([&c] {
+                      // The TLS stream borrows the AsioStream: the connection owns both (see Conn).
+                      kj::AuthenticatedStream raw{kj::Own<kj::AsyncIoStream>(c.stream.get(), kj::NullDisposer::instance),
+                                                  kj::heap<TcpPeer>()};
+                      return c.tls_context->wrapServer(kj::mv(raw));
+                    })
+                    .then(
+                        [this, id, &c, client_certs](kj::AuthenticatedStream s) {
+                          auto& who = kj::downcast<kj::TlsPeerIdentity>(*s.peerIdentity);
+                          // kj-tls may end a handshake the client hung up on as if it had
+                          // succeeded (OpenSSL's SSL_ERROR_SYSCALL without an error); with client
+                          // certificates required, no certificate means no handshake.
+                          if (client_certs && !who.hasCertificate()) {
+                            handshake_failed(id, KJ_EXCEPTION(DISCONNECTED, "no client certificate"));
+                            return;
+                          }
+                          ++stats_.tls_handshakes;
+                          c.tls = kj::mv(s.stream);
+                          start_rpc(id, c, *c.tls);
+                        },
+                        [this, id](kj::Exception&& e) { handshake_failed(id, e); })
+                    .eagerlyEvaluate(nullptr);
+}
+
+void RpcListener::handshake_failed(std::uint64_t id, const kj::Exception& e) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return;
+  // A connection we closed ourselves (timeout, eviction) was counted there.
+  if (!it->second->aborted) {
+    ++stats_.tls_handshake_failures;
+    close(id, std::string("TLS handshake failed: ") + e.getDescription().cStr());
+  }
+  // This runs inside the handshake promise, which the connection owns: drop it afterwards.
+  asio::post(io_, [this, id, stopped = stopped_] {
+    if (!*stopped) conns_.erase(id);
   });
 }
 

@@ -11,6 +11,12 @@
 // nothing within header_timeout or nothing at all for idle_timeout. At max_connections the oldest
 // connection that has sent nothing is closed for the new one, so idle sockets cannot lock clients
 // out for longer than a moment.
+//
+// TLS (set_tls, issue 17): every accepted connection first completes a TLS handshake (kj-tls over
+// the bridge's AsioStream) and only then gets an RPC system; until then it holds a slot like any
+// other connection, the header timeout bounds the whole handshake, and a connection still in its
+// handshake may be evicted for a new one at max_connections. A failed handshake (plaintext, a
+// missing or untrusted client certificate, garbage) closes the connection and is counted.
 #include <asio.hpp>
 #include <capnp/capability.h>
 #include <capnp/rpc-twoparty.h>
@@ -24,6 +30,10 @@
 #include <string>
 
 #include "service/net/rate_limited.h"
+
+namespace kj {
+class TlsContext;
+}
 
 namespace tern::net {
 
@@ -44,7 +54,9 @@ struct RpcListenerStats {
   std::uint64_t evicted = 0;      // closed for a newer connection at max_connections
   std::uint64_t refused = 0;      // new connections refused at max_connections
   std::uint64_t slow_readers = 0; // closed: too many unsent replies
-  std::uint64_t timed_out = 0;    // closed: header or idle timeout
+  std::uint64_t timed_out = 0;    // closed: header or idle timeout (a TLS handshake not done in time too)
+  std::uint64_t tls_handshakes = 0;        // TLS handshakes completed
+  std::uint64_t tls_handshake_failures = 0;  // closed: the TLS handshake failed
 };
 
 class RpcListener final : private kj::TaskSet::ErrorHandler {
@@ -58,8 +70,18 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
   // Binds and starts accepting; returns the bound port. Throws std::system_error on failure.
   std::uint16_t listen(const std::string& host, std::uint16_t port);
   void stop();
+  // Serve TLS on connections accepted from now on (null: plaintext); `client_certs`: the context
+  // verifies client certificates, and a connection without one is refused. Connections already
+  // open keep the context they started with, so new certificates can be swapped in while running.
+  void set_tls(std::shared_ptr<kj::TlsContext> tls, bool client_certs) {
+    tls_ = std::move(tls);
+    tls_client_certs_ = client_certs;
+  }
+  bool tls() const { return tls_ != nullptr; }
   std::size_t connections() const { return conns_.size(); }
-  std::uint64_t rejected() const { return stats_.evicted + stats_.refused + stats_.slow_readers + stats_.timed_out; }
+  std::uint64_t rejected() const {
+    return stats_.evicted + stats_.refused + stats_.slow_readers + stats_.timed_out + stats_.tls_handshake_failures;
+  }
   const RpcListenerStats& stats() const { return stats_; }
 
  public:
@@ -69,6 +91,9 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
   void accept();
   void sweep();
   void close(std::uint64_t id, const std::string& why);
+  void start_tls(std::uint64_t id, Conn& c);
+  void start_rpc(std::uint64_t id, Conn& c, kj::AsyncIoStream& stream);
+  void handshake_failed(std::uint64_t id, const kj::Exception& e);
   void taskFailed(kj::Exception&& e) override;
 
   asio::io_context& io_;
@@ -81,6 +106,8 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
   std::map<std::uint64_t, kj::Own<Conn>> conns_;
   std::uint64_t next_id_ = 0;
   RpcListenerStats stats_;
+  std::shared_ptr<kj::TlsContext> tls_;
+  bool tls_client_certs_ = false;
   std::shared_ptr<bool> stopped_ = std::make_shared<bool>(false);  // shared with pending handlers
   kj::TaskSet tasks_;
 };

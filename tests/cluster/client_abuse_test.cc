@@ -12,7 +12,9 @@
 #include <thread>
 
 #include "client/api/tern.capnp.h"
+#include "client/connect.h"
 #include "tern/client.h"
+#include "tests/cluster/client_tls.h"
 #include "tests/cluster/harness.h"
 
 namespace tern::testing {
@@ -32,8 +34,9 @@ struct Raw {
   api::Tern::Client tern = nullptr;
   Raw(Cluster& c, std::uint64_t id) {
     auto& io = c.kj_io();
-    auto addr = io.provider->getNetwork().parseAddress("127.0.0.1", c.node(id).client_port).wait(io.waitScope);
-    stream = addr->connect().wait(io.waitScope);
+    auto connector = client::Connector::make(c.client_tls());  // the harness's TLS, if any
+    KJ_ASSERT(connector.has_value());
+    stream = (*connector)->connect(io.provider->getNetwork(), "127.0.0.1", c.node(id).client_port).wait(io.waitScope);
     rpc = kj::heap<capnp::TwoPartyClient>(*stream);
     tern = rpc->bootstrap().castAs<api::Tern>();
   }
@@ -44,6 +47,7 @@ std::unique_ptr<Client> library_client(Cluster& c, std::uint64_t first) {
   o.endpoints.push_back("127.0.0.1:" + std::to_string(c.node(first).client_port));
   for (auto id : c.ids())
     if (id != first) o.endpoints.push_back("127.0.0.1:" + std::to_string(c.node(id).client_port));
+  apply_client_tls(c, o);
   std::string err;
   auto client = Client::connect(o, &err);
   EXPECT_NE(client, nullptr) << err;

@@ -14,6 +14,7 @@
 #include <optional>
 
 #include "tern/client.h"
+#include "tests/cluster/client_tls.h"
 #include "tests/cluster/harness.h"
 
 namespace tern::testing {
@@ -47,6 +48,7 @@ std::unique_ptr<Client> connect_to(Cluster& c, std::size_t first) {
   auto ids = c.ids();
   for (std::size_t i = 0; i < ids.size(); ++i)
     o.endpoints.push_back("127.0.0.1:" + std::to_string(c.node(ids[(first + i) % ids.size()]).client_port));
+  apply_client_tls(c, o);
   return Client::connect(o);
 }
 

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "tern/client.h"
+#include "tests/cluster/client_tls.h"
 #include "tests/cluster/harness.h"
 
 namespace tern::testing {
@@ -40,6 +41,7 @@ ClientOptions options(Cluster& c, std::uint64_t first, std::chrono::milliseconds
     if (id != first) o.endpoints.push_back(endpoint(c, id));
   o.session_timeout = session_timeout;
   o.request_timeout = 10s;
+  apply_client_tls(c, o);
   return o;
 }
 

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 #include "jepsen-like/checker/history.h"
@@ -66,8 +67,10 @@ struct Counts {
 
 // One client: a thread with its own KJ loop and connection, one operation at a time.
 void client(int index, int clients, std::uint64_t seed, std::vector<std::uint16_t> ports, Clock::time_point end,
-            Recorder& rec, Counts& counts) {
+            Recorder& rec, Counts& counts, client::TlsOptions tls) {
   auto io = kj::setupAsyncIo();
+  auto connector = client::Connector::make(tls);  // TLS like the harness's own client (issue 17)
+  if (!connector) throw std::runtime_error(connector.error());
   std::mt19937_64 rng(seed * 1000003 + static_cast<std::uint64_t>(index));
   std::int64_t process = index;
   std::size_t target = static_cast<std::size_t>(index) % ports.size();
@@ -84,8 +87,10 @@ void client(int index, int clients, std::uint64_t seed, std::vector<std::uint16_
     std::this_thread::sleep_for(std::chrono::microseconds(2000 + rng() % 8000));
     if (admin == nullptr) {
       try {
-        auto addr = io.provider->getNetwork().parseAddress("127.0.0.1", ports[target]).wait(io.waitScope);
-        stream = io.provider->getTimer().timeoutAfter(500 * kj::MILLISECONDS, addr->connect()).wait(io.waitScope);
+        stream = io.provider->getTimer()
+                     .timeoutAfter(500 * kj::MILLISECONDS,
+                                   (*connector)->connect(io.provider->getNetwork(), "127.0.0.1", ports[target]))
+                     .wait(io.waitScope);
         rpc = kj::heap<capnp::TwoPartyClient>(*stream);
         admin = rpc->bootstrap().castAs<proto::Admin>();
       } catch (const kj::Exception&) {
@@ -209,7 +214,7 @@ TEST(FaultTest, RegistersStayLinearizableUnderKillPauseAndRestart) {
   auto end = Clock::now() + run_for;
   std::vector<std::thread> threads;
   for (int i = 0; i < clients; ++i)
-    threads.emplace_back(client, i, clients, seed, ports, end, std::ref(rec), std::ref(counts));
+    threads.emplace_back(client, i, clients, seed, ports, end, std::ref(rec), std::ref(counts), c.client_tls());
 
   // The nemesis: one fault at a time, so a majority can make progress between faults.
   std::mt19937_64 rng(seed);

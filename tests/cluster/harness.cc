@@ -21,6 +21,32 @@ namespace tern::testing {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
+void issue_certificates(const std::string& dir, const std::vector<std::string>& server_names) {
+  std::string cmd = std::string(TERN_SOURCE_DIR) + "/scripts/tern-certs.sh '" + dir + "'";
+  for (const auto& n : server_names) cmd += " '" + n + "'";
+  if (std::system(cmd.c_str()) != 0) throw std::runtime_error("certificates: '" + cmd + "' failed");
+}
+
+namespace {
+// Issuing takes a few hundred milliseconds of openssl: once per test process, then each cluster
+// gets its own copy (tests may overwrite their cluster's files).
+const std::string& certificate_cache() {
+  // Never destroyed: the atexit handler below runs after static destructors registered later.
+  static const std::string* dir = [] {
+    char tmpl[] = "/tmp/tern_certs_XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp");
+    auto* d = new std::string(tmpl);
+    issue_certificates(*d);
+    std::atexit([] {
+      std::error_code ec;
+      fs::remove_all(certificate_cache(), ec);
+    });
+    return d;
+  }();
+  return *dir;
+}
+}  // namespace
+
 double process_cpu_seconds(pid_t pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
   std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
@@ -52,6 +78,20 @@ Cluster::Cluster(std::string ternd_path, ClusterOptions options)
     secret_file_ = opt_.root + "/peer.secret";
     std::ofstream(secret_file_) << secret_ << "\n";
   }
+  // A ternd from before issue 17 (TERN_HARNESS_OLD_TERND, below) has no TLS.
+  // TERN_HARNESS_CLIENT_TLS=0 makes plaintext client ports the default (to compare).
+  bool tls_default = !opt_.insecure;
+  if (const char* e = std::getenv("TERN_HARNESS_CLIENT_TLS")) tls_default = tls_default && std::string(e) != "0";
+  if (opt_.client_tls.value_or(tls_default) && std::getenv("TERN_HARNESS_OLD_TERND") == nullptr) {
+    fs::create_directories(tls_dir());
+    fs::copy(certificate_cache(), tls_dir(), fs::copy_options::overwrite_existing | fs::copy_options::recursive);
+    client_tls_.ca_file = tls_dir() + "/ca.pem";
+    client_tls_.cert_file = tls_dir() + "/client.pem";
+    client_tls_.key_file = tls_dir() + "/client.key";
+  }
+  auto connector = client::Connector::make(client_tls_);
+  if (!connector) throw std::runtime_error("client TLS: " + connector.error());
+  connector_ = *connector;
   std::set<std::uint16_t> used;
   auto port = [&] {
     for (;;) {
@@ -142,11 +182,13 @@ void Cluster::spawn(ProcessNode& n, bool join) {
                                    "--debug-raw-state-machine", opt_.raw_state_machine ? "1" : "0"};
   if (std::getenv("TERN_HARNESS_OLD_TERND") != nullptr) {
     // A ternd from before issue 17 (no security flags): to show a regression test fails on it.
-  } else if (opt_.insecure) {
-    args.push_back("--insecure");
   } else {
-    args.push_back("--peer-secret-file");
-    args.push_back(secret_file_);
+    if (opt_.insecure || !client_tls_.enabled()) args.push_back("--insecure");
+    if (!opt_.insecure) args.insert(args.end(), {"--peer-secret-file", secret_file_});
+    if (client_tls_.enabled()) {
+      args.insert(args.end(), {"--client-tls-cert", tls_dir() + "/server.pem", "--client-tls-key", tls_dir() + "/server.key"});
+      if (opt_.client_certs) args.insert(args.end(), {"--client-tls-ca", tls_dir() + "/ca.pem"});
+    }
   }
   std::string log = n.dir + ".log";
   pid_t pid = ::fork();
@@ -241,8 +283,11 @@ proto::Admin::Client& Cluster::admin(std::uint64_t id) {
   auto it = conns_.find(id);
   if (it != conns_.end()) return it->second.admin;
   auto& n = nodes_.at(id);
-  auto addr = io_.provider->getNetwork().parseAddress("127.0.0.1", n.client_port).wait(io_.waitScope);
-  auto stream = addr->connect().wait(io_.waitScope);
+  // Bounded: a node that accepts but never finishes the TLS handshake must not hang the test.
+  io_.waitScope.poll();  // let the loop's clock catch up (see wait_for)
+  auto stream = io_.provider->getTimer()
+                    .timeoutAfter(3 * kj::SECONDS, connector_->connect(io_.provider->getNetwork(), "127.0.0.1", n.client_port))
+                    .wait(io_.waitScope);
   Conn c;
   c.stream = kj::mv(stream);
   c.client = kj::heap<capnp::TwoPartyClient>(*c.stream);

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "client/connect.h"
 #include "service/proto/admin.capnp.h"
 #include "tests/common/loopback.h"
 
@@ -43,6 +44,13 @@ struct ClusterOptions {
   // Peer authentication: by default the harness writes a random cluster secret to
   // <root>/peer.secret and passes it to every node; insecure runs them with --insecure.
   bool insecure = false;
+  // TLS on the client port (issue 17). Unset: on unless `insecure` (or TERN_HARNESS_CLIENT_TLS=0). On: the harness issues a CA,
+  // one server certificate and a client certificate into <root>/tls with scripts/tern-certs.sh,
+  // starts every node with --client-tls-cert/--client-tls-key (and, with client_certs,
+  // --client-tls-ca), and connects with them. Off without `insecure`: peers authenticate and
+  // the client port is plaintext (--insecure).
+  std::optional<bool> client_tls;
+  bool client_certs = true;
 };
 
 struct ProposeOutcome {
@@ -82,6 +90,10 @@ class Cluster {
   std::string peer_address(std::uint64_t id) const;
   std::string log_of(std::uint64_t id) const;
   const std::string& peer_secret() const { return secret_; }  // empty when insecure
+  // How the harness reaches client ports (TLS files, or plaintext), for tests that open their
+  // own connections with client::Connector; tls_dir() holds ca.pem, server.pem, client.pem...
+  const client::TlsOptions& client_tls() const { return client_tls_; }
+  std::string tls_dir() const { return opt_.root + "/tls"; }
 
   // Admin RPC (blocking, with a timeout). nullopt: the node did not answer.
   std::optional<StatusView> status(std::uint64_t id, std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
@@ -124,12 +136,18 @@ class Cluster {
   std::string ternd_;
   ClusterOptions opt_;
   std::string secret_, secret_file_;
+  client::TlsOptions client_tls_;
+  std::shared_ptr<client::Connector> connector_;
   bool own_root_ = false;
   std::map<std::uint64_t, ProcessNode> nodes_;
   std::vector<std::uint64_t> initial_;
   kj::AsyncIoContext io_;
   std::map<std::uint64_t, Conn> conns_;
 };
+
+// Runs scripts/tern-certs.sh DIR NAMES... (a CA, server certificates NAME.pem/.key, client.pem/.key);
+// throws if it fails. Tests use it for a second CA too.
+void issue_certificates(const std::string& dir, const std::vector<std::string>& server_names = {"server"});
 
 // CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat.
 double process_cpu_seconds(pid_t pid);

@@ -14,6 +14,7 @@
 #include <random>
 #include <thread>
 
+#include "tests/cluster/client_tls.h"
 #include "tests/cluster/harness.h"
 
 namespace tern::testing {
@@ -48,6 +49,7 @@ struct Fixture {
       o.endpoints.push_back("127.0.0.1:" + std::to_string(cluster.node(ids[(i + k) % ids.size()]).client_port));
     o.session_timeout = session_timeout;
     o.request_timeout = request_timeout;
+    apply_client_tls(cluster, o);
     std::string err;
     auto c = Client::connect(std::move(o), &err);
     EXPECT_NE(c, nullptr) << err;
@@ -462,6 +464,7 @@ TEST(Recipes, ACutOffLeaderReportsTheLossBeforeAnotherCandidateLeads) {
     cut.endpoints.push_back("127.0.0.1:" + std::to_string(proxies.back()->port()));
   }
   cut.session_timeout = 2000ms;
+  apply_client_tls(f.cluster, cut);
   cut.request_timeout = 1000ms;
   std::string err;
   auto a = Client::connect(cut, &err);

@@ -163,5 +163,39 @@ TEST(Config, PeerSecretFileAndInsecureFromEverySource) {
   EXPECT_FALSE(load_peer_secret(sc).has_value());
 }
 
+// Issue 17: client port TLS files come as a pair (cert and key); a client CA needs them.
+TEST(Config, ClientTlsFlagsFromEverySourceAndTheirPairing) {
+  auto base = std::vector<const char*>{"--id", "1", "--data-dir", "/d", "--initial-cluster", kCluster};
+  auto flags = base;
+  for (const char* f : {"--client-tls-cert", "/c.pem", "--client-tls-key", "/k.pem", "--client-tls-ca", "/ca.pem"})
+    flags.push_back(f);
+  auto c = load(flags);
+  ASSERT_TRUE(c.has_value()) << c.error();
+  EXPECT_EQ(c->client_tls_cert, "/c.pem");
+  EXPECT_EQ(c->client_tls_key, "/k.pem");
+  EXPECT_EQ(c->client_tls_ca, "/ca.pem");
+  auto path = temp_toml(to_toml(*c));
+  auto again = load({"--config", path.c_str()});
+  std::remove(path.c_str());
+  ASSERT_TRUE(again.has_value()) << again.error();
+  EXPECT_EQ(again->client_tls_ca, "/ca.pem");
+  Env env;
+  env.vars["TERN_CLIENT_TLS_CERT"] = "/e.pem";
+  env.vars["TERN_CLIENT_TLS_KEY"] = "/ek.pem";
+  auto e = load(base, env);
+  ASSERT_TRUE(e.has_value()) << e.error();
+  EXPECT_EQ(e->client_tls_cert, "/e.pem");
+  EXPECT_TRUE(e->client_tls_ca.empty());
+  auto cert_only = base;
+  cert_only.insert(cert_only.end(), {"--client-tls-cert", "/c.pem"});
+  EXPECT_FALSE(load(cert_only).has_value());
+  auto key_only = base;
+  key_only.insert(key_only.end(), {"--client-tls-key", "/k.pem"});
+  EXPECT_FALSE(load(key_only).has_value());
+  auto ca_only = base;
+  ca_only.insert(ca_only.end(), {"--client-tls-ca", "/ca.pem"});
+  EXPECT_FALSE(load(ca_only).has_value());
+}
+
 }  // namespace
 }  // namespace tern::service

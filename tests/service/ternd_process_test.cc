@@ -53,6 +53,7 @@ TEST(TerndProcess, AdminHttpAndCleanShutdown) {
   // --insecure is visible to operators (issue 17).
   std::string status_body = http_get(port, "GET /status HTTP/1.1\r\n\r\n");
   EXPECT_NE(status_body.find("\"peer_auth\":\"insecure\""), std::string::npos) << status_body;
+  EXPECT_NE(status_body.find("\"client_auth\":\"insecure\""), std::string::npos) << status_body;
   auto metrics = http_get(port, "GET /metrics HTTP/1.1\r\n\r\n");
   EXPECT_NE(metrics.find("tern_has_leader 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("tern_wal_write_seconds_count"), std::string::npos) << metrics;
@@ -115,6 +116,17 @@ TEST(TerndProcess, AdminHttpAndCleanShutdown) {
   { std::ofstream(short_secret) << "tooshort\n"; }
   st = run_and_wait({"--id", "1", "--data-dir", dir, "--initial-cluster", cluster, "--admin-addr", admin,
                      "--client-addr", client, "--peer-secret-file", short_secret});
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 2) << "status " << st;
+  // A good secret but a plaintext client port without --insecure: exit 2; a TLS file that
+  // cannot be read: exit 2.
+  std::string secret = std::string(dir) + "/peer.secret";
+  { std::ofstream(secret) << std::string(64, 'a') << "\n"; }
+  st = run_and_wait({"--id", "1", "--data-dir", dir, "--initial-cluster", cluster, "--admin-addr", admin,
+                     "--client-addr", client, "--peer-secret-file", secret});
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 2) << "status " << st;
+  st = run_and_wait({"--id", "1", "--data-dir", dir, "--initial-cluster", cluster, "--admin-addr", admin,
+                     "--client-addr", client, "--peer-secret-file", secret, "--client-tls-cert", secret + ".nope",
+                     "--client-tls-key", secret + ".nope"});
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 2) << "status " << st;
   std::filesystem::remove_all(dir);
 }

@@ -104,6 +104,12 @@ struct ClientOptions {
   // Keep the session alive while idle (a keep-alive every third of the timeout). Off: only the
   // application's own requests renew it.
   bool keep_alive = true;
+  // TLS to the client ports (ternd --client-tls-*; docs/operations.md): the CA bundle that signed
+  // the servers' certificates (empty: plaintext), this client's certificate and key when the
+  // servers require one, and the name the servers' certificates must carry (empty: the host).
+  // When tls_ca_file is empty, TERN_TLS_CA, TERN_TLS_CERT, TERN_TLS_KEY and TERN_TLS_SERVER_NAME
+  // from the environment are used (scripts/cluster.sh writes them to <data-dir>/tls/client.env).
+  std::string tls_ca_file, tls_cert_file, tls_key_file, tls_server_name;
   // Connection-state changes, called on the library's thread (keep it short).
   std::function<void(ConnectionState)> on_state;
 };
