@@ -236,6 +236,7 @@ class ClientApi::SessionImpl final : public api::Session::Server, public kj::Tas
   }
 
   kj::Promise<void> write(WriteContext ctx) override {
+    if (!admit()) return slow_down(ctx);
     auto p = ctx.getParams();
     auto op = to_op(p.getOp(), 0);
     if (!op || op->type == sm::OpType::open_session || op->type == sm::OpType::close_session) {
@@ -247,6 +248,7 @@ class ClientApi::SessionImpl final : public api::Session::Server, public kj::Tas
   }
 
   kj::Promise<void> read(ReadContext ctx) override {
+    if (!admit()) return slow_down(ctx);
     return serve_read(api_, ctx).then([this, ctx]() mutable { return after_events(ctx); });
   }
 
@@ -263,6 +265,7 @@ class ClientApi::SessionImpl final : public api::Session::Server, public kj::Tas
   }
 
   kj::Promise<void> watch(WatchContext ctx) override {
+    if (!admit()) return slow_down(ctx);
     auto p = ctx.getParams();
     auto spec = p.getSpec();
     auto out = ctx.getResults().initResult();
@@ -321,6 +324,25 @@ class ClientApi::SessionImpl final : public api::Session::Server, public kj::Tas
   }
 
  private:
+  // Admission (ClientApiLimits::requests_per_second): a token bucket, refilled with time.
+  bool admit() {
+    auto rate = api_.limits().requests_per_second;
+    if (rate == 0) return true;
+    auto now = std::chrono::steady_clock::now();
+    double elapsed = std::chrono::duration<double>(now - refilled_).count();
+    refilled_ = now;
+    tokens_ = std::min<double>(rate, tokens_ + elapsed * rate);
+    if (tokens_ < 1) return false;
+    tokens_ -= 1;
+    return true;
+  }
+  template <class Context>
+  kj::Promise<void> slow_down(Context& ctx) {
+    set_error(ctx.getResults().initResult(), api::Errc::SLOW_DOWN,
+              "over " + std::to_string(api_.limits().requests_per_second) + " requests per second: back off");
+    return kj::READY_NOW;
+  }
+
   // A sink that has not answered a notify in time: treated like a failed one.
  public:
   void sweep(std::chrono::steady_clock::time_point now) {
@@ -396,6 +418,8 @@ class ClientApi::SessionImpl final : public api::Session::Server, public kj::Tas
   std::optional<api::WatchSink::Client> sink_;
   bool in_flight_ = false;
   std::chrono::steady_clock::time_point in_flight_since_;
+  double tokens_ = static_cast<double>(api_.limits().requests_per_second);
+  std::chrono::steady_clock::time_point refilled_ = std::chrono::steady_clock::now();
   kj::Own<kj::TaskSet> tasks_ = kj::heap<kj::TaskSet>(*this);
 };
 

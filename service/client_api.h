@@ -25,6 +25,9 @@ struct ClientApiLimits {
   std::chrono::milliseconds notify_timeout{10000};
   // A request slower than this is logged at info with its request id (all are at debug).
   std::chrono::milliseconds slow_request{1000};
+  // Requests (reads, writes, watches) per second per session; 0: unlimited. A token bucket holding
+  // one second's worth: a session over it is answered slowDown, which the library backs off from.
+  std::uint32_t requests_per_second = 0;
 };
 
 class ClientApi final : public EventSink {

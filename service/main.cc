@@ -186,7 +186,9 @@ int main(int argc, char** argv) {
     tick.op.type = tern::sm::OpType::tick;
     no.clock_tick_command = tern::sm::encode(tick);
     auto sm = std::make_unique<SmApplier>();
-    api = std::make_unique<ClientApi>(*sm, hub);
+    ClientApiLimits limits;
+    limits.requests_per_second = cfg->client_rate_limit;
+    api = std::make_unique<ClientApi>(*sm, hub, limits);
     sm->set_sink(api.get());
     applier = std::move(sm);
   }

@@ -137,6 +137,47 @@ TEST(ClientApi, AFollowerForwardsWritesSoTheClientNeverSeesNotLeader) {
   EXPECT_EQ(again.send().wait(ws).getResult().getErr(), api::Errc::OK);
 }
 
+// The admission limit (--client-rate-limit, requests per second per session): a session that
+// floods gets slowDown for the excess and nothing else changes; the library backs off from
+// slowDown, so its calls all succeed, only slower.
+TEST(ClientApi, ASessionOverItsRateLimitIsToldToSlowDownAndTheLibraryBacksOff) {
+  auto o = sm_cluster();
+  o.extra_args = {"--client-rate-limit", "50"};
+  Cluster c(ternd(), o);
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  Raw raw(c, leader);
+  auto& ws = c.kj_io().waitScope;
+  auto open = raw.tern.openSessionRequest();
+  open.setTimeoutMs(10000);
+  open.setSecret(5);
+  auto session = open.send().wait(ws).getSession();
+  int ok = 0, slowed = 0;
+  kj::Vector<kj::Promise<void>> calls;
+  for (int i = 0; i < 200; ++i) {
+    auto get = session.readRequest();
+    get.initQuery().setType(api::QueryType::EXISTS);
+    get.getQuery().setPath("/");
+    get.initOptions().setConsistency(api::Consistency::SERIALIZABLE);
+    calls.add(get.send().then([&](auto r) {
+      if (r.getResult().getErr() == api::Errc::OK) ++ok;
+      if (r.getResult().getErr() == api::Errc::SLOW_DOWN) ++slowed;
+    }));
+  }
+  kj::joinPromises(calls.releaseAsArray()).wait(ws);
+  EXPECT_EQ(ok + slowed, 200);
+  EXPECT_GE(ok, 50);   // the burst
+  EXPECT_LE(ok, 120);  // not much more than the burst and what refilled meanwhile
+  EXPECT_GT(slowed, 0);
+  // Through the library: every call succeeds, paced by the limit.
+  auto client = library_client(c, leader);
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->create("/paced", "").ok());
+  for (int i = 0; i < 120; ++i) ASSERT_TRUE(client->set("/paced", std::to_string(i)).ok()) << i;
+  EXPECT_EQ(client->get("/paced").stat.version, 120);
+}
+
 // A WatchSink that never returns from notify: it holds one call open forever.
 class StuckSink final : public api::WatchSink::Server {
  public:

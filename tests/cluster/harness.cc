@@ -180,6 +180,7 @@ void Cluster::spawn(ProcessNode& n, bool join) {
                                    "--log-level", opt_.log_level,
                                    "--debug-fault-injection", opt_.fault_injection ? "1" : "0",
                                    "--debug-raw-state-machine", opt_.raw_state_machine ? "1" : "0"};
+  args.insert(args.end(), opt_.extra_args.begin(), opt_.extra_args.end());
   if (std::getenv("TERN_HARNESS_OLD_TERND") != nullptr) {
     // A ternd from before issue 17 (no security flags): to show a regression test fails on it.
   } else {

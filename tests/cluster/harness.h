@@ -40,6 +40,7 @@ struct ClusterOptions {
   // ternd --debug-raw-state-machine 1: the bare-log placeholder (raw proposals, "reg" commands)
   // that the log-level tests drive; false runs the coordination state machine and client API.
   bool raw_state_machine = true;
+  std::vector<std::string> extra_args;  // more ternd flags, for every node
   std::string root;  // data directories go under it; empty: a new /tmp directory, removed at the end
   // Peer authentication: by default the harness writes a random cluster secret to
   // <root>/peer.secret and passes it to every node; insecure runs them with --insecure.
