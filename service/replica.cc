@@ -229,8 +229,8 @@ void Replica::flush_deferred_hard_state(bool now) {
   if (auto r = wal_->write(b); !r) fatal("WAL write failed: " + r.error().message);
 }
 
-void Replica::step(raft::Message m) {
-  if (stopped_) return;
+Result<void, raft::StepError> Replica::step(raft::Message m) {
+  if (stopped_) return {};
   if (std::holds_alternative<raft::HeartbeatReply>(m.body)) {
     auto it = heartbeat_sent_.find(m.from);
     if (it != heartbeat_sent_.end()) {
@@ -238,8 +238,14 @@ void Replica::step(raft::Message m) {
       heartbeat_sent_.erase(it);
     }
   }
-  core_->step(std::move(m));
+  NodeId from = m.from;
+  if (auto r = core_->step(std::move(m)); !r) {
+    ++peer_messages_rejected_;
+    spdlog::warn("[n{} t{}] rejected a message from n{}: {}", opt_.id.value, core_->term().value, from.value, r.error().reason);
+    return r;
+  }
   schedule_drive();
+  return {};
 }
 
 void Replica::schedule_drive() {
@@ -740,6 +746,7 @@ void Replica::update_metrics() {
   metrics_.set("tern_reads_pending", static_cast<double>(reads_.size()));
   metrics_.set_counter("tern_snapshots_taken_total", snapshots_taken_);
   metrics_.set_counter("tern_snapshots_installed_total", snapshots_installed_);
+  metrics_.set_counter("tern_peer_messages_rejected_total", peer_messages_rejected_);
 }
 
 // ---- the node's replicated state: address book + applier ------------------------------------

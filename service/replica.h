@@ -172,7 +172,10 @@ class Replica {
   void crash();
 
   void tick();
-  void step(raft::Message m);
+  // A peer message. A malformed one (raft/message_check.h, Core::step) changes nothing: it is
+  // counted (tern_peer_messages_rejected_total), logged and returned so the transport may drop
+  // the connection.
+  Result<void, raft::StepError> step(raft::Message m);
 
   void propose(std::string command, ProposeCallback done);
   void add_member(raft::NodeId id, std::string address, bool learner, ProposeCallback done);
@@ -278,6 +281,7 @@ class Replica {
   std::uint64_t entries_applied_ = 0;
   std::uint64_t snapshots_taken_ = 0;
   std::uint64_t snapshots_installed_ = 0;
+  std::uint64_t peer_messages_rejected_ = 0;
   LatencyHistogram& fsync_hist_;
   LatencyHistogram& commit_hist_;
   LatencyHistogram& rtt_hist_;

@@ -46,6 +46,9 @@ struct NodeSimOutcome {
   std::string error;  // first violation
   std::uint64_t events = 0, acked = 0, reads_ok = 0, crashes = 0, power_cuts = 0, restarts = 0;
   std::uint64_t snapshots_installed = 0, conf_changes = 0, wal_writes = 0;
+  std::uint64_t acked_ok = 0, multi_ok = 0, ephemerals_created = 0, sessions_expired = 0;  // the sm workload
+  std::uint64_t disk_faults = 0;         // injected disk errors that made a node fail-stop
+  std::uint64_t malformed_rejected = 0;  // malformed peer messages delivered and refused
   double wal_seconds = 0;    // real time spent in the WAL (writes on the simulated FS)
   double total_seconds = 0;  // real time of the whole run
 };

@@ -72,6 +72,12 @@ static int node_main(int argc, char** argv) {
     sum.power_cuts += out.power_cuts;
     sum.snapshots_installed += out.snapshots_installed;
     sum.conf_changes += out.conf_changes;
+    sum.disk_faults += out.disk_faults;
+    sum.acked_ok += out.acked_ok;
+    sum.multi_ok += out.multi_ok;
+    sum.ephemerals_created += out.ephemerals_created;
+    sum.sessions_expired += out.sessions_expired;
+    sum.malformed_rejected += out.malformed_rejected;
     sum.events += out.events;
     sum.wal_seconds += out.wal_seconds;
     sum.total_seconds += out.total_seconds;
@@ -83,12 +89,17 @@ static int node_main(int argc, char** argv) {
       return 1;
     }
   }
-  std::printf("ok: %llu node runs from seed %llu, %d voters + %d spares: %llu acknowledged writes, %llu reads, "
-              "%llu crashes (%llu power cuts), %llu snapshots installed, %llu membership changes; %.1f runs/s, "
+  std::printf("ok: %llu node runs from seed %llu, %d voters + %d spares: %llu acknowledged commands (%llu ok: %llu "
+              "transactions, %llu ephemeral creates; %llu sessions expired), %llu reads, "
+              "%llu crashes (%llu power cuts, %llu fail-stops on disk errors), %llu snapshots installed, %llu membership changes, "
+              "%llu malformed messages refused; %.1f runs/s, "
               "%.0f%% of the time in WAL writes on the simulated disk\n",
               (unsigned long long)runs, (unsigned long long)seed, o.voters, o.spares, (unsigned long long)sum.acked,
+              (unsigned long long)sum.acked_ok, (unsigned long long)sum.multi_ok, (unsigned long long)sum.ephemerals_created,
+              (unsigned long long)sum.sessions_expired,
               (unsigned long long)sum.reads_ok, (unsigned long long)sum.crashes, (unsigned long long)sum.power_cuts,
-              (unsigned long long)sum.snapshots_installed, (unsigned long long)sum.conf_changes,
+              (unsigned long long)sum.disk_faults, (unsigned long long)sum.snapshots_installed, (unsigned long long)sum.conf_changes,
+              (unsigned long long)sum.malformed_rejected,
               sum.total_seconds > 0 ? static_cast<double>(runs) / sum.total_seconds : 0.0,
               sum.total_seconds > 0 ? 100.0 * sum.wal_seconds / sum.total_seconds : 0.0);
   return 0;
