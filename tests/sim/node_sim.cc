@@ -43,7 +43,8 @@ constexpr std::uint64_t kTickMs = 10;
 constexpr std::uint64_t kMaxNetDelayMs = 8;
 constexpr std::size_t kMaxEvents = 2'000'000;  // a run that schedules more is reported, not looped
 constexpr std::size_t kMaxPendingClientOps = 64;
-constexpr int kKeys = 6;  // few keys, written often: a stale read is likely to show
+constexpr int kKeys = 6;
+constexpr std::uint64_t kDigestEvery = 4;  // few keys, written often: a stale read is likely to show
 
 std::string key_path(std::uint64_t k) { return "/k" + std::to_string(k); }
 std::string get_query(const std::string& path) { return sm::encode(sm::Query{sm::QueryType::get, path, "", 0, 0}); }
@@ -84,8 +85,16 @@ struct SimNode final : service::ReplicaTransport, service::ReplicaClock, service
   bool disk_scheduled = false;
   // A crash point armed by the fault loop: the node dies right after its next message of this
   // kind leaves, or right after its next write of this kind is durable (before it hears so).
-  enum class CrashPoint : std::uint8_t { none, after_leader_send, after_reply, after_write, after_snapshot_file };
+  // during_write: a power cut inside the next WAL batch or snapshot file, after a random number
+  // of its file system calls (a segment roll cut between sealing the entries and writing the hard
+  // state, a snapshot file without its rename, ...): every later call fails, then the disk loses
+  // what was not synced.
+  enum class CrashPoint : std::uint8_t { none, after_leader_send, after_reply, after_write, after_snapshot_file, during_write };
   CrashPoint crash_point = CrashPoint::none;
+  // Arms the during_write cut if it is armed; returns whether it is. After the disk work,
+  // power_cut_done() disarms it and schedules the crash.
+  bool power_cut_start();
+  void power_cut_done(bool armed);
   // An injected disk error (EIO from a sync, ENOSPC from a write) has been returned to this node:
   // a fatal error that follows is the replica's fail-stop, not a bug.
   bool disk_fault_fired = false;
@@ -153,7 +162,7 @@ class Sim {
       o.election_ticks = 10;
       o.snapshot_entries = opt_.snapshot_entries;
       o.max_pending_proposals = 256;
-      o.wal_segment_bytes = 64 << 10;  // small segments: rolls happen in every run
+      o.wal_segment_bytes = opt_.segment_bytes;  // small segments: rolls happen in every run
       NodeId id = n->id;
       o.on_apply = [this, id](const Entry& e) { on_apply(id, e); };
       o.on_restore = [this, id](const raft::SnapshotMeta& m) {
@@ -186,7 +195,11 @@ class Sim {
         on_fatal(f.what());
       }
       if (++out_.events > kMaxEvents) fail("too many events");
-      if (!failed()) check();
+      if (!failed()) {
+        auto c0 = RealClock::now();
+        check();
+        out_.check_seconds += std::chrono::duration<double>(RealClock::now() - c0).count();
+      }
     }
     if (!failed() && !live_ok_) {
       std::string state;
@@ -232,14 +245,16 @@ class Sim {
     out_.wal_seconds += seconds;
     ++out_.wal_writes;
   }
+  void count_snapshot(double seconds) { out_.snapshot_seconds += seconds; }
+  bool power_cuts() const { return opt_.power_cuts; }
 
   // A crash point fired: the node dies before anything else it scheduled runs (same time,
   // earlier sequence number), then restarts.
-  void crash_now(SimNode& n) {
-    at(now_, [this, &n, inc = n.incarnation] {
+  void crash_now(SimNode& n, bool power = false) {
+    at(now_, [this, &n, power, inc = n.incarnation] {
       if (n.incarnation != inc || !n.up || healed_) return;
       note("node " + std::to_string(n.id.value) + " crash point");
-      crash(n, opt_.power_cuts && chance(30));
+      crash(n, opt_.power_cuts && (power || chance(30)));
       restart_later(n, 5 + rand(150));
     });
   }
@@ -525,8 +540,14 @@ class Sim {
 
   void on_apply(NodeId id, const Entry& e) {
     if (auto err = checker_.on_apply(id, e)) return fail(*err);
+    auto r0 = RealClock::now();
     AppliedEntry mine{e.term, e.type, e.data};
     if (applied_.emplace(e.index, mine).second) advance_reference();
+    struct Charge {
+      double& to;
+      RealClock::time_point t0;
+      ~Charge() { to += std::chrono::duration<double>(RealClock::now() - t0).count(); }
+    } charge{out_.reference_seconds, r0};
     if (auto a = acked_.find(e.index); a != acked_.end() && (a->second.first != e.term || a->second.second != command_of(mine)))
       return fail("node " + std::to_string(id.value) + " applied (" + std::to_string(e.index.value) + ", " +
                   std::to_string(e.term.value) + ") where an acknowledged proposal of term " +
@@ -556,17 +577,20 @@ class Sim {
             if (v.back().second != st) v.emplace_back(i, std::move(st));
           }
       }
-      ref_digest_[i] = ref_.digest();
+      if (i.value % kDigestEvery == 0) ref_digest_[i] = ref_.digest();
       ref_at_ = i;
     }
   }
 
+  // Digests are compared at every kDigestEvery-th index (a digest encodes the whole state: every
+  // index would cost more than the rest of the run).
   void check_digest(NodeId id, Index index, const char* when) {
-    if (failed()) return;
+    if (failed() || index.value % kDigestEvery != 0) return;
     auto d = ref_digest_.find(index);
-    if (d == ref_digest_.end())
+    if (d == ref_digest_.end() && index > ref_at_)
       return fail("node " + std::to_string(id.value) + " is at index " + std::to_string(index.value) + " " + when +
                   ", beyond the committed log applied so far (" + std::to_string(ref_at_.value) + ")");
+    if (d == ref_digest_.end()) return;
     std::uint64_t mine = node(id).r->applier().digest();
     if (mine != d->second)
       return fail("node " + std::to_string(id.value) + " has state machine digest " + std::to_string(mine) + " at index " +
@@ -610,7 +634,10 @@ class Sim {
       SimNode* n = up[rand(up.size())];
       // The snapshot-file point is the rarest moment (a received snapshot between its file and
       // the WAL reset record): it gets the most weight.
-      n->crash_point = chance(40) ? SimNode::CrashPoint::after_snapshot_file : static_cast<SimNode::CrashPoint>(1 + rand(3));
+      std::uint64_t p = rand(100);
+      n->crash_point = p < 35   ? SimNode::CrashPoint::after_snapshot_file
+                       : p < 65 ? SimNode::CrashPoint::during_write
+                                : static_cast<SimNode::CrashPoint>(1 + rand(3));
     } else if (roll < 90) {
       if (up.empty()) return;
       arm_disk_fault(*up[rand(up.size())]);
@@ -734,9 +761,7 @@ class Sim {
       note("promote " + std::to_string(id.value));
       l->r->promote_member(id, done);
     } else if (roll == 2 && voters.size() > static_cast<std::size_t>(std::max(1, opt_.voters - 1))) {
-      // A leader removing itself is left out unless asked for: with membership adopted at
-      // commit, a leader that steps down on committing its own removal can leave the remaining
-      // voter without the commit index and unable to win (docs/testing.md, the core's issue).
+      // A leader may remove itself (thesis §4.2.2) unless --no-remove-leader.
       if (!opt_.remove_leader) voters.erase(std::remove(voters.begin(), voters.end(), l->id), voters.end());
       if (voters.empty()) return;
       NodeId id = voters[rand(voters.size())];
@@ -863,14 +888,31 @@ void SimNode::schedule_disk() {
   });
 }
 
+bool SimNode::power_cut_start() {
+  if (crash_point != CrashPoint::during_write || !sim.power_cuts()) return false;
+  crash_point = CrashPoint::none;
+  fs.set_fault([calls = std::uint64_t{0}, last = 1 + sim.rand(7)](const testing::SimFs::Record&) mutable {
+    return ++calls > last ? EIO : 0;
+  });
+  return true;
+}
+
+void SimNode::power_cut_done(bool armed) {
+  if (!armed) return;
+  fs.set_fault(nullptr);
+  sim.crash_now(*this, /*power=*/true);
+}
+
 // Two steps: the write becomes durable, then (later, unless the node crashes first) the replica
 // hears about it.
 void SimNode::write(storage::Wal& wal, storage::WriteBatch batch, service::WalDone done) {
   disk.push_back([this, &wal, batch = std::move(batch), done = std::move(done)]() mutable {
+    bool cut = power_cut_start();
     auto t0 = RealClock::now();
     auto res = wal.write(batch);
     sim.count_wal(std::chrono::duration<double>(RealClock::now() - t0).count());
     if (res) shadow_write(batch);
+    power_cut_done(cut);
     if (crash_point == CrashPoint::after_write) {
       crash_point = CrashPoint::none;
       sim.crash_now(*this);
@@ -885,7 +927,11 @@ void SimNode::write(storage::Wal& wal, storage::WriteBatch batch, service::WalDo
 void SimNode::save_snapshot(std::function<service::SnapshotResult()> work,
                             std::function<void(service::SnapshotResult)> done) {
   disk.push_back([this, work = std::move(work), done = std::move(done)]() mutable {
+    bool cut = power_cut_start();
+    auto t0 = RealClock::now();
     auto f = work();
+    sim.count_snapshot(std::chrono::duration<double>(RealClock::now() - t0).count());
+    power_cut_done(cut);
     if (f && f->meta.index > snap_index) {
       snap_index = f->meta.index;
       snap_term = f->meta.term;
