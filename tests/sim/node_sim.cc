@@ -329,6 +329,8 @@ class Sim {
     n.disk_scheduled = false;
     ++n.incarnation;  // every event of the old incarnation is void
     ++out_.crashes;
+    std::erase_if(client_ops_, [&n](const auto& op) { return op.second == n.id; });
+    if (live_probe_at_ == n.id) live_probe_at_.reset();  // a fail-stop after healing: probe again
     n.fs.set_fault(nullptr);  // a new disk (or the same one, freed up): armed faults are gone
     n.disk_fault_fired = false;
     if (power) {
@@ -446,7 +448,7 @@ class Sim {
   void client_loop() {
     if (failed()) return;
     at(now_ + 1 + rand(6), [this] { client_loop(); });
-    if (healed_ || inflight_ >= kMaxPendingClientOps) return;
+    if (healed_ || client_ops_.size() >= kMaxPendingClientOps) return;
     std::vector<SimNode*> up;
     for (auto& n : nodes_)
       if (n->up) up.push_back(n.get());
@@ -454,20 +456,21 @@ class Sim {
     // Mostly the leader (as real clients that follow hints), sometimes anyone.
     SimNode* n = leader();
     if (n == nullptr || chance(30)) n = up[rand(up.size())];
-    ++inflight_;
+    std::uint64_t op_id = next_op_id_++;
+    client_ops_[op_id] = n->id;
     if (chance(65)) {
       sm::Command c = random_command();
       std::string cmd = sm::encode(c);
       Index floor = max_acked_;
-      n->r->propose(cmd, [this, c, cmd, floor](Result<Committed, NodeError> r) {
-        --inflight_;
+      n->r->propose(cmd, [this, c, cmd, floor, op_id](Result<Committed, NodeError> r) {
+        client_ops_.erase(op_id);
         if (r) on_ack(c, cmd, floor, *r);
       });
     } else {
       std::string path = key_path(rand(kKeys));
       Index floor = max_acked_;
-      n->r->read(get_query(path), [this, path, floor](Result<service::ReadResult, NodeError> r) {
-        --inflight_;
+      n->r->read(get_query(path), [this, path, floor, op_id](Result<service::ReadResult, NodeError> r) {
+        client_ops_.erase(op_id);
         if (r) on_read(path, floor, *r);
       });
     }
@@ -792,15 +795,15 @@ class Sim {
     if (failed() || live_ok_) return;
     at(now_ + 50, [this] { liveness_probe(); });
     SimNode* l = leader();
-    if (l == nullptr || live_inflight_) return;
-    live_inflight_ = true;
+    if (l == nullptr || live_probe_at_) return;
+    live_probe_at_ = l->id;
     sm::Command c;
     c.op.type = sm::OpType::set;
     c.op.path = key_path(0);
     c.op.data = "probe" + std::to_string(next_value_++);
     std::string cmd = sm::encode(c);
     l->r->propose(cmd, [this, c, cmd, floor = max_acked_](Result<Committed, NodeError> r) {
-      live_inflight_ = false;
+      live_probe_at_.reset();
       if (!r) return note(std::string("liveness probe: ") + service::node_errc_name(r.error().code) + " " + r.error().message);
       on_ack(c, cmd, floor, *r);
       live_ok_ = true;
@@ -808,7 +811,38 @@ class Sim {
   }
 
   // ---- invariants ----
+  // What the invariants read: each node's core (term, vote, role, commit, log bounds) and its
+  // durable log. An event that changes none of it (most ticks and heartbeats) cannot create a
+  // violation the previous check did not see, so the checks are skipped (they compare whole logs
+  // pairwise: most of a run's time otherwise).
+  std::vector<std::uint64_t> observed_state() const {
+    std::vector<std::uint64_t> v;
+    for (const auto& n : nodes_) {
+      v.push_back(n->incarnation);
+      v.push_back(n->snap_index.value);
+      v.push_back(n->log.size());
+      auto [li, lt] = n->last();
+      v.push_back(li.value);
+      v.push_back(lt.value);
+      if (!n->up) continue;
+      const auto& c = n->r->core();
+      v.push_back(c.term().value);
+      v.push_back(c.vote().value);
+      v.push_back(static_cast<std::uint64_t>(c.role()));
+      v.push_back(c.commit_index().value);
+      v.push_back(c.first_index().value);
+      v.push_back(c.last_index().value);
+      v.push_back(c.term_at(c.last_index()).value_or(Term{}).value);
+      v.push_back(c.conf_state().voters.size());
+      v.push_back(c.conf_history().size());
+    }
+    return v;
+  }
+
   void check() {
+    auto seen = observed_state();
+    if (seen == last_checked_) return;
+    last_checked_ = std::move(seen);
     std::vector<const raft::Core*> live;
     for (auto& n : nodes_)
       if (n->up) live.push_back(&n->r->core());
@@ -826,8 +860,12 @@ class Sim {
   raft::InvariantChecker checker_;
   std::set<std::pair<NodeId, NodeId>> blocked_;
   std::uint64_t loss_pct_ = 0, dup_pct_ = 0;
-  bool healed_ = false, live_ok_ = false, live_inflight_ = false;
-  std::size_t inflight_ = 0;
+  bool healed_ = false, live_ok_ = false;
+  std::optional<NodeId> live_probe_at_;  // the node the liveness probe waits on
+  // Client operations waiting for an answer, by the node they went to: a crashed node never
+  // answers (Replica::crash drops its callbacks), so its operations are forgotten with it.
+  std::map<std::uint64_t, NodeId> client_ops_;
+  std::uint64_t next_op_id_ = 0;
   std::uint64_t next_value_ = 0;
   std::vector<ClientSession> sessions_;          // opened (they may have expired or closed since)
   std::map<std::string, std::int64_t> versions_;  // the last version a client saw per key
@@ -841,6 +879,7 @@ class Sim {
   std::map<std::string, std::vector<std::pair<Index, std::string>>> key_states_ = initial_key_states();
   std::uint64_t malformed_pct_ = 0;
   SimNode* fatal_node_ = nullptr;
+  std::vector<std::uint64_t> last_checked_;
   NodeSimOutcome out_;
 
   static std::map<std::string, std::vector<std::pair<Index, std::string>>> initial_key_states() {
