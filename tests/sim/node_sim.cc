@@ -616,35 +616,44 @@ class Sim {
         crash(*n, opt_.power_cuts && chance(40));
         restart_later(*n, 5 + rand(100));
       }
-    } else if (roll < 28) {
+    } else if (roll < 26) {
       if (up.empty()) return;
       SimNode* n = chance(40) && leader() ? leader() : up[rand(up.size())];
       crash(*n, opt_.power_cuts && chance(35));
       restart_later(*n, 5 + rand(300));
-    } else if (roll < 40) {
+    } else if (roll < 36) {
       partition();
-    } else if (roll < 48) {
+    } else if (roll < 44) {
       blocked_.clear();
       note("heal partitions");
-    } else if (roll < 55) {
+    } else if (roll < 50) {
       loss_pct_ = rand(25);
       dup_pct_ = rand(12);
       malformed_pct_ = chance(50) ? 1 + rand(8) : 0;
-    } else if (roll < 71) {
+    } else if (roll < 70) {
       membership_change();
-    } else if (roll < 84) {
+    } else if (roll < 85) {
       if (up.empty()) return;
-      SimNode* n = up[rand(up.size())];
       // The snapshot-file point is the rarest moment (a received snapshot between its file and
-      // the WAL reset record): it gets the most weight.
+      // the WAL reset record): it gets the most weight. It and the leader-send point are armed on
+      // a node that is not the leader: a follower receives snapshots, and a node that is not
+      // leader yet sends its first leader message right after winning an election (the Ready
+      // that changes the term: hole 2's moment).
       std::uint64_t p = rand(100);
-      n->crash_point = p < 35   ? SimNode::CrashPoint::after_snapshot_file
-                       : p < 65 ? SimNode::CrashPoint::during_write
-                                : static_cast<SimNode::CrashPoint>(1 + rand(3));
-    } else if (roll < 90) {
+      auto point = p < 35   ? SimNode::CrashPoint::after_snapshot_file
+                   : p < 60 ? SimNode::CrashPoint::during_write
+                   : p < 80 ? SimNode::CrashPoint::after_leader_send
+                            : static_cast<SimNode::CrashPoint>(2 + rand(2));
+      std::vector<SimNode*> others;
+      for (auto* n : up)
+        if (n->r->core().role() != raft::Role::leader) others.push_back(n);
+      bool not_leader = point == SimNode::CrashPoint::after_snapshot_file || point == SimNode::CrashPoint::after_leader_send;
+      auto& from = not_leader && !others.empty() ? others : up;
+      from[rand(from.size())]->crash_point = point;
+    } else if (roll < 91) {
       if (up.empty()) return;
       arm_disk_fault(*up[rand(up.size())]);
-    } else if (roll < 95) {
+    } else if (roll < 96) {
       if (auto* l = leader()) {
         NodeId to = all_ids_[rand(all_ids_.size())];
         if (to != l->id) (void)l->r->transfer_leadership(to);
@@ -965,7 +974,10 @@ void SimNode::write(storage::Wal& wal, storage::WriteBatch batch, service::WalDo
 
 void SimNode::save_snapshot(std::function<service::SnapshotResult()> work,
                             std::function<void(service::SnapshotResult)> done) {
-  disk.push_back([this, work = std::move(work), done = std::move(done)]() mutable {
+  // A snapshot received from the leader is saved while the replica's Ready waits on it
+  // (persisting); its own snapshots are not (almost never: one finishing during a WAL write).
+  bool received = r && r->persisting();
+  disk.push_back([this, received, work = std::move(work), done = std::move(done)]() mutable {
     bool cut = power_cut_start();
     auto t0 = RealClock::now();
     auto f = work();
@@ -975,7 +987,7 @@ void SimNode::save_snapshot(std::function<service::SnapshotResult()> work,
       snap_index = f->meta.index;
       snap_term = f->meta.term;
     }
-    if (crash_point == CrashPoint::after_snapshot_file) {
+    if (crash_point == CrashPoint::after_snapshot_file && received) {
       crash_point = CrashPoint::none;
       sim.crash_now(*this);
     }
