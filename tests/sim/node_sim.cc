@@ -83,6 +83,7 @@ struct SimNode final : service::ReplicaTransport, service::ReplicaClock, service
   bool up = false;
   std::deque<std::function<void()>> disk;  // writes and snapshot files, in order
   bool disk_scheduled = false;
+  std::uint64_t last_post_ms = 0;
   // A crash point armed by the fault loop: the node dies right after its next message of this
   // kind leaves, or right after its next write of this kind is durable (before it hears so).
   // during_write: a power cut inside the next WAL batch or snapshot file, after a random number
@@ -523,8 +524,9 @@ class Sim {
         return;
       }
     std::string seen;
-    for (const auto& [i, st] : states)
-      if (i + 20 >= floor) seen += " " + std::to_string(i.value) + ":" + describe(st);
+    auto from = std::upper_bound(states.begin(), states.end(), floor,
+                                 [](Index x, const std::pair<Index, std::string>& p) { return x < p.first; });
+    for (--from; from != states.end(); ++from) seen += " " + std::to_string(from->first.value) + ":" + describe(from->second);
     fail("ReadIndex read of " + path + " (read index " + std::to_string(r.index.value) + ") returned " + describe(r.response) +
          ", not the state at any index in [" + std::to_string(floor.value) + ", " + std::to_string(ref_at_.value) +
          "] (states from index:" + seen + ")");
@@ -917,8 +919,11 @@ std::chrono::steady_clock::time_point SimNode::now() {
 
 std::uint64_t SimNode::wall_ms() { return 1'800'000'000'000ULL + sim.now_ms(); }
 
+// Posted work runs in order, now or a millisecond later (a busy loop): what arrives meanwhile
+// (client proposals, messages) joins the next Ready, as in ternd.
 void SimNode::post(std::function<void()> fn) {
-  sim.at(sim.now_ms(), [this, inc = incarnation, fn = std::move(fn)] {
+  last_post_ms = std::max(last_post_ms, sim.now_ms() + sim.rand(2));
+  sim.at(last_post_ms, [this, inc = incarnation, fn = std::move(fn)] {
     if (inc == incarnation && up) fn();
   });
 }

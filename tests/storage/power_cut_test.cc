@@ -8,6 +8,7 @@
 #include <functional>
 
 #include "raft/storage/data_dir.h"
+#include "raft/storage/recovery.h"
 #include "raft/storage/snapshot_store.h"
 #include "raft/storage/wal.h"
 #include "tests/common/sim_fs.h"
@@ -319,6 +320,47 @@ TEST(PowerCut, ADirectoryFsyncFailureInCompactionIsFatal) {
   auto w = (*wal)->write(WriteBatch{{}, entries(81, 81, 200), {}});
   ASSERT_FALSE(w);
   EXPECT_EQ(w.error().code, StorageErrc::failed);
+}
+
+// ---- 8: recovery makes durable what it builds on ----
+
+// Found by the whole-node simulator: a received snapshot's file was renamed but its directory
+// sync failed (or the process died before the sync); the node was killed before it acted on
+// that. The restart found the file (still in the page cache), recovered from it and wrote the
+// WAL's missing reset record durably; the next power cut took the file's name and left a WAL
+// that points at a snapshot that is not there: the node could never start again.
+TEST(PowerCut, ASnapshotRecoveryReliesOnIsMadeDurableFirst) {
+  SimFs fs;
+  fs.mkdirs_durable("/n");
+  RecoveryOptions ro;
+  ro.io = &fs;
+  ro.cluster_id = 7;
+  ro.node_id = 1;
+  ro.wal = on(fs);
+  {
+    auto r = recover_storage("/n/data", ro);
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_TRUE(r->wal->write(WriteBatch{{}, entries(1, 5), HardState{Term{1}, NodeId{}, Index{5}}}));
+    raft::SnapshotMeta m;
+    m.index = Index{9};
+    m.term = Term{2};
+    m.conf.voters = {NodeId{1}};
+    fs.set_fault([](const SimFs::Record& op) { return op.op == SimFs::Op::fsync_dir && ends_with(op.path, "/snap") ? EIO : 0; });
+    EXPECT_FALSE(r->snapshots->save(m, "state"));
+    fs.set_fault(nullptr);
+  }
+  {
+    auto r = recover_storage("/n/data", ro);  // a restart after kill -9: the name is still there
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_TRUE(r->snapshot);
+    EXPECT_EQ(r->snapshot->meta.index, Index{9});
+    EXPECT_FALSE(r->repairs.empty()) << "the WAL's reset record should have been written";
+  }
+  fs.crash_lose_all();  // only what was made durable survives
+  auto r = recover_storage("/n/data", ro);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_TRUE(r->snapshot) << "recovery relied on a snapshot it had not made durable";
+  EXPECT_EQ(r->snapshot->meta.index, Index{9});
 }
 
 }  // namespace
