@@ -647,8 +647,14 @@ class Sim {
                    : p < 80 ? SimNode::CrashPoint::after_leader_send
                             : static_cast<SimNode::CrashPoint>(2 + rand(2));
       std::vector<SimNode*> others;
-      for (auto* n : up)
-        if (n->r->core().role() != raft::Role::leader) others.push_back(n);
+      for (auto* n : up) {
+        const auto& c = n->r->core();
+        bool voter = std::find(c.conf_state().voters.begin(), c.conf_state().voters.end(), n->id) != c.conf_state().voters.end();
+        if (c.role() == raft::Role::leader) continue;
+        // Only a voter can become leader and send a leader message.
+        if (point == SimNode::CrashPoint::after_leader_send && !voter) continue;
+        others.push_back(n);
+      }
       bool not_leader = point == SimNode::CrashPoint::after_snapshot_file || point == SimNode::CrashPoint::after_leader_send;
       auto& from = not_leader && !others.empty() ? others : up;
       from[rand(from.size())]->crash_point = point;
