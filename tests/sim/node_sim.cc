@@ -317,6 +317,17 @@ class Sim {
     for (Index i = core.first_index(); i <= core.last_index(); i = i.next()) n.log[i] = *core.term_at(i);
     note("node " + std::to_string(n.id.value) + " up: term " + std::to_string(core.term().value) + ", last " +
          std::to_string(core.last_index().value) + ", members " + std::to_string(core.conf_state().voters.size()));
+    // A crash loop: a restarted node may crash again at its next critical step, the moments
+    // right after a restart being the fragile ones: its first leader message after it wins an
+    // election (the Ready that changes its term: hole 2), the snapshot a lagging node receives
+    // (between the file and the WAL reset record: hole 4), its first reply or write.
+    if (!healed_ && n.crash_point == SimNode::CrashPoint::none && chance(30)) {
+      std::uint64_t p = rand(100);
+      n.crash_point = p < 40   ? SimNode::CrashPoint::after_snapshot_file
+                      : p < 75 ? SimNode::CrashPoint::after_leader_send
+                      : p < 90 ? SimNode::CrashPoint::during_write
+                               : static_cast<SimNode::CrashPoint>(2 + rand(2));
+    }
     n.r->start();
     tick_loop(n, n.incarnation);
   }
