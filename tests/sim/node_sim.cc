@@ -643,9 +643,9 @@ class Sim {
       loss_pct_ = rand(25);
       dup_pct_ = rand(12);
       malformed_pct_ = chance(50) ? 1 + rand(8) : 0;
-    } else if (roll < 70) {
+    } else if (roll < 66) {
       membership_change();
-    } else if (roll < 85) {
+    } else if (roll < 86) {
       if (up.empty()) return;
       // The snapshot-file point is the rarest moment (a received snapshot between its file and
       // the WAL reset record): it gets the most weight. It and the leader-send point are armed on
@@ -760,8 +760,16 @@ class Sim {
   void partition() {
     blocked_.clear();
     std::set<NodeId> side;
-    for (auto id : all_ids_)
-      if (chance(50)) side.insert(id);
+    if (SimNode* l = leader(); l != nullptr && chance(40)) {
+      // The leader cut off in a minority (alone, or with one other node when that is still a
+      // minority) keeps taking proposals it cannot commit: after the heal it is a follower whose
+      // log holds a stale suffix, which a snapshot from the new leader must replace (hole 4).
+      side.insert(l->id);
+      if (all_ids_.size() >= 5 && chance(50)) side.insert(all_ids_[rand(all_ids_.size())]);
+    } else {
+      for (auto id : all_ids_)
+        if (chance(50)) side.insert(id);
+    }
     for (auto a : all_ids_)
       for (auto b : all_ids_)
         if ((side.count(a) != 0) != (side.count(b) != 0)) blocked_.insert({a, b});
