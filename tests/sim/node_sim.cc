@@ -363,7 +363,12 @@ class Sim {
   void tick_loop(SimNode& n, std::uint64_t inc) {
     at(now_ + kTickMs, [this, &n, inc] {
       if (n.incarnation != inc || !n.up) return;
+      bool was_leader = n.r->core().role() == raft::Role::leader;
       n.r->tick();
+      // Clients that found no leader retry on the new one at once: their commands reach it in
+      // the instant it wins (a one-voter election happens inside a tick), before its first Ready.
+      if (!was_leader && n.r->core().role() == raft::Role::leader && !healed_)
+        for (std::uint64_t k = rand(4); k > 0 && client_ops_.size() < kMaxPendingClientOps; --k) client_op(n);
       tick_loop(n, inc);
     });
   }
@@ -468,6 +473,12 @@ class Sim {
     // Mostly the leader (as real clients that follow hints), sometimes anyone.
     SimNode* n = leader();
     if (n == nullptr || chance(30)) n = up[rand(up.size())];
+    client_op(*n);
+  }
+
+  // One client operation on node n: a command (65 %) or a linearizable read.
+  void client_op(SimNode& node) {
+    SimNode* n = &node;
     std::uint64_t op_id = next_op_id_++;
     client_ops_[op_id] = n->id;
     if (chance(65)) {
