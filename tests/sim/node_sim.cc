@@ -248,6 +248,7 @@ class Sim {
   }
   void count_snapshot(double seconds) { out_.snapshot_seconds += seconds; }
   bool power_cuts() const { return opt_.power_cuts; }
+  void trace(const std::string& s) { note(s); }
 
   // A crash point fired: the node dies before anything else it scheduled runs (same time,
   // earlier sequence number), then restarts.
@@ -771,8 +772,8 @@ class Sim {
   void partition() {
     blocked_.clear();
     std::set<NodeId> side;
-    if (SimNode* l = leader(); l != nullptr && chance(40)) {
-      // The leader cut off in a minority (alone, or with one other node when that is still a
+    if (SimNode* l = leader(); l != nullptr && l->r->core().conf_state().voters.size() >= 3 && chance(40)) {
+      // The leader of 3 or more voters cut off in a minority (alone, or with one other node when that is still a
       // minority) keeps taking proposals it cannot commit: after the heal it is a follower whose
       // log holds a stale suffix, which a snapshot from the new leader must replace (hole 4).
       side.insert(l->id);
@@ -945,6 +946,10 @@ void SimNode::send(const raft::Message& m) {
   bool reply = std::holds_alternative<raft::AppendReply>(m.body) || std::holds_alternative<raft::VoteReply>(m.body);
   if ((crash_point == CrashPoint::after_leader_send && leader_msg) || (crash_point == CrashPoint::after_reply && reply)) {
     crash_point = CrashPoint::none;
+    const auto* a = std::get_if<raft::AppendRequest>(&m.body);
+    sim.trace("node " + std::to_string(id.value) + " crash point after sending " + (leader_msg ? "a leader message" : "a reply") +
+              (a ? " with " + std::to_string(a->entries.size()) + " entries" : "") + " to " + std::to_string(m.to.value) +
+              " (term " + std::to_string(m.term.value) + ")");
     sim.crash_now(*this);
   }
 }
