@@ -369,7 +369,7 @@ class Sim {
       // Clients that found no leader retry on the new one at once: their commands reach it in
       // the instant it wins (a one-voter election happens inside a tick), before its first Ready.
       if (!was_leader && n.r->core().role() == raft::Role::leader && !healed_)
-        for (std::uint64_t k = rand(4); k > 0 && client_ops_.size() < kMaxPendingClientOps; --k) client_op(n);
+        for (std::uint64_t k = 1 + rand(3); k > 0 && client_ops_.size() < kMaxPendingClientOps; --k) client_op(n);
       tick_loop(n, inc);
     });
   }
