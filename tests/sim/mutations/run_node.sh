@@ -26,7 +26,14 @@ if [ ! -d .git ]; then git init -q && git add -A && git -c user.name=m -c user.e
   git add -A && git -c user.name=m -c user.email=m@m commit -qm sync --allow-empty; fi
 cmake -S . -B "$work/build" -G Ninja -DTERN_WERROR=OFF -DTERN_BUILD_BENCH=OFF -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null || exit 2
 # The CI campaigns: the node_sim_* tests labelled fast in tests/sim/CMakeLists.txt.
-mapfile -t configs < <(sed -n 's/^add_test(NAME node_sim_[0-9]* COMMAND tern-sim --node --seed 1 \(.*\))$/\1/p' tests/sim/CMakeLists.txt)
+mapfile -t configs < <(python3 - tests/sim/CMakeLists.txt <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+runs = dict(re.findall(r'math\(EXPR (node_sim_\d+_runs) "(\d+) /', text))
+for args in re.findall(r'add_test\(NAME node_sim_\d+ COMMAND tern-sim --node --seed 1 (.*)\)', text):
+    print(re.sub(r'\$\{(\w+)\}', lambda m: runs[m.group(1)], args))
+PY
+)
 [ ${#configs[@]} -gt 0 ] || { echo "no node_sim CI campaigns found"; exit 2; }
 status=0
 for m in "$root"/tests/sim/mutations/$filter.py; do
