@@ -4,22 +4,28 @@
 //
 // It runs N service::Replica objects — the code ternd runs, with the real Wal, SnapshotStore and
 // DataDir — each on its own simulated disk (tests/common/sim_fs.h: unsynced pages lost or torn
-// at a power cut, names lost unless their directory was synced), with the RawLog state machine.
-// The simulator implements the replica's interfaces: a network with delay (hence reordering),
-// loss, duplication and partitions; virtual clocks and ticks; and an executor whose WAL writes
+// at a power cut, names lost unless their directory was synced), with the coordination state
+// machine (service::SmApplier) and a workload of sm commands (creates, versioned sets and
+// deletes, transactions, sessions with ephemerals) and ReadIndex reads. The simulator implements
+// the replica's interfaces: a network with delay (hence reordering), loss, duplication,
+// partitions and malformed messages; virtual clocks and ticks; and an executor whose WAL writes
 // and snapshot files complete when the simulated disk decides, in two steps (durable, then the
-// completion seen by the replica), so a crash can fall between any two steps of the Ready loop:
-// after an early send and before the write, after the write and before the sends, between a
-// received snapshot's file and the WAL reset record, and so on.
-// Faults: kill -9 of one node or of all, power cuts (a crash plus SimFs::crash), restarts with
-// the node's real options and recovery (no bootstrap help), partitions, loss, duplication, and
-// membership changes back to back (learners added, promoted, removed) in clusters of 1, 3 or 5
-// voters with learners.
-// Checked after every event: raft/invariants.h over the live cores, with each node's durable log
-// as the simulated disk holds it; every acknowledged proposal is the entry applied at its index
-// on every node that applies that index; a ReadIndex read sees every write acknowledged before it
-// started; at the end, with everything healed and restarted, a leader is elected and a new write
-// commits.
+// completion seen by the replica), so a crash can fall between any two steps of the Ready loop,
+// or inside a write (a power cut after any of its file system calls).
+// Faults: kill -9 of one node or of all, power cuts, crash points and crash loops, disk errors
+// (EIO syncs, ENOSPC writes: the replica must fail-stop), restarts with the node's real options
+// and recovery (no bootstrap help), partitions, loss, duplication, malformed messages, and
+// membership changes back to back (learners added, promoted, voters removed, the leader too) in
+// clusters of 1, 3 or 5 voters with learners.
+// Checked after every event that changes what they read: raft/invariants.h over the live cores,
+// with each node's durable log as the simulated disk holds it. Against a reference replay of the
+// committed log into one more state machine: every acknowledged proposal is the entry applied at
+// its (index, term) on every node that applies that index and has the reference's answer; every
+// replica's digest equals the reference's at equal applied index; every ReadIndex read returns a
+// state of its key at an index between every write acknowledged before it began and what has
+// been applied (linearizability). A malformed message is refused without any state change; a
+// fatal error only follows an injected disk error. At the end, with everything healed and
+// restarted, a leader is elected and a new write commits.
 #include <cstdint>
 #include <string>
 
