@@ -86,10 +86,10 @@ struct SimNode final : service::ReplicaTransport, service::ReplicaClock, service
   std::uint64_t last_post_ms = 0;
   // A crash point armed by the fault loop: the node dies right after its next message of this
   // kind leaves, or right after its next write of this kind is durable (before it hears so).
-  // during_write: a power cut inside the next WAL batch or snapshot file, after a random number
-  // of its file system calls (a segment roll cut between sealing the entries and writing the hard
-  // state, a snapshot file without its rename, ...): every later call fails, then the disk loses
-  // what was not synced.
+  // during_write: a crash inside the next WAL batch or snapshot file, after a random number of
+  // its file system calls (a segment roll cut between sealing the entries and writing the hard
+  // state, a snapshot renamed but its directory not synced, ...): every later call fails, then
+  // either the disk loses what was not synced (a power cut) or the process alone died (kill -9).
   enum class CrashPoint : std::uint8_t { none, after_leader_send, after_reply, after_write, after_snapshot_file, during_write };
   CrashPoint crash_point = CrashPoint::none;
   // Arms the during_write cut if it is armed; returns whether it is. After the disk work,
@@ -252,11 +252,12 @@ class Sim {
 
   // A crash point fired: the node dies before anything else it scheduled runs (same time,
   // earlier sequence number), then restarts.
-  void crash_now(SimNode& n, bool power = false) {
-    at(now_, [this, &n, power, inc = n.incarnation] {
+  void crash_now_without_power_cut(SimNode& n) { crash_now(n, false, true); }
+  void crash_now(SimNode& n, bool power = false, bool never_power = false) {
+    at(now_, [this, &n, power, never_power, inc = n.incarnation] {
       if (n.incarnation != inc || !n.up || healed_) return;
       note("node " + std::to_string(n.id.value) + " crash point");
-      crash(n, opt_.power_cuts && (power || chance(30)));
+      crash(n, opt_.power_cuts && !never_power && (power || chance(30)));
       restart_later(n, 5 + rand(150));
     });
   }
@@ -994,7 +995,11 @@ bool SimNode::power_cut_start() {
 void SimNode::power_cut_done(bool armed) {
   if (!armed) return;
   fs.set_fault(nullptr);
-  sim.crash_now(*this, /*power=*/true);
+  // Half the time the power fails; otherwise the process alone dies inside the write (kill -9
+  // between two calls): what it issued stays in the page cache for the restart to find.
+  bool power = sim.rand(2) == 0;
+  if (power) sim.crash_now(*this, /*power=*/true);
+  else sim.crash_now_without_power_cut(*this);
 }
 
 // Two steps: the write becomes durable, then (later, unless the node crashes first) the replica
