@@ -255,6 +255,10 @@ class Replica {
   std::map<std::uint64_t, PendingRead> reads_;               // by read id (the ReadIndex context)
   std::multimap<raft::Index, std::uint64_t> reads_at_;       // confirmed, waiting to apply the index
   std::uint64_t next_read_id_ = 0;
+  // Read contexts are (nonce, id): ids restart at every start, the nonce does not repeat, so a
+  // ReadIndex answer meant for an earlier incarnation never serves a read of this one (found by
+  // the whole-node simulator: tern-sim --node --seed 511 --voters 1 --spares 1).
+  std::uint64_t read_nonce_ = 0;
   std::uint64_t reads_served_ = 0;
   bool started_ = false;
   bool drive_posted_ = false;

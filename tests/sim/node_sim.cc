@@ -414,7 +414,7 @@ class Sim {
     return op;
   }
 
-  // A command, and whether it is an open_session (its secret is then the session's).
+  // A random command; an open_session carries the secret its session will have.
   sm::Command random_command() {
     sm::Command c;
     ClientSession* s = sessions_.empty() ? nullptr : &sessions_[rand(sessions_.size())];
