@@ -204,7 +204,7 @@ void Core::become_pre_candidate() {
   role_ = Role::pre_candidate;
   election_elapsed_ = 0;
   reset_randomized_election_timeout();
-  votes_[config_.id] = true;
+  if (is_voter()) votes_[config_.id] = true;  // a removed server campaigns without counting itself
   logf("pre-candidate for term %llu", (unsigned long long)term_.next().value);
   if (votes_.size() >= majority(conf_.voters.size())) {
     become_candidate(false);
@@ -222,7 +222,7 @@ void Core::become_candidate(bool transfer) {
   reset(term_.next());
   role_ = Role::candidate;
   vote_ = config_.id;  // persisted with the term in the next Ready, before the requests leave
-  votes_[config_.id] = true;
+  if (is_voter()) votes_[config_.id] = true;
   logf("candidate");
   if (votes_.size() >= majority(conf_.voters.size())) {
     become_leader();
@@ -256,7 +256,19 @@ void Core::become_leader() {
 
 bool Core::is_voter() const { return contains(conf_.voters, config_.id); }
 bool Core::is_learner() const { return contains(conf_.learners, config_.id); }
-bool Core::promotable() const { return is_voter(); }
+bool Core::promotable() const {
+  if (is_voter()) return true;
+  // Thesis §4.2.2: a server removed by a change that is not yet committed "might still time out
+  // and become leader again", and must be allowed to: with membership adopted when appended, the
+  // removal may sit only in its log (a leader that removed itself and lost leadership before its
+  // followers had the entry). The others still count it as a voter and refuse a log shorter than
+  // its own, so if it never campaigned no one could be elected (tern-sim --node --seed 75
+  // --voters 1 --spares 1 --remove-leader). It counts votes with the new configuration, without
+  // itself, and a leader outside it steps down once the change commits (maybe_commit).
+  if (conf_history_.empty() || conf_history_.back().first <= log_.committed()) return false;
+  const ConfState& before = conf_history_.size() > 1 ? conf_history_[conf_history_.size() - 2].second : snapshot_conf_;
+  return contains(before.voters, config_.id) && !is_learner();
+}
 
 bool Core::in_leader_lease() const {
   // Thesis §4.2.3: while a node hears from a leader, it ignores vote requests, so a removed or

@@ -29,7 +29,7 @@ Result<std::unique_ptr<Node>, std::string> Node::open(asio::io_context& io, Node
   to.warn = [](const std::string& s) { spdlog::warn("{}", s); };
   Node* self = n.get();
   n->transport_ = std::make_unique<net::PeerTransport>(io, to, [self](raft::Message m) {
-    if (self->replica_) self->replica_->step(std::move(m));
+    if (self->replica_) (void)self->replica_->step(std::move(m));
   });
   ReplicaEnv env;
   env.transport = self;

@@ -159,6 +159,7 @@ Result<void, std::string> Replica::recover() {
                                 : opt_.id.value * 0x9e3779b97f4a7c15ULL ^
                                       static_cast<std::uint64_t>(env_.clock->now().time_since_epoch().count());
   rc.log = [](std::string_view s) { spdlog::debug("raft {}", s); };
+  read_nonce_ = rc.seed ^ (env_.clock->wall_ms() * 0x9e3779b97f4a7c15ULL);
   core_ = std::make_unique<raft::Core>(rc, std::move(rs));
   last_leader_ = core_->leader();
   spdlog::info("recovered: term {}, commit {}, last index {}, snapshot {}", core_->term().value,
@@ -246,8 +247,8 @@ void Replica::flush_deferred_hard_state(bool now) {
   if (auto r = wal_->write(b); !r) fatal("WAL write failed: " + r.error().message);
 }
 
-void Replica::step(raft::Message m) {
-  if (stopped_) return;
+Result<void, raft::StepError> Replica::step(raft::Message m) {
+  if (stopped_) return {};
   if (std::holds_alternative<raft::HeartbeatReply>(m.body)) {
     auto it = heartbeat_sent_.find(m.from);
     if (it != heartbeat_sent_.end()) {
@@ -255,8 +256,14 @@ void Replica::step(raft::Message m) {
       heartbeat_sent_.erase(it);
     }
   }
-  core_->step(std::move(m));
+  NodeId from = m.from;
+  if (auto r = core_->step(std::move(m)); !r) {
+    ++peer_messages_rejected_;
+    spdlog::warn("[n{} t{}] rejected a message from n{}: {}", opt_.id.value, core_->term().value, from.value, r.error().reason);
+    return r;
+  }
   schedule_drive();
+  return {};
 }
 
 void Replica::schedule_drive() {
@@ -707,6 +714,7 @@ void Replica::read(std::string query, ReadCallback done) {
     return done(fail(NodeError{NodeErrc::busy, core_->leader(), "too many pending reads"}));
   std::uint64_t id = ++next_read_id_;
   std::string ctx;
+  le::put_u64(ctx, read_nonce_);
   le::put_u64(ctx, id);
   auto r = core_->read_index(std::move(ctx));
   if (!r) return done(fail(error_from(r.error())));
@@ -716,8 +724,10 @@ void Replica::read(std::string query, ReadCallback done) {
 
 void Replica::on_read_states(std::vector<raft::ReadState>& states) {
   for (auto& rs : states) {
-    if (rs.context.size() != 8) continue;
-    std::uint64_t id = le::get_u64(rs.context.data());
+    // A leader's answer to a request of an earlier incarnation of this node (queued for it,
+    // duplicated, delayed) names another nonce: its index may predate writes acknowledged since.
+    if (rs.context.size() != 16 || le::get_u64(rs.context.data()) != read_nonce_) continue;
+    std::uint64_t id = le::get_u64(rs.context.data() + 8);
     if (reads_.count(id) == 0) continue;  // expired meanwhile
     reads_at_.emplace(rs.index, id);
   }
@@ -818,6 +828,7 @@ void Replica::update_metrics() {
   metrics_.set("tern_reads_pending", static_cast<double>(reads_.size()));
   metrics_.set_counter("tern_snapshots_taken_total", snapshots_taken_);
   metrics_.set_counter("tern_snapshots_installed_total", snapshots_installed_);
+  metrics_.set_counter("tern_peer_messages_rejected_total", peer_messages_rejected_);
 }
 
 // ---- the node's replicated state: address book + applier ------------------------------------

@@ -784,6 +784,30 @@ TEST(Membership, LeaderRemovingItselfStepsDownWhenTheChangeCommits) {
   EXPECT_EQ(h[2].conf_state().voters, (std::vector<NodeId>{N(2), N(3)}));
 }
 
+// Thesis §4.2.2, found by the whole-node simulator (tern-sim --node --seed 75 --voters 1 --spares
+// 1 --remove-leader): a leader of {1, 2} removes itself and loses leadership before node 2 has the
+// entry. Node 1 (adopted {2}: not a voter) and node 2 (still {1, 2}: needs node 1's vote, which a
+// shorter log cannot get) must not wait for each other forever: the removed server campaigns
+// with the new configuration, without counting itself, commits the change and steps down.
+TEST(Membership, AServerRemovedByAnUncommittedChangeStillCampaignsToFinishIt) {
+  Harness h(2);
+  h.elect(1);
+  h.tick_all(1);
+  h.cut.insert({N(1), N(2)});
+  ASSERT_TRUE(h[1].propose_conf_change({ConfChangeType::remove_node, N(1)}));
+  EXPECT_FALSE(h[1].is_voter());
+  h.tick_all(40);  // check-quorum: node 1 hears nothing from node 2 and steps down
+  ASSERT_NE(h[1].role(), Role::leader);
+  ASSERT_GT(h[1].last_index(), h[2].last_index());
+  h.heal();
+  for (int i = 0; i < 200 && !(h[2].role() == Role::leader && h[2].commit_index() >= h[1].last_index()); ++i) h.tick_all(1);
+  EXPECT_EQ(h[2].role(), Role::leader) << "no leader after the removal: the removed server never campaigned";
+  EXPECT_EQ(h[2].conf_state().voters, std::vector<NodeId>{N(2)});
+  EXPECT_NE(h[1].role(), Role::leader);
+  Index i = h.propose(2, "after");
+  EXPECT_GE(h[2].commit_index(), i);
+}
+
 // Thesis §4.2.1 / issue 10, hole 7: a server with an empty log never becomes a voter directly.
 TEST(Membership, AVoterIsNeverAddedDirectly) {
   Harness h(3);

@@ -443,5 +443,81 @@ TEST(RecoverStorage, VerifyReportsTheHardStateTheNodeRaisesWithALostReset) {
   EXPECT_EQ(v->entries, n->entries);
 }
 
+// ---- 8: recovery makes durable what it builds on ----
+
+// Found by the whole-node simulator: a received snapshot's file was renamed but its directory
+// sync failed (or the process died before the sync); the node was killed before it acted on
+// that. The restart found the file (still in the page cache), recovered from it and wrote the
+// WAL's missing reset record durably; the next power cut took the file's name and left a WAL
+// that points at a snapshot that is not there: the node could never start again.
+TEST(PowerCut, ASnapshotRecoveryReliesOnIsMadeDurableFirst) {
+  SimFs fs;
+  fs.mkdirs_durable("/n");
+  RecoveryOptions ro;
+  ro.io = &fs;
+  ro.cluster_id = 7;
+  ro.node_id = 1;
+  ro.wal = on(fs);
+  {
+    auto r = recover_storage("/n/data", ro);
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_TRUE(r->wal->write(WriteBatch{{}, entries(1, 5), HardState{Term{1}, NodeId{}, Index{5}}}));
+    raft::SnapshotMeta m;
+    m.index = Index{9};
+    m.term = Term{2};
+    m.conf.voters = {NodeId{1}};
+    fs.set_fault([](const SimFs::Record& op) { return op.op == SimFs::Op::fsync_dir && ends_with(op.path, "/snap") ? EIO : 0; });
+    EXPECT_FALSE(r->snapshots->save(m, "state"));
+    fs.set_fault(nullptr);
+  }
+  {
+    auto r = recover_storage("/n/data", ro);  // a restart after kill -9: the name is still there
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_TRUE(r->snapshot);
+    EXPECT_EQ(r->snapshot->meta.index, Index{9});
+    EXPECT_FALSE(r->repairs.empty()) << "the WAL's reset record should have been written";
+  }
+  fs.crash_lose_all();  // only what was made durable survives
+  auto r = recover_storage("/n/data", ro);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_TRUE(r->snapshot) << "recovery relied on a snapshot it had not made durable";
+  EXPECT_EQ(r->snapshot->meta.index, Index{9});
+}
+
+// Found by the whole-node simulator: a segment roll interrupted by a kill -9 after the new
+// segment was created and before the directory was synced. The restart found the segment (its
+// name still in the page cache) and appended to it, syncing the file but never the directory:
+// the next power cut took the name and every entry acknowledged since.
+TEST(PowerCut, ASegmentFoundAfterAKilledRollIsMadeDurableBeforeItIsUsed) {
+  SimFs fs;
+  fs.mkdirs_durable("/n");
+  Index acked;
+  {
+    auto wal = Wal::open("/n/wal", on(fs, 8 << 10), nullptr);
+    ASSERT_TRUE(wal) << wal.error().message;
+    ASSERT_TRUE((*wal)->write(WriteBatch{{}, entries(1, 20, 200), HardState{Term{1}, NodeId{}, Index{20}}}));
+    // This batch rolls to a new segment; the process dies at the directory sync (nothing after
+    // it runs: the sync fails, and the Wal is dropped without a power cut).
+    fs.set_fault([](const SimFs::Record& r) { return r.op == SimFs::Op::fsync_dir ? EIO : 0; });
+    EXPECT_FALSE((*wal)->write(WriteBatch{{}, entries(21, 60, 200), {}}));
+    fs.set_fault(nullptr);
+  }
+  {
+    Recovered rec;
+    auto wal = Wal::open("/n/wal", on(fs, 8 << 10), &rec);
+    ASSERT_TRUE(wal) << wal.error().message;
+    std::uint64_t last = rec.entries.empty() ? 0 : rec.entries.back().index.value;
+    ASSERT_GE(last, 20u);
+    ASSERT_TRUE((*wal)->write(WriteBatch{{}, entries(last + 1, last + 3, 200), HardState{Term{1}, NodeId{}, Index{last + 3}}}));
+    acked = Index{last + 3};
+  }
+  fs.crash_lose_all();  // only what was made durable survives
+  Recovered rec;
+  auto wal = Wal::open("/n/wal", on(fs, 8 << 10), &rec);
+  ASSERT_TRUE(wal) << wal.error().message;
+  ASSERT_FALSE(rec.entries.empty());
+  EXPECT_GE(rec.entries.back().index, acked) << "entries acknowledged after the restart vanished with their segment's name";
+}
+
 }  // namespace
 }  // namespace tern::storage
