@@ -27,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -222,6 +223,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "no leader\n");
     return 1;
   }
+  auto term_before = c.status(leader);
   std::uint64_t follower = 0;
   for (auto id : c.ids())
     if (id != leader) follower = id;
@@ -245,6 +247,11 @@ int main(int argc, char** argv) {
   const auto levels = levels_from_env();
   // results[via][op][level] over rounds.
   std::map<std::tuple<std::size_t, std::size_t, std::size_t>, std::vector<CellResult>> results;
+  // The servers' background CPU (heartbeats, keep-alives of the two idle sessions), to read the
+  // per-operation figures against: at 1 outstanding a cell's few hundred ops/s carry this too.
+  double idle0 = cpu_of(c);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  double idle_ms_per_s = (cpu_of(c) - idle0) * 1e3;
   int cell = 0;
   for (auto& v : vias)  // warm-up: connections, allocator, page cache, both sessions
     for (auto op : ops) (void)run_cell(c, *v.client, "/bench/new/warm-" + std::to_string(cell++) + "-", op, 16, 0.3);
@@ -266,6 +273,7 @@ int main(int argc, char** argv) {
     }
   }
   auto leader_after = c.wait_for_leader(std::chrono::seconds(5));
+  auto term_after = c.status(leader_after == 0 ? leader : leader_after);
   std::string load_after = loadavg();
 
   std::string out;
@@ -296,9 +304,13 @@ int main(int argc, char** argv) {
   }
   std::snprintf(line, sizeof line,
                 "\n%d round(s) of %.1f s per cell (medians); nproc %ld; load average %s before, %s after; "
-                "leader %s during the run; client transport: plaintext.\n",
+                "leader node %llu (term %llu) before, node %llu (term %llu) after; client transport: plaintext; servers "
+                "idle: %.1f ms CPU/s (3 nodes).\n",
                 rounds, seconds, ::sysconf(_SC_NPROCESSORS_ONLN), load_before.c_str(), load_after.c_str(),
-                leader_after == leader ? "unchanged" : "CHANGED");
+                static_cast<unsigned long long>(leader),
+                static_cast<unsigned long long>(term_before ? term_before->term : 0),
+                static_cast<unsigned long long>(leader_after),
+                static_cast<unsigned long long>(term_after ? term_after->term : 0), idle_ms_per_s);
   out += line;
   std::fputs(out.c_str(), stdout);
   if (const char* f = std::getenv("TERN_BENCH_OUT")) std::ofstream(f) << out;
