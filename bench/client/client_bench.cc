@@ -272,6 +272,8 @@ int main(int argc, char** argv) {
       }
     }
   }
+  // The admin connections sat idle through the run (the servers may have closed them): reconnect.
+  for (auto id : c.ids()) c.drop_connection(id);
   auto leader_after = c.wait_for_leader(std::chrono::seconds(5));
   auto term_after = c.status(leader_after == 0 ? leader : leader_after);
   std::string load_after = loadavg();
