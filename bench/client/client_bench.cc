@@ -31,10 +31,14 @@
 #include <tuple>
 #include <vector>
 
+#include "bench/common/bench_util.h"
 #include "tern/client.h"
 #include "tests/cluster/harness.h"
 
 using namespace tern::testing;
+using tern::bench::loadavg;
+using tern::bench::median;
+using tern::bench::percentile;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -42,12 +46,6 @@ namespace {
 constexpr int kKeys = 1024;          // existing nodes that set and get cycle through
 constexpr std::size_t kValue = 100;  // bytes per value
 
-double pct(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[static_cast<std::size_t>(q * static_cast<double>(v.size() - 1))];
-}
-double median(std::vector<double> v) { return pct(std::move(v), 0.5); }
 
 enum class Op { create, set, get_linearizable, get_serializable };
 const char* op_name(Op op) {
@@ -137,9 +135,9 @@ CellResult run_cell(Cluster& c, tern::Client& client, const std::string& create_
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   double server1 = cpu_of(c), client1 = process_cpu_seconds(::getpid());
   r.ops_per_s = static_cast<double>(ok) / secs;
-  r.p50_us = pct(lat, 0.5);
-  r.p99_us = pct(lat, 0.99);
-  r.p999_us = pct(lat, 0.999);
+  r.p50_us = percentile(lat, 0.5);
+  r.p99_us = percentile(lat, 0.99);
+  r.p999_us = percentile(lat, 0.999);
   r.server_cpu_us = ok ? (server1 - server0) * 1e6 / static_cast<double>(ok) : 0;
   r.client_cpu_us = ok ? (client1 - client0) * 1e6 / static_cast<double>(ok) : 0;
   return r;
@@ -151,13 +149,6 @@ std::string default_ternd(const char* argv0) {
   auto slash = self.rfind('/');
   std::string dir = slash == std::string::npos ? "." : self.substr(0, slash);
   return dir + "/../../service/ternd";
-}
-
-std::string loadavg() {
-  std::ifstream f("/proc/loadavg");
-  std::string a, b, c;
-  f >> a >> b >> c;
-  return a + " " + b + " " + c;
 }
 
 std::unique_ptr<tern::Client> connect_to(Cluster& c, std::uint64_t id) {
@@ -189,19 +180,6 @@ bool populate(tern::Client& client) {
   }
   for (auto& f : q) bad += f.get().ok() ? 0 : 1;
   return bad == 0;
-}
-
-std::vector<int> levels_from_env() {
-  std::vector<int> levels = {1, 16, 128};
-  if (const char* l = std::getenv("TERN_BENCH_LEVELS")) {  // e.g. "1,128"
-    levels.clear();
-    for (const char* p = l; *p != '\0';) {
-      levels.push_back(std::atoi(p));
-      while (*p != '\0' && *p != ',') ++p;
-      if (*p == ',') ++p;
-    }
-  }
-  return levels;
 }
 
 }  // namespace
@@ -244,7 +222,7 @@ int main(int argc, char** argv) {
   }
 
   const std::vector<Op> ops = {Op::create, Op::set, Op::get_linearizable, Op::get_serializable};
-  const auto levels = levels_from_env();
+  const auto levels = tern::bench::levels_from_env({1, 16, 128});
   // results[via][op][level] over rounds.
   std::map<std::tuple<std::size_t, std::size_t, std::size_t>, std::vector<CellResult>> results;
   // The servers' background CPU (heartbeats, keep-alives of the two idle sessions), to read the

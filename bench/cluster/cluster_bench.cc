@@ -20,19 +20,16 @@
 #include <string>
 #include <vector>
 
+#include "bench/common/bench_util.h"
 #include "tests/cluster/harness.h"
 
 using namespace tern::testing;
+using tern::bench::median;
+using tern::bench::percentile;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double pct(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[static_cast<std::size_t>(q * static_cast<double>(v.size() - 1))];
-}
-double median(std::vector<double> v) { return pct(std::move(v), 0.5); }
 
 struct CaseResult {
   double entries_per_s = 0, p50_us = 0, p99_us = 0, cpu_us_per_entry = 0;
@@ -77,35 +74,11 @@ CaseResult run_case(Cluster& c, std::uint64_t leader, int outstanding, double se
   for (auto id : c.ids()) cpu1 += process_cpu_seconds(c.node(id).pid);
   CaseResult r;
   r.entries_per_s = static_cast<double>(l.ok) / secs;
-  r.p50_us = pct(l.latencies_us, 0.5);
-  r.p99_us = pct(l.latencies_us, 0.99);
+  r.p50_us = percentile(l.latencies_us, 0.5);
+  r.p99_us = percentile(l.latencies_us, 0.99);
   r.cpu_us_per_entry = l.ok ? (cpu1 - cpu0) * 1e6 / static_cast<double>(l.ok) : 0;
   r.errors = l.errors;
   return r;
-}
-
-// The device limit: one 128-byte pwrite + fdatasync at a time, in the cluster's directory.
-double raw_fdatasync_per_s(const std::string& dir, double seconds) {
-  std::string path = dir + "/raw-fdatasync.dat";
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return 0;
-  std::string block(1 << 20, '\0');
-  (void)::pwrite(fd, block.data(), block.size(), 0);
-  ::fdatasync(fd);
-  char rec[128] = {1};
-  std::uint64_t n = 0;
-  auto t0 = Clock::now();
-  auto end = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-  off_t off = 0;
-  while (Clock::now() < end) {
-    if (::pwrite(fd, rec, sizeof rec, off) != sizeof rec || ::fdatasync(fd) != 0) break;
-    off = (off + 128) % (1 << 20);
-    ++n;
-  }
-  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  ::close(fd);
-  ::unlink(path.c_str());
-  return static_cast<double>(n) / secs;
 }
 
 std::string default_ternd(const char* argv0) {
@@ -136,19 +109,11 @@ int main(int argc, char** argv) {
   }
   run_case(c, leader, 16, 1.0);  // warm-up: connections, allocator, page cache
 
-  std::vector<int> levels = {1, 16, 128};
-  if (const char* l = std::getenv("TERN_BENCH_LEVELS")) {  // e.g. "1,128"
-    levels.clear();
-    for (const char* p = l; *p != '\0';) {
-      levels.push_back(std::atoi(p));
-      while (*p != '\0' && *p != ',') ++p;
-      if (*p == ',') ++p;
-    }
-  }
+  const auto levels = tern::bench::levels_from_env({1, 16, 128});
   std::vector<std::vector<CaseResult>> results(levels.size());
   std::vector<double> raw;
   for (int round = 0; round < rounds; ++round) {
-    raw.push_back(raw_fdatasync_per_s(c.node(leader).dir, 1.0));
+    raw.push_back(tern::bench::raw_fdatasync(c.node(leader).dir, 1.0).ops_per_s);
     for (std::size_t i = 0; i < levels.size(); ++i) {
       auto r = run_case(c, leader, levels[i], seconds);
       std::fprintf(stderr, "round %d, %3d outstanding: %9.0f entries/s, p50 %6.0f us, p99 %6.0f us, %5.1f us CPU/entry, %llu errors\n",

@@ -20,9 +20,11 @@
 #include <thread>
 #include <vector>
 
+#include "bench/common/bench_util.h"
 #include "raft/storage/wal.h"
 
 using namespace tern::storage;
+using tern::bench::percentile;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -33,36 +35,14 @@ struct Row {
   double p50_us, p99_us;
 };
 
-double pct(std::vector<double>& v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
-}
-
 Row raw_fdatasync(const std::string& dir, double seconds) {
-  std::string path = dir + "/raw.dat";
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0 || ::posix_fallocate(fd, 0, 64 << 20) != 0) {
-    std::perror("raw file");
+  auto raw = tern::bench::raw_fdatasync(dir, seconds);
+  if (raw.ops_per_s == 0) {
+    std::fprintf(stderr, "raw write+fdatasync loop failed in %s\n", dir.c_str());
     std::exit(1);
   }
-  ::fdatasync(fd);
-  char rec[128] = {1};
-  std::vector<double> lat;
-  auto start = Clock::now();
-  auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-  off_t off = 0;
-  while (Clock::now() < end) {
-    auto t0 = Clock::now();
-    if (::pwrite(fd, rec, sizeof rec, off) != sizeof rec || ::fdatasync(fd) != 0) std::exit(1);
-    lat.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
-    off = (off + 128) % (64 << 20);
-  }
-  double secs = std::chrono::duration<double>(Clock::now() - start).count();
-  ::close(fd);
-  ::unlink(path.c_str());
-  double n = static_cast<double>(lat.size());
-  return Row{"raw write+fdatasync loop (device limit)", n / secs, pct(lat, 0.5), pct(lat, 0.99)};
+  return Row{"raw write+fdatasync loop (device limit)", raw.ops_per_s, percentile(raw.latencies_us, 0.5),
+             percentile(raw.latencies_us, 0.99)};
 }
 
 Row wal_appenders(const std::string& dir, int appenders, double seconds) {
@@ -111,8 +91,8 @@ Row wal_appenders(const std::string& dir, int appenders, double seconds) {
   std::vector<double> all;
   for (auto& l : lats) all.insert(all.end(), l.begin(), l.end());
   double n = static_cast<double>(all.size());
-  return Row{"tern WAL, " + std::to_string(appenders) + " blocking appender thread" + (appenders > 1 ? "s" : ""), n / secs, pct(all, 0.5),
-             pct(all, 0.99)};
+  return Row{"tern WAL, " + std::to_string(appenders) + " blocking appender thread" + (appenders > 1 ? "s" : ""), n / secs, percentile(all, 0.5),
+             percentile(all, 0.99)};
 }
 
 // Asynchronous appenders: `outstanding` appends in flight; each completion (on the WAL's disk
@@ -157,7 +137,7 @@ Row wal_async(const std::string& dir, int outstanding, double seconds) {
   std::lock_guard l2(lat_mu);
   double n = static_cast<double>(lat.size());
   return Row{"tern WAL, " + std::to_string(outstanding) + " async appender" + (outstanding > 1 ? "s" : ""), n / secs,
-             pct(lat, 0.5), pct(lat, 0.99)};
+             percentile(lat, 0.5), percentile(lat, 0.99)};
 }
 
 }  // namespace
