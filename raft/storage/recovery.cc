@@ -39,7 +39,7 @@ Result<RecoveredStorage, StorageError> recover_storage(const std::string& data_d
   // never synced (the process died between its rename and the directory sync, or before it
   // could act on a failed sync); a WAL reset record written below, or a later WAL compaction,
   // would then outlive it at the next power cut and the node could not start again (found by
-  // tern-sim --node; PowerCut.ASnapshotRecoveryReliesOnIsMadeDurableFirst).
+  // tern-sim --node; PowerCut.ASnapshotFoundAtRestartIsDurableBeforeTheWalIsResetAfterIt).
   if (!o.read_only && out.snapshot) {
     const std::string& path = out.snapshot->path;
     int fd = io.open(path, O_RDONLY, 0);
