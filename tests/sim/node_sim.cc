@@ -383,6 +383,15 @@ class Sim {
     return best;
   }
 
+  // A node that still believes it leads at an older term than the leader (a deposed leader on
+  // the minority side of a partition), or nullptr.
+  SimNode* stale_leader() {
+    SimNode* best = leader();
+    for (auto& n : nodes_)
+      if (n.get() != best && n->up && n->r->core().role() == raft::Role::leader) return n.get();
+    return nullptr;
+  }
+
   // ---- clients ----
   // The workload is the coordination state machine's own (service/sm): creates (persistent or
   // ephemeral), sets and deletes with and without expected versions, transactions, sessions that
@@ -472,9 +481,12 @@ class Sim {
     for (auto& n : nodes_)
       if (n->up) up.push_back(n.get());
     if (up.empty()) return;
-    // Mostly the leader (as real clients that follow hints), sometimes anyone.
+    // Mostly the leader (as real clients that follow hints), sometimes anyone. Clients cut off
+    // with a deposed leader keep writing to it: its log grows a stale suffix that a later
+    // snapshot from the new leader must replace (hole 4's precondition).
     SimNode* n = leader();
-    if (n == nullptr || chance(30)) n = up[rand(up.size())];
+    if (SimNode* stale = stale_leader(); stale != nullptr && chance(50)) n = stale;
+    else if (n == nullptr || chance(30)) n = up[rand(up.size())];
     client_op(*n);
   }
 
