@@ -576,8 +576,11 @@ class Simulation {
         }
       } else if (probe_committed(probe_node, probe_index)) {
         return;
-      } else if (!nodes_[probe_node].core || nodes_[probe_node].core->term() != probe_term_) {
-        probe_node = 0;  // leadership changed; propose again (a new value, so the check stays exact)
+      } else if (!nodes_[probe_node].core || nodes_[probe_node].core->term() != probe_term_ ||
+                 nodes_[probe_node].core->role() != raft::Role::leader) {
+        // Leadership changed (a leader removed from the membership steps down in its own term);
+        // propose again, a new value, so the check stays exact.
+        probe_node = 0;
         ++value;
       }
     }
