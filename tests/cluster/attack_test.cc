@@ -337,6 +337,40 @@ void non_reading_client(std::uint16_t port, Clock::time_point deadline, int* clo
   ::close(fd);
 }
 
+// Case 3: calls whose replies are read but never Finished, on `conns` connections at once:
+// capnp keeps every such answer (with its reply) until Finish. The node must close the
+// connection once it holds too many (RpcLimits::max_held_answers) instead of growing.
+void never_finishing_client(std::uint16_t port, int conns, Clock::time_point deadline, int* closed) {
+  struct Conn {
+    int fd = -1;
+    std::uint32_t next = 1;
+  };
+  std::vector<Conn> cs(static_cast<std::size_t>(conns));
+  auto open = [&](Conn& c) {
+    c.fd = connect_raw(port);
+    c.next = 1;
+    if (c.fd >= 0) send_some(c.fd, rpc_bootstrap(), deadline);
+  };
+  for (auto& c : cs) open(c);
+  while (Clock::now() < deadline) {
+    for (auto& c : cs) {
+      if (c.fd < 0) {
+        open(c);
+        continue;
+      }
+      std::string batch;
+      for (int i = 0; i < 64; ++i) batch += rpc_status_call(c.next++);
+      if (!send_some(c.fd, batch, std::min(deadline, Clock::now() + 200ms)) || !drain(c.fd)) {
+        ++*closed;
+        ::close(c.fd);
+        c.fd = -1;
+      }
+    }
+  }
+  for (auto& c : cs)
+    if (c.fd >= 0) ::close(c.fd);
+}
+
 // Case 3, peer port: 8-byte headers claiming the largest frame, on many connections.
 void length_claims(std::uint16_t port, Clock::time_point deadline) {
   std::vector<int> fds;
@@ -414,13 +448,21 @@ std::uint64_t cluster_id_for_default_name() {
   return h == 0 ? 1 : h;
 }
 
-void resource_attacks(Attacked& a) {
+// `plaintext_rpc`: the client port speaks plaintext Cap'n Proto, so the hand-written RPC attacks
+// reach capnp (on a TLS port they are refused at the handshake).
+void resource_attacks(Attacked& a, bool plaintext_rpc) {
   auto& v = a.victim();
   a.run("pipelining client", [&](Clock::time_point d) { pipelining_client(v.client_port, d); });
   int closed = 0;
   a.run("non-reading client", [&](Clock::time_point d) { non_reading_client(v.client_port, d, &closed); });
   if (kMeasure) {
     EXPECT_GE(closed, 1) << "a client that never reads was never disconnected";
+  }
+  int unfinished_closed = 0;
+  a.run("replies never Finished", [&](Clock::time_point d) { never_finishing_client(v.client_port, 4, d, &unfinished_closed); });
+  if (plaintext_rpc) {
+    EXPECT_GE(unfinished_closed, 1) << "a client that never sends Finish was never disconnected";
+    EXPECT_GT(a.metric("tern_rpc_connections_unfinished_total"), 0u) << "closes for unfinished answers are counted";
   }
   a.run("peer length claims", [&](Clock::time_point d) { length_claims(v.peer_port, d); });
   a.run("idle sockets on every port", [&](Clock::time_point d) { slot_filler(v, d); });
@@ -461,7 +503,7 @@ TEST(Attack, SecureClusterRefusesForgedFramesAndWithstandsResourceAttacks) {
   EXPECT_GT(refused, 0);
   EXPECT_GT(a.metric("tern_peer_auth_failures_total"), 0u) << "refusals are counted";
   EXPECT_GT(a.metric("tern_peer_handshakes_total"), 0u) << "members authenticated";
-  resource_attacks(a);
+  resource_attacks(a, /*plaintext_rpc=*/false);
   a.expect_replicas_equal();
 }
 
@@ -478,7 +520,7 @@ TEST(Attack, InsecureClusterWithstandsResourceAttacksAndAmplification) {
   a.run("zero-sized entries", [&](Clock::time_point d) { send_frames_repeatedly(a.victim().peer_port, amplify, d, &refused); });
   EXPECT_GT(refused, 0);
   EXPECT_GT(a.metric("tern_peer_frames_malformed_total"), 0u);
-  resource_attacks(a);
+  resource_attacks(a, /*plaintext_rpc=*/true);
   a.expect_replicas_equal();
 }
 
