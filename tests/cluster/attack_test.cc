@@ -359,7 +359,7 @@ void never_finishing_client(std::uint16_t port, int conns, Clock::time_point dea
         continue;
       }
       std::string batch;
-      for (int i = 0; i < 64; ++i) batch += rpc_status_call(c.next++);
+      for (int i = 0; i < 256; ++i) batch += rpc_status_call(c.next++);
       if (!send_some(c.fd, batch, std::min(deadline, Clock::now() + 200ms)) || !drain(c.fd)) {
         ++*closed;
         ::close(c.fd);
