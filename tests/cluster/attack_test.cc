@@ -163,8 +163,8 @@ std::string flat(Fill fill) {
 }
 
 // Hand-built Cap'n Proto RPC messages for the admin port (rpc.capnp).
-std::string rpc_bootstrap() {
-  return flat([](capnp::MallocMessageBuilder& b) { b.initRoot<capnp::rpc::Message>().initBootstrap().setQuestionId(0); });
+std::string rpc_bootstrap(std::uint32_t question = 0) {
+  return flat([question](capnp::MallocMessageBuilder& b) { b.initRoot<capnp::rpc::Message>().initBootstrap().setQuestionId(question); });
 }
 std::string rpc_status_call(std::uint32_t question) {
   return flat([question](capnp::MallocMessageBuilder& b) {
@@ -364,7 +364,12 @@ void never_finishing_client(std::uint16_t port, int conns, Clock::time_point dea
         continue;
       }
       std::string batch;
-      for (int i = 0; i < 256; ++i) batch += rpc_status_call(c.next++);
+      // Status replies carry no capability, and capnp frees them early, keeping only the answer
+      // entry; a Bootstrap's answer keeps its whole pipeline and the exported capability.
+      for (int i = 0; i < 128; ++i) {
+        batch += rpc_status_call(c.next++);
+        batch += rpc_bootstrap(c.next++);
+      }
       if (!send_some(c.fd, batch, std::min(deadline, Clock::now() + 200ms)) || !drain(c.fd)) {
         ++*closed;
         ::close(c.fd);
@@ -374,6 +379,32 @@ void never_finishing_client(std::uint16_t port, int conns, Clock::time_point dea
   }
   for (auto& c : cs)
     if (c.fd >= 0) ::close(c.fd);
+}
+
+// Case 3 spread out: `conns` connections each holding `per_conn` replies without Finish, each
+// under the per-connection limit, together over the node's total (RpcLimits::
+// max_held_answers_total). Never reconnects; counts the connections the node closed.
+void many_holders(std::uint16_t port, int conns, std::uint32_t per_conn, Clock::time_point deadline, int* closed) {
+  std::vector<int> fds;
+  for (int i = 0; i < conns; ++i) {
+    int fd = connect_raw(port);
+    if (fd < 0) continue;
+    std::string batch = rpc_bootstrap();
+    for (std::uint32_t q = 1; q <= per_conn; ++q) batch += rpc_status_call(q);
+    send_some(fd, batch, deadline);
+    fds.push_back(fd);
+  }
+  while (Clock::now() < deadline) {
+    for (int& fd : fds)
+      if (fd >= 0 && !drain(fd)) {
+        ++*closed;
+        ::close(fd);
+        fd = -1;
+      }
+    std::this_thread::sleep_for(20ms);
+  }
+  for (int fd : fds)
+    if (fd >= 0) ::close(fd);
 }
 
 // Case 3, peer port: 8-byte headers claiming the largest frame, on many connections.
@@ -474,6 +505,19 @@ void resource_attacks(Attacked& a, bool plaintext_rpc) {
   if (plaintext_rpc) {
     EXPECT_GE(unfinished_closed, 1) << "a client that never sends Finish was never disconnected";
     EXPECT_GT(a.metric("tern_rpc_connections_unfinished_total"), 0u) << "closes for unfinished answers are counted";
+  }
+  if (plaintext_rpc) {
+    // 17 x 1001 held replies: each connection is under 1024, together they pass 16384. The node
+    // closes the largest holder(s) until the total is under the limit again, and no more.
+    auto before = a.metric("tern_rpc_connections_unfinished_total");
+    int total_closed = 0;
+    a.run(
+        "held replies over the node total", [&](Clock::time_point d) { many_holders(v.client_port, 17, 1000, d, &total_closed); },
+        kMeasure ? attack_duration() : std::max(attack_duration(), std::chrono::seconds(10)));
+    std::printf("[attack] held replies over the node total: %d of 17 connections closed\n", total_closed);
+    EXPECT_GE(total_closed, 1) << "the node's total of held replies is not enforced";
+    EXPECT_LE(total_closed, 2) << "more connections closed than needed to get under the total";
+    EXPECT_GT(a.metric("tern_rpc_connections_unfinished_total"), before);
   }
   a.run("peer length claims", [&](Clock::time_point d) { length_claims(v.peer_port, d); });
   a.run("idle sockets on every port", [&](Clock::time_point d) { slot_filler(v, d); });
