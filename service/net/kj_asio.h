@@ -84,7 +84,9 @@ class AsioStream final : public kj::AsyncIoStream {
   struct State {
     explicit State(asio::ip::tcp::socket s) : socket(std::move(s)) {}
     asio::ip::tcp::socket socket;
-    std::vector<kj::byte> read_buf = std::vector<kj::byte>(kReadAheadBytes);
+    // Allocated at the first read: a socket that never sends costs no 64 KiB (1024 idle client
+    // connections were 64 MiB of RSS, zeroed on every flood of them).
+    std::vector<kj::byte> read_buf;
     std::size_t read_pos = 0, read_end = 0;
     std::uint64_t bytes_read = 0, bytes_written = 0;
     std::vector<kj::byte> write_buf, in_flight;
