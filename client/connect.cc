@@ -1,13 +1,12 @@
 #include "client/connect.h"
 
+#include "common/pem.h"
+
 #include <kj/compat/tls.h>
 #include <kj/exception.h>
 
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <optional>
-#include <vector>
 
 namespace tern::client {
 namespace {
@@ -15,25 +14,6 @@ namespace {
 std::string env_or_empty(const char* name) {
   const char* v = std::getenv(name);
   return v != nullptr ? v : "";
-}
-
-Result<std::string, std::string> read_file(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return fail(std::string(what) + ": cannot read '" + path + "'");
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-// kj-tls (0.9.2) trusts only the first certificate of each TlsCertificate: a bundle (old and new
-// CA during a rotation) becomes one TlsCertificate per PEM block.
-std::vector<kj::TlsCertificate> split_certificates(const std::string& pem) {
-  static const std::string kBegin = "-----BEGIN CERTIFICATE-----";
-  std::vector<kj::TlsCertificate> out;
-  for (auto at = pem.find(kBegin); at != std::string::npos;) {
-    auto next = pem.find(kBegin, at + kBegin.size());
-    out.emplace_back(kj::StringPtr(pem.substr(at, next == std::string::npos ? std::string::npos : next - at).c_str()));
-    at = next;
-  }
-  return out;
 }
 
 }  // namespace
@@ -55,11 +35,11 @@ Result<std::shared_ptr<Connector>, std::string> Connector::make(const TlsOptions
   }
   if (options.cert_file.empty() != options.key_file.empty())
     return fail(std::string("--tls-cert and --tls-key go together"));
-  auto ca = read_file(options.ca_file, "--tls-ca");
+  auto ca = read_pem_file(options.ca_file, "--tls-ca");
   if (!ca) return fail(ca.error());
   std::string stage = "--tls-ca '" + options.ca_file + "'";
   try {
-    auto cas = split_certificates(*ca);
+    auto cas = split_pem_certificates(*ca);
     if (cas.empty()) return fail(stage + ": no certificate in it");
     kj::TlsContext::Options o;
     o.useSystemTrustStore = false;  // a tern cluster's CA is private
@@ -67,9 +47,9 @@ Result<std::shared_ptr<Connector>, std::string> Connector::make(const TlsOptions
     o.minVersion = kj::TlsVersion::TLS_1_2;
     std::optional<kj::TlsKeypair> pair;  // outlives the context's construction
     if (!options.cert_file.empty()) {
-      auto cert = read_file(options.cert_file, "--tls-cert");
+      auto cert = read_pem_file(options.cert_file, "--tls-cert");
       if (!cert) return fail(cert.error());
-      auto key = read_file(options.key_file, "--tls-key");
+      auto key = read_pem_file(options.key_file, "--tls-key");
       if (!key) return fail(key.error());
       stage = "--tls-key '" + options.key_file + "'";
       kj::TlsPrivateKey k(kj::StringPtr(key->c_str()));

@@ -33,10 +33,23 @@ struct AdminHttpServer::Impl : std::enable_shared_from_this<AdminHttpServer::Imp
         });
         return;
       }
-      if (self->open.size() >= kMaxConnections) self->finish(self->open.begin()->first);  // the oldest
+      if (self->open.size() >= kMaxConnections) self->finish(self->victim());
       self->serve(std::move(s));
       self->accept();
     });
+  }
+
+  // The connection to close for a new one at the cap: the oldest that has delivered nothing, not
+  // even into the kernel's buffer. A probe whose request is there but not yet read is not idle:
+  // while the accept loop drains a backlog of idle sockets, its read has not had a turn, and
+  // "the oldest" alone closed it (issue 17: /status failed under the idle-socket flood). With
+  // every connection holding a request, the oldest goes.
+  std::uint64_t victim() {
+    for (auto& [serial, c] : open) {
+      std::error_code ec;
+      if (c->buf.empty() && c->sock.available(ec) == 0 && !ec) return serial;
+    }
+    return open.begin()->first;
   }
 
   void finish(std::uint64_t serial) {

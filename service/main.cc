@@ -232,6 +232,7 @@ int main(int argc, char** argv) {
     metrics.set_counter("tern_rpc_connections_evicted_total", rs.evicted);
     metrics.set_counter("tern_rpc_connections_slow_reader_total", rs.slow_readers);
     metrics.set_counter("tern_rpc_connections_timed_out_total", rs.timed_out);
+    metrics.set_counter("tern_rpc_connections_unfinished_total", rs.unfinished);
     metrics.set("tern_peer_auth_enabled", peer_secret.empty() ? 0 : 1);
     metrics.set("tern_client_tls_enabled", rpc->tls() ? 1 : 0);
     metrics.set_counter("tern_rpc_tls_handshakes_total", rs.tls_handshakes);

@@ -112,6 +112,7 @@ std::size_t AsioStream::take(kj::byte* out, std::size_t max) {
 
 kj::Promise<size_t> AsioStream::fill(kj::byte* out, std::size_t min_bytes, std::size_t max_bytes, std::size_t done) {
   auto& s = *st_;
+  if (s.read_buf.empty()) s.read_buf.resize(kReadAheadBytes);
   for (int i = 0; i < kMaxSyncReadsPerCall; ++i) {
     asio::error_code ec;
     s.read_pos = s.read_end = 0;

@@ -381,9 +381,20 @@ void PeerTransport::accept() {
 }
 
 void PeerTransport::evict_oldest_pending() {
+  // The oldest pending connection that has sent nothing (nothing read, nothing waiting in the
+  // kernel) goes first: a member that has just reconnected and whose hello the loop has not read
+  // yet is not idle, and while the accept loop drains a backlog of idle sockets it would become
+  // "the oldest" (the admin port's /status probe failed that way, issue 17). Else the oldest.
   Inbound* oldest = nullptr;
-  for (auto& [ptr, in] : inbound_)
-    if (in->peer == raft::NodeId{0} && (oldest == nullptr || in->serial < oldest->serial)) oldest = ptr;
+  Inbound* oldest_silent = nullptr;
+  for (auto& [ptr, in] : inbound_) {
+    if (in->peer != raft::NodeId{0}) continue;
+    if (oldest == nullptr || in->serial < oldest->serial) oldest = ptr;
+    asio::error_code ec;
+    bool silent = in->last_read == in->accepted && in->socket.available(ec) == 0 && !ec;
+    if (silent && (oldest_silent == nullptr || in->serial < oldest_silent->serial)) oldest_silent = ptr;
+  }
+  if (oldest_silent != nullptr) oldest = oldest_silent;
   if (oldest == nullptr) return;
   ++stats_.evicted;
   ++stats_.rejected;

@@ -1,5 +1,6 @@
 #include "service/net/rpc_listener.h"
 
+#include "service/net/answer_guard.h"
 #include "service/net/kj_asio.h"
 
 #include <kj/compat/tls.h>
@@ -21,9 +22,12 @@ struct RpcListener::Conn {
     return o;
   }
   // Starts RPC on `s`: the AsioStream itself, or the TLS stream over it.
-  void serve(kj::AsyncIoStream& s, capnp::Capability::Client bootstrap, const RpcLimits& limits) {
+  // `held_too_many`: the client keeps too many replies without Finish (answer_guard.h).
+  void serve(kj::AsyncIoStream& s, capnp::Capability::Client bootstrap, const RpcLimits& limits,
+             std::function<void(const std::string&)> held_too_many) {
     network = kj::heap<capnp::TwoPartyVatNetwork>(s, capnp::rpc::twoparty::Side::SERVER, options(limits));
-    rpc = kj::heap(capnp::makeRpcServer(*network, kj::mv(bootstrap)));
+    guard = kj::heap<AnswerGuard>(*network, limits.max_held_answers, limits.max_held_answer_bytes, std::move(held_too_many));
+    rpc = kj::heap(capnp::makeRpcServer(*guard, kj::mv(bootstrap)));
     rpc->setFlowLimit(limits.flow_limit_bytes / sizeof(capnp::word));
   }
   bool serving() const { return network.get() != nullptr; }
@@ -32,9 +36,11 @@ struct RpcListener::Conn {
   // handshake (both read and write `stream`), then the context they use, then the socket.
   kj::Own<AsioStream> stream;
   std::shared_ptr<kj::TlsContext> tls_context;
+  bool tls_client_certs = false;  // as set_tls said when the connection arrived
   kj::Maybe<kj::Promise<void>> handshake;
   kj::Own<kj::AsyncIoStream> tls;
   kj::Own<capnp::TwoPartyVatNetwork> network;
+  kj::Own<AnswerGuard> guard;  // the RPC system's view of `network`
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
   Clock::time_point opened = Clock::now(), last_active = opened;
   std::uint64_t seen_bytes = 0;    // read so far
@@ -125,6 +131,7 @@ void RpcListener::sweep() {
     }
   }
   for (auto id : dead) conns_.erase(id);
+  limit_held_total();
   sweep_timer_.expires_after(kSweepInterval);
   sweep_timer_.async_wait([this, stopped = stopped_](const asio::error_code& ec) {
     if (!ec && !*stopped) sweep();
@@ -142,26 +149,35 @@ void RpcListener::accept() {
       });
       return;
     }
-    // At the cap, make room by closing the newest connection that has sent nothing yet (or not
-    // finished its TLS handshake): a client with calls stays, and so does one that connected
-    // earlier and is about to send; a flood of silent sockets only replaces itself. With none
-    // silent, the new connection is refused. The header timeout closes silent sockets anyway.
+    // At the cap, make room by closing the oldest connection that is not yet a proven client:
+    // first one that has sent nothing (no byte read, none waiting in the kernel), then one still
+    // in its TLS handshake. Never one younger than eviction_grace: a client that has just
+    // connected and not yet written (descheduled between connect() and write() on a busy host)
+    // is indistinguishable from an idle socket, and the newest silent connection is exactly that
+    // client when a flood arrives behind it. With no candidate the new connection is refused; the
+    // header timeout closes silent sockets anyway.
     std::size_t live = 0;
-    std::optional<std::uint64_t> victim;
-    auto now = Clock::now();
-    for (auto& [id, c] : conns_) {
-      if (c->aborted) continue;
-      ++live;
-      note_activity(*c, now);
-      // Silent, or still in its TLS handshake: not yet a proven client. Ids grow: the last one is
-      // the newest.
-      if (c->seen_bytes == 0 || !c->serving()) victim = id;
-    }
+    for (auto& [id, c] : conns_) live += c->aborted ? 0 : 1;
     if (live >= limits_.max_connections) {
-      if (victim) {
+      // Ids grow: the first match is the oldest. The kernel is asked (one ioctl) only about
+      // connections that have sent nothing so far, and only at the cap, and the search stops at
+      // the first silent one: asking all 1024 on every accept stalled the loop under a flood.
+      std::optional<std::uint64_t> silent, handshaking;
+      auto now = Clock::now();
+      for (auto& [id, c] : conns_) {
+        if (c->aborted || now - c->opened < eviction_grace()) continue;
+        note_activity(*c, now);
+        bool sent = c->seen_bytes != 0 || c->stream->bytes_waiting() != 0;
+        if (!sent) {
+          silent = id;
+          break;
+        }
+        if (!c->serving() && !handshaking) handshaking = id;
+      }
+      if (auto victim = silent ? silent : handshaking) {
         ++stats_.evicted;
-        close(*victim, "connection limit (" + std::to_string(limits_.max_connections) +
-                           ") reached; closing the newest connection that has sent nothing or not finished TLS (#" + std::to_string(*victim) + ")");
+        close(*victim, "connection limit (" + std::to_string(limits_.max_connections) + ") reached; closing the oldest connection that " +
+                           (silent ? "has sent nothing" : "has not finished TLS") + " (#" + std::to_string(*victim) + ")");
       } else {
         ++stats_.refused;
         warn_("rpc listener: connection limit (" + std::to_string(limits_.max_connections) + ") reached; refusing a connection");
@@ -174,17 +190,13 @@ void RpcListener::accept() {
     auto conn = kj::heap<Conn>(std::move(socket));
     Conn& c = *conn;
     conns_.emplace(id, kj::mv(conn));
-    if (tls_) {
-      start_tls(id, c);
-    } else {
-      start_rpc(id, c, *c.stream);
-    }
+    start(id, c);
     accept();
   });
 }
 
 void RpcListener::start_rpc(std::uint64_t id, Conn& c, kj::AsyncIoStream& stream) {
-  c.serve(stream, bootstrap_, limits_);
+  c.serve(stream, bootstrap_, limits_, [this, id](const std::string& why) { too_many_held(id, why); });
   // Drop the connection's RPC state once the peer is gone (or sent garbage).
   tasks_.add(c.network->onDisconnect().then([this, id] { conns_.erase(id); }));
 }
@@ -197,18 +209,37 @@ class TcpPeer final : public kj::PeerIdentity {
 };
 }  // namespace
 
-void RpcListener::start_tls(std::uint64_t id, Conn& c) {
+void RpcListener::start(std::uint64_t id, Conn& c) {
   c.tls_context = tls_;
-  bool client_certs = tls_client_certs_;
-  // A TLS session costs CPU and tens of kilobytes: spend it once the client has sent something,
-  // so that a flood of silent sockets costs no more than it does on a plaintext port.
+  c.tls_client_certs = tls_client_certs_;
+  // An RPC system, and a TLS session, cost CPU and tens of kilobytes: spend them once the client
+  // has sent something, so that a silent socket costs a socket and a buffer.
   c.handshake = c.stream->when_readable()
-                    .then([&c] {
-                      // The TLS stream borrows the AsioStream: the connection owns both (see Conn).
-                      kj::AuthenticatedStream raw{kj::Own<kj::AsyncIoStream>(c.stream.get(), kj::NullDisposer::instance),
-                                                  kj::heap<TcpPeer>()};
-                      return c.tls_context->wrapServer(kj::mv(raw));
-                    })
+                    .then([this, id, &c]() -> kj::Promise<void> {
+                      // Readable with nothing to read: the client hung up without a byte. Drop it
+                      // without a TLS session, an RPC system or an exception: when a flood of
+                      // silent sockets closes at once, a failed handshake each (SSL objects, kj
+                      // exceptions with stack traces) held the loop for hundreds of milliseconds
+                      // (issue 17: a /status probe failed under the idle-socket flood).
+                      if (c.stream->bytes_waiting() == 0) {
+                        hung_up_silently(id);
+                        return kj::READY_NOW;
+                      }
+                      if (!c.tls_context) {
+                        start_rpc(id, c, *c.stream);
+                        return kj::READY_NOW;
+                      }
+                      return handshake(id, c);
+                    },
+                          [this, id](kj::Exception&& e) { handshake_failed(id, e); })  // closed by us: not counted
+                    .eagerlyEvaluate(nullptr);
+}
+
+kj::Promise<void> RpcListener::handshake(std::uint64_t id, Conn& c) {
+  bool client_certs = c.tls_client_certs;
+  // The TLS stream borrows the AsioStream: the connection owns both (see Conn).
+  kj::AuthenticatedStream raw{kj::Own<kj::AsyncIoStream>(c.stream.get(), kj::NullDisposer::instance), kj::heap<TcpPeer>()};
+  return c.tls_context->wrapServer(kj::mv(raw))
                     .then(
                         [this, id, &c, client_certs](kj::AuthenticatedStream s) {
                           auto& who = kj::downcast<kj::TlsPeerIdentity>(*s.peerIdentity);
@@ -223,8 +254,18 @@ void RpcListener::start_tls(std::uint64_t id, Conn& c) {
                           c.tls = kj::mv(s.stream);
                           start_rpc(id, c, *c.tls);
                         },
-                        [this, id](kj::Exception&& e) { handshake_failed(id, e); })
-                    .eagerlyEvaluate(nullptr);
+                        [this, id](kj::Exception&& e) { handshake_failed(id, e); });
+}
+
+void RpcListener::hung_up_silently(std::uint64_t id) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return;
+  it->second->aborted = true;
+  it->second->stream->abort();
+  // This runs inside the handshake promise, which the connection owns: drop it afterwards.
+  asio::post(io_, [this, id, stopped = stopped_] {
+    if (!*stopped) conns_.erase(id);
+  });
 }
 
 void RpcListener::handshake_failed(std::uint64_t id, const kj::Exception& e) {
@@ -232,13 +273,54 @@ void RpcListener::handshake_failed(std::uint64_t id, const kj::Exception& e) {
   if (it == conns_.end()) return;
   // A connection we closed ourselves (timeout, eviction) was counted there.
   if (!it->second->aborted) {
-    ++stats_.tls_handshake_failures;
-    close(id, std::string("TLS handshake failed: ") + e.getDescription().cStr());
+    if (it->second->tls_context) ++stats_.tls_handshake_failures;
+    close(id, std::string(it->second->tls_context ? "TLS handshake failed: " : "before the first byte: ") + e.getDescription().cStr());
   }
   // This runs inside the handshake promise, which the connection owns: drop it afterwards.
   asio::post(io_, [this, id, stopped = stopped_] {
     if (!*stopped) conns_.erase(id);
   });
+}
+
+void RpcListener::too_many_held(std::uint64_t id, const std::string& why) {
+  // Called from inside capnp's send of a reply: close from a fresh handler.
+  asio::post(io_, [this, id, why, stopped = stopped_] {
+    if (*stopped) return;
+    auto it = conns_.find(id);
+    if (it == conns_.end() || it->second->aborted) return;
+    ++stats_.unfinished;
+    close(id, why);
+  });
+}
+
+// Per-connection limits bound one client; this bounds the sum, so that many connections each just
+// under the limit cannot add up (1024 x 1024 small replies would be gigabytes). The connection
+// holding the most goes first: the greedy client, not the one that happened to cross the line.
+void RpcListener::limit_held_total() {
+  std::size_t answers = 0, bytes = 0;
+  for (auto& [id, c] : conns_)
+    if (!c->aborted && c->guard) {
+      answers += c->guard->held().answers;
+      bytes += c->guard->held().bytes;
+    }
+  while (answers > limits_.max_held_answers_total || bytes > limits_.max_held_answer_bytes_total) {
+    Conn* worst = nullptr;
+    std::uint64_t worst_id = 0;
+    for (auto& [id, c] : conns_)
+      if (!c->aborted && c->guard && (worst == nullptr || c->guard->held().bytes > worst->guard->held().bytes ||
+                                      (c->guard->held().bytes == worst->guard->held().bytes &&
+                                       c->guard->held().answers > worst->guard->held().answers))) {
+        worst = c.get();
+        worst_id = id;
+      }
+    if (worst == nullptr || worst->guard->held().answers == 0) return;
+    answers -= worst->guard->held().answers;
+    bytes -= worst->guard->held().bytes;
+    ++stats_.unfinished;
+    close(worst_id, std::to_string(worst->guard->held().answers) + " replies never Finished; the node's total (" +
+                        std::to_string(limits_.max_held_answers_total) + " replies, " +
+                        std::to_string(limits_.max_held_answer_bytes_total) + " bytes) is reached");
+  }
 }
 
 void RpcListener::taskFailed(kj::Exception&& e) { warn_(std::string("rpc connection: ") + e.getDescription().cStr()); }

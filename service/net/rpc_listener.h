@@ -9,8 +9,10 @@
 // connection whose calls in progress hold more than flow_limit_bytes; a connection whose unsent
 // replies exceed max_unsent_bytes (a client that does not read) is closed, as is one that sends
 // nothing within header_timeout or nothing at all for idle_timeout. At max_connections the oldest
-// connection that has sent nothing is closed for the new one, so idle sockets cannot lock clients
-// out for longer than a moment.
+// connection that has sent nothing (then: the oldest still in its TLS handshake), and is older
+// than eviction_grace, is closed for the new one, so idle sockets cannot lock clients out for
+// longer than a moment. A client that keeps more than max_held_answers replies without sending
+// Finish is closed (answer_guard.h), as is the one holding the most once the node's total is hit.
 //
 // TLS (set_tls, issue 17): every accepted connection first completes a TLS handshake (kj-tls over
 // the bridge's AsioStream) and only then gets an RPC system; until then it holds a slot like any
@@ -45,7 +47,19 @@ struct RpcLimits {
   // Queued replies, counted: each holds its own allocation (kilobytes for a 100-byte reply), so
   // bytes alone would let 16 MiB of small replies cost the node a gigabyte.
   std::size_t max_unsent_messages = 4096;
+  // Replies the client has not released with Finish (answer_guard.h): capnp keeps each one, with
+  // its reply message, until Finish. A client library sends Finish as soon as it has taken a
+  // reply, so a legitimate client holds a few (one per reply it is still reading); calls still in
+  // progress are not counted (flow_limit_bytes bounds those).
+  std::size_t max_held_answers = 1024;
+  std::size_t max_held_answer_bytes = 16 << 20;
+  // The same, summed over every connection: at most this much, the connection holding the most is
+  // closed (each retained small reply costs several KiB of allocation, whatever its size).
+  std::size_t max_held_answers_total = 16384;
+  std::size_t max_held_answer_bytes_total = 128 << 20;
   std::chrono::milliseconds header_timeout{5000};
+  // At max_connections, connections younger than this are never evicted for a new one.
+  std::chrono::milliseconds eviction_grace{1000};
   std::chrono::milliseconds idle_timeout{300000};
 };
 
@@ -55,12 +69,14 @@ struct RpcListenerStats {
   std::uint64_t refused = 0;      // new connections refused at max_connections
   std::uint64_t slow_readers = 0; // closed: too many unsent replies
   std::uint64_t timed_out = 0;    // closed: header or idle timeout (a TLS handshake not done in time too)
+  std::uint64_t unfinished = 0;   // closed: too many replies never Finished (answer_guard.h)
   std::uint64_t tls_handshakes = 0;        // TLS handshakes completed
   std::uint64_t tls_handshake_failures = 0;  // closed: the TLS handshake failed
 };
 
 class RpcListener final : private kj::TaskSet::ErrorHandler {
  public:
+  using Clock = std::chrono::steady_clock;
   static constexpr std::size_t kDefaultMaxConnections = 1024;
   static constexpr std::chrono::milliseconds kSweepInterval{100};
 
@@ -80,7 +96,8 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
   bool tls() const { return tls_ != nullptr; }
   std::size_t connections() const { return conns_.size(); }
   std::uint64_t rejected() const {
-    return stats_.evicted + stats_.refused + stats_.slow_readers + stats_.timed_out + stats_.tls_handshake_failures;
+    return stats_.evicted + stats_.refused + stats_.slow_readers + stats_.timed_out + stats_.unfinished +
+           stats_.tls_handshake_failures;
   }
   const RpcListenerStats& stats() const { return stats_; }
 
@@ -91,9 +108,16 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
   void accept();
   void sweep();
   void close(std::uint64_t id, const std::string& why);
-  void start_tls(std::uint64_t id, Conn& c);
+  void start(std::uint64_t id, Conn& c);
   void start_rpc(std::uint64_t id, Conn& c, kj::AsyncIoStream& stream);
+  kj::Promise<void> handshake(std::uint64_t id, Conn& c);
+  void hung_up_silently(std::uint64_t id);
   void handshake_failed(std::uint64_t id, const kj::Exception& e);
+  Clock::duration eviction_grace() const {
+    return std::min<Clock::duration>(limits_.eviction_grace, limits_.header_timeout);
+  }
+  void too_many_held(std::uint64_t id, const std::string& why);
+  void limit_held_total();
   void taskFailed(kj::Exception&& e) override;
 
   asio::io_context& io_;

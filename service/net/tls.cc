@@ -1,35 +1,16 @@
 #include "service/net/tls.h"
 
+#include "common/pem.h"
+
 #include <kj/compat/tls.h>
 #include <kj/exception.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include <fstream>
-#include <iterator>
 #include <optional>
 
 namespace tern::net {
-
-Result<std::string, std::string> read_pem_file(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return fail(std::string(what) + ": cannot read '" + path + "'");
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (s.find("-----BEGIN ") == std::string::npos) return fail(std::string(what) + ": '" + path + "' holds no PEM block");
-  return s;
-}
-
-std::vector<kj::TlsCertificate> split_pem_certificates(const std::string& pem) {
-  static const std::string kBegin = "-----BEGIN CERTIFICATE-----";
-  std::vector<kj::TlsCertificate> out;
-  for (auto at = pem.find(kBegin); at != std::string::npos;) {
-    auto next = pem.find(kBegin, at + kBegin.size());
-    out.emplace_back(kj::StringPtr(pem.substr(at, next == std::string::npos ? std::string::npos : next - at).c_str()));
-    at = next;
-  }
-  return out;
-}
 
 namespace {
 

@@ -4,13 +4,11 @@
 // the bridge's AsioStream; handshakes then count against the listener's slots and timeouts.
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "common/result.h"
 
 namespace kj {
 class TlsContext;
-class TlsCertificate;
 }  // namespace kj
 
 namespace tern::net {
@@ -28,12 +26,6 @@ struct ServerTlsFiles {
 // the file on any error (unreadable, not PEM, key not matching the certificate).
 Result<std::shared_ptr<kj::TlsContext>, std::string> make_server_tls(const ServerTlsFiles& files);
 
-// Every certificate of a PEM bundle, one TlsCertificate each: kj-tls (0.9.2) trusts only the
-// first certificate of each TlsCertificate it is given, so a bundle of two CAs (the old and the
-// new one, during a CA rotation) must be split. Throws kj::Exception on malformed PEM.
-std::vector<kj::TlsCertificate> split_pem_certificates(const std::string& pem);
-
-// The whole file if it can be read and holds a PEM block; else an error naming `what` (the flag).
-Result<std::string, std::string> read_pem_file(const std::string& path, const char* what);
+// read_pem_file and split_pem_certificates: common/pem.h (shared with the client library).
 
 }  // namespace tern::net

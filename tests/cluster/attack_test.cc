@@ -126,6 +126,7 @@ std::optional<std::chrono::microseconds> timed_get(std::uint16_t port, const std
   auto t0 = Clock::now();
   int fd = connect_raw(port);
   if (fd < 0) return std::nullopt;
+  auto tc = Clock::now();
   std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
   bool ok = send_some(fd, req, t0 + limit);
   std::string got;
@@ -138,6 +139,10 @@ std::optional<std::chrono::microseconds> timed_get(std::uint16_t port, const std
     got.append(buf, static_cast<std::size_t>(n));
   }
   ::close(fd);
+  if (std::getenv("TERN_DEBUG_PROBE") && Clock::now() - t0 > 50ms)
+    std::printf("slow probe: connect %lld us, total %lld us, got %zu bytes\n",
+                (long long)std::chrono::duration_cast<std::chrono::microseconds>(tc - t0).count(),
+                (long long)std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count(), got.size());
   if (got.find("200 OK") == std::string::npos) return std::nullopt;
   return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);
 }
@@ -158,8 +163,8 @@ std::string flat(Fill fill) {
 }
 
 // Hand-built Cap'n Proto RPC messages for the admin port (rpc.capnp).
-std::string rpc_bootstrap() {
-  return flat([](capnp::MallocMessageBuilder& b) { b.initRoot<capnp::rpc::Message>().initBootstrap().setQuestionId(0); });
+std::string rpc_bootstrap(std::uint32_t question = 0) {
+  return flat([question](capnp::MallocMessageBuilder& b) { b.initRoot<capnp::rpc::Message>().initBootstrap().setQuestionId(question); });
 }
 std::string rpc_status_call(std::uint32_t question) {
   return flat([question](capnp::MallocMessageBuilder& b) {
@@ -337,6 +342,71 @@ void non_reading_client(std::uint16_t port, Clock::time_point deadline, int* clo
   ::close(fd);
 }
 
+// Case 3: calls whose replies are read but never Finished, on `conns` connections at once:
+// capnp keeps every such answer (with its reply) until Finish. The node must close the
+// connection once it holds too many (RpcLimits::max_held_answers) instead of growing.
+void never_finishing_client(std::uint16_t port, int conns, Clock::time_point deadline, int* closed) {
+  struct Conn {
+    int fd = -1;
+    std::uint32_t next = 1;
+  };
+  std::vector<Conn> cs(static_cast<std::size_t>(conns));
+  auto open = [&](Conn& c) {
+    c.fd = connect_raw(port);
+    c.next = 1;
+    if (c.fd >= 0) send_some(c.fd, rpc_bootstrap(), deadline);
+  };
+  for (auto& c : cs) open(c);
+  while (Clock::now() < deadline) {
+    for (auto& c : cs) {
+      if (c.fd < 0) {
+        open(c);
+        continue;
+      }
+      std::string batch;
+      // Status replies carry no capability, and capnp frees them early, keeping only the answer
+      // entry; a Bootstrap's answer keeps its whole pipeline and the exported capability.
+      for (int i = 0; i < 128; ++i) {
+        batch += rpc_status_call(c.next++);
+        batch += rpc_bootstrap(c.next++);
+      }
+      if (!send_some(c.fd, batch, std::min(deadline, Clock::now() + 200ms)) || !drain(c.fd)) {
+        ++*closed;
+        ::close(c.fd);
+        c.fd = -1;
+      }
+    }
+  }
+  for (auto& c : cs)
+    if (c.fd >= 0) ::close(c.fd);
+}
+
+// Case 3 spread out: `conns` connections each holding `per_conn` replies without Finish, each
+// under the per-connection limit, together over the node's total (RpcLimits::
+// max_held_answers_total). Never reconnects; counts the connections the node closed.
+void many_holders(std::uint16_t port, int conns, std::uint32_t per_conn, Clock::time_point deadline, int* closed) {
+  std::vector<int> fds;
+  for (int i = 0; i < conns; ++i) {
+    int fd = connect_raw(port);
+    if (fd < 0) continue;
+    std::string batch = rpc_bootstrap();
+    for (std::uint32_t q = 1; q <= per_conn; ++q) batch += rpc_status_call(q);
+    send_some(fd, batch, deadline);
+    fds.push_back(fd);
+  }
+  while (Clock::now() < deadline) {
+    for (int& fd : fds)
+      if (fd >= 0 && !drain(fd)) {
+        ++*closed;
+        ::close(fd);
+        fd = -1;
+      }
+    std::this_thread::sleep_for(20ms);
+  }
+  for (int fd : fds)
+    if (fd >= 0) ::close(fd);
+}
+
 // Case 3, peer port: 8-byte headers claiming the largest frame, on many connections.
 void length_claims(std::uint16_t port, Clock::time_point deadline) {
   std::vector<int> fds;
@@ -414,13 +484,40 @@ std::uint64_t cluster_id_for_default_name() {
   return h == 0 ? 1 : h;
 }
 
-void resource_attacks(Attacked& a) {
+// `plaintext_rpc`: the client port speaks plaintext Cap'n Proto, so the hand-written RPC attacks
+// reach capnp (on a TLS port they are refused at the handshake).
+void resource_attacks(Attacked& a, bool plaintext_rpc) {
   auto& v = a.victim();
   a.run("pipelining client", [&](Clock::time_point d) { pipelining_client(v.client_port, d); });
   int closed = 0;
   a.run("non-reading client", [&](Clock::time_point d) { non_reading_client(v.client_port, d, &closed); });
   if (kMeasure) {
     EXPECT_GE(closed, 1) << "a client that never reads was never disconnected";
+  }
+  int unfinished_closed = 0;
+  // Each connection must get more than RpcLimits::max_held_answers (1024) replies before it is
+  // closed: the ASan+UBSan node answers too slowly for that in the short form, so there it runs
+  // longer.
+  a.run(
+      "replies never Finished", [&](Clock::time_point d) { never_finishing_client(v.client_port, 2, d, &unfinished_closed); },
+      kMeasure ? attack_duration() : std::max(attack_duration(), std::chrono::seconds(10)));
+  std::printf("[attack] replies never Finished: %d connections closed by the node\n", unfinished_closed);
+  if (plaintext_rpc) {
+    EXPECT_GE(unfinished_closed, 1) << "a client that never sends Finish was never disconnected";
+    EXPECT_GT(a.metric("tern_rpc_connections_unfinished_total"), 0u) << "closes for unfinished answers are counted";
+  }
+  if (plaintext_rpc) {
+    // 17 x 1001 held replies: each connection is under 1024, together they pass 16384. The node
+    // closes the largest holder(s) until the total is under the limit again, and no more.
+    auto before = a.metric("tern_rpc_connections_unfinished_total");
+    int total_closed = 0;
+    a.run(
+        "held replies over the node total", [&](Clock::time_point d) { many_holders(v.client_port, 17, 1000, d, &total_closed); },
+        kMeasure ? attack_duration() : std::max(attack_duration(), std::chrono::seconds(10)));
+    std::printf("[attack] held replies over the node total: %d of 17 connections closed\n", total_closed);
+    EXPECT_GE(total_closed, 1) << "the node's total of held replies is not enforced";
+    EXPECT_LE(total_closed, 2) << "more connections closed than needed to get under the total";
+    EXPECT_GT(a.metric("tern_rpc_connections_unfinished_total"), before);
   }
   a.run("peer length claims", [&](Clock::time_point d) { length_claims(v.peer_port, d); });
   a.run("idle sockets on every port", [&](Clock::time_point d) { slot_filler(v, d); });
@@ -461,7 +558,7 @@ TEST(Attack, SecureClusterRefusesForgedFramesAndWithstandsResourceAttacks) {
   EXPECT_GT(refused, 0);
   EXPECT_GT(a.metric("tern_peer_auth_failures_total"), 0u) << "refusals are counted";
   EXPECT_GT(a.metric("tern_peer_handshakes_total"), 0u) << "members authenticated";
-  resource_attacks(a);
+  resource_attacks(a, /*plaintext_rpc=*/false);
   a.expect_replicas_equal();
 }
 
@@ -478,7 +575,7 @@ TEST(Attack, InsecureClusterWithstandsResourceAttacksAndAmplification) {
   a.run("zero-sized entries", [&](Clock::time_point d) { send_frames_repeatedly(a.victim().peer_port, amplify, d, &refused); });
   EXPECT_GT(refused, 0);
   EXPECT_GT(a.metric("tern_peer_frames_malformed_total"), 0u);
-  resource_attacks(a);
+  resource_attacks(a, /*plaintext_rpc=*/true);
   a.expect_replicas_equal();
 }
 
