@@ -1,0 +1,62 @@
+// The shared parts of tern-jepsen's workloads: connecting, pacing, the linearizability check.
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "jepsen-like/checker/history.h"
+#include "jepsen-like/checker/linearizability.h"
+#include "jepsen-like/checker/report.h"
+#include "jepsen-like/runner/workload.h"
+
+namespace tern::jepsen {
+
+std::unique_ptr<Client> connect_until(const ClientOptions& o, Clock::time_point deadline) {
+  // Bounded: one attempt per 200 ms (each bounded by the options' timeouts) until the deadline.
+  for (int attempt = 0; attempt < 10000; ++attempt) {
+    std::string error;
+    if (auto c = Client::connect(o, &error)) return c;
+    if (Clock::now() + std::chrono::milliseconds(200) >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return nullptr;
+}
+
+bool definite_failure(Error e) {
+  // The state machine's refusals (the command was applied and changed nothing, or never entered
+  // the log). stale_request may hide an applied retry: unknown.
+  return e != Error::ok && e <= Error::not_held && e != Error::stale_request;
+}
+
+void pace(std::mt19937_64& rng, const RunContext& ctx) {
+  double mean_ms = 1000.0 * ctx.clients / std::max(ctx.rate, 0.001);
+  auto ms = static_cast<long long>(mean_ms * (0.5 + static_cast<double>(rng() % 1000) / 1000.0));
+  auto until = std::min(Clock::now() + std::chrono::milliseconds(ms), ctx.end);
+  std::this_thread::sleep_until(until);
+}
+
+Check linearizability_check(const RunContext& ctx, const std::string& model, const std::string& name) {
+  auto history = check::parse_history(ctx.history->text());
+  if (!history) {
+    return {name, "unknown",
+            "history does not parse: " + history.error().message + " at line " + std::to_string(history.error().line)};
+  }
+  check::CheckOptions opt;
+  opt.timeout_seconds = 60;
+  opt.threads = 2;
+  auto result = check::check_history(*history, model, opt);
+  std::ostringstream summary;
+  check::print_summary(summary, *history, result);
+  Check c{name, "valid", summary.str()};
+  if (result.bad_input) c.verdict = "unknown";
+  if (result.verdict == check::Verdict::unknown) c.verdict = "unknown";
+  if (result.verdict == check::Verdict::not_linearizable) {
+    c.verdict = "invalid";
+    std::ofstream(ctx.out_dir + "/" + name + "-anomaly.txt") << summary.str();
+    std::ofstream(ctx.out_dir + "/" + name + "-anomaly.html")
+        << check::render_html(*history, result, "tern-jepsen " + name + ": not linearizable");
+  }
+  while (!c.detail.empty() && c.detail.back() == '\n') c.detail.pop_back();
+  return c;
+}
+
+}  // namespace tern::jepsen
