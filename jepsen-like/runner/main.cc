@@ -74,6 +74,8 @@ int run(const Options& o) {
   co.size = o.nodes;
   co.raw_state_machine = false;  // the coordination state machine and the client API
   co.snapshot_entries = 500;     // snapshots and compaction happen during the run
+  // Partitions use ternd's test-only transport hook (no network namespaces yet).
+  co.fault_injection = std::find(kinds.begin(), kinds.end(), "partition") != kinds.end();
   testing::Cluster cluster(o.ternd, co);
   cluster.start_all();
   if (cluster.wait_for_leader(20s) == 0) throw std::runtime_error("no leader 20 s after start");
@@ -168,7 +170,7 @@ int main(int argc, char** argv) {
   Options o;
   CLI::App app{"tern-jepsen: workloads against a fresh ternd cluster under faults (docs/jepsen.md)"};
   app.add_option("--workload", o.workload, "register | mutex")->check(CLI::IsMember({"register", "mutex"}));
-  app.add_option("--nemesis", o.nemesis, "none, or a comma-separated list of: kill, pause");
+  app.add_option("--nemesis", o.nemesis, "none, or a comma-separated list of: kill, pause, partition");
   app.add_option("--nodes", o.nodes, "cluster size")->check(CLI::IsMember({3, 5}));
   app.add_option("--time", o.time_s, "seconds of workload (and faults)")->check(CLI::Range(1.0, 3600.0));
   app.add_option("--rate", o.rate, "operations per second, all clients together")->check(CLI::Range(0.1, 100000.0));
@@ -184,7 +186,7 @@ int main(int argc, char** argv) {
   for (const auto& k : tern::jepsen::split(o.nemesis)) {
     const auto& names = tern::jepsen::nemesis_names();
     if (std::find(names.begin(), names.end(), k) == names.end()) {
-      std::fprintf(stderr, "tern-jepsen: unknown nemesis '%s' (known: none, kill, pause)\n", k.c_str());
+      std::fprintf(stderr, "tern-jepsen: unknown nemesis '%s' (known: none, kill, pause, partition)\n", k.c_str());
       return 3;
     }
   }

@@ -47,7 +47,8 @@ class MutexWorkload final : public Workload {
   void client(int index, const RunContext& ctx) override {
     std::mt19937_64 rng(ctx.seed * 1000003 + static_cast<std::uint64_t>(index));
     std::int64_t process = index;
-    auto c = connect_until(ctx.client, ctx.end);
+    const auto options = options_for(ctx, index);
+    auto c = connect_until(options, ctx.end);
     // Ends this session (closing it releases whatever it holds), recorded as a release of unknown
     // outcome by `process`, which then retires; the next session is a new process.
     auto abandon = [&] {
@@ -55,7 +56,7 @@ class MutexWorkload final : public Workload {
       c.reset();
       ctx.history->add(process, "info", "release", kLock, "null");
       process += ctx.clients;
-      c = connect_until(ctx.client, ctx.end);
+      c = connect_until(options, ctx.end);
     };
     while (c && Clock::now() < ctx.end) {
       pace(rng, ctx);
@@ -87,12 +88,12 @@ class MutexWorkload final : public Workload {
         ctx.history->add(process, "fail", "release", kLock, "null");
         ++lost_locks_;
         process += ctx.clients;
-        c = connect_until(ctx.client, ctx.end);
+        c = connect_until(options, ctx.end);
       } else {
         ctx.history->add(process, "info", "release", kLock, "null");
         process += ctx.clients;
         c.reset();
-        c = connect_until(ctx.client, ctx.end);
+        c = connect_until(options, ctx.end);
       }
     }
   }

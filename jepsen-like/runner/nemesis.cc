@@ -10,7 +10,7 @@ namespace tern::jepsen {
 using namespace std::chrono_literals;
 
 const std::vector<std::string>& nemesis_names() {
-  static const std::vector<std::string> names{"none", "kill", "pause"};
+  static const std::vector<std::string> names{"none", "kill", "pause", "partition"};
   return names;
 }
 
@@ -73,6 +73,14 @@ void Nemesis::run(Clock::time_point end) {
       std::this_thread::sleep_for(hold);
       for (auto id : nodes) cluster_.resume(id);
       log("resume", nodes, "");
+    } else if (kind == "partition") {
+      // ternd's test-only transport hook (--debug-fault-injection): the targets drop all peer
+      // traffic with the others, both ways, and keep serving their clients.
+      for (auto id : nodes) cluster_.partition(id);
+      log("partition", nodes, shape);
+      std::this_thread::sleep_for(hold);
+      cluster_.heal();
+      log("heal-partition", nodes, "");
     }
     ++counts_[kind];
   }
@@ -80,6 +88,7 @@ void Nemesis::run(Clock::time_point end) {
 }
 
 void Nemesis::heal() {
+  if (std::find(kinds_.begin(), kinds_.end(), "partition") != kinds_.end()) cluster_.heal();
   std::vector<std::uint64_t> started;
   for (auto id : cluster_.ids()) {
     cluster_.resume(id);  // SIGCONT to a running process is harmless

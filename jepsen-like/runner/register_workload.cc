@@ -44,7 +44,8 @@ class RegisterWorkload final : public Workload {
   void client(int index, const RunContext& ctx) override {
     std::mt19937_64 rng(ctx.seed * 1000003 + static_cast<std::uint64_t>(index));
     std::int64_t process = index;
-    auto c = connect_until(ctx.client, ctx.end);
+    const auto options = options_for(ctx, index);
+    auto c = connect_until(options, ctx.end);
     while (c && Clock::now() < ctx.end) {
       pace(rng, ctx);
       auto key = key_name(static_cast<int>(rng() % kKeys));

@@ -1,4 +1,5 @@
 // The shared parts of tern-jepsen's workloads: connecting, pacing, the linearizability check.
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -19,6 +20,14 @@ std::unique_ptr<Client> connect_until(const ClientOptions& o, Clock::time_point 
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   return nullptr;
+}
+
+ClientOptions options_for(const RunContext& ctx, int index) {
+  ClientOptions o = ctx.client;
+  if (!o.endpoints.empty())
+    std::rotate(o.endpoints.begin(), o.endpoints.begin() + index % static_cast<int>(o.endpoints.size()),
+                o.endpoints.end());
+  return o;
 }
 
 bool definite_failure(Error e) {
@@ -55,7 +64,10 @@ Check linearizability_check(const RunContext& ctx, const std::string& model, con
     std::ofstream(ctx.out_dir + "/" + name + "-anomaly.html")
         << check::render_html(*history, result, "tern-jepsen " + name + ": not linearizable");
   }
+  // One line: "verdict: ...; operations: ...; keys: ...; time: ..." (and the violation's lines).
   while (!c.detail.empty() && c.detail.back() == '\n') c.detail.pop_back();
+  for (auto& ch : c.detail)
+    if (ch == '\n') ch = ';';
   return c;
 }
 

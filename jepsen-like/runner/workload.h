@@ -49,6 +49,9 @@ std::unique_ptr<Workload> make_register_workload();
 std::unique_ptr<Workload> make_mutex_workload();
 
 // Helpers shared by the workloads.
+// The cluster's client options with the endpoints rotated so client `index` starts on node
+// index % n: sessions spread over followers and leader (reads are served where the session is).
+ClientOptions options_for(const RunContext& ctx, int index);
 // Connects a Client, retrying until `deadline` (nodes may be down); nullptr if none answered.
 std::unique_ptr<Client> connect_until(const ClientOptions& o, Clock::time_point deadline);
 // True for answers that say the operation certainly had no effect (the state machine refused
