@@ -67,8 +67,9 @@ int run(const Options& o) {
   fs::create_directories(o.out + "/logs");
   std::ofstream nemesis_log(o.out + "/nemesis.log");
   auto kinds = split(o.nemesis);
-  std::unique_ptr<Workload> workload =
-      o.workload == "register" ? make_register_workload() : make_mutex_workload();
+  std::unique_ptr<Workload> workload = o.workload == "register" ? make_register_workload()
+                                      : o.workload == "mutex"  ? make_mutex_workload()
+                                                               : make_set_workload();
 
   testing::ClusterOptions co;
   co.size = o.nodes;
@@ -172,7 +173,7 @@ int main(int argc, char** argv) {
   using tern::jepsen::Options;
   Options o;
   CLI::App app{"tern-jepsen: workloads against a fresh ternd cluster under faults (docs/jepsen.md)"};
-  app.add_option("--workload", o.workload, "register | mutex")->check(CLI::IsMember({"register", "mutex"}));
+  app.add_option("--workload", o.workload, "register | mutex | set")->check(CLI::IsMember({"register", "mutex", "set"}));
   app.add_option("--nemesis", o.nemesis, "none, or a comma-separated list of: kill, pause, partition");
   app.add_option("--nodes", o.nodes, "cluster size")->check(CLI::IsMember({3, 5}));
   app.add_option("--time", o.time_s, "seconds of workload (and faults)")->check(CLI::Range(1.0, 3600.0));

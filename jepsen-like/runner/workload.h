@@ -47,6 +47,7 @@ class Workload {
 
 std::unique_ptr<Workload> make_register_workload();
 std::unique_ptr<Workload> make_mutex_workload();
+std::unique_ptr<Workload> make_set_workload();
 
 // Helpers shared by the workloads.
 // The cluster's client options with the endpoints rotated so client `index` starts on node
