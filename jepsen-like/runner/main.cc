@@ -110,6 +110,7 @@ int run(const Options& o) {
   nemesis.run(ctx.end);
   for (auto& t : clients) t.join();  // each operation is bounded by the request timeout
   auto clients_done = Clock::now();
+  if (interrupted()) throw std::runtime_error("interrupted");  // the cluster's destructor kills its nodes
 
   // Heal, recover, read, check.
   // Every fault healed itself before the nemesis returned: a node not running now died on its own.
@@ -199,6 +200,7 @@ int main(int argc, char** argv) {
     const char* bin = std::getenv("TERND_BIN");
     o.ternd = bin != nullptr ? bin : TERND_DEFAULT_PATH;
   }
+  tern::jepsen::install_interrupt_handler();
   try {
     return tern::jepsen::run(o);
   } catch (const std::exception& e) {

@@ -58,7 +58,7 @@ class MutexWorkload final : public Workload {
       process += ctx.clients;
       c = connect_until(options, ctx.end);
     };
-    while (c && Clock::now() < ctx.end) {
+    while (c && Clock::now() < ctx.end && !interrupted()) {
       pace(rng, ctx);
       ctx.history->add(process, "invoke", "acquire", kLock, "null");
       auto r = c->lock(kLock, false, /*try_only=*/true);

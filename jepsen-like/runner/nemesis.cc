@@ -1,5 +1,7 @@
 #include "jepsen-like/runner/nemesis.h"
 
+#include "jepsen-like/runner/workload.h"
+
 #include <algorithm>
 #include <thread>
 
@@ -57,20 +59,20 @@ void Nemesis::run(Clock::time_point end) {
     auto quiet = std::chrono::milliseconds(500 + rng_() % 1000);
     auto hold = std::chrono::milliseconds(300 + rng_() % 1200);
     const auto& kind = kinds_[rng_() % kinds_.size()];
-    if (Clock::now() + quiet + hold + 200ms > end) break;
-    std::this_thread::sleep_for(quiet);
+    if (Clock::now() + quiet + hold + 200ms > end || interrupted()) break;
+    sleep_until_or_interrupted(Clock::now() + quiet);
     const char* shape = "";
     auto nodes = targets(&shape);
     if (kind == "kill") {
       for (auto id : nodes) cluster_.kill9(id);
       log("kill", nodes, shape);
-      std::this_thread::sleep_for(hold);
+      sleep_until_or_interrupted(Clock::now() + hold);
       for (auto id : nodes) cluster_.start(id);
       log("start", nodes, "");
     } else if (kind == "pause") {
       for (auto id : nodes) cluster_.pause(id);
       log("pause", nodes, shape);
-      std::this_thread::sleep_for(hold);
+      sleep_until_or_interrupted(Clock::now() + hold);
       for (auto id : nodes) cluster_.resume(id);
       log("resume", nodes, "");
     } else if (kind == "partition") {
@@ -78,13 +80,13 @@ void Nemesis::run(Clock::time_point end) {
       // traffic with the others, both ways, and keep serving their clients.
       for (auto id : nodes) cluster_.partition(id);
       log("partition", nodes, shape);
-      std::this_thread::sleep_for(hold);
+      sleep_until_or_interrupted(Clock::now() + hold);
       cluster_.heal();
       log("heal-partition", nodes, "");
     }
     ++counts_[kind];
   }
-  if (Clock::now() < end) std::this_thread::sleep_until(end);
+  sleep_until_or_interrupted(end);
 }
 
 void Nemesis::heal() {

@@ -46,7 +46,7 @@ class RegisterWorkload final : public Workload {
     std::int64_t process = index;
     const auto options = options_for(ctx, index);
     auto c = connect_until(options, ctx.end);
-    while (c && Clock::now() < ctx.end) {
+    while (c && Clock::now() < ctx.end && !interrupted()) {
       pace(rng, ctx);
       auto key = key_name(static_cast<int>(rng() % kKeys));
       auto kind = rng() % 3;

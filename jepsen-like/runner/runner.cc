@@ -1,5 +1,6 @@
 // The shared parts of tern-jepsen's workloads: connecting, pacing, the linearizability check.
 #include <algorithm>
+#include <csignal>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -10,6 +11,23 @@
 #include "jepsen-like/runner/workload.h"
 
 namespace tern::jepsen {
+
+namespace {
+volatile std::sig_atomic_t g_interrupted = 0;
+extern "C" void on_interrupt(int) { g_interrupted = 1; }
+}  // namespace
+
+bool interrupted() { return g_interrupted != 0; }
+
+void install_interrupt_handler() {
+  std::signal(SIGINT, on_interrupt);
+  std::signal(SIGTERM, on_interrupt);
+}
+
+void sleep_until_or_interrupted(Clock::time_point t) {
+  while (!interrupted() && Clock::now() < t)
+    std::this_thread::sleep_until(std::min(t, Clock::now() + std::chrono::milliseconds(50)));
+}
 
 std::unique_ptr<Client> connect_until(const ClientOptions& o, Clock::time_point deadline) {
   // Bounded: one attempt per 200 ms (each bounded by the options' timeouts) until the deadline.
@@ -40,7 +58,7 @@ void pace(std::mt19937_64& rng, const RunContext& ctx) {
   double mean_ms = 1000.0 * ctx.clients / std::max(ctx.rate, 0.001);
   auto ms = static_cast<long long>(mean_ms * (0.5 + static_cast<double>(rng() % 1000) / 1000.0));
   auto until = std::min(Clock::now() + std::chrono::milliseconds(ms), ctx.end);
-  std::this_thread::sleep_until(until);
+  sleep_until_or_interrupted(until);
 }
 
 Check linearizability_check(const RunContext& ctx, const std::string& model, const std::string& name) {

@@ -66,7 +66,7 @@ class SetWorkload final : public Workload {
     std::uint64_t next = 0;
     std::vector<Add> adds;
     std::vector<Read> reads;
-    while (c && Clock::now() < ctx.end) {
+    while (c && Clock::now() < ctx.end && !interrupted()) {
       pace(rng, ctx);
       if (rng() % 4 == 0) {
         Read r;

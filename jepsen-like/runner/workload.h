@@ -50,6 +50,12 @@ std::unique_ptr<Workload> make_mutex_workload();
 std::unique_ptr<Workload> make_set_workload();
 
 // Helpers shared by the workloads.
+// SIGINT or SIGTERM arrived: clients and the nemesis stop early, the run tears down its cluster
+// (killing the processes it started) and exits 3.
+bool interrupted();
+void install_interrupt_handler();
+// Sleeps until `t`, or less if interrupted (in steps of at most 50 ms).
+void sleep_until_or_interrupted(Clock::time_point t);
 // The cluster's client options with the endpoints rotated so client `index` starts on node
 // index % n: sessions spread over followers and leader (reads are served where the session is).
 ClientOptions options_for(const RunContext& ctx, int index);
