@@ -717,6 +717,18 @@ void Replica::read(std::string query, ReadCallback done) {
   if (stopped_) return done(fail(NodeError{NodeErrc::shutting_down, NodeId{}, "shutting down"}));
   if (reads_.size() >= opt_.max_pending_reads)
     return done(fail(NodeError{NodeErrc::busy, core_->leader(), "too many pending reads"}));
+#ifdef TERN_PLANTED_BUGS
+  // Planted bug "stale-read" (test builds only, docs/testing.md): answer from local state without
+  // ReadIndex, so a deposed leader or a lagging follower serves stale data.
+  static const bool stale_read = [] {
+    const char* e = std::getenv("TERN_PLANTED_BUG");
+    return e != nullptr && std::string_view(e) == "stale-read";
+  }();
+  if (stale_read) {
+    ++reads_served_;
+    return done(ReadResult{applied_, applier_->query(query)});
+  }
+#endif
   std::uint64_t id = ++next_read_id_;
   std::string ctx;
   le::put_u64(ctx, read_nonce_);

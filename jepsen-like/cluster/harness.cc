@@ -1,4 +1,4 @@
-#include "tests/cluster/harness.h"
+#include "jepsen-like/cluster/harness.h"
 
 #include <random>
 
