@@ -85,7 +85,7 @@ class Tern {
       ::setenv("TERN_TLS_KEY", tls.key_file.c_str(), 1);
       ::chdir(dir_.c_str());
       std::vector<std::string> full;
-      if (!raw_command) full.push_back(bin("TERN_BIN", "tern"));
+      if (!raw_command) full.push_back(bin("TERN_BIN", TERN_CLI_BIN));
       full.insert(full.end(), args.begin(), args.end());
       std::vector<char*> argv;
       for (auto& a : full) argv.push_back(a.data());
