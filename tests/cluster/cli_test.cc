@@ -42,7 +42,7 @@ void write_file(const std::string& file, const std::string& bytes) {
 
 std::size_t lines(const std::string& s) { return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n')); }
 
-struct Run {
+struct Outcome {
   int code = -1;  // exit status; 128+N if killed by signal N; -1 if it did not exit in time
   std::string out, err;
 };
@@ -96,8 +96,8 @@ class Tern {
     return pid;
   }
 
-  Run wait(pid_t pid, const std::string& name, std::chrono::milliseconds timeout = 15s) {
-    Run r;
+  Outcome wait(pid_t pid, const std::string& name, std::chrono::milliseconds timeout = 15s) {
+    Outcome r;
     auto deadline = std::chrono::steady_clock::now() + timeout;
     int status = 0;
     for (;;) {
@@ -117,7 +117,7 @@ class Tern {
     return r;
   }
 
-  Run operator()(const std::vector<std::string>& args, const std::string& input = "", std::uint64_t first = 0) {
+  Outcome operator()(const std::vector<std::string>& args, const std::string& input = "", std::uint64_t first = 0) {
     auto name = "run" + std::to_string(++runs_);
     return wait(start(args, name, first, input), name);
   }
@@ -169,7 +169,7 @@ class CliTest : public ::testing::Test {
 };
 
 // One line on stderr, naming the subject.
-void expect_one_line(const Run& r, const std::string& subject) {
+void expect_one_line(const Outcome& r, const std::string& subject) {
   EXPECT_EQ(lines(r.err), 1u) << r.err;
   EXPECT_NE(r.err.find(subject), std::string::npos) << r.err;
   EXPECT_EQ(r.err.rfind("tern: ", 0), 0u) << r.err;
@@ -362,6 +362,56 @@ TEST_F(CliTest, LockRunsContendersInOrderWithIncreasingTokensAndPassesTheStatusT
   ::kill(e, SIGTERM);  // a clean exit releases
   EXPECT_EQ(t.wait(e, "e").code, 0);
   EXPECT_EQ(t({"check-token", "L", token}).code, 4);
+}
+
+TEST_F(CliTest, ALockLostWhileTheCommandRunsSignalsItAndExitsSix) {
+  auto& t = tern();
+  // The holder's tern is stopped (SIGSTOP) past its 1 s session timeout: the server expires the
+  // session and grants the lock to another session; resumed, tern sees the loss, signals CMD and
+  // exits 6.
+  auto a = t.start({"--session-timeout", "1s", "lock", "L", "--", "sh", "-c",
+                    "trap 'echo term > a.got; exit 0' TERM; echo $$ > a.pid; while :; do sleep 0.05; done"},
+                   "a");
+  ASSERT_TRUE(eventually([&] { return !t.file("a.pid").empty(); }));
+  ::kill(a, SIGSTOP);
+  Outcome b;
+  EXPECT_TRUE(eventually([&] { return (b = t({"lock", "L", "--try", "--", "true"})).code == 0; }, 10s)) << b.err;
+  ::kill(a, SIGCONT);
+  auto ra = t.wait(a, "a");
+  EXPECT_EQ(ra.code, 6) << ra.err;
+  EXPECT_EQ(lines(ra.err), 1u) << ra.err;
+  EXPECT_NE(ra.err.find("lock L"), std::string::npos) << ra.err;
+  EXPECT_EQ(t.file("a.got"), "term\n");
+}
+
+TEST_F(CliTest, LeasesEphemeralsAndSerializableReads) {
+  auto& t = tern();
+  auto r = t({"lease", "grant", "30s", "-o", "json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto lease = std::to_string(Json::parse(r.out)["lease"].get<std::uint64_t>());
+  r = t({"lease", "keep-alive", lease, "--once"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find(lease + " ttl "), std::string::npos) << r.out;
+  ASSERT_EQ(t({"create", "/leased", "x", "--lease", lease}).code, 0);
+  r = t({"lease", "revoke", lease});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(eventually([&] { return t({"get", "/leased"}).code == 3; }));
+  r = t({"lease", "revoke", lease});
+  EXPECT_EQ(r.code, 3);  // unknown_lease
+  EXPECT_EQ(lines(r.err), 1u) << r.err;
+  EXPECT_EQ(t({"lease", "grant", "soon"}).code, 2);
+  // An ephemeral node lives while its tern runs; SIGTERM ends the session cleanly.
+  auto e = t.start({"create", "-e", "/eph", "here"}, "e");
+  ASSERT_TRUE(eventually([&] { return t({"get", "/eph"}).code == 0; }));
+  EXPECT_EQ(t({"stat", "/eph", "-o", "json"}).code, 0);
+  ::kill(e, SIGTERM);
+  EXPECT_EQ(t.wait(e, "e").code, 0);
+  EXPECT_EQ(t({"get", "/eph"}).code, 3);
+  // A TTL node, and a serializable read.
+  EXPECT_EQ(t({"create", "/ttl", "x", "--ttl", "200ms"}).code, 0);
+  EXPECT_EQ(t({"--consistency", "serializable", "get", "/ttl"}).code, 0);
+  EXPECT_EQ(t({"--consistency", "sometimes", "get", "/ttl"}).code, 2);
+  EXPECT_EQ(t({"create", "/c", "--container"}).code, 0);
 }
 
 TEST_F(CliTest, ElectHandsLeadershipOverWhenTheLeadersCommandOrProcessIsKilled) {
