@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "client/cli/output.h"
+#include "client/cli/shell.h"
 #include "client/cli/admin_client.h"
 #include "tern/client.h"
 #include "tern/recipes.h"
@@ -180,7 +181,11 @@ ReadOptions read_options() {
   return r;
 }
 
-std::unique_ptr<Client> connect_or_report(int& code, std::function<void(ConnectionState)> on_state = {}) {
+// The interactive shell's one session (null outside the shell): every command of the shell uses it.
+std::shared_ptr<Client> g_shell_client;
+
+std::shared_ptr<Client> connect_or_report(int& code, std::function<void(ConnectionState)> on_state = {}) {
+  if (g_shell_client) return g_shell_client;
   auto o = g.options;
   o.on_state = std::move(on_state);
   std::string err;
@@ -360,8 +365,9 @@ int cmd_create(const std::string& path, const ValueSource& v, const CreateFlags&
   auto r = c->create(path, value, o);
   if (!r.ok()) return fail_reply(path, r);
   print_written(r.path.empty() ? path : r.path, r, "created");
-  // An ephemeral node lives as long as the session: hold it until interrupted.
-  if (f.ephemeral) {
+  // An ephemeral node lives as long as the session: hold it until interrupted (in the shell, the
+  // shell's session holds it).
+  if (f.ephemeral && !g_shell_client) {
     std::fflush(stdout);
     return wait_for_signal();
   }
@@ -1072,16 +1078,18 @@ int cmd_transfer(std::uint64_t to) {
 
 // --- Command line -------------------------------------------------------------------------------
 
+int run_shell();
+
 const char* kExitCodes =
     "Exit codes: 0 ok, 1 other error, 2 usage (bad flag, argument, path or value), 3 not found,\n"
     "4 conflict (version or check failed, exists, not empty, stale token), 5 unavailable or timed out,\n"
     "6 lock or leadership lost while CMD ran, 7 lock not acquired (--try, --timeout);\n"
     "lock/elect -- CMD exit with CMD's status (128+N if killed by signal N). See docs/cli.md.";
 
-int run(int argc, char** argv) {
+int dispatch(std::vector<std::string> args, bool in_shell) {
   // `lock NAME [flags] -- CMD...` and `elect NAME [VALUE] -- CMD...`: everything after the first
   // "--" that follows the subcommand is the command, untouched by the parser.
-  std::vector<std::string> args(argv + 1, argv + argc), cmd;
+  std::vector<std::string> cmd;
   for (std::size_t i = 0; i < args.size(); ++i) {
     if (args[i] != "--") continue;
     bool runner = false;
@@ -1095,7 +1103,7 @@ int run(int argc, char** argv) {
 
   CLI::App app{"tern: the command-line client of a tern cluster (docs/cli.md)", "tern"};
   app.footer(kExitCodes);
-  app.require_subcommand(1);
+  app.require_subcommand(0, 1);  // none: the interactive shell
   app.fallthrough();
   app.add_option("--endpoints", g.endpoints,
                  "comma-separated HOST:PORT client ports [env TERN_ENDPOINTS; default "
@@ -1242,6 +1250,9 @@ int run(int argc, char** argv) {
   leader->add_option("ID", id, "the member to lead")->required();
   leader->callback([&] { action = [&] { return cmd_transfer(id); }; });
 
+  auto* shell = sub("shell", "an interactive shell (also: tern with no command): history, completion, one session");
+  shell->callback([&] { action = [&] { return in_shell ? fail_line("already in the shell", exit_usage) : run_shell(); }; });
+
   // CLI11 parses argv in reverse from a vector.
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
@@ -1258,9 +1269,43 @@ int run(int argc, char** argv) {
   if (!cmd.empty() && lock->parsed() == false && elect->parsed() == false)
     return fail_line("'--' CMD only follows lock or elect", exit_usage);
   if (int rc = resolve_globals(); rc != 0) return rc;
-  if (!action) return fail_line("no command (tern --help)", exit_usage);
+  if (!action) {
+    if (in_shell) return fail_line("no command (help: --help)", exit_usage);
+    return run_shell();
+  }
   return action();
 }
+
+// One line of the shell: words split like a shell does (quotes, backslash), then the command.
+int run_shell() {
+  int code = 0;
+  auto client = connect_or_report(code, [](ConnectionState s) {
+    if (s == ConnectionState::session_expired) std::fprintf(stderr, "tern: the shell's session expired: restart the shell\n");
+  });
+  if (!client) return code;
+  g_shell_client = client;
+  const Globals saved = g;
+  ShellHooks hooks;
+  hooks.run = [&](const std::vector<std::string>& words) {
+    g = saved;
+    while (next_signal(Ms(0)) != 0) {
+    }  // a Ctrl-C typed at the prompt must not end the next command
+    int rc = dispatch(words, true);
+    std::fflush(stdout);
+    return rc;
+  };
+  hooks.children = [&](const std::string& dir) {
+    std::vector<std::string> names;
+    Reply failed;
+    if (all_children(*client, dir, names, failed) != Error::ok) names.clear();
+    return names;
+  };
+  int rc = shell_loop(hooks);
+  g_shell_client.reset();
+  return rc;
+}
+
+int run(int argc, char** argv) { return dispatch(std::vector<std::string>(argv + 1, argv + argc), false); }
 
 }  // namespace
 }  // namespace tern::cli

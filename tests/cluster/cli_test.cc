@@ -414,6 +414,22 @@ TEST_F(CliTest, LeasesEphemeralsAndSerializableReads) {
   EXPECT_EQ(t({"create", "/c", "--container"}).code, 0);
 }
 
+TEST_F(CliTest, TheShellKeepsOneSessionForAllItsCommands) {
+  auto& t = tern();
+  // An ephemeral node created in the shell lives while the shell does: the next command of the
+  // same shell sees it, and it is gone once the shell has exited.
+  auto r = t({"shell"}, "create -e /shell-eph 'one value'\nget /shell-eph\nls / -o json\n# a comment\nget /nope\n");
+  EXPECT_EQ(r.code, 3) << r.err;  // the last command's status, on a pipe
+  EXPECT_NE(r.out.find("created /shell-eph"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("one value\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"shell-eph\""), std::string::npos) << r.out;
+  EXPECT_EQ(lines(r.err), 1u) << r.err;
+  EXPECT_EQ(t({"get", "/shell-eph"}).code, 3);
+  r = t({}, "put /s 1\nexit\nput /s 2\n");  // tern alone is the shell; exit leaves it
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(t({"get", "/s"}).out, "1\n");
+}
+
 TEST_F(CliTest, ElectHandsLeadershipOverWhenTheLeadersCommandOrProcessIsKilled) {
   auto& t = tern();
   auto obs = t.start({"elect", "--observe", "E", "-o", "ndjson"}, "obs");
