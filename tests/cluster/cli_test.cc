@@ -501,6 +501,29 @@ TEST_F(CliTest, WatchKeepsPrintingAcrossAKillOfItsServerWithoutGapOrDuplicate) {
   EXPECT_EQ(expect, 40);
 }
 
+TEST_F(CliTest, MemberAddPromoteAndRemoveGoThroughTheLeader) {
+  auto& t = tern();
+  auto& c = cluster();
+  c.add_spare(4);
+  c.start_joining(4);
+  auto r = t({"member", "add", "4", c.peer_address(4), "--learner"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = t({"member", "list", "-o", "json"});
+  bool learner = false;
+  for (const auto& m : Json::parse(r.out)) learner |= m["id"] == 4 && m["role"] == "learner";
+  EXPECT_TRUE(learner) << r.out;
+  // Promotion waits for the learner to catch up; the leader refuses it until then.
+  Outcome p;
+  EXPECT_TRUE(eventually([&] { return (p = t({"member", "promote", "4"})).code == 0; }, 15s)) << p.err;
+  r = t({"member", "list", "-o", "table"});
+  EXPECT_EQ(lines(r.out), 5u) << r.out;
+  EXPECT_EQ(t({"member", "add", "5"}).code, 2);  // no peer address
+  r = t({"member", "remove", "4"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = t({"member", "list", "-o", "json"});
+  EXPECT_EQ(Json::parse(r.out).size(), 3u) << r.out;
+}
+
 TEST_F(CliTest, StatusMemberListAndLeaderTransferUseTheAdminPort) {
   auto& t = tern();
   auto& c = cluster();
