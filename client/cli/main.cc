@@ -1139,9 +1139,9 @@ int dispatch(std::vector<std::string> args, bool in_shell) {
     s->fallthrough();
     return s;
   };
-  auto path_arg = [&](CLI::App* s) { s->add_option("PATH", path, "absolute node path, like /config/db")->required(); };
+  auto path_arg = [&](CLI::App* s) { s->add_option("PATH", path, "absolute node path, like /config/db")->required()->type_name(""); };
   auto value_args = [&](CLI::App* s) {
-    s->add_option("VALUE", value.arg, "the value (else --file, else stdin)");
+    s->add_option("VALUE", value.arg, "the value's bytes (else --file, else stdin when not a terminal)")->type_name("");
     s->add_option("-f,--file", value.file, "read the value from FILE (- for stdin)")->type_name("FILE");
   };
 
@@ -1190,7 +1190,7 @@ int dispatch(std::vector<std::string> args, bool in_shell) {
   tree->callback([&] { action = [&] { return cmd_tree(path); }; });
 
   auto* txn = sub("txn", "run a transaction: checks and operations as JSON (docs/cli.md), all or nothing");
-  txn->add_option("FILE", file, "the JSON document (default: stdin)");
+  txn->add_option("FILE", file, "the JSON document (default: stdin)")->type_name("");
   txn->callback([&] { action = [&] { return cmd_txn(file); }; });
 
   auto* watch = sub("watch", "print each change of a node (or its subtree) as one line, until interrupted");
@@ -1201,7 +1201,7 @@ int dispatch(std::vector<std::string> args, bool in_shell) {
   watch->callback([&] { action = [&] { return cmd_watch(path, recursive, children, count); }; });
 
   auto* lock = sub("lock", "hold lock NAME while CMD runs: tern lock NAME [flags] -- CMD ARGS...");
-  lock->add_option("NAME", name, "the lock's name (not a node path)")->required();
+  lock->add_option("NAME", name, "the lock's name (not a node path)")->type_name("")->required();
   lock->add_flag("--shared", lf.shared, "a shared (read) lock: holders share it, a writer waits");
   lock->add_flag("--try", lf.try_only, "do not wait: exit 7 if it is taken");
   lock->add_option("--timeout", lf.timeout, "wait at most this long, then exit 7 (default: forever)")->type_name("DURATION");
@@ -1210,31 +1210,31 @@ int dispatch(std::vector<std::string> args, bool in_shell) {
   lock->callback([&] { action = [&] { return cmd_lock(name, lf, cmd); }; });
 
   auto* elect = sub("elect", "campaign in election NAME: tern elect NAME [VALUE] [-- CMD ARGS...]");
-  elect->add_option("NAME", name, "the election's name")->required();
-  elect->add_option("VALUE", elect_value, "this candidate's value, shown to observers");
+  elect->add_option("NAME", name, "the election's name")->type_name("")->required();
+  elect->add_option("VALUE", elect_value, "this candidate's value, shown to observers")->type_name("");
   elect->add_flag("--observe", ef.observe, "do not campaign: print the leader at each change");
   elect->footer("Once leader: prints it and holds leadership until interrupted, or runs CMD (with TERN_FENCING_TOKEN, "
                 "TERN_ELECTION_NAME, TERN_ELECTION_VALUE) and exits with its status; 6 if leadership was lost.");
   elect->callback([&] { action = [&] { return cmd_elect(name, elect_value, ef, cmd); }; });
 
   auto* lease = sub("lease", "leases: grant TTL | keep-alive ID | revoke ID");
-  lease->add_option("ACTION", lease_action, "grant, keep-alive or revoke")->required()->check(CLI::IsMember({"grant", "keep-alive", "revoke"}));
-  lease->add_option("ARG", lease_arg, "grant: the TTL (like 30s); else the lease id")->required();
+  lease->add_option("ACTION", lease_action, "grant, keep-alive or revoke")->type_name("")->required()->check(CLI::IsMember({"grant", "keep-alive", "revoke"}));
+  lease->add_option("ARG", lease_arg, "grant: the TTL (like 30s); else the lease id")->type_name("")->required();
   lease->add_flag("--once", once, "keep-alive: renew once and exit");
   lease->callback([&] { action = [&] { return cmd_lease(lease_action, lease_arg, once); }; });
 
   auto* check = sub("check-token", "is TOKEN the current fencing token of lock NAME? exit 0 valid, 4 stale");
-  check->add_option("NAME", name, "the lock's name")->required();
-  check->add_option("TOKEN", token, "the fencing token")->required();
+  check->add_option("NAME", name, "the lock's name")->type_name("")->required();
+  check->add_option("TOKEN", token, "the fencing token")->type_name("")->required();
   check->callback([&] { action = [&] { return cmd_check_token(name, token); }; });
 
   auto* status = sub("status", "every member: role, term, leader, indices, lag, health");
   status->callback([&] { action = [&] { return cmd_status(); }; });
 
   auto* member = sub("member", "membership: list | add ID PEER_HOST:PORT [--learner] | promote ID | remove ID");
-  member->add_option("ACTION", member_action, "list, add, promote or remove")->required()->check(CLI::IsMember({"list", "add", "promote", "remove"}));
-  member->add_option("ID", id, "the member's node id");
-  member->add_option("PEER", peer, "add: the new member's peer address HOST:PORT");
+  member->add_option("ACTION", member_action, "list, add, promote or remove")->type_name("")->required()->check(CLI::IsMember({"list", "add", "promote", "remove"}));
+  member->add_option("ID", id, "the member's node id")->type_name("");
+  member->add_option("PEER", peer, "add: the new member's peer address HOST:PORT")->type_name("");
   member->add_flag("--learner", learner, "add: as a learner (no vote), to promote once caught up");
   member->callback([&] {
     action = [&] {
@@ -1246,8 +1246,8 @@ int dispatch(std::vector<std::string> args, bool in_shell) {
 
   auto* leader = sub("leader", "leader transfer ID: hand leadership to member ID");
   std::string leader_action;
-  leader->add_option("ACTION", leader_action, "transfer")->required()->check(CLI::IsMember({"transfer"}));
-  leader->add_option("ID", id, "the member to lead")->required();
+  leader->add_option("ACTION", leader_action, "transfer")->type_name("")->required()->check(CLI::IsMember({"transfer"}));
+  leader->add_option("ID", id, "the member to lead")->type_name("")->required();
   leader->callback([&] { action = [&] { return cmd_transfer(id); }; });
 
   auto* shell = sub("shell", "an interactive shell (also: tern with no command): history, completion, one session");
