@@ -25,6 +25,9 @@ find_package(nlohmann_json CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(tomlplusplus CONFIG REQUIRED)
 find_package(zstd CONFIG REQUIRED)
+# libedit (the tern CLI's interactive shell) ships a pkg-config file only.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(libedit REQUIRED IMPORTED_TARGET libedit)
 
 # Helper: a GoogleTest/RapidCheck binary registered with ctest.
 # tern_test(NAME name SOURCES ... LIBS ... [LABELS fast|slow] [ENV "K=V"])

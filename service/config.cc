@@ -94,6 +94,54 @@ std::string env_name(const char* key) {
   return e;
 }
 
+// What --help says of each setting: its type and what it does (the default, TERN_* variable and
+// TOML key are added from the setting itself, so they cannot drift).
+struct Help {
+  const char* key;
+  const char* type;
+  const char* text;
+};
+constexpr Help kHelp[] = {
+    {"id", "UINT", "this node's id: non-zero, one of --initial-cluster's (required)"},
+    {"data_dir", "DIR", "where the WAL, snapshots and identity live (required; created if missing)"},
+    {"initial_cluster", "ID=HOST:PORT,...", "every initial member's id and peer address"},
+    {"client_addr", "HOST:PORT", "the client port: client API and admin RPC (Cap'n Proto), TLS when configured"},
+    {"admin_addr", "HOST:PORT", "the admin HTTP port: /livez /readyz /status /metrics"},
+    {"election_timeout_ms", "MS", "Raft election timeout (at least twice the heartbeat interval)"},
+    {"heartbeat_interval_ms", "MS", "Raft heartbeat interval of the leader"},
+    {"log_level", "LEVEL", "trace, debug, info, warn, error or off"},
+    {"cluster_name", "NAME", "frames from a cluster with another name are refused; one name per cluster"},
+    {"initial_cluster_state", "new|existing", "new: bootstrap with --initial-cluster; existing: join a running cluster"},
+    {"snapshot_entries", "UINT", "take a snapshot after this many applied entries"},
+    {"debug_fault_injection", "0|1", "1: allow the admin injectPartition call (tests only)"},
+    {"debug_raw_state_machine", "0|1", "1: the bare-log placeholder instead of the coordination state machine (tests only)"},
+    {"client_rate_limit", "UINT", "client requests per second per session (0: no limit); beyond: slowDown"},
+    {"peer_secret_file", "FILE", "the cluster secret (32+ bytes, same on every member) that peers authenticate with"},
+    {"client_tls_cert", "FILE", "PEM certificate of the client port (TLS)"},
+    {"client_tls_key", "FILE", "PEM private key of the client port (TLS)"},
+    {"client_tls_ca", "FILE", "PEM CA bundle: clients must present a certificate it signed (mutual TLS)"},
+    {"insecure", "BOOL", "run without the authentication not configured: peers without a cluster secret, a plaintext client port"},
+};
+
+// The flag's help line: what it does, its default (from a default Config), TERN_* and TOML key.
+std::string help_text(const char* key, const toml::table& defaults) {
+  std::string text;
+  for (const auto& h : kHelp)
+    if (std::string(h.key) == key) text = h.text;
+  std::string def;
+  if (auto n = defaults[key]; n.is_string()) def = n.value_or(std::string());
+  else if (n.is_integer()) def = std::to_string(n.value_or(std::int64_t{0}));
+  else if (n.is_boolean()) def = n.value_or(false) ? "true" : "false";
+  if (def.empty()) def = "none";
+  return text + " [default: " + def + "] [env: " + env_name(key) + "] [toml: " + key + "]";
+}
+
+const char* type_of(const char* key) {
+  for (const auto& h : kHelp)
+    if (std::string(h.key) == key) return h.type;
+  return "TEXT";
+}
+
 }  // namespace
 
 std::optional<HostPort> parse_host_port(const std::string& text) {
@@ -130,16 +178,20 @@ Result<Config, std::string> load_config(int argc, const char* const* argv, const
   CLI::App app{"ternd: a tern coordination server"};
   std::vector<std::string> flag_values(table.size());
   bool insecure_flag = false;
+  auto defaults = toml::parse(to_toml(Config{}));
   for (std::size_t i = 0; i < table.size(); ++i) {
+    auto help = help_text(table[i].key, defaults);
     if (std::string(table[i].key) == "insecure") {
-      app.add_flag("--insecure", insecure_flag, "run without the authentication not configured: peers without a cluster secret, a plaintext client port");
+      app.add_flag("--insecure", insecure_flag, help);
     } else {
-      app.add_option(flag_name(table[i].key), flag_values[i]);
+      app.add_option(flag_name(table[i].key), flag_values[i], help)->type_name(type_of(table[i].key));
     }
   }
   Config c;
-  app.add_option("--config", c.config_file, "TOML configuration file");
-  app.add_flag("--print-config", c.print_config, "print the merged configuration and exit");
+  app.add_option("--config", c.config_file, "TOML configuration file; precedence: defaults < TOML < TERN_* < flags [env: TERN_CONFIG]")
+      ->type_name("FILE");
+  app.add_flag("--print-config", c.print_config, "print the merged configuration as TOML and exit");
+  app.footer("Every setting is a flag, a TERN_* variable and a TOML key (docs/operations.md).");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {

@@ -1,4 +1,5 @@
-// ternadm: calls the admin RPC of one ternd node (service/proto/admin.capnp).
+// ternadm: calls the admin RPC of one ternd node (service/proto/admin.capnp), through the
+// AdminClient it shares with the `tern` CLI (which users should prefer: docs/cli.md).
 //   ternadm [--addr HOST:PORT] status
 //   ternadm [--addr HOST:PORT] propose TEXT
 //   ternadm [--addr HOST:PORT] read QUERY        (linearizable, on any node)
@@ -12,45 +13,23 @@
 // certificate), and for a node with --client-tls-ca also --tls-cert FILE --tls-key FILE;
 // --tls-server-name NAME when the address is not a name in the node's certificate. Defaults:
 // $TERN_TLS_CA, $TERN_TLS_CERT, $TERN_TLS_KEY, $TERN_TLS_SERVER_NAME (client/connect.h).
-#include <capnp/rpc-twoparty.h>
-#include <kj/async-io.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
-#include "client/connect.h"
-#include "service/proto/admin.capnp.h"
+#include "client/cli/admin_client.h"
 
 namespace {
 
-using tern::proto::AdminCode;
-
-const char* code_name(AdminCode c) {
-  switch (c) {
-    case AdminCode::OK: return "ok";
-    case AdminCode::NOT_LEADER: return "not_leader";
-    case AdminCode::UNKNOWN_OUTCOME: return "unknown_outcome";
-    case AdminCode::BUSY: return "busy";
-    case AdminCode::TOO_LARGE: return "too_large";
-    case AdminCode::CONF_CHANGE_PENDING: return "conf_change_pending";
-    case AdminCode::TRANSFER_IN_PROGRESS: return "transfer_in_progress";
-    case AdminCode::INVALID: return "invalid";
-    case AdminCode::SHUTTING_DOWN: return "shutting_down";
-    case AdminCode::TIMED_OUT: return "timed_out";
-  }
-  return "?";
-}
-
-int report(tern::proto::AdminResult::Reader r) {
-  if (r.getCode() == AdminCode::OK) {
-    std::printf("ok index=%llu term=%llu\n", static_cast<unsigned long long>(r.getIndex()),
-                static_cast<unsigned long long>(r.getTerm()));
+int report(const tern::admin::Outcome& r) {
+  if (r.ok()) {
+    std::printf("ok index=%llu term=%llu\n", static_cast<unsigned long long>(r.index),
+                static_cast<unsigned long long>(r.term));
     return 0;
   }
-  std::printf("error: %s (%s) leader_hint=%llu\n", code_name(r.getCode()), r.getMessage().cStr(),
-              static_cast<unsigned long long>(r.getLeaderHint()));
+  std::printf("error: %s (%s) leader_hint=%llu\n", r.code.c_str(), r.message.c_str(),
+              static_cast<unsigned long long>(r.leader_hint));
   return 1;
 }
 
@@ -60,6 +39,11 @@ int usage() {
       "               status | propose TEXT | read QUERY | transfer ID | add ID PEER_HOST:PORT [--learner]\n"
       "                                  | promote ID | remove ID\n",
       stderr);
+  return 2;
+}
+
+int connection_error(const std::string& e) {
+  std::fprintf(stderr, "ternadm: %s\n", e.c_str());
   return 2;
 }
 
@@ -91,79 +75,39 @@ int main(int argc, char** argv) {
   if (args.empty()) return usage();
   auto colon = addr.rfind(':');
   if (colon == std::string::npos || colon == 0) return usage();
-  auto connector = tern::client::Connector::make(tls);
-  if (!connector) {
-    std::fprintf(stderr, "ternadm: %s\n", connector.error().c_str());
-    return 2;
+  auto admin = tern::admin::AdminClient::make(tls, std::chrono::seconds(10));
+  if (!admin) return connection_error(admin.error());
+  auto& a = **admin;
+  const std::string& cmd = args[0];
+  auto id_arg = [&](std::size_t i) { return i < args.size() ? std::strtoull(args[i].c_str(), nullptr, 10) : 0ULL; };
+  auto done = [](const tern::Result<tern::admin::Outcome, std::string>& r) {
+    return r ? report(*r) : connection_error(r.error());
+  };
+  if (cmd == "status" && args.size() == 1) {
+    auto r = a.status(addr);
+    if (!r) return connection_error(r.error());
+    const auto& s = *r;
+    std::printf("id %llu  role %s  term %llu  leader %llu\ncommit %llu  applied %llu  last %llu  snapshot %llu  "
+                "commands %llu  digest %016llx\n",
+                (unsigned long long)s.id, s.role.c_str(), (unsigned long long)s.term, (unsigned long long)s.leader,
+                (unsigned long long)s.commit, (unsigned long long)s.applied, (unsigned long long)s.last,
+                (unsigned long long)s.snapshot, (unsigned long long)s.applied_commands, (unsigned long long)s.digest);
+    for (const auto& m : s.members)
+      std::printf("member %llu  %s  %s  match %llu\n", (unsigned long long)m.id, m.address.c_str(),
+                  m.voter ? "voter" : "learner", (unsigned long long)m.match_index);
+    return 0;
   }
-  try {
-    auto io = kj::setupAsyncIo();
-    auto& ws = io.waitScope;
-    auto port = static_cast<std::uint16_t>(std::strtoul(addr.c_str() + colon + 1, nullptr, 10));
-    auto stream = io.provider->getTimer()
-                      .timeoutAfter(10 * kj::SECONDS, (*connector)->connect(io.provider->getNetwork(), addr.substr(0, colon), port))
-                      .wait(ws);
-    capnp::TwoPartyClient client(*stream);
-    auto admin = client.bootstrap().castAs<tern::proto::Admin>();
-    const std::string& cmd = args[0];
-    auto id_arg = [&](std::size_t i) { return i < args.size() ? std::strtoull(args[i].c_str(), nullptr, 10) : 0ULL; };
-    if (cmd == "status" && args.size() == 1) {
-      // The response owns the message the reader points into: keep it (ASan: use after free).
-      auto response = admin.statusRequest().send().wait(ws);
-      auto s = response.getStatus();
-      std::printf("id %llu  role %s  term %llu  leader %llu\ncommit %llu  applied %llu  last %llu  snapshot %llu  "
-                  "commands %llu  digest %016llx\n",
-                  (unsigned long long)s.getId(), s.getRole().cStr(), (unsigned long long)s.getTerm(),
-                  (unsigned long long)s.getLeader(), (unsigned long long)s.getCommitIndex(),
-                  (unsigned long long)s.getAppliedIndex(), (unsigned long long)s.getLastIndex(),
-                  (unsigned long long)s.getSnapshotIndex(), (unsigned long long)s.getAppliedCommands(),
-                  (unsigned long long)s.getDigest());
-      for (auto m : s.getMembers())
-        std::printf("member %llu  %s  %s  match %llu\n", (unsigned long long)m.getId(), m.getAddress().cStr(),
-                    m.getVoter() ? "voter" : "learner", (unsigned long long)m.getMatchIndex());
-      return 0;
-    }
-    if (cmd == "propose" && args.size() == 2) {
-      auto req = admin.proposeRequest();
-      req.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(args[1].data()), args[1].size()));
-      return report(req.send().wait(ws).getResult());
-    }
-    if (cmd == "read" && args.size() == 2) {
-      auto req = admin.readRequest();
-      req.setQuery(kj::arrayPtr(reinterpret_cast<const kj::byte*>(args[1].data()), args[1].size()));
-      auto response = req.send().wait(ws);
-      auto r = response.getResult();
-      if (r.getCode() != AdminCode::OK) return report(r);
-      auto d = r.getResponse();
-      std::printf("%.*s (read index %llu)\n", static_cast<int>(d.size()), reinterpret_cast<const char*>(d.begin()),
-                  static_cast<unsigned long long>(r.getIndex()));
-      return 0;
-    }
-    if (cmd == "transfer" && args.size() == 2) {
-      auto req = admin.transferLeadershipRequest();
-      req.setTo(id_arg(1));
-      return report(req.send().wait(ws).getResult());
-    }
-    if (cmd == "add" && args.size() == 3) {
-      auto req = admin.addMemberRequest();
-      req.setId(id_arg(1));
-      req.setAddress(args[2]);
-      req.setLearner(learner);
-      return report(req.send().wait(ws).getResult());
-    }
-    if (cmd == "promote" && args.size() == 2) {
-      auto req = admin.promoteMemberRequest();
-      req.setId(id_arg(1));
-      return report(req.send().wait(ws).getResult());
-    }
-    if (cmd == "remove" && args.size() == 2) {
-      auto req = admin.removeMemberRequest();
-      req.setId(id_arg(1));
-      return report(req.send().wait(ws).getResult());
-    }
-    return usage();
-  } catch (const kj::Exception& e) {
-    std::fprintf(stderr, "ternadm: %s: %s\n", addr.c_str(), e.getDescription().cStr());
-    return 2;
+  if (cmd == "propose" && args.size() == 2) return done(a.propose(addr, args[1]));
+  if (cmd == "read" && args.size() == 2) {
+    auto r = a.read(addr, args[1]);
+    if (!r) return connection_error(r.error());
+    if (!r->ok()) return report(*r);
+    std::printf("%s (read index %llu)\n", r->response.c_str(), static_cast<unsigned long long>(r->index));
+    return 0;
   }
+  if (cmd == "transfer" && args.size() == 2) return done(a.transfer_leadership(addr, id_arg(1)));
+  if (cmd == "add" && args.size() == 3) return done(a.add_member(addr, id_arg(1), args[2], learner));
+  if (cmd == "promote" && args.size() == 2) return done(a.promote_member(addr, id_arg(1)));
+  if (cmd == "remove" && args.size() == 2) return done(a.remove_member(addr, id_arg(1)));
+  return usage();
 }

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <unistd.h>
 
 namespace tern::service {
@@ -195,6 +196,42 @@ TEST(Config, ClientTlsFlagsFromEverySourceAndTheirPairing) {
   auto ca_only = base;
   ca_only.insert(ca_only.end(), {"--client-tls-ca", "/ca.pem"});
   EXPECT_FALSE(load(ca_only).has_value());
+}
+
+}  // namespace
+}  // namespace tern::service
+
+namespace tern::service {
+namespace {
+
+// Issue 12: --help describes every flag with its type, default, TERN_* variable and TOML key
+// (it used to print "TEXT" and nothing else).
+TEST(Config, HelpDescribesEveryFlagWithTypeDefaultVariableAndTomlKey) {
+  auto r = load({"--help"});
+  ASSERT_FALSE(r.has_value());
+  const auto& help = r.error();
+  std::istringstream printed(to_toml(Config{}));
+  int keys = 0;
+  for (std::string line; std::getline(printed, line);) {
+    auto eq = line.find(" = ");
+    if (eq == std::string::npos) continue;
+    auto key = line.substr(0, eq);
+    std::string flag = "--" + key, env = "TERN_" + key;
+    for (auto& ch : flag) if (ch == '_') ch = '-';
+    for (auto& ch : env) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    auto at = help.find("  " + flag + " ");
+    ASSERT_NE(at, std::string::npos) << flag << "\n" << help;
+    auto end = help.find("[toml: " + key + "]", at);
+    ASSERT_NE(end, std::string::npos) << flag;
+    auto entry = help.substr(at, end - at);
+    EXPECT_EQ(entry.find(" TEXT"), std::string::npos) << entry;
+    EXPECT_NE(entry.find("[default: "), std::string::npos) << entry;
+    EXPECT_NE(entry.find("[env: " + env + "]"), std::string::npos) << entry;
+    ++keys;
+  }
+  EXPECT_GE(keys, 19);
+  EXPECT_NE(help.find("--client-addr HOST:PORT"), std::string::npos);
+  EXPECT_NE(help.find("[default: 127.0.0.1:7201]"), std::string::npos);
 }
 
 }  // namespace
