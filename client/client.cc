@@ -514,7 +514,7 @@ struct Client::Impl {
     std::uint64_t rid = request_id();
     auto shared = std::make_shared<const WireOp>(std::move(op));
     return [this, seq, shared, rid]() {
-      return session().then([this, seq, shared, rid](api::Session::Client s) {
+      return session().then([this, seq](api::Session::Client s) {
         return take_seq(seq).then([s = kj::mv(s)]() mutable { return kj::mv(s); });
       }).then([seq, shared, rid](api::Session::Client s) {
         const WireOp& op = *shared;

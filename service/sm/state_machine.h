@@ -98,6 +98,7 @@ class StateMachine {
   std::uint64_t data_digest() const;
 
   std::uint64_t applied_index() const { return applied_; }
+  const Limits& limits() const { return limits_; }
   std::int64_t now_ms() const { return now_; }
   std::size_t node_count() const { return nodes_.size(); }
 

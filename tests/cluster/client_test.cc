@@ -13,67 +13,22 @@
 #include <thread>
 
 #include "tern/client.h"
-#include "tests/cluster/client_tls.h"
-#include "tests/cluster/harness.h"
+#include "tests/cluster/client_helpers.h"
 
 namespace tern::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-std::string ternd() {
-  const char* bin = std::getenv("TERND_BIN");
-  return bin != nullptr ? bin : "ternd";
-}
-
-ClusterOptions sm_cluster() {
-  ClusterOptions o;
-  o.raw_state_machine = false;
-  return o;
-}
-
-std::string endpoint(Cluster& c, std::uint64_t id) { return "127.0.0.1:" + std::to_string(c.node(id).client_port); }
-
 // Endpoints with `first` first (the client starts there).
 ClientOptions options(Cluster& c, std::uint64_t first, std::chrono::milliseconds session_timeout = 5000ms) {
-  ClientOptions o;
-  o.endpoints.push_back(endpoint(c, first));
-  for (auto id : c.ids())
-    if (id != first) o.endpoints.push_back(endpoint(c, id));
+  ClientOptions o = client_options_at(c, first);
   o.session_timeout = session_timeout;
   o.request_timeout = 10s;
-  apply_client_tls(c, o);
   return o;
 }
 
-std::unique_ptr<Client> connect(ClientOptions o) {
-  std::string err;
-  auto client = Client::connect(std::move(o), &err);
-  EXPECT_NE(client, nullptr) << err;
-  return client;
-}
-
-// Collects watch events from the library's thread.
-struct Events {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<WatchEvent> got;
-  WatchCallback callback() {
-    return [this](const WatchEvent& e) {
-      std::lock_guard<std::mutex> g(mu);
-      got.push_back(e);
-      cv.notify_all();
-    };
-  }
-  bool wait_for(std::size_t n, std::chrono::milliseconds d) {
-    std::unique_lock<std::mutex> l(mu);
-    return cv.wait_for(l, d, [&] { return got.size() >= n; });
-  }
-  std::vector<WatchEvent> copy() {
-    std::lock_guard<std::mutex> g(mu);
-    return got;
-  }
-};
+std::unique_ptr<Client> connect(ClientOptions o) { return connect_client(std::move(o)); }
 
 TEST(Client, EveryNamespaceOperationAndItsTypedErrorsThroughAFollower) {
   Cluster c(ternd(), sm_cluster());
