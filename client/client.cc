@@ -222,6 +222,7 @@ struct Client::Impl {
     ready.set_value();
     paf.promise.wait(ctx.waitScope);
     tasks = nullptr;
+    seq_waiters.clear();  // KJ objects go on this thread, with its loop
     conn = nullptr;
   }
 
@@ -251,6 +252,11 @@ struct Client::Impl {
 
   kj::Promise<api::Session::Client> session() {
     return connected().then([this](Conn* c) -> kj::Promise<api::Session::Client> {
+      // The connection may have been dropped (a failover) since `c` was handed out: then `c` is
+      // gone; fail this attempt like a lost connection (its retry connects again).
+      bool current = false;
+      KJ_IF_MAYBE(now, conn) { current = now->get() == c; }
+      if (!current) return KJ_EXCEPTION(DISCONNECTED, "the connection was replaced");
       KJ_IF_MAYBE(s, c->session) { return *s; }
       if (session_id == 0) {
         auto req = c->tern.openSessionRequest();
@@ -514,9 +520,9 @@ struct Client::Impl {
     std::uint64_t rid = request_id();
     auto shared = std::make_shared<const WireOp>(std::move(op));
     return [this, seq, shared, rid]() {
-      return session().then([this, seq](api::Session::Client s) {
-        return take_seq(seq).then([s = kj::mv(s)]() mutable { return kj::mv(s); });
-      }).then([seq, shared, rid](api::Session::Client s) {
+      // The number first (maybe waiting for the window), then the session as it is by then: a
+      // write that waited through a failover must not use the lost connection's session.
+      return take_seq(seq).then([this]() { return session(); }).then([seq, shared, rid](api::Session::Client s) {
         const WireOp& op = *shared;
         auto req = s.writeRequest();
         req.setSeq(*seq);
