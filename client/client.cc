@@ -10,9 +10,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <deque>
 #include <future>
 #include <map>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "client/api/tern.capnp.h"
@@ -170,6 +172,46 @@ struct Client::Impl {
   std::atomic<bool> expired{false};  // an attach found the session gone: nothing can revive it
   std::mt19937_64 rng{std::random_device{}()};
 
+  // Exactly-once window (docs/client.md, Exactly once): the server keeps the answers of a
+  // session's highest 64 sequence numbers (sm::Limits::responses_per_session), so a write gets
+  // its number only while fewer than 64 numbers above the lowest unsettled one are taken; a
+  // retry is then always either among the kept answers or new, never stale. Loop thread only.
+  static constexpr std::uint64_t kWriteWindow = 64;
+  std::set<std::uint64_t> unsettled;  // numbers taken by writes still retrying
+  struct SeqWaiter {
+    std::shared_ptr<std::uint64_t> slot;
+    kj::Own<kj::PromiseFulfiller<void>> fulfiller;
+  };
+  std::deque<SeqWaiter> seq_waiters;  // FIFO: numbers are taken in call order
+
+  bool window_open() const { return unsettled.empty() || next_seq - *unsettled.begin() < kWriteWindow; }
+  void take_seq_now(std::uint64_t& slot) {
+    slot = next_seq++;
+    unsettled.insert(slot);
+  }
+  // Gives `slot` its number now or when the window opens (a number taken is settled by settle).
+  kj::Promise<void> take_seq(std::shared_ptr<std::uint64_t> slot) {
+    if (*slot != 0) return kj::READY_NOW;
+    if (seq_waiters.empty() && window_open()) {
+      take_seq_now(*slot);
+      return kj::READY_NOW;
+    }
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    seq_waiters.push_back(SeqWaiter{kj::mv(slot), kj::mv(paf.fulfiller)});
+    return kj::mv(paf.promise);
+  }
+  void settle(std::uint64_t seq) {
+    if (seq == 0) return;
+    unsettled.erase(seq);
+    while (!seq_waiters.empty() && window_open()) {
+      auto w = kj::mv(seq_waiters.front());
+      seq_waiters.pop_front();
+      if (!w.fulfiller->isWaiting()) continue;  // that attempt was given up (its deadline passed)
+      take_seq_now(*w.slot);
+      w.fulfiller->fulfill();
+    }
+  }
+
   void run(std::promise<void>& ready) {
     auto ctx = kj::setupAsyncIo();
     io = &ctx;
@@ -180,6 +222,7 @@ struct Client::Impl {
     ready.set_value();
     paf.promise.wait(ctx.waitScope);
     tasks = nullptr;
+    seq_waiters.clear();  // KJ objects go on this thread, with its loop
     conn = nullptr;
   }
 
@@ -209,6 +252,11 @@ struct Client::Impl {
 
   kj::Promise<api::Session::Client> session() {
     return connected().then([this](Conn* c) -> kj::Promise<api::Session::Client> {
+      // The connection may have been dropped (a failover) since `c` was handed out: then `c` is
+      // gone; fail this attempt like a lost connection (its retry connects again).
+      bool current = false;
+      KJ_IF_MAYBE(now, conn) { current = now->get() == c; }
+      if (!current) return KJ_EXCEPTION(DISCONNECTED, "the connection was replaced");
       KJ_IF_MAYBE(s, c->session) { return *s; }
       if (session_id == 0) {
         auto req = c->tern.openSessionRequest();
@@ -464,17 +512,18 @@ struct Client::Impl {
     return (secret << 20) ^ ++counter;  // unique enough to find one request in the servers' logs
   }
 
-  // A write's attempts. Its sequence number is taken on the loop thread at the first attempt:
-  // writes reach the server in the order of their numbers (one session capability, one
-  // connection, E-order), which is what the state machine's retry check assumes.
-  Attempt write_attempt(WireOp op) {
-    auto seq = std::make_shared<std::uint64_t>(0);
+  // A write's attempts. Its sequence number is taken on the loop thread at the first attempt
+  // (within the exactly-once window): on one connection writes reach the server in the order of
+  // their numbers (E-order); retries after a failover may arrive in any order, which the state
+  // machine's window rule allows (docs/data-model.md, Sessions).
+  Attempt write_attempt(WireOp op, std::shared_ptr<std::uint64_t> seq) {
     std::uint64_t rid = request_id();
     auto shared = std::make_shared<const WireOp>(std::move(op));
     return [this, seq, shared, rid]() {
-      return session().then([this, seq, shared, rid](api::Session::Client s) {
+      // The number first (maybe waiting for the window), then the session as it is by then: a
+      // write that waited through a failover must not use the lost connection's session.
+      return take_seq(seq).then([this]() { return session(); }).then([seq, shared, rid](api::Session::Client s) {
         const WireOp& op = *shared;
-        if (*seq == 0) *seq = next_seq++;
         auto req = s.writeRequest();
         req.setSeq(*seq);
         req.setRequestId(rid);
@@ -504,9 +553,29 @@ struct Client::Impl {
     };
   }
 
-  Reply write(WireOp op) { return run(write_attempt(std::move(op)), true); }
+  // A write settles (leaves the exactly-once window) when its retries end, whatever the answer.
+  Reply write(WireOp op) {
+    auto seq = std::make_shared<std::uint64_t>(0);
+    return executor->executeSync([&]() {
+      return retry(retry_state(write_attempt(std::move(op), seq), true)).then([this, seq](Reply r) {
+        settle(*seq);
+        return r;
+      });
+    });
+  }
   Reply read(WireQuery q, ReadOptions o) { return run(read_attempt(std::move(q), o), false); }
-  std::future<Reply> write_async(WireOp op) { return run_async(write_attempt(std::move(op)), true); }
+  std::future<Reply> write_async(WireOp op) {
+    auto seq = std::make_shared<std::uint64_t>(0);
+    auto promise = std::make_shared<std::promise<Reply>>();
+    auto future = promise->get_future();
+    executor->executeSync([&]() {
+      tasks->add(retry(retry_state(write_attempt(std::move(op), seq), true)).then([this, seq, promise](Reply r) {
+        settle(*seq);
+        promise->set_value(std::move(r));
+      }));
+    });
+    return future;
+  }
   std::future<Reply> read_async(WireQuery q, ReadOptions o) { return run_async(read_attempt(std::move(q), o), false); }
 };
 

@@ -125,7 +125,8 @@ class Core {
   // if none is known); a Placed{context, ...} appears in a later Ready when the leader answers.
   // On the leader, forwarded commands appear in Ready::forwarded; the driver proposes each and
   // answers with answer_forwarded (the index it got, or the error).
-  Result<void, ProposeError> forward(std::uint64_t context, std::string command);
+  // `trace` (a client's request id) travels with it for the leader's log lines only.
+  Result<void, ProposeError> forward(std::uint64_t context, std::string command, std::uint64_t trace = 0);
   void answer_forwarded(NodeId to, std::uint64_t context, const Result<Index, ProposeError>& placed);
   Result<void, ProposeError> transfer_leadership(NodeId target);
   // The application holds a snapshot of everything up to `upto` (<= applied); drop that prefix.

@@ -95,6 +95,9 @@ struct ReadIndexReply {
 struct ProposeRequest {
   std::uint64_t context = 0;
   std::string command;
+  // The client's request id (0: none), so the leader's log lines name it too (docs/client.md,
+  // Request ids). Carried for tracing only: the protocol never looks at it.
+  std::uint64_t trace = 0;
 };
 
 struct ProposeReply {

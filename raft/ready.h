@@ -44,6 +44,7 @@ struct Forwarded {
   NodeId from;
   std::uint64_t context = 0;
   std::string command;
+  std::uint64_t trace = 0;  // the client's request id (ProposeRequest::trace), for logs
 };
 
 // Where the leader put a command this node forwarded: wait for (index, term) to apply.

@@ -3,6 +3,7 @@
 #include <memory>
 #include <optional>
 
+#include "service/node_await.h"
 #include "service/proto/admin.capnp.h"
 
 namespace tern::service {
@@ -68,18 +69,8 @@ class AdminImpl final : public proto::Admin::Server {
     auto q = ctx.getParams().getQuery();
     std::string query(reinterpret_cast<const char*>(q.begin()), q.size());
     ctx.releaseParams();
-    // The result waits in a holder; the promise carries no value (gcc 12 warns spuriously
-    // about tl::expected inside kj::Promise here).
-    auto holder = std::make_shared<std::optional<Result<ReadResult, NodeError>>>();
-    auto paf = kj::newPromiseAndFulfiller<void>();
-    auto fulfiller = std::make_shared<kj::Own<kj::PromiseFulfiller<void>>>(kj::mv(paf.fulfiller));
-    node_.read(std::move(query), [holder, fulfiller](Result<ReadResult, NodeError> r) {
-      *holder = std::move(r);
-      (*fulfiller)->fulfill();
-    });
-    return paf.promise.then([ctx, holder]() mutable {
-      fill(ctx.getResults().initResult(), **holder);
-    });
+    return await_node<Result<ReadResult, NodeError>>([&](auto cb) { node_.read(std::move(query), std::move(cb)); })
+        .then([ctx](auto holder) mutable { fill(ctx.getResults().initResult(), **holder); });
   }
 
   kj::Promise<void> injectPartition(InjectPartitionContext ctx) override {
@@ -137,14 +128,12 @@ class AdminImpl final : public proto::Admin::Server {
   }
 
  private:
-  // Starts a node operation whose callback fills `result`; the call resolves when it fires.
-  // If the client goes away first, the fulfiller outlives the promise harmlessly.
+  // Starts a node operation whose callback fills the call's result (service/node_await.h).
   template <class Context, class Start>
   kj::Promise<void> await_result(Context& ctx, Start start) {
-    auto paf = kj::newPromiseAndFulfiller<Result<Committed, NodeError>>();
-    auto fulfiller = std::make_shared<kj::Own<kj::PromiseFulfiller<Result<Committed, NodeError>>>>(kj::mv(paf.fulfiller));
-    start([fulfiller](Result<Committed, NodeError> r) { (*fulfiller)->fulfill(std::move(r)); });
-    return paf.promise.then([ctx](Result<Committed, NodeError> r) mutable { fill(ctx.getResults().initResult(), r); });
+    return await_node<Result<Committed, NodeError>>(std::move(start)).then([ctx](auto holder) mutable {
+      fill(ctx.getResults().initResult(), **holder);
+    });
   }
 
   Node& node_;

@@ -9,6 +9,7 @@
 
 #include "client/api/tern.capnp.h"
 #include "common/assert.h"
+#include "service/node_await.h"
 #include "service/proto/admin.capnp.h"
 #include "service/sm/command.h"
 #include "service/sm/query.h"
@@ -119,26 +120,40 @@ std::optional<std::string> to_query(api::Query::Reader in) {
   return sm::encode(q);
 }
 
-// A node callback as a promise: the result waits in a holder (gcc 12 warns spuriously about
-// tl::expected inside kj::Promise). If the client goes away first, the callback still runs
-// harmlessly.
-template <class T, class Start>
-kj::Promise<std::shared_ptr<std::optional<T>>> await_node(Start start) {
-  auto holder = std::make_shared<std::optional<T>>();
-  auto paf = kj::newPromiseAndFulfiller<void>();
-  auto fulfiller = std::make_shared<kj::Own<kj::PromiseFulfiller<void>>>(kj::mv(paf.fulfiller));
-  start([holder, fulfiller](T r) {
-    *holder = std::move(r);
-    (*fulfiller)->fulfill();
-  });
-  return paf.promise.then([holder]() { return holder; });
+// Admission (ClientApiLimits, per connection): the in-flight bound, then the token bucket,
+// refilled with time. False: answer slowDown (nothing was started).
+bool admit(ConnectionBudget& b, const ClientApiLimits& limits) {
+  if (b.in_flight >= limits.requests_in_flight) return false;
+  auto rate = limits.requests_per_second;
+  if (rate == 0) return true;
+  auto now = std::chrono::steady_clock::now();
+  double elapsed = std::chrono::duration<double>(now - b.refilled).count();
+  b.refilled = now;
+  b.tokens = std::min<double>(rate, b.tokens + elapsed * rate);
+  if (b.tokens < 1) return false;
+  b.tokens -= 1;
+  return true;
+}
+
+template <class Context>
+kj::Promise<void> slow_down(Context& ctx, const ClientApiLimits& limits) {
+  set_error(ctx.getResults().initResult(), api::Errc::SLOW_DOWN,
+            "this connection is over " + std::to_string(limits.requests_per_second) + " requests per second or " +
+                std::to_string(limits.requests_in_flight) + " in flight: back off");
+  return kj::READY_NOW;
+}
+
+// Counts `p` as one of the connection's requests in flight until it settles (or is cancelled).
+kj::Promise<void> counted(const std::shared_ptr<ConnectionBudget>& b, kj::Promise<void> p) {
+  ++b->in_flight;
+  return p.attach(kj::defer([b] { --b->in_flight; }));
 }
 
 // Proposes `c` (validated and size-checked first) and fills `out` with the outcome.
 template <class Context>
 kj::Promise<void> propose(ClientApi& api, Context ctx, const sm::Command& c, std::uint64_t request_id) {
   std::string command = sm::encode(c);
-  auto limits = sm::Limits{};
+  const auto& limits = api.sm().state().limits();  // the applier's, as apply will check them
   if (command.size() > limits.max_request_bytes) {
     set_error(ctx.getResults().initResult(), api::Errc::TOO_LARGE,
               "request of " + std::to_string(command.size()) + " bytes; the limit is " +
@@ -149,7 +164,8 @@ kj::Promise<void> propose(ClientApi& api, Context ctx, const sm::Command& c, std
   Node& node = api.node();
   auto start = std::chrono::steady_clock::now();
   auto slow = api.limits().slow_request;
-  return await_node<Result<Committed, NodeError>>([&](auto cb) { node.propose(std::move(command), std::move(cb)); })
+  // The request id goes with the command when this node forwards it, for the leader's log lines.
+  return await_node<Result<Committed, NodeError>>([&](auto cb) { node.propose(std::move(command), std::move(cb), request_id); })
       .then([ctx, request_id, start, slow](auto holder) mutable {
         auto& r = **holder;
         auto out = ctx.getResults().initResult();
@@ -158,7 +174,10 @@ kj::Promise<void> propose(ClientApi& api, Context ctx, const sm::Command& c, std
           spdlog::info("request {:016x}: not committed after {} ms: {}", request_id, took.count(), r.error().message);
           return set_node_error(out, r.error());
         }
-        if (took > slow) spdlog::info("request {:016x}: slow: committed at index {} after {} ms", request_id, r->index.value, took.count());
+        if (took > slow)
+          spdlog::info("request {:016x}: slow: committed at index {} after {} ms", request_id, r->index.value, took.count());
+        else
+          spdlog::debug("request {:016x}: committed at index {} after {} ms", request_id, r->index.value, took.count());
         set_answer(out, r->response, r->index.value);
       });
 }
@@ -227,7 +246,8 @@ void set_notification(api::Notification::Builder b, const Notification& n) {
 // session's secret (open or attach), so every command it proposes carries that secret.
 class ClientApi::SessionImpl final : public api::Session::Server, public kj::TaskSet::ErrorHandler {
  public:
-  SessionImpl(ClientApi& api, std::uint64_t id, std::uint64_t secret) : api_(api), id_(id), secret_(secret) {
+  SessionImpl(ClientApi& api, std::uint64_t id, std::uint64_t secret, std::shared_ptr<ConnectionBudget> budget)
+      : api_(api), id_(id), secret_(secret), budget_(std::move(budget)) {
     api_.attach(this);
   }
   ~SessionImpl() noexcept(false) {
@@ -236,7 +256,7 @@ class ClientApi::SessionImpl final : public api::Session::Server, public kj::Tas
   }
 
   kj::Promise<void> write(WriteContext ctx) override {
-    if (!admit()) return slow_down(ctx);
+    if (!admit(*budget_, api_.limits())) return slow_down(ctx, api_.limits());
     auto p = ctx.getParams();
     auto op = to_op(p.getOp(), 0);
     if (!op || op->type == sm::OpType::open_session || op->type == sm::OpType::close_session) {
@@ -244,12 +264,14 @@ class ClientApi::SessionImpl final : public api::Session::Server, public kj::Tas
       return kj::READY_NOW;
     }
     sm::Command c{id_, p.getSeq(), std::move(*op), secret_};
-    return propose(api_, ctx, c, p.getRequestId()).then([this, ctx]() mutable { return after_events(ctx); });
+    return counted(budget_, propose(api_, ctx, c, p.getRequestId()).then([this, ctx]() mutable {
+      return after_events(ctx);
+    }));
   }
 
   kj::Promise<void> read(ReadContext ctx) override {
-    if (!admit()) return slow_down(ctx);
-    return serve_read(api_, ctx).then([this, ctx]() mutable { return after_events(ctx); });
+    if (!admit(*budget_, api_.limits())) return slow_down(ctx, api_.limits());
+    return counted(budget_, serve_read(api_, ctx).then([this, ctx]() mutable { return after_events(ctx); }));
   }
 
   kj::Promise<void> keepAlive(KeepAliveContext ctx) override {
@@ -265,7 +287,7 @@ class ClientApi::SessionImpl final : public api::Session::Server, public kj::Tas
   }
 
   kj::Promise<void> watch(WatchContext ctx) override {
-    if (!admit()) return slow_down(ctx);
+    if (!admit(*budget_, api_.limits())) return slow_down(ctx, api_.limits());
     auto p = ctx.getParams();
     auto spec = p.getSpec();
     auto out = ctx.getResults().initResult();
@@ -324,25 +346,6 @@ class ClientApi::SessionImpl final : public api::Session::Server, public kj::Tas
   }
 
  private:
-  // Admission (ClientApiLimits::requests_per_second): a token bucket, refilled with time.
-  bool admit() {
-    auto rate = api_.limits().requests_per_second;
-    if (rate == 0) return true;
-    auto now = std::chrono::steady_clock::now();
-    double elapsed = std::chrono::duration<double>(now - refilled_).count();
-    refilled_ = now;
-    tokens_ = std::min<double>(rate, tokens_ + elapsed * rate);
-    if (tokens_ < 1) return false;
-    tokens_ -= 1;
-    return true;
-  }
-  template <class Context>
-  kj::Promise<void> slow_down(Context& ctx) {
-    set_error(ctx.getResults().initResult(), api::Errc::SLOW_DOWN,
-              "over " + std::to_string(api_.limits().requests_per_second) + " requests per second: back off");
-    return kj::READY_NOW;
-  }
-
   // A sink that has not answered a notify in time: treated like a failed one.
  public:
   void sweep(std::chrono::steady_clock::time_point now) {
@@ -414,12 +417,11 @@ class ClientApi::SessionImpl final : public api::Session::Server, public kj::Tas
   ClientApi& api_;
   std::uint64_t id_;
   std::uint64_t secret_;
+  std::shared_ptr<ConnectionBudget> budget_;  // of the connection that opened or attached it
   std::uint64_t watcher_ = 0;
   std::optional<api::WatchSink::Client> sink_;
   bool in_flight_ = false;
   std::chrono::steady_clock::time_point in_flight_since_;
-  double tokens_ = static_cast<double>(api_.limits().requests_per_second);
-  std::chrono::steady_clock::time_point refilled_ = std::chrono::steady_clock::now();
   kj::Own<kj::TaskSet> tasks_ = kj::heap<kj::TaskSet>(*this);
 };
 
@@ -427,9 +429,12 @@ namespace {
 
 class TernImpl final : public api::Tern::Server {
  public:
-  explicit TernImpl(ClientApi& api) : api_(api) {}
+  explicit TernImpl(ClientApi& api) : api_(api), budget_(std::make_shared<ConnectionBudget>()) {
+    budget_->tokens = static_cast<double>(api_.limits().requests_per_second);  // a full bucket
+  }
 
   kj::Promise<void> openSession(OpenSessionContext ctx) override {
+    if (!admit(*budget_, api_.limits())) return slow_down(ctx, api_.limits());
     auto p = ctx.getParams();
     std::uint64_t secret = p.getSecret();
     if (secret == 0) {
@@ -443,11 +448,11 @@ class TernImpl final : public api::Tern::Server {
     sm::Command c{0, 0, sm::Op{}, secret};
     c.op.type = sm::OpType::open_session;
     c.op.ttl_ms = p.getTimeoutMs();
-    return propose(api_, ctx, c, p.getRequestId()).then([this, ctx, secret]() mutable {
+    return counted(budget_, propose(api_, ctx, c, p.getRequestId()).then([this, ctx, secret]() mutable {
       auto r = ctx.getResults();
       if (r.getResult().getErr() == api::Errc::OK)
-        r.setSession(kj::heap<ClientApi::SessionImpl>(api_, r.getResult().getId(), secret));
-    });
+        r.setSession(kj::heap<ClientApi::SessionImpl>(api_, r.getResult().getId(), secret, budget_));
+    }));
   }
 
   kj::Promise<void> attachSession(AttachSessionContext ctx) override {
@@ -466,13 +471,17 @@ class TernImpl final : public api::Tern::Server {
     out.setErr(api::Errc::OK);
     out.setId(p.getId());
     out.setIndex(api_.sm().state().applied_index());
-    ctx.getResults().setSession(kj::heap<ClientApi::SessionImpl>(api_, p.getId(), p.getSecret()));
+    ctx.getResults().setSession(kj::heap<ClientApi::SessionImpl>(api_, p.getId(), p.getSecret(), budget_));
     return kj::READY_NOW;
   }
 
-  kj::Promise<void> read(ReadContext ctx) override { return serve_read(api_, ctx); }
+  kj::Promise<void> read(ReadContext ctx) override {
+    if (!admit(*budget_, api_.limits())) return slow_down(ctx, api_.limits());
+    return counted(budget_, serve_read(api_, ctx));
+  }
 
   kj::Promise<void> write(WriteContext ctx) override {
+    if (!admit(*budget_, api_.limits())) return slow_down(ctx, api_.limits());
     auto p = ctx.getParams();
     auto op = to_op(p.getOp(), 0);
     if (!op) {
@@ -480,7 +489,7 @@ class TernImpl final : public api::Tern::Server {
       return kj::READY_NOW;
     }
     sm::Command c{0, 0, std::move(*op), 0};
-    return propose(api_, ctx, c, p.getRequestId());
+    return counted(budget_, propose(api_, ctx, c, p.getRequestId()));
   }
 
   kj::Promise<void> info(InfoContext ctx) override {
@@ -491,7 +500,7 @@ class TernImpl final : public api::Tern::Server {
     b.setTerm(s.term.value);
     b.setAppliedIndex(s.applied.value);
     b.setCommitIndex(s.commit.value);
-    sm::Limits limits;
+    const auto& limits = api_.sm().state().limits();
     b.setMaxValueBytes(limits.max_value_bytes);
     b.setMaxRequestBytes(limits.max_request_bytes);
     auto ms = b.initMembers(static_cast<unsigned>(s.members.size()));
@@ -504,6 +513,7 @@ class TernImpl final : public api::Tern::Server {
 
  private:
   ClientApi& api_;
+  std::shared_ptr<ConnectionBudget> budget_;  // this connection's (one TernImpl per connection)
 };
 
 // Dispatches each call by its interface: Admin calls to the admin server, the rest to Tern.

@@ -25,9 +25,22 @@ struct ClientApiLimits {
   std::chrono::milliseconds notify_timeout{10000};
   // A request slower than this is logged at info with its request id (all are at debug).
   std::chrono::milliseconds slow_request{1000};
-  // Requests (reads, writes, watches) per second per session; 0: unlimited. A token bucket holding
-  // one second's worth: a session over it is answered slowDown, which the library backs off from.
+  // Requests (reads, writes, watches, session opens) per second per connection, all its sessions
+  // together; 0: unlimited. A token bucket holding one second's worth: a connection over it is
+  // answered slowDown, which the library backs off from.
   std::uint32_t requests_per_second = 0;
+  // Requests of one connection (all its sessions) waiting for their answers; one more is answered
+  // slowDown. Keep-alives and closes are never refused.
+  std::size_t requests_in_flight = 4096;
+};
+
+// What one client connection may still do (ClientApiLimits): its admission token bucket and its
+// requests in flight. Shared by the connection's bootstrap object and every session opened or
+// attached through it; goes when the last of them goes.
+struct ConnectionBudget {
+  double tokens = 0;
+  std::chrono::steady_clock::time_point refilled = std::chrono::steady_clock::now();
+  std::size_t in_flight = 0;
 };
 
 class ClientApi final : public EventSink {
@@ -38,8 +51,9 @@ class ClientApi final : public EventSink {
   void bind(Node& node) { node_ = &node; }
   ~ClientApi() override;
 
-  // The server object of the Tern interface (the client port's bootstrap, next to Admin: see
-  // make_bootstrap).
+  // The server object of the Tern interface for one connection (the client port's bootstrap,
+  // next to Admin: see make_bootstrap), with that connection's budget. Make one per connection
+  // (net::RpcListener's bootstrap factory).
   kj::Own<capnp::Capability::Server> tern_server();
 
   // Called about once a second on the loop thread: drops sinks stuck past notify_timeout.

@@ -207,10 +207,11 @@ int main(int argc, char** argv) {
     auto client_addr = parse_host_port(cfg->client_addr).value();
     // The client port serves the Admin interface and, unless the bare log stands in for the
     // state machine, the client API (client/api/tern.capnp).
-    auto bootstrap = make_admin_capability(n);
+    // One bootstrap object per connection: the client API's admission limits are per connection.
+    tern::net::RpcListener::BootstrapFactory bootstrap = [&n]() { return make_admin_capability(n); };
     if (api) {
       api->bind(n);
-      bootstrap = make_bootstrap(make_admin_server(n), api->tern_server());
+      bootstrap = [&n, a = api.get()]() { return make_bootstrap(make_admin_server(n), a->tern_server()); };
     }
     rpc = std::make_unique<tern::net::RpcListener>(io, std::move(bootstrap),
                                                    [](const std::string& s) { spdlog::warn("{}", s); });

@@ -35,7 +35,10 @@ class Node final : ReplicaTransport, ReplicaClock, ReplicaExecutor {
   // Fails every pending proposal with shutting_down and stops timers and connections.
   void stop();
 
-  void propose(std::string command, ProposeCallback done) { replica_->propose(std::move(command), std::move(done)); }
+  // `request_id` (0: none) names the client's request in this node's and the leader's log lines.
+  void propose(std::string command, ProposeCallback done, std::uint64_t request_id = 0) {
+    replica_->propose(std::move(command), std::move(done), request_id);
+  }
   void add_member(raft::NodeId id, std::string address, bool learner, ProposeCallback done) {
     replica_->add_member(id, std::move(address), learner, std::move(done));
   }

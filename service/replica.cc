@@ -617,14 +617,14 @@ std::string Replica::stamped(std::string_view command) const {
   return payload;
 }
 
-void Replica::propose(std::string command, ProposeCallback done) {
+void Replica::propose(std::string command, ProposeCallback done, std::uint64_t request_id) {
   ticks_since_command_ = 0;  // every command carries the cluster time
   if (!stopped_ && core_->role() != raft::Role::leader && core_->leader() != NodeId{}) {
     // Thesis §6.2: a follower forwards the command to its leader, which stamps and appends it.
     if (forwarding_.size() + pending_.size() >= opt_.max_pending_proposals)
       return done(fail(NodeError{NodeErrc::busy, core_->leader(), "too many pending proposals"}));
     std::uint64_t id = ++next_forward_id_;
-    auto r = core_->forward(id, std::move(command));
+    auto r = core_->forward(id, std::move(command), request_id);
     if (!r) return done(fail(error_from(r.error())));
     forwarding_[id] = Forwarding{std::move(done), env_.clock->now()};
     schedule_drive();
@@ -639,6 +639,10 @@ void Replica::on_forwarded(std::vector<raft::Forwarded>& forwarded) {
   for (auto& f : forwarded) {
     Result<Index, raft::ProposeError> r = fail(raft::ProposeError{raft::RaftError::not_leader, core_->leader()});
     if (!stopped_ && pending_.size() < opt_.max_pending_proposals) r = core_->propose(stamped(f.command));
+    // The client's request id, so a forwarded write can be followed on the leader too.
+    if (f.trace != 0)
+      spdlog::debug("[n{} t{}] request {:016x} forwarded by n{}: {}", opt_.id.value, core_->term().value, f.trace,
+                    f.from.value, r ? "proposed at index " + std::to_string(r->value) : std::string("refused"));
     core_->answer_forwarded(f.from, f.context, r);
   }
   if (!forwarded.empty()) schedule_drive();

@@ -182,7 +182,7 @@ class Replica {
   // the connection.
   Result<void, raft::StepError> step(raft::Message m);
 
-  void propose(std::string command, ProposeCallback done);
+  void propose(std::string command, ProposeCallback done, std::uint64_t request_id = 0);
   void add_member(raft::NodeId id, std::string address, bool learner, ProposeCallback done);
   void promote_member(raft::NodeId id, ProposeCallback done);
   void remove_member(raft::NodeId id, ProposeCallback done);

@@ -60,6 +60,15 @@ void note_activity(RpcListener::Conn& c, Clock::time_point now) {
 
 RpcListener::RpcListener(asio::io_context& io, capnp::Capability::Client bootstrap,
                          std::function<void(const std::string&)> warn, RpcLimits limits)
+    : RpcListener(io,
+                  // Shared by every connection (capnp clients copy only from non-const references).
+                  [cap = std::make_shared<capnp::Capability::Client>(kj::mv(bootstrap))]() -> capnp::Capability::Client {
+                    return *cap;
+                  },
+                  std::move(warn), limits) {}
+
+RpcListener::RpcListener(asio::io_context& io, BootstrapFactory bootstrap, std::function<void(const std::string&)> warn,
+                         RpcLimits limits)
     : io_(io),
       bootstrap_(kj::mv(bootstrap)),
       warn_(std::move(warn)),
@@ -196,7 +205,7 @@ void RpcListener::accept() {
 }
 
 void RpcListener::start_rpc(std::uint64_t id, Conn& c, kj::AsyncIoStream& stream) {
-  c.serve(stream, bootstrap_, limits_, [this, id](const std::string& why) { too_many_held(id, why); });
+  c.serve(stream, bootstrap_(), limits_, [this, id](const std::string& why) { too_many_held(id, why); });
   // Drop the connection's RPC state once the peer is gone (or sent garbage).
   tasks_.add(c.network->onDisconnect().then([this, id] { conns_.erase(id); }));
 }

@@ -80,8 +80,14 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
   static constexpr std::size_t kDefaultMaxConnections = 1024;
   static constexpr std::chrono::milliseconds kSweepInterval{100};
 
+  // The capability each accepted connection gets first: one for all connections, or a new one
+  // per connection from a factory (per-connection state such as the client API's admission
+  // limits lives in it and goes with the connection).
+  using BootstrapFactory = std::function<capnp::Capability::Client()>;
   RpcListener(asio::io_context& io, capnp::Capability::Client bootstrap,
               std::function<void(const std::string&)> warn, RpcLimits limits = {});
+  RpcListener(asio::io_context& io, BootstrapFactory bootstrap, std::function<void(const std::string&)> warn,
+              RpcLimits limits = {});
   ~RpcListener();
   // Binds and starts accepting; returns the bound port. Throws std::system_error on failure.
   std::uint16_t listen(const std::string& host, std::uint16_t port);
@@ -121,7 +127,7 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
   void taskFailed(kj::Exception&& e) override;
 
   asio::io_context& io_;
-  capnp::Capability::Client bootstrap_;
+  BootstrapFactory bootstrap_;
   RateLimitedWarn warn_;
   RpcLimits limits_;
   asio::ip::tcp::acceptor acceptor_;

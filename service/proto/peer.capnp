@@ -95,6 +95,7 @@ struct PeerMessage {
   struct ProposeRequest {   # a follower forwards a client's command to its leader (thesis §6.2)
     context @0 :UInt64;
     command @1 :Data;
+    trace @2 :UInt64;       # the client's request id (0: none), for the leader's log lines only
   }
   struct ProposeReply {     # where the leader appended it (index, in the message's term)
     context @0 :UInt64;

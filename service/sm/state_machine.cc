@@ -293,6 +293,18 @@ Response StateMachine::leader(std::string_view name) const {
   return r;
 }
 
+StateMachine::SeqClass StateMachine::classify_seq(const Session& s, std::uint64_t seq) const {
+  if (s.responses.count(seq)) return SeqClass::retry;
+  // The window only ever slides up: once full, it stays full and its lowest number only grows,
+  // so a number that was evicted stays below it for good.
+  if (s.responses.size() >= limits_.responses_per_session && seq < s.responses.begin()->first)
+    return SeqClass::stale;
+  // A sequence number may run ahead of the highest by at most max_seq_step (no request can use
+  // up the sequence space).
+  if (seq > s.last_seq && seq - s.last_seq > limits_.max_seq_step) return SeqClass::too_far;
+  return SeqClass::fresh;
+}
+
 Response StateMachine::execute(Context& cx, const Command& c) {
   if (c.op.type == OpType::open_session) return execute_op(cx, c, c.op);
   Session* s = nullptr;
@@ -307,20 +319,27 @@ Response StateMachine::execute(Context& cx, const Command& c) {
       return error(Errc::unknown_session);
     }
     s = &it->second;
-    if (c.seq != 0 && c.seq <= s->last_seq) {
-      // A retry: answer exactly as the first time, without applying it again.
-      auto cached = s->responses.find(c.seq);
-      return cached != s->responses.end() ? cached->second : error(Errc::stale_request);
+    if (c.seq != 0) {
+      // Exactly-once with writes in flight out of order (docs/data-model.md, Sessions): the
+      // session keeps the answers of the highest responses_per_session sequence numbers it
+      // applied. A number among them is a retry: the first answer, not applied again. Once the
+      // window is full, a number below all of them may have been applied and forgotten:
+      // stale_request, never a second apply. Any other number is new, even below the highest
+      // (a client with at most responses_per_session writes unsettled never sees stale_request).
+      switch (classify_seq(*s, c.seq)) {
+        case SeqClass::retry: return s->responses.find(c.seq)->second;
+        case SeqClass::stale: return error(Errc::stale_request);
+        case SeqClass::too_far: return error(Errc::bad_request);  // before the session is touched
+        case SeqClass::fresh: break;
+      }
     }
-    // Too far ahead: rejected before the session is touched (docs/data-model.md, Errors).
-    if (c.seq != 0 && c.seq - s->last_seq > limits_.max_seq_step) return error(Errc::bad_request);
     // From here on the request counts as the session's, accepted or rejected: it renews the
     // session and its answer is kept for retries.
     s->deadline_ms = sat_add(now_, s->timeout_ms);  // any request keeps the session alive
   }
   Response r = execute_op(cx, c, c.op);
   if (s && c.seq != 0 && sessions_.count(c.session)) {
-    s->last_seq = c.seq;
+    s->last_seq = std::max(s->last_seq, c.seq);
     s->responses[c.seq] = r;
     while (s->responses.size() > limits_.responses_per_session) s->responses.erase(s->responses.begin());
   }

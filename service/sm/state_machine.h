@@ -38,7 +38,9 @@ struct Limits {
   std::size_t max_value_bytes = 1 << 20;             // one limit for values ...
   std::size_t max_request_bytes = (1 << 20) + 8192;  // ... and whole requests (value + overhead)
   std::int64_t max_time_step_ms = 2000;              // see TIME above
-  std::size_t responses_per_session = 64;            // retained for exactly-once retries
+  // Answers retained per session for exactly-once retries: the highest this many sequence
+  // numbers. A client keeps at most this many writes unsettled (the library does).
+  std::size_t responses_per_session = 64;
   // Every duration a client supplies is bounded (docs/data-model.md), so no deadline overflows.
   std::int64_t min_timeout_ms = 100;               // session timeouts and lease TTLs
   std::int64_t max_timeout_ms = 24 * 3600 * 1000;
@@ -96,6 +98,7 @@ class StateMachine {
   std::uint64_t data_digest() const;
 
   std::uint64_t applied_index() const { return applied_; }
+  const Limits& limits() const { return limits_; }
   std::int64_t now_ms() const { return now_; }
   std::size_t node_count() const { return nodes_.size(); }
 
@@ -111,8 +114,10 @@ class StateMachine {
     std::uint64_t secret = 0;  // chosen by the opener; every request of the session carries it
     std::int64_t timeout_ms = 0;
     std::int64_t deadline_ms = 0;
-    std::uint64_t last_seq = 0;
-    std::map<std::uint64_t, Response> responses;  // seq -> response, the newest few
+    std::uint64_t last_seq = 0;  // the highest sequence number applied
+    // seq -> response of the highest responses_per_session sequence numbers applied (the window
+    // of exactly-once retries; see classify_seq).
+    std::map<std::uint64_t, Response> responses;
     std::set<std::string> ephemerals;
   };
   struct Lease {
@@ -121,6 +126,10 @@ class StateMachine {
     std::set<std::string> nodes;
   };
   struct Context;  // one command's execution: index, events, touched containers
+
+  // What a session's request with sequence number `seq` (nonzero) is (docs/data-model.md).
+  enum class SeqClass : std::uint8_t { fresh, retry, stale, too_far };
+  SeqClass classify_seq(const Session& s, std::uint64_t seq) const;
 
   void advance_clock(std::int64_t stamp);
   void expire(Context& cx);

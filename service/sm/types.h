@@ -22,7 +22,7 @@ enum class Errc : std::uint8_t {
   unknown_lease,     // no such lease
   check_failed,      // a transaction's check (existence or value) did not hold
   bad_request,       // malformed command (undecodable bytes, invalid arguments)
-  stale_request,     // (session, sequence) older than the retained response window
+  stale_request,     // a sequence number below the session's full window of retained answers
   busy,              // try-lock of a lock that is taken
   too_many,          // a bound was reached (waiters per lock, locks per session)
   not_held,          // unlock/resign/proclaim by a session that does not hold (or wait for) it

@@ -14,27 +14,17 @@
 #include <optional>
 
 #include "tern/client.h"
-#include "tests/cluster/client_tls.h"
-#include "tests/cluster/harness.h"
+#include "tests/cluster/client_helpers.h"
 
 namespace tern::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-std::string ternd() {
-  const char* bin = std::getenv("TERND_BIN");
-  return bin != nullptr ? bin : "ternd";
-}
-
 // One cluster for every case of the property (each case works under its own root); destroyed,
 // with its processes, at exit.
 Cluster& cluster() {
-  static Cluster c(ternd(), [] {
-    ClusterOptions o;
-    o.raw_state_machine = false;
-    return o;
-  }());
+  static Cluster c(ternd(), sm_cluster());
   static bool started = [] {
     c.start_all();
     return c.wait_for_leader(10s) != 0;
@@ -43,14 +33,7 @@ Cluster& cluster() {
   return c;
 }
 
-std::unique_ptr<Client> connect_to(Cluster& c, std::size_t first) {
-  ClientOptions o;
-  auto ids = c.ids();
-  for (std::size_t i = 0; i < ids.size(); ++i)
-    o.endpoints.push_back("127.0.0.1:" + std::to_string(c.node(ids[(first + i) % ids.size()]).client_port));
-  apply_client_tls(c, o);
-  return Client::connect(o);
-}
+std::unique_ptr<Client> connect_to(Cluster& c, std::size_t first) { return Client::connect(client_options_from(c, first)); }
 
 // --- the model ---------------------------------------------------------------------------------
 
@@ -125,7 +108,8 @@ struct Step {
   int client = 0;
   int path = 0;  // index into the case's path universe
   std::string data;
-  int version = 0;  // -1: any; 0: the node's current version; 1: one above; 2: one below
+  int version = 0;  // -1: any; 0: the node's current version; 1: one above; 2: one below; 3: literally 0
+  bool existing = false;  // set, remove, multi: act on a node that exists (if any) instead of `path`
   bool ephemeral = false, sequential = false, recursive = false;
   int consistency = 0;
 };
@@ -140,11 +124,14 @@ std::vector<std::string> universe(const std::string& root) {
 }
 
 rc::Gen<Step> gen_step() {
-  return rc::gen::build<Step>(rc::gen::set(&Step::kind, rc::gen::weightedElement<int>({{6, 0}, {6, 1}, {4, 2}, {3, 3}, {2, 4}, {2, 5}, {2, 6}, {1, 7}})),
+  return rc::gen::build<Step>(rc::gen::set(&Step::kind, rc::gen::weightedElement<int>({{6, 0}, {8, 1}, {5, 2}, {3, 3}, {2, 4}, {2, 5}, {2, 6}, {1, 7}})),
                               rc::gen::set(&Step::client, rc::gen::inRange(0, 2)),
                               rc::gen::set(&Step::path, rc::gen::weightedElement<int>({{1, 0}, {4, 1}, {4, 2}, {1, 3}, {1, 4}, {1, 5}, {1, 6}})),
                               rc::gen::set(&Step::data, rc::gen::element<std::string>("", "v", "w", "long-value")),
-                              rc::gen::set(&Step::version, rc::gen::element<int>(-1, 0, 0, 1, 2, 2)),
+                              rc::gen::set(&Step::version, rc::gen::element<int>(-1, 0, 0, 1, 2, 2, 3, 3)),
+                              // Versioned operations mostly on nodes that exist (with versions
+                              // past 0), where expected-version mistakes show.
+                              rc::gen::set(&Step::existing, rc::gen::weightedElement<bool>({{1, false}, {3, true}})),
                               rc::gen::set(&Step::ephemeral, rc::gen::weightedElement<bool>({{3, false}, {1, true}})),
                               rc::gen::set(&Step::sequential, rc::gen::weightedElement<bool>({{4, false}, {1, true}})),
                               rc::gen::set(&Step::recursive, rc::gen::arbitrary<bool>()),
@@ -169,16 +156,28 @@ RC_GTEST_PROP(ClientModel, AnswersThroughTheLibraryMatchTheDataModel, ()) {
   std::uint64_t last_write = 0;
   for (const auto& s : steps) {
     Client& cl = *clients[s.client];
-    const std::string& path = paths[static_cast<std::size_t>(s.path)];
+    std::string path = paths[static_cast<std::size_t>(s.path)];
+    if (s.existing && (s.kind == 1 || s.kind == 2 || s.kind == 6)) {
+      // The s.path-th existing node below the root (sequential and -t names included).
+      std::vector<std::string> present;
+      for (auto it = m.nodes.upper_bound(root + "/"); it != m.nodes.end() && it->first.compare(0, root.size() + 1, root + "/") == 0; ++it)
+        present.push_back(it->first);
+      if (!present.empty()) path = present[static_cast<std::size_t>(s.path) % present.size()];
+    }
+    const bool is_root = path == root;
     ReadOptions ro{static_cast<Consistency>(s.consistency), last_write};
     // Expected versions relative to the model's: right, one above, one below (the off-by-one
     // mistakes a server could make), or none.
     std::int64_t current = m.nodes.count(path) ? m.nodes[path].version : 0;
-    std::int64_t version = s.version < 0 ? -1 : s.version == 0 ? current : s.version == 1 ? current + 1 : std::max<std::int64_t>(current - 1, 0);
+    std::int64_t version = s.version < 0    ? -1
+                           : s.version == 0 ? current
+                           : s.version == 1 ? current + 1
+                           : s.version == 2 ? std::max<std::int64_t>(current - 1, 0)
+                                            : 0;
     if (ro.consistency == Consistency::serializable) ro.consistency = Consistency::at_least;  // see below
     switch (s.kind) {
       case 0: {
-        if (s.path == 0) break;  // the case root stays
+        if (is_root) break;  // the case root stays
         std::string actual;
         Error want = m.create(path, s.data, s.ephemeral, s.sequential, s.client, &actual);
         auto r = cl.create(path, s.data, CreateOptions{.ephemeral = s.ephemeral, .sequential = s.sequential});
@@ -200,7 +199,7 @@ RC_GTEST_PROP(ClientModel, AnswersThroughTheLibraryMatchTheDataModel, ()) {
         break;
       }
       case 2: {
-        if (s.path == 0) break;
+        if (is_root) break;
         Error want = m.remove(path, version, s.recursive);
         auto r = cl.remove(path, version, s.recursive);
         RC_ASSERT(r.error == want);
@@ -238,7 +237,7 @@ RC_GTEST_PROP(ClientModel, AnswersThroughTheLibraryMatchTheDataModel, ()) {
       }
       case 6: {
         // check the version of `path`, then set it and create a sibling: all or nothing.
-        if (s.path == 0) break;
+        if (is_root) break;
         std::string sibling = path + "-t";
         std::vector<TxnOp> ops{{TxnOp::Kind::check_version, path, "", std::max<std::int64_t>(version, 0), {}},
                                {TxnOp::Kind::set, path, s.data, -1, {}},

@@ -9,70 +9,26 @@
 #include <cstdlib>
 #include <future>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "tern/client.h"
-#include "tests/cluster/client_tls.h"
-#include "tests/cluster/harness.h"
+#include "tests/cluster/client_helpers.h"
 
 namespace tern::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-std::string ternd() {
-  const char* bin = std::getenv("TERND_BIN");
-  return bin != nullptr ? bin : "ternd";
-}
-
-ClusterOptions sm_cluster() {
-  ClusterOptions o;
-  o.raw_state_machine = false;
-  return o;
-}
-
-std::string endpoint(Cluster& c, std::uint64_t id) { return "127.0.0.1:" + std::to_string(c.node(id).client_port); }
-
 // Endpoints with `first` first (the client starts there).
 ClientOptions options(Cluster& c, std::uint64_t first, std::chrono::milliseconds session_timeout = 5000ms) {
-  ClientOptions o;
-  o.endpoints.push_back(endpoint(c, first));
-  for (auto id : c.ids())
-    if (id != first) o.endpoints.push_back(endpoint(c, id));
+  ClientOptions o = client_options_at(c, first);
   o.session_timeout = session_timeout;
   o.request_timeout = 10s;
-  apply_client_tls(c, o);
   return o;
 }
 
-std::unique_ptr<Client> connect(ClientOptions o) {
-  std::string err;
-  auto client = Client::connect(std::move(o), &err);
-  EXPECT_NE(client, nullptr) << err;
-  return client;
-}
-
-// Collects watch events from the library's thread.
-struct Events {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<WatchEvent> got;
-  WatchCallback callback() {
-    return [this](const WatchEvent& e) {
-      std::lock_guard<std::mutex> g(mu);
-      got.push_back(e);
-      cv.notify_all();
-    };
-  }
-  bool wait_for(std::size_t n, std::chrono::milliseconds d) {
-    std::unique_lock<std::mutex> l(mu);
-    return cv.wait_for(l, d, [&] { return got.size() >= n; });
-  }
-  std::vector<WatchEvent> copy() {
-    std::lock_guard<std::mutex> g(mu);
-    return got;
-  }
-};
+std::unique_ptr<Client> connect(ClientOptions o) { return connect_client(std::move(o)); }
 
 TEST(Client, EveryNamespaceOperationAndItsTypedErrorsThroughAFollower) {
   Cluster c(ternd(), sm_cluster());
@@ -340,6 +296,47 @@ TEST(Client, ManyOutstandingAsyncWritesOfOneSessionApplyOnceInCallOrder) {
   auto g = client->get("/n");
   EXPECT_EQ(g.stat.version, kOutstanding);
   EXPECT_EQ(g.data, std::to_string(kOutstanding - 1));
+}
+
+// Exactly once with many writes in flight across a failover: the client's server (a follower)
+// is killed with hundreds of asynchronous writes outstanding; their retries reach the new
+// server in any order. Every write gets its real answer (ok: a create applied twice would answer
+// node_exists, a sequential one would leave an extra child) and applies exactly once (counted).
+TEST(Client, ManyWritesInFlightAcrossAKill9ApplyExactlyOnceWithTheirRealAnswers) {
+  Cluster c(ternd(), sm_cluster());
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  std::uint64_t follower = 0;
+  for (auto id : c.ids())
+    if (id != leader) follower = id;
+  auto client = connect(options(c, follower, 5000ms));
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->create("/w", "").ok());
+  ASSERT_TRUE(client->create("/q", "").ok());
+  constexpr int kWrites = 300;
+  std::vector<std::future<Reply>> named, sequential;
+  for (int i = 0; i < kWrites; ++i) {
+    if (i == kWrites / 3) c.kill9(follower);  // with the first third (at least) still in flight
+    named.push_back(client->async().create("/w/" + std::to_string(i), "x"));
+    sequential.push_back(client->async().create("/q/s-", "", CreateOptions{.sequential = true}));
+  }
+  std::set<std::string> paths;
+  for (int i = 0; i < kWrites; ++i) {
+    Reply r = named[static_cast<std::size_t>(i)].get();
+    EXPECT_TRUE(r.ok()) << i << ": " << error_name(r.error) << " " << r.message;
+    EXPECT_EQ(r.path, "/w/" + std::to_string(i));
+    Reply q = sequential[static_cast<std::size_t>(i)].get();
+    EXPECT_TRUE(q.ok()) << i << ": " << error_name(q.error) << " " << q.message;
+    EXPECT_TRUE(paths.insert(q.path).second) << "two writes got the same answer: " << q.path;
+  }
+  auto w = client->children("/w");
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w.names.size(), static_cast<std::size_t>(kWrites));
+  auto q = client->children("/q");
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q.names.size(), static_cast<std::size_t>(kWrites)) << "a sequential create applied twice (or never)";
+  for (const auto& name : q.names) EXPECT_TRUE(paths.count("/q/" + name)) << name << " is nobody's answer";
 }
 
 TEST(Client, AbsurdArgumentsGetTypedErrorsAndTheNodesCarryOn) {

@@ -14,8 +14,7 @@
 #include <random>
 #include <thread>
 
-#include "tests/cluster/client_tls.h"
-#include "tests/cluster/harness.h"
+#include "tests/cluster/client_helpers.h"
 
 namespace tern::testing {
 namespace {
@@ -23,17 +22,11 @@ namespace {
 using namespace std::chrono_literals;
 using namespace tern::recipes;
 
-std::string ternd() {
-  const char* bin = std::getenv("TERND_BIN");
-  return bin != nullptr ? bin : "ternd";
-}
-
 struct Fixture {
   Cluster cluster;
   std::uint64_t leader = 0;
   explicit Fixture(std::uint64_t snapshot_entries = 10000) : cluster(ternd(), [&] {
-    ClusterOptions o;
-    o.raw_state_machine = false;
+    ClusterOptions o = sm_cluster();
     o.snapshot_entries = snapshot_entries;
     return o;
   }()) {
@@ -43,30 +36,12 @@ struct Fixture {
   // Client i starts on node ids()[i % 3] (so the clients spread over the nodes).
   std::unique_ptr<Client> client(std::size_t i, std::chrono::milliseconds session_timeout = 3000ms,
                                  std::chrono::milliseconds request_timeout = 10s) {
-    ClientOptions o;
-    auto ids = cluster.ids();
-    for (std::size_t k = 0; k < ids.size(); ++k)
-      o.endpoints.push_back("127.0.0.1:" + std::to_string(cluster.node(ids[(i + k) % ids.size()]).client_port));
+    ClientOptions o = client_options_from(cluster, i);
     o.session_timeout = session_timeout;
     o.request_timeout = request_timeout;
-    apply_client_tls(cluster, o);
-    std::string err;
-    auto c = Client::connect(std::move(o), &err);
-    EXPECT_NE(c, nullptr) << err;
-    return c;
+    return connect_client(std::move(o));
   }
 };
-
-// Polls `cond` every 20 ms for at most `d`.
-template <class F>
-bool eventually(std::chrono::milliseconds d, F cond) {
-  auto until = std::chrono::steady_clock::now() + d;
-  while (std::chrono::steady_clock::now() < until) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return cond();
-}
 
 // Raises `max` to `v` if larger.
 void raise_max(std::atomic<int>& max, int v) {

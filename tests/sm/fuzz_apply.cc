@@ -9,10 +9,12 @@
 //     presented with that session's secret (which renews it and keeps its answer);
 //   - exactly once (docs/data-model.md, Sessions): an owner's request whose sequence number is a
 //     retry or too far ahead leaves digest() unchanged, accepted or not; a retry gets the answer
-//     the first request got while it is among the session's last 64, else stale_request (the
+//     the first request got while it is among the session's 64 highest, else (below all of them,
+//     once 64 are kept) stale_request; any other number, even below the highest, is new (the
 //     driver keeps its own record of each session's answers to check that);
 //   - every few commands a snapshot restores to an equal digest.
 // Usage: sm_fuzz [--seed N] [--commands N] [--seconds S]   (prints the seed; replays from it)
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -36,8 +38,8 @@ struct Fuzzer {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> sessions;  // (id, secret) opened so far
   std::vector<std::uint64_t> leases;
   std::uint64_t next_seq = 1;
-  // Per session: its last sequence number and the answers kept for retries, as the rule says
-  // they must be (the newest responses_per_session by sequence number).
+  // Per session: its highest sequence number and the answers kept for retries, as the rule says
+  // they must be (the highest responses_per_session sequence numbers).
   struct Seqs {
     std::uint64_t last = 0;
     std::map<std::uint64_t, Response> answers;
@@ -203,19 +205,26 @@ int main(int argc, char** argv) {
                          sm.owns(decoded->session, decoded->secret);
     // Would the rule treat it as a retry or as too far ahead? (The clock step of this entry may
     // still expire the session first: then it is no owner's request at all.)
-    bool seq_rejected = false;
+    bool seq_rejected = false, seq_retry = false;
     Fuzzer::Seqs* seqs = nullptr;
     // (open_session has no session yet: whatever session and sequence it carries are ignored.)
     if (owner_request && decoded->seq != 0 && decoded->op.type != OpType::open_session) {
       seqs = &f.seqs[decoded->session];
-      seq_rejected = decoded->seq <= seqs->last || decoded->seq - seqs->last > Limits{}.max_seq_step;
+      // The window (docs/data-model.md, Sessions): a kept number is a retry; below all kept ones
+      // once the window is full, stale; above the highest by more than max_seq_step, too far.
+      bool kept = seqs->answers.count(decoded->seq) > 0;
+      bool stale = !kept && seqs->answers.size() >= Limits{}.responses_per_session &&
+                   decoded->seq < seqs->answers.begin()->first;
+      bool too_far = decoded->seq > seqs->last && decoded->seq - seqs->last > Limits{}.max_seq_step;
+      seq_rejected = kept || stale || too_far;
+      seq_retry = kept || stale;
     }
     auto r = sm.apply(index, time, bytes);
     bool live = owner_request && sm.has_session(decoded->session);
     bool expired_first = owner_request && r.response.err == Errc::unknown_session && !live;
     if (seq_rejected && !expired_first) {
       if (sm.digest() != twin.digest()) fail(seed, i, "a retry or a sequence number too far ahead changed digest()");
-      if (decoded->seq <= seqs->last) {
+      if (seq_retry) {
         ++retries;
         auto kept = seqs->answers.find(decoded->seq);
         if (kept != seqs->answers.end() ? !(r.response == kept->second) : r.response.err != Errc::stale_request)
@@ -224,7 +233,7 @@ int main(int argc, char** argv) {
         fail(seed, i, "a sequence number too far ahead was not bad_request");
       }
     } else if (seqs && live) {  // the session's request, accepted or rejected: its answer is kept
-      seqs->last = decoded->seq;
+      seqs->last = std::max(seqs->last, decoded->seq);
       seqs->answers[decoded->seq] = r.response;
       while (seqs->answers.size() > Limits{}.responses_per_session) seqs->answers.erase(seqs->answers.begin());
     }
