@@ -131,7 +131,7 @@ struct Client::Impl {
    public:
     explicit Sink(Impl& impl) : impl_(impl) {}
     kj::Promise<void> notify(NotifyContext ctx) override {
-      for (auto n : ctx.getParams().getNotes()) impl_.deliver(n);
+      for (auto n : ctx.getParams().getNotes()) impl_.deliver_or_keep(n);
       return kj::READY_NOW;
     }
 
@@ -294,16 +294,48 @@ struct Client::Impl {
     });
   }
 
-  // After a failover: every watch again, from the last index it delivered.
+  // After a failover: every watch again, from the last index it delivered. The new server
+  // numbers its watches afresh: until a watch's reply names its new id it has none (an old id
+  // could be another watch's new one).
   void rewatch(api::Session::Client s) {
     for (auto& [local, w] : watches) {
-      auto req = make_watch_request(s, w, w.last_index);
-      auto id = local;
-      tasks->add(req.send().then([this, id](auto r) {
-        auto it = watches.find(id);
-        if (it != watches.end() && r.getResult().getErr() == api::Errc::OK) it->second.server_id = r.getResult().getId();
-      }));
+      w.server_id = 0;
+      tasks->add(send_watch(make_watch_request(s, w, w.last_index), local));
     }
+  }
+
+  // Sends a watch call for local watch `id` and records the id the server gave it. The server
+  // may send the events it replays (a resume, or a watch from an index) before the call's
+  // reply: notes for a watch id not known yet are kept until the replies are in (in order).
+  kj::Promise<void> send_watch(capnp::Request<api::Session::WatchParams, api::Session::WatchResults> req,
+                               std::uint64_t id) {
+    ++watch_calls_pending;
+    return req.send()
+        .then([this, id](auto r) {
+          auto it = watches.find(id);
+          if (it != watches.end() && r.getResult().getErr() == api::Errc::OK) it->second.server_id = r.getResult().getId();
+          watch_call_settled();
+        })
+        .catch_([this](kj::Exception&& e) {
+          watch_call_settled();
+          kj::throwFatalException(kj::mv(e));
+        });
+  }
+  std::size_t watch_calls_pending = 0;
+  std::deque<kj::Own<capnp::MallocMessageBuilder>> early_notes;  // for watch ids not known yet
+  static constexpr std::size_t kMaxEarlyNotes = 65536;
+  void deliver_or_keep(api::Notification::Reader n) {
+    if (deliver(n) || watch_calls_pending == 0) return;
+    if (early_notes.size() >= kMaxEarlyNotes) early_notes.pop_front();  // bounded; overflow resumes anyway
+    auto copy = kj::heap<capnp::MallocMessageBuilder>();
+    copy->setRoot(n);
+    early_notes.push_back(kj::mv(copy));
+  }
+  void watch_call_settled() {
+    --watch_calls_pending;
+    std::deque<kj::Own<capnp::MallocMessageBuilder>> kept;
+    kept.swap(early_notes);
+    for (auto& m : kept) deliver_or_keep(m->getRoot<api::Notification>().asReader());
   }
 
   capnp::Request<api::Session::WatchParams, api::Session::WatchResults> make_watch_request(api::Session::Client& s,
@@ -320,9 +352,10 @@ struct Client::Impl {
     return req;
   }
 
-  void deliver(api::Notification::Reader n) {
+  // Delivers one note to its watch; false if no watch has its id (yet).
+  bool deliver(api::Notification::Reader n) {
     auto it = std::find_if(watches.begin(), watches.end(), [&](auto& kv) { return kv.second.server_id == n.getWatch(); });
-    if (it == watches.end()) return;
+    if (it == watches.end()) return false;
     Watch& w = it->second;
     WatchEvent e;
     switch (n.which()) {
@@ -331,7 +364,7 @@ struct Client::Impl {
         // Never twice: a resume from last_index replays only later entries, and the server hands
         // out whole entries, so only an older index can be a repeat. One entry's events share
         // its index (a multi, a recursive delete, a session's ephemerals): all of them pass.
-        if (ev.getIndex() < w.last_index && w.last_index != kFromNow) return;
+        if (ev.getIndex() < w.last_index && w.last_index != kFromNow) return true;
         e.type = static_cast<WatchEvent::Type>(static_cast<std::uint16_t>(ev.getType()));
         e.index = ev.getIndex();
         e.path = ev.getPath();
@@ -351,20 +384,18 @@ struct Client::Impl {
         w.last_index = n.getOverflow();
         KJ_IF_MAYBE(c, conn) {
           KJ_IF_MAYBE(s, (*c)->session) {
-            auto id = it->first;
-            tasks->add(make_watch_request(*s, w, w.last_index).send().then([this, id](auto r) {
-              auto jt = watches.find(id);
-              if (jt != watches.end() && r.getResult().getErr() == api::Errc::OK) jt->second.server_id = r.getResult().getId();
-            }));
+            w.server_id = 0;  // the new registration's id comes with its reply
+            tasks->add(send_watch(make_watch_request(*s, w, w.last_index), it->first));
           }
         }
-        return;
+        return true;
       }
     }
     w.last_index = e.index;
     auto callback = w.callback;
     if (!w.persistent && e.type != WatchEvent::Type::resync) watches.erase(it);
     callback(e);
+    return true;
   }
 
   // Connection state, reported to ClientOptions::on_state (on this thread).
@@ -616,16 +647,27 @@ std::unique_ptr<Client> Client::connect(ClientOptions options, std::string* erro
   if (raw->opt.keep_alive) raw->executor->executeSync([raw, interval] {
     raw->tasks->add(kj::evalLater([raw, interval]() -> kj::Promise<void> {
       struct Loop {
-        static kj::Promise<void> go(Impl* impl, std::int64_t ms) {
-          return impl->io->provider->getTimer().afterDelay(ms * kj::MILLISECONDS).then([impl, ms] {
-            return impl->session()
-                .then([](api::Session::Client s) { return s.keepAliveRequest().send().ignoreResult(); })
-                .catch_([impl](kj::Exception&&) { impl->fail_over(0); })
-                .then([impl, ms] { return go(impl, ms); });
+        // Every `ms`; a keep-alive waits at most half of that for its answer, and after one that
+        // failed the next goes soon, to another node (a short pause: no spinning while every
+        // node is down). A server that stops answering without closing the connection (paused,
+        // or its host gone) is left well before the session can expire. Only the connection
+        // this keep-alive used is given up, never a newer one.
+        static kj::Promise<void> go(Impl* impl, std::int64_t ms, std::int64_t delay) {
+          return impl->io->provider->getTimer().afterDelay(delay * kj::MILLISECONDS).then([impl, ms] {
+            std::uint64_t drops_at_start = impl->drops;
+            auto alive = impl->session().then(
+                [](api::Session::Client s) { return s.keepAliveRequest().send().ignoreResult(); });
+            return impl->with_timeout(kj::mv(alive), std::chrono::milliseconds(std::max<std::int64_t>(ms / 2, 5)))
+                .then([] { return true; },
+                      [impl, drops_at_start](kj::Exception&&) {
+                        if (impl->drops == drops_at_start) impl->fail_over(0);
+                        return false;
+                      })
+                .then([impl, ms](bool ok) { return go(impl, ms, ok ? ms : std::min<std::int64_t>(ms / 6, 100)); });
           });
         }
       };
-      return Loop::go(raw, interval);
+      return Loop::go(raw, interval, interval);
     }));
   });
   return c;
@@ -735,6 +777,11 @@ WireOp lock_op(const std::string& name, bool shared, bool try_only, std::chrono:
   o.ttl_ms = lock_delay.count();
   return o;
 }
+WireQuery lease_query(std::uint64_t lease) {
+  auto q = query(api::QueryType::LEASE_TTL, "");
+  q.id = lease;
+  return q;
+}
 WireQuery token_query(const std::string& name, std::uint64_t token) {
   auto q = query(api::QueryType::CHECK_TOKEN, name);
   q.id = token;
@@ -761,6 +808,7 @@ TERN_WRITE(multi(const std::vector<TxnOp>& ops), multi_op(ops))
 TERN_WRITE(grant_lease(std::chrono::milliseconds ttl), lease_op(api::OpType::GRANT_LEASE, ttl.count(), 0))
 TERN_WRITE(keep_alive_lease(std::uint64_t lease), lease_op(api::OpType::KEEP_ALIVE_LEASE, 0, lease))
 TERN_WRITE(revoke_lease(std::uint64_t lease), lease_op(api::OpType::REVOKE_LEASE, 0, lease))
+TERN_READ(lease_ttl(std::uint64_t lease, ReadOptions options), lease_query(lease), options)
 TERN_WRITE(lock(const std::string& name, bool shared, bool try_only, std::chrono::milliseconds lock_delay),
            lock_op(name, shared, try_only, lock_delay))
 TERN_WRITE(unlock(const std::string& name), op(api::OpType::UNLOCK, name))
@@ -773,22 +821,37 @@ TERN_READ(leader(const std::string& election, ReadOptions options), query(api::Q
 #undef TERN_WRITE
 #undef TERN_READ
 
-Reply Client::watch(const std::string& path, WatchKind kind, WatchCallback callback, bool persistent, bool recursive) {
+Reply Client::watch(const std::string& path, WatchKind kind, WatchCallback callback, bool persistent, bool recursive,
+                    std::uint64_t after_index) {
   Impl* raw = impl_.get();
   Impl::Watch w{kind, path, persistent, recursive, std::move(callback), 0};
+  std::uint64_t from = after_index == 0 ? kFromNow : after_index;
   return impl_->run(
-      [raw, w]() {
-        return raw->session().then([raw, w](api::Session::Client s) mutable {
-          return raw->make_watch_request(s, w, kFromNow).send().then([raw, w](auto r) mutable {
-            Reply out = to_reply(r.getResult());
-            if (!out.ok()) return out;
-            w.server_id = out.id;
-            w.last_index = out.index;
-            std::uint64_t local = raw->next_watch++;
-            raw->watches.emplace(local, std::move(w));
-            out.id = local;
-            return out;
-          });
+      [raw, w, from]() {
+        return raw->session().then([raw, w, from](api::Session::Client s) mutable {
+          // Replayed events may come before this reply: kept until it is in (send_watch).
+          ++raw->watch_calls_pending;
+          return raw->make_watch_request(s, w, from)
+              .send()
+              .then([raw, w, from](auto r) mutable {
+                Reply out = to_reply(r.getResult());
+                if (out.ok()) {
+                  w.server_id = out.id;
+                  // From now: delivered up to the state the server registered it at. From an
+                  // index: the events after it are on their way (or a resync if that history
+                  // is gone).
+                  w.last_index = from == kFromNow ? out.index : from;
+                  std::uint64_t local = raw->next_watch++;
+                  raw->watches.emplace(local, std::move(w));
+                  out.id = local;
+                }
+                raw->watch_call_settled();
+                return out;
+              })
+              .catch_([raw](kj::Exception&& e) -> Reply {
+                raw->watch_call_settled();
+                kj::throwFatalException(kj::mv(e));
+              });
         });
       },
       false);

@@ -197,6 +197,72 @@ TEST(Client, TheSessionSurvivesAKill9OfItsServerAndWritesApplyExactlyOnce) {
   EXPECT_EQ(changes, acknowledged);
 }
 
+// watch(after_index = N) first replays every matching change after N (the replayed events can
+// reach the library before the watch call's own reply: none may be lost), then goes on live;
+// lease_ttl reads a lease's remaining time.
+TEST(Client, AWatchFromAnIndexReplaysEveryChangeAfterItAndLeaseTtlReadsTheLease) {
+  Cluster c(ternd(), sm_cluster());
+  c.start_all();
+  ASSERT_NE(c.wait_for_leader(10s), 0u);
+  auto client = connect(options(c, c.ids()[0], 5000ms));
+  ASSERT_NE(client, nullptr);
+  auto created = client->create("/hist", "v0");
+  ASSERT_TRUE(created.ok());
+  std::vector<std::uint64_t> indices;
+  for (int i = 1; i <= 5; ++i) {
+    auto r = client->set("/hist", "v" + std::to_string(i));
+    ASSERT_TRUE(r.ok());
+    indices.push_back(r.index);
+  }
+  Events events;
+  ASSERT_TRUE(client->watch("/hist", WatchKind::data, events.callback(), true, false, created.index).ok());
+  auto last = client->set("/hist", "v6");
+  ASSERT_TRUE(last.ok());
+  indices.push_back(last.index);
+  ASSERT_TRUE(events.wait_for(indices.size(), 10s)) << "got " << events.copy().size() << " of " << indices.size();
+  auto got = events.copy();
+  ASSERT_EQ(got.size(), indices.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].type, WatchEvent::Type::data_changed) << i;
+    EXPECT_EQ(got[i].index, indices[i]) << i;
+    EXPECT_EQ(got[i].data, "v" + std::to_string(i + 1)) << i;
+  }
+
+  auto lease = client->grant_lease(10s);
+  ASSERT_TRUE(lease.ok());
+  auto ttl = client->lease_ttl(lease.id);
+  ASSERT_TRUE(ttl.ok()) << error_name(ttl.error);
+  EXPECT_GT(ttl.ttl_ms, 0);
+  EXPECT_LE(ttl.ttl_ms, 10000);
+  ASSERT_TRUE(client->revoke_lease(lease.id).ok());
+  EXPECT_EQ(client->lease_ttl(lease.id).error, Error::unknown_lease);
+}
+
+// An idle client (no requests of its own: only its keep-alives) whose server is paused, not
+// killed (SIGSTOP: the connection stays open, nothing answers): the keep-alive gives up on that
+// server after a third of the session timeout and renews the session through another node, so the
+// session and its ephemeral outlive a pause longer than the session timeout. Without a bound on
+// the keep-alive it waited for the paused server until the session expired.
+TEST(Client, AnIdleSessionOutlivesAPauseOfItsServerLongerThanItsTimeout) {
+  Cluster c(ternd(), sm_cluster());
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  std::uint64_t follower = 0;
+  for (auto id : c.ids())
+    if (id != leader) follower = id;
+  auto client = connect(options(c, follower, 3000ms));
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->create("/idle-owner", "", CreateOptions{.ephemeral = true}).ok());
+  c.pause(follower);
+  std::this_thread::sleep_for(6s);  // twice the session timeout, idle
+  auto other = connect(options(c, leader, 3000ms));
+  ASSERT_NE(other, nullptr);
+  EXPECT_TRUE(other->exists("/idle-owner").ok()) << "the idle session expired while its server was paused";
+  c.resume(follower);
+  EXPECT_TRUE(client->exists("/idle-owner").ok());
+}
+
 // A client that stops renewing its session (as if its process hung) loses it: its ephemeral goes,
 // its lock passes to the first waiter in FIFO order with a larger token (after the lock-delay),
 // and the client is told its session expired.
