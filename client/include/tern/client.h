@@ -136,6 +136,8 @@ class Client {
   Reply grant_lease(std::chrono::milliseconds ttl);
   Reply keep_alive_lease(std::uint64_t lease);
   Reply revoke_lease(std::uint64_t lease);
+  // The lease's remaining time: reply.ttl_ms (unknown_lease once it expired or was revoked).
+  Reply lease_ttl(std::uint64_t lease, ReadOptions options = {});
 
   // Locks: reply.id is the fencing token once held (0: queued; a lock_granted event follows).
   Reply lock(const std::string& name, bool shared = false, bool try_only = false,
@@ -149,9 +151,11 @@ class Client {
   Reply leader(const std::string& election, ReadOptions options = {});
 
   // Registers a watch; reply.id is its id. Events go to `callback` on the library's thread, in
-  // order; after a failover the watch resumes from the last index it delivered.
+  // order; after a failover the watch resumes from the last index it delivered. after_index 0:
+  // changes from now on; N: every matching change after log index N first (a `resync` event
+  // instead when the server no longer has that history), then on.
   Reply watch(const std::string& path, WatchKind kind, WatchCallback callback, bool persistent = true,
-              bool recursive = false);
+              bool recursive = false, std::uint64_t after_index = 0);
   // Cancels a watch (the id `watch` returned): once this returns, its callback is not running and
   // will not run again. Not from inside a watch callback (that runs on the library's thread).
   Reply unwatch(std::uint64_t watch_id);
@@ -174,6 +178,7 @@ class Client {
     std::future<Reply> grant_lease(std::chrono::milliseconds ttl);
     std::future<Reply> keep_alive_lease(std::uint64_t lease);
     std::future<Reply> revoke_lease(std::uint64_t lease);
+    std::future<Reply> lease_ttl(std::uint64_t lease, ReadOptions options = {});
     std::future<Reply> lock(const std::string& name, bool shared = false, bool try_only = false,
                             std::chrono::milliseconds lock_delay = std::chrono::milliseconds(0));
     std::future<Reply> unlock(const std::string& name);
