@@ -860,7 +860,7 @@ const char* event_name(WatchEvent::Type t) {
   return "unknown";
 }
 
-int cmd_watch(const std::string& path, bool recursive, bool children, std::uint64_t count) {
+int cmd_watch(const std::string& path, bool recursive, bool children, std::uint64_t count, std::uint64_t from) {
   std::atomic<bool> expired{false};
   int code = 0;
   auto c = connect_or_report(code, [&](ConnectionState s) {
@@ -888,7 +888,7 @@ int cmd_watch(const std::string& path, bool recursive, bool children, std::uint6
         }
         std::fflush(stdout);
       },
-      true, recursive);
+      true, recursive, from);
   if (!r.ok()) return fail_reply(path, r);
   for (;;) {
     int s = next_signal(100ms);
@@ -926,6 +926,13 @@ int cmd_lease(const std::string& action, const std::string& arg, bool once) {
   if (arg.empty() || *end != '\0') return fail_line("lease " + action + ": " + arg + " is not a lease id", exit_usage);
   auto c = connect_or_report(code);
   if (!c) return code;
+  if (action == "ttl") {
+    auto r = c->lease_ttl(id, read_options());
+    if (!r.ok()) return fail_reply("lease " + arg, r);
+    if (!emit_structured(g.format, {Json{{"lease", id}, {"ttl_ms", r.ttl_ms}}}, {"lease", "ttl_ms"}, true))
+      std::printf("%llu ttl %lldms\n", static_cast<unsigned long long>(id), static_cast<long long>(r.ttl_ms));
+    return exit_ok;
+  }
   if (action == "revoke") {
     auto r = c->revoke_lease(id);
     if (!r.ok()) return fail_reply("lease " + arg, r);
@@ -1128,7 +1135,7 @@ int dispatch(std::vector<std::string> args, bool in_shell) {
   ValueSource value;
   bool flag_stat = false, recursive = false, long_form = false, children = false, once = false, learner = false;
   std::int64_t version = -1;
-  std::uint64_t count = 0, id = 0, token = 0;
+  std::uint64_t count = 0, id = 0, token = 0, from_index = 0;
   CreateFlags cf;
   LockFlags lf;
   ElectFlags ef;
@@ -1198,7 +1205,9 @@ int dispatch(std::vector<std::string> args, bool in_shell) {
   watch->add_flag("-r,--recursive", recursive, "every node of the subtree");
   watch->add_flag("--children", children, "changes of its child list");
   watch->add_option("--count", count, "exit after N events")->type_name("N");
-  watch->callback([&] { action = [&] { return cmd_watch(path, recursive, children, count); }; });
+  watch->add_option("--from", from_index, "first every change after log INDEX (the index a reply or event showed), then on")
+      ->type_name("INDEX");
+  watch->callback([&] { action = [&] { return cmd_watch(path, recursive, children, count, from_index); }; });
 
   auto* lock = sub("lock", "hold lock NAME while CMD runs: tern lock NAME [flags] -- CMD ARGS...");
   lock->add_option("NAME", name, "the lock's name (not a node path)")->type_name("")->required();
@@ -1217,8 +1226,8 @@ int dispatch(std::vector<std::string> args, bool in_shell) {
                 "TERN_ELECTION_NAME, TERN_ELECTION_VALUE) and exits with its status; 6 if leadership was lost.");
   elect->callback([&] { action = [&] { return cmd_elect(name, elect_value, ef, cmd); }; });
 
-  auto* lease = sub("lease", "leases: grant TTL | keep-alive ID | revoke ID");
-  lease->add_option("ACTION", lease_action, "grant, keep-alive or revoke")->type_name("")->required()->check(CLI::IsMember({"grant", "keep-alive", "revoke"}));
+  auto* lease = sub("lease", "leases: grant TTL | keep-alive ID | revoke ID | ttl ID");
+  lease->add_option("ACTION", lease_action, "grant, keep-alive, revoke or ttl")->type_name("")->required()->check(CLI::IsMember({"grant", "keep-alive", "revoke", "ttl"}));
   lease->add_option("ARG", lease_arg, "grant: the TTL (like 30s); else the lease id")->type_name("")->required();
   lease->add_flag("--once", once, "keep-alive: renew once and exit");
   lease->callback([&] { action = [&] { return cmd_lease(lease_action, lease_arg, once); }; });

@@ -392,9 +392,15 @@ TEST_F(CliTest, LeasesEphemeralsAndSerializableReads) {
   r = t({"lease", "keep-alive", lease, "--once"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find(lease + " ttl "), std::string::npos) << r.out;
+  r = t({"lease", "ttl", lease, "-o", "json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto ttl = Json::parse(r.out)["ttl_ms"].get<std::int64_t>();
+  EXPECT_GT(ttl, 0);
+  EXPECT_LE(ttl, 30000);
   ASSERT_EQ(t({"create", "/leased", "x", "--lease", lease}).code, 0);
   r = t({"lease", "revoke", lease});
   EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(t({"lease", "ttl", lease}).code, 3);  // gone
   EXPECT_TRUE(eventually([&] { return t({"get", "/leased"}).code == 3; }));
   r = t({"lease", "revoke", lease});
   EXPECT_EQ(r.code, 3);  // unknown_lease
@@ -501,6 +507,26 @@ TEST_F(CliTest, WatchKeepsPrintingAcrossAKillOfItsServerWithoutGapOrDuplicate) {
     ++expect;
   }
   EXPECT_EQ(expect, 24);
+}
+
+// watch --from INDEX prints the changes after INDEX that happened before it started, then the
+// live ones.
+TEST_F(CliTest, WatchFromAnIndexPrintsTheChangesAfterItFirst) {
+  auto& t = tern();
+  auto r = t({"create", "/from", "a", "-o", "json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto after = Json::parse(r.out)["index"].get<std::uint64_t>();
+  ASSERT_EQ(t({"set", "/from", "b"}).code, 0);
+  ASSERT_EQ(t({"set", "/from", "c"}).code, 0);
+  auto w = t.start({"watch", "/from", "--from", std::to_string(after), "--count", "3", "-o", "ndjson"}, "wf");
+  std::this_thread::sleep_for(500ms);
+  ASSERT_EQ(t({"set", "/from", "d"}).code, 0);
+  auto rw = t.wait(w, "wf", 20s);
+  ASSERT_EQ(rw.code, 0) << rw.err;
+  std::istringstream in(rw.out);
+  std::vector<std::string> values;
+  for (std::string line; std::getline(in, line);) values.push_back(Json::parse(line).value("value", std::string()));
+  EXPECT_EQ(values, (std::vector<std::string>{"b", "c", "d"})) << rw.out;
 }
 
 TEST_F(CliTest, MemberAddPromoteAndRemoveGoThroughTheLeader) {
