@@ -68,6 +68,7 @@ std::vector<Setting> settings() {
       {"debug_fault_injection", num(&Config::debug_fault_injection)},
       {"debug_raw_state_machine", num(&Config::debug_raw_state_machine)},
       {"client_rate_limit", num(&Config::client_rate_limit)},
+      {"client_max_in_flight", num(&Config::client_max_in_flight)},
       {"peer_secret_file", str(&Config::peer_secret_file)},
       {"client_tls_cert", str(&Config::client_tls_cert)},
       {"client_tls_key", str(&Config::client_tls_key)},
@@ -115,7 +116,8 @@ constexpr Help kHelp[] = {
     {"snapshot_entries", "UINT", "take a snapshot after this many applied entries"},
     {"debug_fault_injection", "0|1", "1: allow the admin injectPartition call (tests only)"},
     {"debug_raw_state_machine", "0|1", "1: the bare-log placeholder instead of the coordination state machine (tests only)"},
-    {"client_rate_limit", "UINT", "client requests per second per session (0: no limit); beyond: slowDown"},
+    {"client_rate_limit", "UINT", "client requests per second per connection, all its sessions together (0: no limit); beyond: slowDown"},
+    {"client_max_in_flight", "UINT", "client requests of one connection waiting for their answers; one more is answered slowDown (keep-alives never)"},
     {"peer_secret_file", "FILE", "the cluster secret (32+ bytes, same on every member) that peers authenticate with"},
     {"client_tls_cert", "FILE", "PEM certificate of the client port (TLS)"},
     {"client_tls_key", "FILE", "PEM private key of the client port (TLS)"},
@@ -251,6 +253,7 @@ Result<Config, std::string> load_config(int argc, const char* const* argv, const
   if (c.initial_cluster_state != "new" && c.initial_cluster_state != "existing")
     return fail("--initial-cluster-state must be 'new' or 'existing', not '" + c.initial_cluster_state + "'");
   if (c.cluster_name.empty()) return fail(std::string("--cluster-name must not be empty"));
+  if (c.client_max_in_flight == 0) return fail(std::string("--client-max-in-flight must be at least 1"));
   if (c.debug_fault_injection > 1) return fail(std::string("--debug-fault-injection must be 0 or 1"));
   if (c.debug_raw_state_machine > 1) return fail(std::string("--debug-raw-state-machine must be 0 or 1"));
   if (c.snapshot_entries < 16) return fail(std::string("--snapshot-entries must be at least 16"));
@@ -305,6 +308,7 @@ std::string to_toml(const Config& c) {
       {"debug_fault_injection", static_cast<std::int64_t>(c.debug_fault_injection)},
       {"debug_raw_state_machine", static_cast<std::int64_t>(c.debug_raw_state_machine)},
       {"client_rate_limit", static_cast<std::int64_t>(c.client_rate_limit)},
+      {"client_max_in_flight", static_cast<std::int64_t>(c.client_max_in_flight)},
       {"peer_secret_file", c.peer_secret_file},
       {"client_tls_cert", c.client_tls_cert},
       {"client_tls_key", c.client_tls_key},

@@ -33,9 +33,11 @@ struct Config {
   // node joins a running cluster (after `addMember` on it) and starts with an empty log.
   std::string initial_cluster_state = "new";
   std::uint64_t snapshot_entries = 10000;  // take a snapshot after this many applied entries
-  // Admission limit of the client API: requests per second per session (a token bucket with one
-  // second of burst); beyond it a request is answered slowDown. 0: no limit.
+  // Admission limits of the client API, per connection (all its sessions together): requests per
+  // second (a token bucket with one second of burst; 0: no limit), and requests waiting for their
+  // answers; beyond either a request is answered slowDown.
   std::uint32_t client_rate_limit = 0;
+  std::uint32_t client_max_in_flight = 4096;
   std::uint32_t debug_fault_injection = 0;  // 1: allow the admin injectPartition call (tests only)
   // 1: replicate opaque commands into the bare-log placeholder (service/applier.h) instead of the
   // coordination state machine: for tests and benchmarks of the log itself, never production.

@@ -188,6 +188,7 @@ int main(int argc, char** argv) {
     auto sm = std::make_unique<SmApplier>();
     ClientApiLimits limits;
     limits.requests_per_second = cfg->client_rate_limit;
+    limits.requests_in_flight = cfg->client_max_in_flight;
     api = std::make_unique<ClientApi>(*sm, hub, limits);
     sm->set_sink(api.get());
     applier = std::move(sm);

@@ -138,6 +138,43 @@ TEST(ClientApi, AConnectionOverItsRateLimitIsToldToSlowDownAndTheLibraryBacksOff
   EXPECT_EQ(client->get("/paced").stat.version, 120);
 }
 
+// --client-max-in-flight bounds what one connection has waiting for answers: a pipelined flood
+// of writes gets its first N admitted and the rest slowDown, never an unbounded queue; another
+// connection is not charged for it.
+TEST(ClientApi, AConnectionOverItsInFlightBoundIsToldToSlowDown) {
+  auto o = sm_cluster();
+  o.extra_args = {"--client-max-in-flight", "8"};
+  Cluster c(ternd(), o);
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  auto& ws = c.kj_io().waitScope;
+  auto flood = [&](Raw& raw, int n, const std::string& prefix) {
+    int ok = 0, slowed = 0;
+    kj::Vector<kj::Promise<void>> calls;
+    for (int i = 0; i < n; ++i) {
+      auto w = raw.tern.writeRequest();
+      auto op = w.initOp();
+      op.setType(api::OpType::CREATE);
+      op.setPath(prefix + std::to_string(i));
+      calls.add(w.send().then([&](auto r) {
+        if (r.getResult().getErr() == api::Errc::OK) ++ok;
+        if (r.getResult().getErr() == api::Errc::SLOW_DOWN) ++slowed;
+      }));
+    }
+    kj::joinPromises(calls.releaseAsArray()).wait(ws);
+    return std::pair{ok, slowed};
+  };
+  Raw one(c, leader), two(c, leader);
+  auto [ok, slowed] = flood(one, 200, "/a");
+  EXPECT_EQ(ok + slowed, 200);
+  EXPECT_GE(ok, 8);
+  EXPECT_GT(slowed, 50) << "200 writes sent at once, at most 8 may wait: many must be refused";
+  auto [ok2, slowed2] = flood(two, 8, "/b");
+  EXPECT_EQ(ok2, 8) << "another connection's bound is its own";
+  EXPECT_EQ(slowed2, 0);
+}
+
 // A WatchSink that never returns from notify: it holds one call open forever.
 class StuckSink final : public api::WatchSink::Server {
  public:
