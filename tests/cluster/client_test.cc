@@ -239,10 +239,11 @@ TEST(Client, AWatchFromAnIndexReplaysEveryChangeAfterItAndLeaseTtlReadsTheLease)
 }
 
 // An idle client (no requests of its own: only its keep-alives) whose server is paused, not
-// killed (SIGSTOP: the connection stays open, nothing answers): the keep-alive gives up on that
-// server after a third of the session timeout and renews the session through another node, so the
-// session and its ephemeral outlive a pause longer than the session timeout. Without a bound on
-// the keep-alive it waited for the paused server until the session expired.
+// killed (SIGSTOP: the connection stays open, nothing answers): a keep-alive gives up on that
+// server after half its interval (a sixth of the session timeout) and the next renews the session
+// through another node, so the session and its ephemeral outlive a pause longer than the session
+// timeout. Without a bound on the keep-alive it waited for the paused server until the session
+// expired.
 TEST(Client, AnIdleSessionOutlivesAPauseOfItsServerLongerThanItsTimeout) {
   Cluster c(ternd(), sm_cluster());
   c.start_all();
