@@ -92,7 +92,7 @@ class AdminImpl final : public proto::Admin::Server {
     b.setLastIndex(s.last.value);
     b.setSnapshotIndex(s.snapshot.value);
     b.setAppliedCommands(s.applied_commands);
-    b.setDigest(s.digest);
+    b.setDigest(node_.digest());
     b.setPendingProposals(s.pending);
     auto ms = b.initMembers(static_cast<unsigned>(s.members.size()));
     for (unsigned i = 0; i < s.members.size(); ++i) {

@@ -52,6 +52,7 @@ class Node final : ReplicaTransport, ReplicaClock, ReplicaExecutor {
 
   NodeStatus status() const { return replica_->status(); }
   std::string status_json() const { return replica_->status_json(); }
+  std::uint64_t digest() const { return replica_->digest(); }
   // /readyz: a leader is known and the applied index is close to the commit index.
   bool is_ready() const { return replica_->is_ready(); }
   void update_metrics();  // copies the hot-path counters into the registry before rendering

@@ -791,7 +791,6 @@ NodeStatus Replica::status() const {
   s.last = core_->last_index();
   s.snapshot = last_snapshot_index_;
   s.applied_commands = applier_->applied_commands();
-  s.digest = applier_->digest();
   s.pending = pending_.size();
   auto add = [&](NodeId id, bool voter) {
     MemberStatus m{id, "", voter, Index{0}};
@@ -818,7 +817,7 @@ std::string Replica::status_json() const {
                     ",\"snapshot_index\":" + std::to_string(s.snapshot.value) +
                     ",\"pending_proposals\":" + std::to_string(s.pending) +
                     ",\"applied_commands\":" + std::to_string(s.applied_commands) +
-                    ",\"digest\":" + std::to_string(s.digest) + ",\"members\":[";
+                    ",\"members\":[";
   for (std::size_t i = 0; i < s.members.size(); ++i) {
     const auto& m = s.members[i];
     if (i > 0) out += ",";

@@ -114,7 +114,6 @@ struct NodeStatus {
   raft::Index commit, applied, last, snapshot;
   std::vector<MemberStatus> members;
   std::uint64_t applied_commands = 0;
-  std::uint64_t digest = 0;
   std::size_t pending = 0;
 };
 
@@ -191,8 +190,12 @@ class Replica {
   // follower (which asks the leader for the read index and waits until it has applied it).
   void read(std::string query, ReadCallback done);
 
+  // Cheap (no pass over the state): health probes and every client connection call it.
   NodeStatus status() const;
   std::string status_json() const;
+  // The applied state's digest: a pass over the whole state on the loop thread (about a second
+  // at a million nodes), so only the admin Status call computes it, never a probe.
+  std::uint64_t digest() const { return applier_->digest(); }
   bool is_ready() const;
   void update_metrics();
 

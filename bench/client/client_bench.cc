@@ -143,14 +143,6 @@ CellResult run_cell(Cluster& c, tern::Client& client, const std::string& create_
   return r;
 }
 
-std::string default_ternd(const char* argv0) {
-  if (const char* b = std::getenv("TERND_BIN")) return b;
-  std::string self = argv0;
-  auto slash = self.rfind('/');
-  std::string dir = slash == std::string::npos ? "." : self.substr(0, slash);
-  return dir + "/../../service/ternd";
-}
-
 std::unique_ptr<tern::Client> connect_to(Cluster& c, std::uint64_t id) {
   tern::ClientOptions o;
   // Only this node: a row measures the node it names. Plaintext: no transport options are set.
@@ -194,7 +186,7 @@ int main(int argc, char** argv) {
   o.heartbeat_interval_ms = 100;
   o.snapshot_entries = 1000000;
   o.log_level = "warn";
-  Cluster c(default_ternd(argv[0]), o);
+  Cluster c(tern::bench::default_ternd(argv[0]), o);
   c.start_all();
   auto leader = c.wait_for_leader(std::chrono::seconds(15));
   if (leader == 0) {

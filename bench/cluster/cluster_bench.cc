@@ -81,14 +81,6 @@ CaseResult run_case(Cluster& c, std::uint64_t leader, int outstanding, double se
   return r;
 }
 
-std::string default_ternd(const char* argv0) {
-  if (const char* b = std::getenv("TERND_BIN")) return b;
-  std::string self = argv0;
-  auto slash = self.rfind('/');
-  std::string dir = slash == std::string::npos ? "." : self.substr(0, slash);
-  return dir + "/../../service/ternd";
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -100,7 +92,7 @@ int main(int argc, char** argv) {
   o.snapshot_entries = 1000000;
   o.log_level = "warn";
   if (const char* t = std::getenv("TERN_BENCH_CLIENT_TLS")) o.client_tls = std::string(t) != "0";
-  Cluster c(default_ternd(argv[0]), o);
+  Cluster c(tern::bench::default_ternd(argv[0]), o);
   c.start_all();
   auto leader = c.wait_for_leader(std::chrono::seconds(15));
   if (leader == 0) {

@@ -22,6 +22,15 @@ inline double percentile(std::vector<double> v, double q) {
 }
 inline double median(std::vector<double> v) { return percentile(std::move(v), 0.5); }
 
+// The ternd a benchmark starts: $TERND_BIN, else the one built beside it (BUILD/bench/X/ -> BUILD/service/).
+inline std::string default_ternd(const char* argv0) {
+  if (const char* b = std::getenv("TERND_BIN")) return b;
+  std::string self = argv0;
+  auto slash = self.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : self.substr(0, slash);
+  return dir + "/../../service/ternd";
+}
+
 // "1-min 5-min 15-min" from /proc/loadavg.
 inline std::string loadavg() {
   std::ifstream f("/proc/loadavg");

@@ -18,7 +18,7 @@
 //   mixed             90 % linearizable get, 10 % set of a pre-written key
 //   lock              acquire and release of an uncontended lock (one op = the pair)
 //   watch             fan-out: `watchers` persistent data watches of one key spread over the
-//                     connections, one writer setting it `rate` times a second; one op = one
+//                     connections (at least one session per 1,000 watches), one writer setting it `rate` times a second; one op = one
 //                     event delivered to one watcher, its latency from the write's issue; errors
 //                     counts events never delivered (every watcher must see every write);
 //                     the line adds writes= (made, warm-up included) and rate=
@@ -30,6 +30,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -291,8 +292,14 @@ std::uint64_t run_watch(const Options& o, const std::string& run, std::vector<st
       lat_all.push_back(std::chrono::duration<double, std::milli>(now - issued).count());
     }
   };
+  // A session holds at most 1,000 watches (the server's watches_per_watcher): the watchers are
+  // spread over as many more sessions as that needs, round-robin over the endpoints.
+  constexpr int kWatchesPerSession = 1000;
+  int sessions = std::max(o.conns, (o.watchers + kWatchesPerSession - 1) / kWatchesPerSession);
+  for (int i = static_cast<int>(clients.size()); i < sessions; ++i)
+    clients.push_back(connect(o.endpoints[static_cast<std::size_t>(i) % o.endpoints.size()]));
   for (int i = 0; i < o.watchers; ++i) {
-    auto& c = *clients[static_cast<std::size_t>(i % o.conns)];
+    auto& c = *clients[static_cast<std::size_t>(i % sessions)];
     auto r = c.watch(key, tern::WatchKind::data, on_event, /*persistent=*/true);
     if (!r.ok()) {
       w.error(r);
