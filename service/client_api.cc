@@ -89,6 +89,7 @@ void set_answer(api::Result::Builder b, const std::string& answer, std::uint64_t
 std::optional<sm::Op> to_op(api::Op::Reader in, int depth) {
   auto type = static_cast<std::uint16_t>(in.getType());
   if (type < 1 || type > sm::max_op_type) return std::nullopt;
+  if (type == static_cast<std::uint16_t>(sm::OpType::keep_alive_batch)) return std::nullopt;  // the nodes' own
   sm::Op op;
   op.type = static_cast<sm::OpType>(type);
   op.path = text(in.getPath());
@@ -275,9 +276,14 @@ class ClientApi::SessionImpl final : public api::Session::Server, public kj::Tas
   }
 
   kj::Promise<void> keepAlive(KeepAliveContext ctx) override {
-    sm::Command c{id_, 0, sm::Op{}, secret_};
-    c.op.type = sm::OpType::keep_alive;
-    return propose(api_, ctx, c, 0);
+    using Answer = Result<std::pair<sm::Response, std::uint64_t>, NodeError>;
+    return await_node<Answer>([&](auto cb) { api_.keep_alive(id_, secret_, std::move(cb)); })
+        .then([ctx](auto holder) mutable {
+          auto& r = **holder;
+          auto out = ctx.getResults().initResult();
+          if (!r) return set_node_error(out, r.error());
+          set_response(out, r->first, r->second);
+        });
   }
 
   kj::Promise<void> close(CloseContext ctx) override {
@@ -541,6 +547,46 @@ ClientApi::ClientApi(const SmApplier& sm, WatchHub& hub, ClientApiLimits limits)
 ClientApi::~ClientApi() {
   // The RPC system (and with it every session object) must be gone first.
   TERN_ASSERT_MSG(sessions_.empty(), "client sessions outlive the client API");
+  *alive_ = false;
+}
+
+void ClientApi::keep_alive(std::uint64_t session, std::uint64_t secret, KeepAliveDone done) {
+  keep_alives_.push_back(PendingKeepAlive{session, secret, std::move(done)});
+  flush_keep_alives();
+}
+
+void ClientApi::flush_keep_alives() {
+  if (keep_alive_in_flight_ || keep_alives_.empty()) return;
+  auto n = static_cast<std::ptrdiff_t>(std::min(keep_alives_.size(), sm::max_keep_alives_per_batch));
+  std::vector<PendingKeepAlive> batch(std::make_move_iterator(keep_alives_.begin()),
+                                      std::make_move_iterator(keep_alives_.begin() + n));
+  keep_alives_.erase(keep_alives_.begin(), keep_alives_.begin() + n);
+  sm::Command c;  // no session of its own: each renewal names its session and secret
+  c.op.type = sm::OpType::keep_alive_batch;
+  c.op.ops.reserve(batch.size());
+  for (const auto& k : batch) {
+    sm::Op op;
+    op.type = sm::OpType::keep_alive;
+    op.id = k.session;
+    op.data = sm::secret_bytes(k.secret);
+    c.op.ops.push_back(std::move(op));
+  }
+  keep_alive_in_flight_ = true;
+  ++keep_alive_batches_;
+  node_->propose(sm::encode(c), [this, alive = alive_, batch = std::move(batch)](Result<Committed, NodeError> r) mutable {
+    if (!*alive) return;
+    keep_alive_in_flight_ = false;
+    if (!r) {
+      for (auto& k : batch) k.done(fail(r.error()));
+    } else {
+      auto answer = sm::decode_response(r->response);
+      // The state machine answers a batch with one result per renewal, in order: anything else
+      // is a bug here, not a client's.
+      TERN_ASSERT_MSG(answer && answer->results.size() == batch.size(), "keep-alive batch answer does not match the batch");
+      for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(std::make_pair(answer->results[i], r->index.value));
+    }
+    flush_keep_alives();
+  });
 }
 
 kj::Own<capnp::Capability::Server> ClientApi::tern_server() { return kj::heap<TernImpl>(*this); }

@@ -7,7 +7,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <utility>
 #include <set>
 #include <vector>
 
@@ -70,6 +72,15 @@ class ClientApi final : public EventSink {
   void detach(SessionImpl* s) { sessions_.erase(s); }
   Node& node() { return *node_; }
   const SmApplier& sm() const { return sm_; }
+
+  // A session's keep-alive. Every node batches its sessions' keep-alives into keep_alive_batch
+  // entries (one entry per batch, not per session; docs/data-model.md): while one batch is being
+  // committed the next one gathers, as a WAL group commit does, so a lone keep-alive leaves at
+  // once and 100,000 sessions cost a few entries a second, not tens of thousands. `done` gets the
+  // session's own answer and the entry's index, or the node's error for the whole batch.
+  using KeepAliveDone = std::function<void(Result<std::pair<sm::Response, std::uint64_t>, NodeError>)>;
+  void keep_alive(std::uint64_t session, std::uint64_t secret, KeepAliveDone done);
+  std::uint64_t keep_alive_batches() const { return keep_alive_batches_; }  // entries proposed
   WatchHub& hub() { return hub_; }
   const ClientApiLimits& limits() const { return limits_; }
 
@@ -79,6 +90,16 @@ class ClientApi final : public EventSink {
   WatchHub& hub_;
   ClientApiLimits limits_;
   std::set<SessionImpl*> sessions_;
+
+  struct PendingKeepAlive {
+    std::uint64_t session = 0, secret = 0;
+    KeepAliveDone done;
+  };
+  void flush_keep_alives();
+  std::vector<PendingKeepAlive> keep_alives_;  // waiting for the batch in flight to finish
+  bool keep_alive_in_flight_ = false;
+  std::uint64_t keep_alive_batches_ = 0;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for callbacks after the end
 };
 
 // The client port's bootstrap capability: serves both the Admin interface (operators' tools,

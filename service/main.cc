@@ -239,6 +239,7 @@ int main(int argc, char** argv) {
     metrics.set("tern_client_tls_enabled", rpc->tls() ? 1 : 0);
     metrics.set_counter("tern_rpc_tls_handshakes_total", rs.tls_handshakes);
     metrics.set_counter("tern_rpc_tls_handshake_failures_total", rs.tls_handshake_failures);
+    if (api) metrics.set_counter("tern_keep_alive_batches_total", api->keep_alive_batches());
     return HttpResponse{200, "text/plain; version=0.0.4", metrics.render()};
   });
   // /status says whether peers and clients authenticate (an insecure node must be visible as such).

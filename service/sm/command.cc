@@ -6,6 +6,7 @@ namespace tern::sm {
 
 namespace {
 constexpr std::uint32_t max_ops_per_multi = 1024;
+static_assert(max_keep_alives_per_batch <= max_ops_per_multi);
 
 void put_op(Writer& w, const Op& op) {
   w.u8(static_cast<std::uint8_t>(op.type));
@@ -34,13 +35,27 @@ bool get_op(Reader& r, Op& op, int depth) {
   if (rec > 1) return false;
   op.recursive = rec == 1;
   std::uint32_t n = r.u32();
-  if (!r.ok() || n > max_ops_per_multi || (n > 0 && (op.type != OpType::multi || depth > 0))) return false;
+  bool nests = op.type == OpType::multi || op.type == OpType::keep_alive_batch;
+  if (!r.ok() || n > max_ops_per_multi || (n > 0 && (!nests || depth > 0))) return false;
   op.ops.resize(n);
   for (auto& o : op.ops)
     if (!get_op(r, o, depth + 1)) return false;
   return r.ok();
 }
 }  // namespace
+
+std::string secret_bytes(std::uint64_t secret) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>((secret >> (8 * i)) & 0xff);
+  return out;
+}
+
+std::optional<std::uint64_t> secret_from_bytes(std::string_view bytes) {
+  if (bytes.size() != 8) return std::nullopt;
+  std::uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(bytes[static_cast<std::size_t>(i)]);
+  return v;
+}
 
 std::string encode(const Command& c) {
   Writer w;

@@ -32,8 +32,19 @@ enum class OpType : std::uint8_t {
   campaign = 15,        // path = election name; data = the candidate's value
   resign = 16,
   proclaim = 17,        // data = the leader's new value
+  // Renews many sessions in one entry (a node batches its clients' keep-alives: one replicated
+  // entry per batch, not per session). ops = keep_alive ops, each with id = the session and
+  // data = its secret (8 bytes, little-endian); an unknown session or a wrong secret renews
+  // nothing and answers unknown_session in its place of `results`. Never sent by clients.
+  keep_alive_batch = 18,
 };
-inline constexpr std::uint8_t max_op_type = 17;
+inline constexpr std::uint8_t max_op_type = 18;
+// Keep-alives per keep_alive_batch entry (the decoder's bound on nested operations).
+inline constexpr std::size_t max_keep_alives_per_batch = 1024;
+
+// The secret as a keep_alive_batch operation carries it, and back (nullopt: not 8 bytes).
+std::string secret_bytes(std::uint64_t secret);
+std::optional<std::uint64_t> secret_from_bytes(std::string_view bytes);
 
 // create flags
 inline constexpr std::uint32_t flag_ephemeral = 1;

@@ -382,6 +382,25 @@ Response StateMachine::execute_op(Context& cx, const Command& c, const Op& op) {
       }
       return Response{};
     }
+    case OpType::keep_alive_batch: {
+      // Each renewal stands alone: a session that ended meanwhile or a wrong secret renews
+      // nothing and fails only its own place (the batch itself always applies).
+      Response r;
+      r.results.reserve(op.ops.size());
+      for (const auto& k : op.ops) {
+        auto secret = secret_from_bytes(k.data);
+        auto it = sessions_.find(k.id);
+        if (k.type != OpType::keep_alive || !secret) {
+          r.results.push_back(error(Errc::bad_request));
+        } else if (it == sessions_.end() || it->second.secret != *secret) {
+          r.results.push_back(error(Errc::unknown_session));
+        } else {
+          it->second.deadline_ms = sat_add(now_, it->second.timeout_ms);
+          r.results.emplace_back();
+        }
+      }
+      return r;
+    }
     case OpType::grant_lease: {
       if (op.ttl_ms < limits_.min_timeout_ms || op.ttl_ms > limits_.max_timeout_ms) return error(Errc::bad_request);
       leases_[cx.index] = Lease{op.ttl_ms, sat_add(now_, op.ttl_ms), {}};

@@ -175,6 +175,60 @@ TEST(ClientApi, AConnectionOverItsInFlightBoundIsToldToSlowDown) {
   EXPECT_EQ(slowed2, 0);
 }
 
+// Keep-alives are batched by the node that receives them (service/client_api.h): 300 sessions
+// keeping alive at once through a follower cost a handful of log entries, not 300, and each
+// session still gets its own answer (a closed one: unknown_session, the others ok).
+TEST(ClientApi, KeepAlivesOfManySessionsShareLogEntries) {
+  Cluster c(ternd(), sm_cluster());
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  std::uint64_t follower = 0;
+  for (auto id : c.ids())
+    if (id != leader) follower = id;
+  Raw raw(c, follower);
+  auto& ws = c.kj_io().waitScope;
+  constexpr int kSessions = 300;
+  std::vector<api::Session::Client> sessions;
+  {
+    kj::Vector<kj::Promise<void>> opens;
+    for (int i = 0; i < kSessions; ++i) {
+      auto open = raw.tern.openSessionRequest();
+      open.setTimeoutMs(10000);
+      open.setSecret(1000 + static_cast<std::uint64_t>(i));
+      auto p = open.send();
+      sessions.push_back(p.getSession());
+      opens.add(p.then([](auto r) { KJ_ASSERT(r.getResult().getErr() == api::Errc::OK); }));
+    }
+    kj::joinPromises(opens.releaseAsArray()).wait(ws);
+  }
+  auto closed = sessions[7].closeRequest();
+  closed.setSeq(1);
+  ASSERT_EQ(closed.send().wait(ws).getResult().getErr(), api::Errc::OK);
+  auto before = c.status(leader);
+  ASSERT_TRUE(before.has_value());
+  int ok = 0, unknown = 0;
+  kj::Vector<kj::Promise<void>> calls;
+  for (auto& s : sessions)
+    calls.add(s.keepAliveRequest().send().then([&](auto r) {
+      if (r.getResult().getErr() == api::Errc::OK) ++ok;
+      if (r.getResult().getErr() == api::Errc::UNKNOWN_SESSION) ++unknown;
+    }));
+  kj::joinPromises(calls.releaseAsArray()).wait(ws);
+  auto after = c.status(leader);
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(ok, kSessions - 1);
+  EXPECT_EQ(unknown, 1) << "the closed session's keep-alive fails alone";
+  // The leader also appends a clock tick now and then; one entry per keep-alive would be 300.
+  EXPECT_LE(after->last - before->last, 40u) << "keep-alives must share entries";
+  // A batch is the nodes' own operation: a client cannot send one (it could renew sessions in
+  // bulk, past the per-session bounds).
+  auto w = sessions[0].writeRequest();
+  w.setSeq(1);
+  w.initOp().setType(static_cast<api::OpType>(18));
+  EXPECT_EQ(w.send().wait(ws).getResult().getErr(), api::Errc::BAD_REQUEST);
+}
+
 // A WatchSink that never returns from notify: it holds one call open forever.
 class StuckSink final : public api::WatchSink::Server {
  public:

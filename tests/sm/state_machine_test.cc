@@ -207,6 +207,86 @@ TEST(Sessions, ExpiryRemovesEphemeralsAtomically) {
   EXPECT_EQ(d.create("/x", "", 0, s).err, Errc::unknown_session);
 }
 
+// A node's batch of keep-alives (service/client_api.cc): each renewal stands alone.
+Op keep_alive_of(std::uint64_t session, std::uint64_t secret) {
+  Op k{OpType::keep_alive};
+  k.id = session;
+  k.data = secret_bytes(secret);
+  return k;
+}
+
+TEST(Sessions, AKeepAliveBatchRenewsOnlyTheSessionsItsOwnersNamed) {
+  Driver d;
+  auto a = d.open_session(1000), b = d.open_session(1000), c = d.open_session(1000);
+  ASSERT_TRUE(a && b && c);
+  d.create("/a", "", flag_ephemeral, a);
+  d.tick(800);
+  Op batch{OpType::keep_alive_batch};
+  batch.ops.push_back(keep_alive_of(a, d.secrets[a]));
+  batch.ops.push_back(keep_alive_of(b, d.secrets[b] ^ 1));  // not b's secret
+  batch.ops.push_back(keep_alive_of(4242, 7));              // no such session
+  Op wrong{OpType::set, "/a", "x"};                         // not a keep-alive
+  wrong.data = secret_bytes(d.secrets[c]);
+  wrong.id = c;
+  batch.ops.push_back(wrong);
+  auto r = d.raw(encode(Command{0, 0, batch, 0})).response;
+  ASSERT_EQ(r.err, Errc::ok);
+  ASSERT_EQ(r.results.size(), 4u);
+  EXPECT_EQ(r.results[0].err, Errc::ok);
+  EXPECT_EQ(r.results[1].err, Errc::unknown_session);
+  EXPECT_EQ(r.results[2].err, Errc::unknown_session);
+  EXPECT_EQ(r.results[3].err, Errc::bad_request);
+  EXPECT_EQ(d.sm.get("/a").data, "");  // the non-keep-alive did nothing
+  d.tick(800);                         // 1,600 ms after the opens: only a was renewed
+  EXPECT_TRUE(d.sm.has_session(a));
+  EXPECT_FALSE(d.sm.has_session(b));
+  EXPECT_FALSE(d.sm.has_session(c));
+  EXPECT_EQ(d.sm.get("/a").err, Errc::ok);
+}
+
+TEST(Sessions, AKeepAliveBatchLeavesTheStateOneKeepAlivePerSessionWould) {
+  // The same renewals, batched in one entry or sent one by one at the same cluster time: equal
+  // snapshots (tick entries keep the indexes aligned).
+  Driver batched, single;
+  std::vector<std::uint64_t> ids;
+  for (int i = 0; i < 5; ++i) {
+    ids.push_back(batched.open_session(1000 + 100 * i));
+    ASSERT_EQ(single.open_session(1000 + 100 * i), ids.back());
+  }
+  batched.tick(700);
+  single.tick(700);
+  Op batch{OpType::keep_alive_batch};
+  for (auto id : ids) batch.ops.push_back(keep_alive_of(id, batched.secrets[id]));
+  batched.index += ids.size() - 1;  // the entries the batch saves: it lands where the last single one does
+  batched.raw(encode(Command{0, 0, batch, 0}));
+  for (auto id : ids) single.run(Op{OpType::keep_alive, "", "", -1, 0, 0, id});
+  EXPECT_EQ(batched.sm.snapshot(), single.sm.snapshot());  // deadlines included (the digest has none)
+  batched.tick(900);
+  single.tick(900);
+  for (auto id : ids) EXPECT_EQ(batched.sm.has_session(id), single.sm.has_session(id)) << id;
+  EXPECT_TRUE(batched.sm.has_session(ids.front()));
+  Driver copy;
+  ASSERT_TRUE(copy.sm.restore(batched.sm.snapshot()));
+  EXPECT_EQ(copy.sm.digest(), single.sm.digest());
+}
+
+TEST(Sessions, KeepAliveBatchesDecodeWithinTheirBounds) {
+  EXPECT_EQ(secret_from_bytes(secret_bytes(0x0123456789abcdefull)), 0x0123456789abcdefull);
+  EXPECT_FALSE(secret_from_bytes("1234567").has_value());
+  Op batch{OpType::keep_alive_batch};
+  for (std::size_t i = 0; i < max_keep_alives_per_batch; ++i) batch.ops.push_back(keep_alive_of(i + 1, i));
+  auto bytes = encode(Command{0, 0, batch, 0});
+  auto back = decode(bytes);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->op, batch);
+  Op nested{OpType::multi};
+  nested.ops.push_back(batch);  // a batch inside a transaction: refused like any nesting
+  EXPECT_FALSE(decode(encode(Command{0, 0, nested, 0})).has_value());
+  Op other{OpType::keep_alive};  // only multi and keep_alive_batch carry operations
+  other.ops.push_back(keep_alive_of(1, 1));
+  EXPECT_FALSE(decode(encode(Command{0, 0, other, 0})).has_value());
+}
+
 TEST(Sessions, AGapInClusterTimeIsNotChargedToSessions) {
   // A leader change (or a clock jump) leaves a long gap between stamps: sessions survive it.
   Driver d;
