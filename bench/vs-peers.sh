@@ -97,5 +97,7 @@ for r in $(seq 1 "$RUNS"); do
 done
 log "raw lines: $OUT"
 python3 bench/vs_peers_table.py "$OUT" "$(nproc)" "$(cat /proc/loadavg | cut -d' ' -f1-3)" >"$RESULTS"
+# The hand-written analysis (targets, profiles) follows the numbers; update it when they change.
+[ -f bench/results/vs-peers-notes.md ] && cat bench/results/vs-peers-notes.md >>"$RESULTS"
 cp "$OUT" "${RESULTS%.md}.lines.txt"
 log "table: $RESULTS"
