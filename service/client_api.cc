@@ -40,8 +40,10 @@ void set_node_error(api::Result::Builder b, const NodeError& e) {
     case NodeErrc::too_large: code = api::Errc::TOO_LARGE; break;
     case NodeErrc::timed_out: code = api::Errc::TIMED_OUT; break;
     case NodeErrc::shutting_down: code = api::Errc::UNAVAILABLE; break;
+    // A leader handing over refuses new proposals for a moment (thesis §3.10): the client's
+    // request is fine, so it retries — at the new leader the hint names, if any.
+    case NodeErrc::transfer_in_progress: code = api::Errc::NOT_LEADER; break;
     case NodeErrc::conf_change_pending:
-    case NodeErrc::transfer_in_progress:
     case NodeErrc::invalid: code = api::Errc::BAD_REQUEST; break;
   }
   set_error(b, code, e.message, e.leader_hint);

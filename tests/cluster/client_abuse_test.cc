@@ -8,6 +8,8 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <deque>
+#include <future>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -227,6 +229,53 @@ TEST(ClientApi, KeepAlivesOfManySessionsShareLogEntries) {
   w.setSeq(1);
   w.initOp().setType(static_cast<api::OpType>(18));
   EXPECT_EQ(w.send().wait(ws).getResult().getErr(), api::Errc::BAD_REQUEST);
+}
+
+// A leader handing over refuses new proposals for a moment (thesis §3.10). That is not the
+// client's fault: the library must retry and every write succeed (it was answered bad_request).
+TEST(ClientApi, WritesDuringLeadershipTransfersAllSucceed) {
+  Cluster c(ternd(), sm_cluster());
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  auto client = connect_client(client_options_at(c, leader));
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0};
+  std::mutex mu;
+  std::vector<std::string> failures;
+  std::thread writer([&] {
+    std::deque<std::future<Reply>> q;
+    auto settle = [&] {
+      auto r = q.front().get();
+      q.pop_front();
+      if (r.ok()) {
+        ++ok;
+      } else {
+        std::lock_guard<std::mutex> g(mu);
+        failures.push_back(std::string(error_name(r.error)) + ": " + r.message);
+      }
+    };
+    for (int i = 0; i < 20000 && !stop; ++i) {  // bounded: stops at the end of the transfers
+      q.push_back(client->async().create("/t" + std::to_string(i), "v"));
+      if (q.size() >= 32) settle();
+    }
+    while (!q.empty()) settle();
+  });
+  for (int t = 0; t < 6; ++t) {
+    auto from = c.wait_for_leader(10s);
+    ASSERT_NE(from, 0u);
+    std::uint64_t to = 0;
+    for (auto id : c.ids())
+      if (id != from) to = id;
+    c.transfer_leadership(from, to);
+    c.wait_for_leader(10s, from);
+    std::this_thread::sleep_for(200ms);
+  }
+  stop = true;
+  writer.join();
+  EXPECT_GT(ok.load(), 100);
+  std::lock_guard<std::mutex> g(mu);
+  EXPECT_TRUE(failures.empty()) << failures.size() << " writes failed, the first: " << failures.front();
 }
 
 // A WatchSink that never returns from notify: it holds one call open forever.
