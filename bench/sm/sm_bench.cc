@@ -1,9 +1,12 @@
 // State machine benchmark (issue 5): commands applied per second for create / set / get mixes,
 // memory per node for 1 million nodes with 100-byte values, and snapshot / restore time for
-// that tree. Prints a markdown table (and writes it to $TERN_BENCH_OUT).
+// that tree, stop-the-world and captured in slices (issue 14: the longest slice and the total).
+// Prints a markdown table (and writes it to $TERN_BENCH_OUT).
 //   sm_bench [NODES]   (default 1,000,000)
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -38,7 +41,7 @@ std::string node_path(std::size_t i) {
 int main(int argc, char** argv) {
   std::size_t n = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 1'000'000;
   std::string table = "| measurement | value |\n|---|---|\n";
-  char row[256];
+  char row[512];
   auto add = [&](const char* what, const std::string& v) {
     std::snprintf(row, sizeof row, "| %s | %s |\n", what, v.c_str());
     table += row;
@@ -112,6 +115,51 @@ int main(int argc, char** argv) {
   std::snprintf(row, sizeof row, "%.2f s", secs(t0));
   add("restore of the tree", row);
   if (!ok || restored.digest() != sm.digest()) return 1;
+
+  // The same snapshot captured in slices (issue 14), as the replica does it: a slice, then other
+  // work on the loop. `snap` is the stop-the-world snapshot of the state the captures begin at.
+  const std::size_t slice_bytes = 256 << 10;  // NodeOptions::snapshot_slice_bytes
+  auto capture = [&](std::size_t writes_between, const char* label) -> bool {
+    std::vector<double> slices;  // begin_snapshot and every continue_snapshot, seconds
+    double total = 0, writes_s = 0;
+    std::size_t writes = 0, images = 0;
+    auto t = Clock::now();
+    sm.begin_snapshot();
+    slices.push_back(secs(t));
+    std::optional<std::vector<std::string>> pieces;
+    while (!pieces) {
+      auto w0 = Clock::now();
+      for (std::size_t k = 0; k < writes_between; ++k, ++writes)
+        sm.apply(++index, 1000, encode(Command{0, 0, Op{OpType::set, node_path(rng() % n), value}}));
+      writes_s += secs(w0);
+      t = Clock::now();
+      images = std::max(images, sm.snapshot_images());
+      pieces = sm.continue_snapshot(slice_bytes);
+      slices.push_back(secs(t));
+    }
+    for (double x : slices) total += x;
+    t = Clock::now();
+    std::string joined;  // the replica joins the pieces on its snapshot thread
+    std::size_t size = 0;
+    for (auto& p : *pieces) size += p.size();
+    joined.reserve(size);
+    for (auto& p : *pieces) joined.append(p);
+    double join_s = secs(t);
+    std::vector<double> sorted = slices;
+    std::sort(sorted.begin(), sorted.end());
+    double p99 = sorted[std::min(sorted.size() - 1, sorted.size() * 99 / 100)];
+    std::snprintf(row, sizeof row,
+                  "longest slice %.2f ms (begin %.2f ms, p99 %.2f ms); %zu slices, %.2f s of loop time in all; "
+                  "%zu writes between slices (%.2f us each, at most %zu before images held); join off the loop %.2f s",
+                  sorted.back() * 1e3, slices.front() * 1e3, p99 * 1e3, slices.size(), total, writes,
+                  writes ? writes_s * 1e6 / static_cast<double>(writes) : 0.0, images, join_s);
+    add(label, row);
+    return joined == snap;
+  };
+  if (!capture(0, "snapshot captured in 256 KiB slices, no writes")) return 1;
+  // The writes change the state, so the second capture is compared with a fresh oracle.
+  snap = sm.snapshot();
+  if (!capture(20, "snapshot captured in 256 KiB slices, 20 random sets between slices")) return 1;
   if (const char* out = std::getenv("TERN_BENCH_OUT")) std::ofstream(out) << table;
   return 0;
 }

@@ -13,6 +13,9 @@
 #include "raft/storage/wal.h"
 #include "service/metrics.h"
 #include "service/node.h"
+#include "service/sm/command.h"
+#include "service/sm/state_machine.h"
+#include "service/sm_applier.h"
 #include "tests/common/loopback.h"
 
 namespace tern::service {
@@ -256,6 +259,73 @@ TEST(NodeRecovery, AWalSuffixThatExtendsTheSnapshotIsKept) {
   auto n = Node::open(io, o, std::make_unique<RawLog>(), metrics);
   ASSERT_TRUE(n.has_value()) << n.error();
   EXPECT_EQ((*n)->status().last, Index{8});
+}
+
+// Issue 14: a snapshot is captured over many loop turns (a node or two per turn here) while
+// writes keep committing and applying in between, yet each snapshot file holds exactly the
+// state at its index: restored, it has the digest a replay of the same entries has there.
+TEST(NodeSnapshot, ASnapshotCapturedInSlicesWhileWritesApplyIsTheStateAtItsIndex) {
+  TempDir d;
+  auto o = options(d.path, {{NodeId{1}, addr()}});
+  o.snapshot_entries = 150;
+  o.snapshot_slice_bytes = 64;
+  sm::StateMachine reference;  // the same commands, applied without any capture
+  std::map<Index, std::uint64_t> digests;
+  o.on_apply = [&](const Entry& e) {
+    if (e.type == EntryType::normal && e.data.size() >= 9 && e.data[0] == 1)
+      reference.apply(e.index.value, static_cast<std::int64_t>(le::get_u64(e.data.data() + 1)),
+                      std::string_view(e.data).substr(9));
+    digests[e.index] = reference.digest();
+  };
+  asio::io_context io;
+  Metrics metrics;
+  auto n = Node::open(io, o, std::make_unique<SmApplier>(), metrics);
+  ASSERT_TRUE(n.has_value()) << n.error();
+  auto& node = **n;
+  node.start();
+  ASSERT_TRUE(run_until(io, [&] { return node.status().role == "leader"; })) << "no leader";
+  // Creates, then sets of the nodes created so far, 32 in flight at a time.
+  const std::string value(100, 'v');
+  std::mt19937_64 rng(14);
+  int sent = 0, done = 0, failed = 0;
+  const int total = 900;
+  auto next = [&] {
+    sm::Command c;
+    bool create = sent < 450 || rng() % 2;
+    c.op.type = create ? sm::OpType::create : sm::OpType::set;
+    c.op.path = "/n" + std::to_string(create ? sent : static_cast<int>(rng() % 450));
+    c.op.data = create ? value : std::to_string(sent);
+    ++sent;
+    node.propose(sm::encode(c), [&](Result<Committed, NodeError> r) {
+      ++done;
+      if (!r) ++failed;
+    });
+  };
+  ASSERT_TRUE(run_until(io, [&] {
+    while (sent < total && sent - done < 32) next();
+    return done == total;
+  }, 30s));
+  EXPECT_EQ(failed, 0);
+  ASSERT_TRUE(run_until(io, [&] { return node.status().snapshot >= Index{600}; }, 10s)) << "no late snapshot";
+  node.stop();
+  // The newest snapshot file: the node's part (address book, cluster time), then the state machine's.
+  storage::SnapshotStore snaps(d.path + "/snap");
+  auto f = snaps.load_newest();
+  ASSERT_TRUE(f.has_value() && f->has_value());
+  auto data = snaps.read_all(**f);
+  ASSERT_TRUE(data.has_value());
+  std::string_view rest(*data);
+  ASSERT_EQ(rest.substr(0, 4), "TNS1");
+  std::uint32_t members = le::get_u32(rest.data() + 4);
+  rest.remove_prefix(8);
+  for (std::uint32_t i = 0; i < members; ++i) rest.remove_prefix(12 + le::get_u32(rest.data() + 8));
+  rest.remove_prefix(8);
+  sm::StateMachine restored;
+  ASSERT_TRUE(restored.restore(rest));
+  Index at = (*f)->meta.index;
+  ASSERT_TRUE(digests.count(at));
+  EXPECT_EQ(restored.digest(), digests[at]) << "the snapshot at " << at.value << " is not the state at its index";
+  EXPECT_NE(digests[at], reference.digest()) << "no write applied after the snapshot's index";
 }
 
 }  // namespace
