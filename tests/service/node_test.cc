@@ -267,7 +267,7 @@ TEST(NodeRecovery, AWalSuffixThatExtendsTheSnapshotIsKept) {
 TEST(NodeSnapshot, ASnapshotCapturedInSlicesWhileWritesApplyIsTheStateAtItsIndex) {
   TempDir d;
   auto o = options(d.path, {{NodeId{1}, addr()}});
-  o.snapshot_entries = 1000;
+  o.snapshot_entries = 500;
   o.snapshot_slice_bytes = 1;  // a node per loop turn
   std::vector<Entry> applied;  // replayed afterwards, without any capture, up to the snapshot
   o.on_apply = [&](const Entry& e) { applied.push_back(e); };
@@ -278,7 +278,7 @@ TEST(NodeSnapshot, ASnapshotCapturedInSlicesWhileWritesApplyIsTheStateAtItsIndex
   auto& node = **n;
   node.start();
   ASSERT_TRUE(run_until(io, [&] { return node.status().role == "leader"; })) << "no leader";
-  // 3,000 creates, then creates and sets, 32 in flight at a time, until a snapshot at 4,000 or
+  // 1,500 creates, then creates and sets, 32 in flight at a time, until a snapshot at 2,000 or
   // later is durable: the captures up to it ran while writes applied between their slices.
   const std::string value(100, 'v');
   std::mt19937_64 rng(14);
@@ -286,9 +286,9 @@ TEST(NodeSnapshot, ASnapshotCapturedInSlicesWhileWritesApplyIsTheStateAtItsIndex
   const int max_writes = 20'000;
   auto next = [&] {
     sm::Command c;
-    bool create = sent < 3000 || rng() % 2;
+    bool create = sent < 1500 || rng() % 2;
     c.op.type = create ? sm::OpType::create : sm::OpType::set;
-    c.op.path = "/n" + std::to_string(create ? sent : static_cast<int>(rng() % 3000));
+    c.op.path = "/n" + std::to_string(create ? sent : static_cast<int>(rng() % 1500));
     c.op.data = create ? value : std::to_string(sent);
     ++sent;
     node.propose(sm::encode(c), [&](Result<Committed, NodeError> r) {
@@ -298,8 +298,8 @@ TEST(NodeSnapshot, ASnapshotCapturedInSlicesWhileWritesApplyIsTheStateAtItsIndex
   };
   ASSERT_TRUE(run_until(io, [&] {
     while (sent < max_writes && sent - done < 32) next();
-    return node.status().snapshot >= Index{4000};
-  }, 60s)) << "no snapshot at 4,000 or later";
+    return node.status().snapshot >= Index{2000};
+  }, 60s)) << "no snapshot at 2,000 or later";
   ASSERT_TRUE(run_until(io, [&] { return done == sent; }));
   EXPECT_EQ(failed, 0);
   node.stop();
