@@ -4,8 +4,10 @@
 // the same order give the same responses, snapshots and digest on every replica.
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.h"
 #include "raft/types.h"
@@ -20,6 +22,14 @@ class Applier {
   // A read-only query against the current state (served after ReadIndex: no log entry).
   virtual std::string query(std::string_view q) const = 0;
   virtual std::string snapshot() const = 0;
+  // The same snapshot in slices, so a large state does not stall the loop (issue 14):
+  // begin_snapshot() fixes the state as it is now; each continue_snapshot() captures about
+  // `budget_bytes` more and, once complete, returns the pieces, whose concatenation is what
+  // snapshot() returned at begin_snapshot(). apply() may run between the calls without changing
+  // what is captured. One capture at a time; restore() only after abandon_snapshot().
+  virtual void begin_snapshot() = 0;
+  virtual std::optional<std::vector<std::string>> continue_snapshot(std::size_t budget_bytes) = 0;
+  virtual void abandon_snapshot() = 0;
   virtual Result<void, std::string> restore(std::string_view data) = 0;
   virtual std::uint64_t digest() const = 0;
   virtual std::uint64_t applied_commands() const = 0;
@@ -39,6 +49,14 @@ class RawLog final : public Applier {
   std::string apply(raft::Index index, std::uint64_t cluster_time_ms, std::string_view command) override;
   std::string query(std::string_view q) const override;
   std::string snapshot() const override;
+  // Small: captured at once.
+  void begin_snapshot() override { capture_ = snapshot(); }
+  std::optional<std::vector<std::string>> continue_snapshot(std::size_t) override {
+    std::vector<std::string> pieces{std::move(capture_.value())};
+    capture_.reset();
+    return pieces;
+  }
+  void abandon_snapshot() override { capture_.reset(); }
   Result<void, std::string> restore(std::string_view data) override;
   std::uint64_t digest() const override { return hash_; }
   std::uint64_t applied_commands() const override { return count_; }
@@ -49,6 +67,7 @@ class RawLog final : public Applier {
   std::uint64_t count_ = 0;
   std::uint64_t hash_ = 0xcbf29ce484222325ULL;
   std::map<std::string, std::string> registers_;
+  std::optional<std::string> capture_;
 };
 
 }  // namespace tern::service

@@ -425,6 +425,7 @@ std::shared_ptr<const std::string> Replica::snapshot_data(Index index) {
 }
 
 void Replica::apply_snapshot(const raft::Snapshot& s) {
+  abandon_capture();  // the leader's snapshot replaces the state being captured
   if (auto r = decode_state(*s.data); !r) fatal("cannot restore the snapshot at index " + std::to_string(s.meta.index.value) + ": " + r.error());
   applied_ = s.meta.index;
   last_snapshot_index_ = s.meta.index;
@@ -494,15 +495,53 @@ void Replica::maybe_snapshot() {
   raft::SnapshotMeta meta{at, *term, core_->snapshot_conf()};
   for (const auto& [i, conf] : core_->conf_history())
     if (i <= at) meta.conf = conf;
-  // The state is captured here, on the loop; the file is written and synced on the snapshot
-  // thread, so a large state does not stall the loop (design.md §1a).
-  auto data = std::make_shared<const std::string>(encode_state());
+  // The state at `at` is captured on the loop in slices (Applier::begin_snapshot: entries
+  // applied meanwhile do not change what is captured), the first one now, so a small state is
+  // done at once; the file is written and synced on the snapshot thread (design.md §1a).
+  // snapshot_saving_ covers both: one snapshot of this node at a time.
   snapshot_saving_ = true;
-  env_.executor->save_snapshot([this, meta, data] { return snapshots_->save(meta, *data); },
-                               [this, meta, data, alive = alive_](SnapshotResult f) {
-                                 if (!*alive) return;
-                                 snapshot_saved(meta, data, f);
-                               });
+  capture_ = Capture{meta, encode_prefix(), ++captures_};
+  applier_->begin_snapshot();
+  continue_capture();
+}
+
+void Replica::continue_capture() {
+  auto pieces = applier_->continue_snapshot(opt_.snapshot_slice_bytes);
+  if (!pieces) {
+    env_.executor->post([this, alive = alive_, id = capture_->id] {
+      if (!*alive || stopped_ || !capture_ || capture_->id != id) return;
+      continue_capture();
+    });
+    return;
+  }
+  raft::SnapshotMeta meta = capture_->meta;
+  pieces->insert(pieces->begin(), std::move(capture_->prefix));
+  capture_.reset();
+  // The pieces are joined on the snapshot thread: copying a large state is loop time too.
+  auto parts = std::make_shared<std::vector<std::string>>(std::move(*pieces));
+  auto data = std::make_shared<std::string>();
+  env_.executor->save_snapshot(
+      [this, meta, parts, data] {
+        std::size_t size = 0;
+        for (const auto& p : *parts) size += p.size();
+        data->reserve(size);
+        for (auto& p : *parts) {
+          data->append(p);
+          std::string().swap(p);
+        }
+        return snapshots_->save(meta, *data);
+      },
+      [this, meta, data, alive = alive_](SnapshotResult f) {
+        if (!*alive) return;
+        snapshot_saved(meta, data, f);
+      });
+}
+
+void Replica::abandon_capture() {
+  if (!capture_) return;
+  applier_->abandon_snapshot();
+  capture_.reset();
+  snapshot_saving_ = false;  // nothing of it reached the snapshot thread
 }
 
 void Replica::snapshot_saved(const raft::SnapshotMeta& meta, const std::shared_ptr<const std::string>& data,
@@ -853,7 +892,8 @@ void Replica::update_metrics() {
 
 // ---- the node's replicated state: address book + applier ------------------------------------
 
-std::string Replica::encode_state() const {
+// The node's own part of a snapshot, before the applier's (the format of decode_state).
+std::string Replica::encode_prefix() const {
   std::string out = "TNS1";
   le::put_u32(out, static_cast<std::uint32_t>(addresses_.size()));
   for (const auto& [id, addr] : addresses_) {
@@ -862,7 +902,6 @@ std::string Replica::encode_state() const {
     out += addr;
   }
   le::put_u64(out, last_cluster_time_ms_);
-  out += applier_->snapshot();
   return out;
 }
 

@@ -48,6 +48,9 @@ struct NodeOptions {
   std::chrono::milliseconds tick{100};
   std::uint32_t election_ticks = 10;
   std::uint64_t snapshot_entries = 10000;
+  // A snapshot's state is captured on the loop in slices of about this many bytes, other work
+  // running between them (issue 14: about 1 ms each for the coordination state machine).
+  std::size_t snapshot_slice_bytes = 256 << 10;
   std::size_t max_pending_proposals = 65536;
   std::size_t inline_write_max_entries = 2;  // smaller batches are written on the loop thread
   std::size_t max_pending_reads = 65536;
@@ -223,6 +226,8 @@ class Replica {
   void apply_entry(const raft::Entry& e);
   void apply_snapshot(const raft::Snapshot& s);
   void maybe_snapshot();
+  void continue_capture();
+  void abandon_capture();
   void snapshot_saved(const raft::SnapshotMeta& meta, const std::shared_ptr<const std::string>& data,
                       const SnapshotResult& f);
   void resolve(raft::Index index, raft::Term term, std::string response);
@@ -239,7 +244,7 @@ class Replica {
   void observe_leader();
   [[noreturn]] void fatal(const std::string& what);
 
-  std::string encode_state() const;
+  std::string encode_prefix() const;
   Result<void, std::string> decode_state(std::string_view data);
   std::shared_ptr<const std::string> snapshot_data(raft::Index index);
 
@@ -298,7 +303,17 @@ class Replica {
   raft::Index snapshot_cache_index_;
   std::shared_ptr<const std::string> snapshot_cache_;
   raft::Index last_snapshot_index_;
-  bool snapshot_saving_ = false;
+  bool snapshot_saving_ = false;  // a snapshot of this node is being captured or saved
+  // The snapshot being captured in slices (the applier holds the state): its meta, the node's
+  // own part of the state (encode_prefix) and an id, so a slice posted for an abandoned capture
+  // does nothing.
+  struct Capture {
+    raft::SnapshotMeta meta;
+    std::string prefix;
+    std::uint64_t id = 0;
+  };
+  std::optional<Capture> capture_;
+  std::uint64_t captures_ = 0;
 
   // Hot-path counters (copied into metrics_ by update_metrics()).
   raft::NodeId last_leader_;

@@ -28,6 +28,11 @@ class SmApplier final : public Applier {
   std::string apply(raft::Index index, std::uint64_t cluster_time_ms, std::string_view command) override;
   std::string query(std::string_view q) const override;
   std::string snapshot() const override { return sm_.snapshot(); }
+  void begin_snapshot() override { sm_.begin_snapshot(); }
+  std::optional<std::vector<std::string>> continue_snapshot(std::size_t budget_bytes) override {
+    return sm_.continue_snapshot(budget_bytes);
+  }
+  void abandon_snapshot() override { sm_.abandon_snapshot(); }
   Result<void, std::string> restore(std::string_view data) override;
   std::uint64_t digest() const override { return sm_.digest(); }
   // Commands applied by this process (a restored snapshot's are not counted).

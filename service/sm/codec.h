@@ -19,7 +19,11 @@ class Writer {
     u32(static_cast<std::uint32_t>(s.size()));
     out_.append(s);
   }
-  std::string take() { return std::move(out_); }
+  std::string take() {  // leaves the writer empty, ready for more
+    std::string s = std::move(out_);
+    out_.clear();
+    return s;
+  }
   const std::string& bytes() const { return out_; }
 
  private:

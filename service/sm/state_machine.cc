@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <unordered_map>
 
 #include "common/assert.h"
 #include "service/sm/codec.h"
@@ -464,6 +465,7 @@ Response StateMachine::do_create(Context& cx, const Command& c, const Op& op) {
   std::string path = std::string(parent_of(op.path) == "/" ? "" : parent_of(op.path)) + "/" + name;
   if (path.size() > max_path_bytes) return error(Errc::bad_path);
   if (children_.count({*parent, name})) return error(Errc::node_exists);
+  before_change(*parent);  // its stat, children and sequence change
   if (op.flags & flag_sequential) ++sequences_[*parent];
   Node n;
   n.parent = *parent;
@@ -480,6 +482,7 @@ Response StateMachine::do_create(Context& cx, const Command& c, const Op& op) {
   Stat stat = n.stat;
   auto slot = children_.emplace(std::pair{*parent, name}, 0).first;
   std::uint64_t id = nodes_.add(std::move(n));  // may reallocate: `p` is not used after this
+  after_create(id);
   slot->second = id;
   nodes_.at(id).name = &slot->first.second;
   if (ephemeral) sessions_.at(c.session).ephemerals.insert(path);
@@ -511,8 +514,9 @@ Response StateMachine::do_set(Context& cx, const Op& op) {
   if (Errc e = check_set(op); e != Errc::ok) return error(e);
   auto id = find(op.path);
   if (!id) return error(Errc::no_node);
+  if (op.version >= 0 && op.version != nodes_.at(*id).stat.version) return error(Errc::bad_version);
+  before_change(*id);
   Node& n = nodes_.at(*id);
-  if (op.version >= 0 && op.version != n.stat.version) return error(Errc::bad_version);
   std::string prev = std::move(n.data);
   n.data = op.data;
   n.stat.version++;
@@ -548,6 +552,8 @@ void StateMachine::remove_subtree(Context& cx, std::uint64_t id, const std::stri
 }
 
 void StateMachine::remove_node(Context& cx, std::uint64_t id, const std::string& path) {
+  before_remove(id);
+  before_change(nodes_.at(id).parent);
   Node n = std::move(nodes_.at(id));
   TERN_ASSERT(n.stat.child_count == 0);
   nodes_.erase(id);
@@ -788,6 +794,26 @@ bool get_response(Reader& r, Response& x, int depth) {
     if (!get_response(r, y, depth + 1)) return false;
   return r.ok();
 }
+// One node's record (docs/on-disk-format: the state machine snapshot); shared by the
+// stop-the-world snapshot and the sliced capture, so both write the same bytes.
+void put_node(Writer& w, std::string_view path, const std::string& data, const Stat& stat, std::uint32_t flags,
+              std::int64_t ttl_ms, std::uint64_t sequence) {
+  w.str(path);
+  w.str(data);
+  put_stat(w, stat);
+  w.u32(flags);
+  w.i64(ttl_ms);
+  w.u64(sequence);
+}
+std::int64_t ttl_of(const std::map<std::string, std::int64_t>& ttl_nodes, std::uint32_t flags, const std::string& path) {
+  if (!(flags & flag_ttl)) return 0;
+  auto it = ttl_nodes.find(path);
+  return it == ttl_nodes.end() ? 0 : it->second;
+}
+std::uint64_t sequence_of(const std::map<std::uint64_t, std::uint64_t>& sequences, std::uint64_t id) {
+  auto it = sequences.find(id);
+  return it == sequences.end() ? 0 : it->second;
+}
 }  // namespace
 
 std::string encode_response(const Response& r) {
@@ -814,6 +840,179 @@ std::string StateMachine::snapshot() const {
   return w.take();
 }
 
+// ---- snapshot capture in slices (issue 14) ---------------------------------------------------------
+//
+// The capture writes the same depth-first, name-ordered walk as write_state, a little at a time,
+// while entries keep applying. What it writes must be the state at begin_snapshot(), so:
+//  - `unchanged` has a bit per node slot, set for every node that existed at the start and is not
+//    yet written. An entry about to change or delete such a node first saves its record (its
+//    before image) and clears the bit; the walk writes the image instead of the live node.
+//  - A node the walk has not reached that an entry deletes leaves its (parent, name) -> id entry
+//    in `ghosts`, so the walk still finds it, and its image, in its parent's name order.
+//  - A node created during the capture is `born` (or lives in a slot beyond the start's): the walk
+//    skips it. Slots of nodes deleted during an entry are reused only from the next entry on, and
+//    a reused slot is born, so an id the walk meets is the captured node or a born one.
+// The walk keeps, per open directory, the last name it wrote, and finds the next child with a
+// lookup in children_ and ghosts: no iterator is held across entries.
+struct StateMachine::Capture {
+  struct Image {
+    std::string data;
+    Stat stat;
+    std::uint32_t flags = 0;
+    std::int64_t ttl_ms = 0;
+    std::uint64_t sequence = 0;
+  };
+  struct Frame {
+    std::uint64_t id;
+    std::string path;   // "" for the root, so that a child's path is path + "/" + name
+    std::string after;  // the last child name handled ("" before the first: names are never empty)
+  };
+  std::vector<std::string> pieces;
+  Writer out;
+  std::string tail;  // sessions, closes, leases and locks: serialized at the start
+  std::vector<bool> unchanged;
+  std::vector<bool> born;
+  std::unordered_map<std::uint64_t, Image> images;
+  std::map<std::pair<std::uint64_t, std::string>, std::uint64_t> ghosts;
+  std::vector<Frame> stack;
+  std::uint64_t nodes = 0;    // captured at the start
+  std::uint64_t written = 0;  // nodes written so far
+  bool is_born(std::uint64_t id) const { return id >= unchanged.size() || born[id]; }
+};
+
+struct StateMachine::NextChild {
+  std::string name;
+  std::uint64_t id = 0;
+  bool ghost = false;
+  bool yield = false;  // only skipped nodes created during the capture, up to the budget
+};
+
+// Defined here, where Capture is complete.
+StateMachine::~StateMachine() = default;
+StateMachine::StateMachine(StateMachine&&) = default;
+StateMachine& StateMachine::operator=(StateMachine&&) = default;
+
+std::size_t StateMachine::snapshot_images() const { return capture_ ? capture_->images.size() : 0; }
+
+void StateMachine::begin_snapshot() {
+  TERN_ASSERT_MSG(!capture_, "one snapshot capture at a time");
+  auto c = std::make_unique<Capture>();
+  c->out.u32(snapshot_magic);
+  c->out.u64(applied_);
+  c->out.i64(now_);
+  c->out.i64(last_stamp_);
+  c->out.u8(stamped_ ? 1 : 0);
+  c->out.u64(nodes_.size());
+  c->nodes = nodes_.size();
+  Writer tail;
+  write_tail(tail, /*bookkeeping=*/true);
+  c->tail = tail.take();
+  // Every live slot is captured; between entries no slot waits for reuse within an entry.
+  c->unchanged = nodes_.live();
+  c->born.assign(c->unchanged.size(), false);
+  // The root is written now: it is first, and it is one node.
+  const Node& root = nodes_.at(root_id);
+  put_node(c->out, "/", root.data, root.stat, root.flags, ttl_of(ttl_nodes_, root.flags, "/"), sequence_of(sequences_, root_id));
+  c->unchanged[root_id] = false;
+  c->written = 1;
+  c->stack.push_back(Capture::Frame{root_id, "", ""});
+  capture_ = std::move(c);
+}
+
+void StateMachine::abandon_snapshot() { capture_.reset(); }
+
+void StateMachine::before_change(std::uint64_t id) {
+  if (!capture_) return;
+  Capture& c = *capture_;
+  if (id >= c.unchanged.size() || !c.unchanged[id]) return;  // written, already saved, or born
+  c.unchanged[id] = false;
+  const Node& n = nodes_.at(id);
+  std::int64_t ttl = (n.flags & flag_ttl) ? ttl_of(ttl_nodes_, n.flags, path_of(id)) : 0;
+  c.images.emplace(id, Capture::Image{n.data, n.stat, n.flags, ttl, sequence_of(sequences_, id)});
+}
+
+void StateMachine::before_remove(std::uint64_t id) {
+  if (!capture_) return;
+  before_change(id);
+  Capture& c = *capture_;
+  // Captured and not yet written: it has an image now. (An image under a born id is the one of a
+  // deleted captured node whose slot was reused: that node is already among the ghosts.)
+  if (c.is_born(id) || !c.images.count(id)) return;
+  const Node& n = nodes_.at(id);
+  bool inserted = c.ghosts.emplace(std::pair{n.parent, *n.name}, id).second;
+  TERN_ASSERT(inserted);  // one node per (parent, name) at a time
+}
+
+void StateMachine::after_create(std::uint64_t id) {
+  if (!capture_) return;
+  Capture& c = *capture_;
+  if (id >= c.born.size()) return;  // a slot beyond the captured ones: born by position
+  TERN_ASSERT(!c.unchanged[id]);   // a reused slot's captured node was saved when deleted
+  c.born[id] = true;
+}
+
+std::optional<StateMachine::NextChild> StateMachine::next_child(Capture& c, std::size_t* work, std::size_t budget) {
+  Capture::Frame& f = c.stack.back();
+  auto key = std::pair{f.id, f.after};
+  auto it = children_.upper_bound(key);
+  auto gt = c.ghosts.upper_bound(key);
+  for (;;) {
+    bool live = it != children_.end() && it->first.first == f.id;
+    bool ghost = gt != c.ghosts.end() && gt->first.first == f.id;
+    if (!live && !ghost) return std::nullopt;
+    // On equal names the ghost is the captured node: the live one was created after its delete.
+    if (ghost && (!live || gt->first.second <= it->first.second)) return NextChild{gt->first.second, gt->second, true, false};
+    if (!c.is_born(it->second)) return NextChild{it->first.second, it->second, false, false};
+    f.after = it->first.second;  // created during the capture: not part of it
+    ++it;
+    *work += 64;                 // bounded too: many creates in one directory are many skips
+    if (*work >= budget) return NextChild{{}, 0, false, true};
+  }
+}
+
+std::size_t StateMachine::write_captured(Capture& c, const NextChild& next, const std::string& path) {
+  std::size_t before = c.out.bytes().size();
+  if (auto im = c.images.find(next.id); im != c.images.end()) {
+    const Capture::Image& i = im->second;
+    put_node(c.out, path, i.data, i.stat, i.flags, i.ttl_ms, i.sequence);
+    c.images.erase(im);
+  } else {
+    TERN_ASSERT_MSG(!next.ghost && c.unchanged[next.id], "a captured node changed without its before image");
+    const Node& n = nodes_.at(next.id);
+    put_node(c.out, path, n.data, n.stat, n.flags, ttl_of(ttl_nodes_, n.flags, path), sequence_of(sequences_, next.id));
+  }
+  if (next.ghost) c.ghosts.erase(std::pair{c.stack.back().id, next.name});
+  c.unchanged[next.id] = false;
+  ++c.written;
+  return c.out.bytes().size() - before;
+}
+
+std::optional<std::vector<std::string>> StateMachine::continue_snapshot(std::size_t budget_bytes) {
+  TERN_ASSERT_MSG(capture_, "continue_snapshot without begin_snapshot");
+  Capture& c = *capture_;
+  std::size_t work = 0;
+  while (!c.stack.empty() && work < budget_bytes) {
+    auto next = next_child(c, &work, budget_bytes);
+    if (!next) {
+      c.stack.pop_back();
+      continue;
+    }
+    if (next->yield) break;
+    std::string path = c.stack.back().path + "/" + next->name;
+    work += write_captured(c, *next, path);
+    c.stack.back().after = next->name;
+    c.stack.push_back(Capture::Frame{next->id, std::move(path), ""});
+  }
+  c.pieces.push_back(c.out.take());
+  if (!c.stack.empty()) return std::nullopt;
+  TERN_ASSERT_MSG(c.written == c.nodes && c.images.empty() && c.ghosts.empty(),
+                  "a snapshot capture wrote another node count than it started with");
+  c.pieces.push_back(std::move(c.tail));
+  auto pieces = std::move(c.pieces);
+  capture_.reset();
+  return pieces;
+}
+
 void StateMachine::write_state(Writer& w, bool bookkeeping) const {
   // Nodes in depth-first, name order (parents before children), root first.
   w.u64(nodes_.size());
@@ -822,18 +1021,16 @@ void StateMachine::write_state(Writer& w, bool bookkeeping) const {
     std::uint64_t id = stack.back();
     stack.pop_back();
     const Node& n = nodes_.at(id);
-    w.str(id == root_id ? "/" : path_of(id));
-    w.str(n.data);
-    put_stat(w, n.stat);
-    w.u32(n.flags);
-    auto ttl = (n.flags & flag_ttl) ? ttl_nodes_.find(id == root_id ? "/" : path_of(id)) : ttl_nodes_.end();
-    w.i64(ttl == ttl_nodes_.end() ? 0 : ttl->second);
-    auto seq = sequences_.find(id);
-    w.u64(seq == sequences_.end() ? 0 : seq->second);
+    std::string path = id == root_id ? "/" : path_of(id);
+    put_node(w, path, n.data, n.stat, n.flags, ttl_of(ttl_nodes_, n.flags, path), sequence_of(sequences_, id));
     std::vector<std::uint64_t> kids;
     for (auto it = children_.lower_bound({id, ""}); it != children_.end() && it->first.first == id; ++it) kids.push_back(it->second);
     for (auto it = kids.rbegin(); it != kids.rend(); ++it) stack.push_back(*it);
   }
+  write_tail(w, bookkeeping);
+}
+
+void StateMachine::write_tail(Writer& w, bool bookkeeping) const {
   w.u64(sessions_.size());
   for (auto& [id, s] : sessions_) {
     w.u64(id);

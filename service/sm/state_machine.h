@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -33,6 +34,8 @@
 #include "service/sm/types.h"
 
 namespace tern::sm {
+
+class Writer;  // service/sm/codec.h
 
 struct Limits {
   std::size_t max_value_bytes = 1 << 20;             // one limit for values ...
@@ -60,11 +63,12 @@ struct ApplyResult {
 class StateMachine {
  public:
   explicit StateMachine(Limits limits = {});
+  ~StateMachine();
   // Nodes point at their names inside children_: moves keep those addresses, copies would not.
   StateMachine(const StateMachine&) = delete;
   StateMachine& operator=(const StateMachine&) = delete;
-  StateMachine(StateMachine&&) = default;
-  StateMachine& operator=(StateMachine&&) = default;
+  StateMachine(StateMachine&&);
+  StateMachine& operator=(StateMachine&&);
 
   ApplyResult apply(std::uint64_t index, std::int64_t cluster_time_ms, std::string_view command);
 
@@ -88,7 +92,24 @@ class StateMachine {
     return it != sessions_.end() && it->second.secret == secret;
   }
 
+  // The whole state at once (stop-the-world: about 1 s per million nodes).
   std::string snapshot() const;
+  // The same bytes in slices (issue 14), so a large state does not stall the caller's loop:
+  // begin_snapshot() fixes the state as it is now (it serializes the sessions, leases and locks,
+  // which grow with the clients, not the data, and copies one bit per node slot); each
+  // continue_snapshot() writes about `budget_bytes` more of the namespace and, once all of it is
+  // written, returns the pieces: their concatenation is exactly what snapshot() returned when
+  // begin_snapshot() was called. apply() may run between the calls: a node is saved (its
+  // "before image") the first time an entry changes or deletes it while it is still to be
+  // written, and nodes created meanwhile are skipped (copy-on-first-write). One capture at a
+  // time; restore() abandons it.
+  void begin_snapshot();
+  std::optional<std::vector<std::string>> continue_snapshot(std::size_t budget_bytes);
+  void abandon_snapshot();
+  bool snapshot_in_progress() const { return capture_ != nullptr; }
+  // Before images the capture holds (for tests: their cost is the writes during a capture).
+  std::size_t snapshot_images() const;
+
   bool restore(std::string_view bytes);
   // Over the whole replicated state (header aside). A rejected request leaves it unchanged unless
   // it is a request of a live session, whose renewal and retry cache it updates.
@@ -150,6 +171,16 @@ class StateMachine {
   void end_lease(Context& cx, std::uint64_t id, EventType why);
   Response do_lock(Context& cx, const Command& c, const Op& op);
   void write_state(class Writer& w, bool bookkeeping) const;
+  void write_tail(Writer& w, bool bookkeeping) const;  // sessions, closes, leases, locks
+  // The capture's copy-on-first-write hooks: called before an entry changes node `id` (its
+  // data, stat, flags, children, TTL or sequence), before it removes it, and after it creates it.
+  void before_change(std::uint64_t id);
+  void before_remove(std::uint64_t id);
+  void after_create(std::uint64_t id);
+  struct Capture;
+  struct NextChild;
+  std::optional<NextChild> next_child(Capture& c, std::size_t* work, std::size_t budget);
+  std::size_t write_captured(Capture& c, const NextChild& next, const std::string& path);
   void emit_grants(Context& cx, const std::vector<Grant>& grants);
   void emit_leader_change(Context& cx, const std::string& election);
 
@@ -191,6 +222,7 @@ class StateMachine {
       freed_in_entry_.clear();
     }
     std::size_t size() const { return count_; }
+    const std::vector<bool>& live() const { return live_; }
     template <class F>
     void for_each(F f) {
       for (std::uint64_t id = 0; id < slots_.size(); ++id)
@@ -222,6 +254,7 @@ class StateMachine {
   bool stamped_ = false;
   bool closing_ = false;  // end_session from close_session (no lock-delay)
   std::uint64_t applied_ = 0;
+  std::unique_ptr<Capture> capture_;  // a snapshot being captured in slices, if any
 };
 
 }  // namespace tern::sm

@@ -13,6 +13,9 @@
 #include "raft/storage/wal.h"
 #include "service/metrics.h"
 #include "service/node.h"
+#include "service/sm/command.h"
+#include "service/sm/state_machine.h"
+#include "service/sm_applier.h"
 #include "tests/common/loopback.h"
 
 namespace tern::service {
@@ -256,6 +259,77 @@ TEST(NodeRecovery, AWalSuffixThatExtendsTheSnapshotIsKept) {
   auto n = Node::open(io, o, std::make_unique<RawLog>(), metrics);
   ASSERT_TRUE(n.has_value()) << n.error();
   EXPECT_EQ((*n)->status().last, Index{8});
+}
+
+// Issue 14: a snapshot is captured over many loop turns (a node or two per turn here) while
+// writes keep committing and applying in between, yet each snapshot file holds exactly the
+// state at its index: restored, it has the digest a replay of the same entries has there.
+TEST(NodeSnapshot, ASnapshotCapturedInSlicesWhileWritesApplyIsTheStateAtItsIndex) {
+  TempDir d;
+  auto o = options(d.path, {{NodeId{1}, addr()}});
+  o.snapshot_entries = 500;
+  o.snapshot_slice_bytes = 1;  // a node per loop turn
+  std::vector<Entry> applied;  // replayed afterwards, without any capture, up to the snapshot
+  o.on_apply = [&](const Entry& e) { applied.push_back(e); };
+  asio::io_context io;
+  Metrics metrics;
+  auto n = Node::open(io, o, std::make_unique<SmApplier>(), metrics);
+  ASSERT_TRUE(n.has_value()) << n.error();
+  auto& node = **n;
+  node.start();
+  ASSERT_TRUE(run_until(io, [&] { return node.status().role == "leader"; })) << "no leader";
+  // 1,500 creates, then creates and sets, 32 in flight at a time, until a snapshot at 2,000 or
+  // later is durable: the captures up to it ran while writes applied between their slices.
+  const std::string value(100, 'v');
+  std::mt19937_64 rng(14);
+  int sent = 0, done = 0, failed = 0;
+  const int max_writes = 20'000;
+  auto next = [&] {
+    sm::Command c;
+    bool create = sent < 1500 || rng() % 2;
+    c.op.type = create ? sm::OpType::create : sm::OpType::set;
+    c.op.path = "/n" + std::to_string(create ? sent : static_cast<int>(rng() % 1500));
+    c.op.data = create ? value : std::to_string(sent);
+    ++sent;
+    node.propose(sm::encode(c), [&](Result<Committed, NodeError> r) {
+      ++done;
+      if (!r) ++failed;
+    });
+  };
+  ASSERT_TRUE(run_until(io, [&] {
+    while (sent < max_writes && sent - done < 32) next();
+    return node.status().snapshot >= Index{2000};
+  }, 60s)) << "no snapshot at 2,000 or later";
+  ASSERT_TRUE(run_until(io, [&] { return done == sent; }));
+  EXPECT_EQ(failed, 0);
+  node.stop();
+  // The newest snapshot file: the node's part (address book, cluster time), then the state machine's.
+  storage::SnapshotStore snaps(d.path + "/snap");
+  auto f = snaps.load_newest();
+  ASSERT_TRUE(f.has_value() && f->has_value());
+  auto data = snaps.read_all(**f);
+  ASSERT_TRUE(data.has_value());
+  std::string_view rest(*data);
+  ASSERT_EQ(rest.substr(0, 4), "TNS1");
+  std::uint32_t members = le::get_u32(rest.data() + 4);
+  rest.remove_prefix(8);
+  for (std::uint32_t i = 0; i < members; ++i) rest.remove_prefix(12 + le::get_u32(rest.data() + 8));
+  rest.remove_prefix(8);
+  sm::StateMachine restored;
+  ASSERT_TRUE(restored.restore(rest));
+  Index at = (*f)->meta.index;
+  sm::StateMachine reference;
+  std::size_t later = 0;  // command entries applied after the snapshot's index
+  for (const auto& e : applied) {
+    if (e.type != EntryType::normal || e.data.size() < 9 || e.data[0] != 1) continue;
+    if (e.index > at) {
+      ++later;
+      continue;
+    }
+    reference.apply(e.index.value, static_cast<std::int64_t>(le::get_u64(e.data.data() + 1)), std::string_view(e.data).substr(9));
+  }
+  EXPECT_EQ(restored.digest(), reference.digest()) << "the snapshot at " << at.value << " is not the state at its index";
+  EXPECT_GT(later, 0u) << "no write applied after the snapshot's index";
 }
 
 }  // namespace

@@ -162,6 +162,7 @@ class Sim {
       o.tick = std::chrono::milliseconds(kTickMs);
       o.election_ticks = 10;
       o.snapshot_entries = opt_.snapshot_entries;
+      if (opt_.snapshot_slice_bytes) o.snapshot_slice_bytes = opt_.snapshot_slice_bytes;
       o.max_pending_proposals = 256;
       o.wal_segment_bytes = opt_.segment_bytes;  // small segments: rolls happen in every run
       NodeId id = n->id;

@@ -38,6 +38,10 @@ struct NodeSimOptions {
   std::uint32_t fault_ms = 4000;     // virtual time with faults
   std::uint32_t liveness_ms = 8000;  // after healing: a leader and a commit within this
   std::uint32_t snapshot_entries = 24;
+  // Snapshots are captured in slices of this many bytes (NodeOptions::snapshot_slice_bytes);
+  // 0: the replica's default, under which the simulator's small states take one slice. A few
+  // dozen bytes spread a capture over many loop turns, with entries applied between them.
+  std::size_t snapshot_slice_bytes = 0;
   // Small WAL segments, so that segment rolls (and power cuts inside them) happen in every run.
   std::size_t segment_bytes = 8 << 10;
   bool power_cuts = true;

@@ -50,13 +50,14 @@ static int node_main(int argc, char** argv) {
     else if (a == "--ms") o.fault_ms = static_cast<std::uint32_t>(std::atoi(next()));
     else if (a == "--no-power-cuts") o.power_cuts = false;
     else if (a == "--snapshot-entries") o.snapshot_entries = static_cast<std::uint32_t>(std::atoi(next()));
+    else if (a == "--snapshot-slice-bytes") o.snapshot_slice_bytes = static_cast<std::size_t>(std::atoll(next()));
     else if (a == "--fresh-dirs") o.fresh_dirs = true;
     else if (a == "--segment-bytes") o.segment_bytes = static_cast<std::size_t>(std::atoll(next()));
     else if (a == "--remove-leader") o.remove_leader = true;  // the default; kept for old replay lines
     else if (a == "--no-remove-leader") o.remove_leader = false;
     else if (a == "--verbose") o.verbose = true;
     else {
-      std::fprintf(stderr, "usage: tern-sim --node --seed N [--runs K] [--voters 1|3|5] [--spares S] [--ms T] [--no-power-cuts] [--fresh-dirs] [--no-remove-leader] [--verbose]\n");
+      std::fprintf(stderr, "usage: tern-sim --node --seed N [--runs K] [--voters 1|3|5] [--spares S] [--ms T] [--snapshot-entries E] [--snapshot-slice-bytes B] [--no-power-cuts] [--fresh-dirs] [--no-remove-leader] [--verbose]\n");
       return 2;
     }
   }
