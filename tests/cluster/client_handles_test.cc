@@ -106,6 +106,7 @@ TEST(ClientHandles, ALeaseHandleRevokesWhenDestroyedAndItsNodesGo) {
     EXPECT_TRUE(lease.keep_alive().ok());
     Lease moved = std::move(lease);
     { Lease gone = std::move(lease); }  // NOLINT(bugprone-use-after-move)
+    EXPECT_FALSE(lease);                 // NOLINT(bugprone-use-after-move)
     EXPECT_TRUE(b->exists("/leased").ok()) << "a moved-from lease handle revoked the lease";
     EXPECT_TRUE(b->lease_ttl(moved.id()).ok());
   }
@@ -140,6 +141,7 @@ TEST(ClientHandles, ALeadershipHandleResignsWhenDestroyedAndTheNextCandidateLead
     EXPECT_EQ(second.proclaim("not yet").error, Error::not_held);
     Leadership moved = std::move(first);
     { Leadership gone = std::move(first); }  // NOLINT(bugprone-use-after-move)
+    EXPECT_FALSE(first);                      // NOLINT(bugprone-use-after-move): empty once moved from
     auto l = b->leader("E");
     ASSERT_TRUE(l.ok());
     EXPECT_EQ(l.data, "a2") << "a moved-from leadership handle resigned";
@@ -172,6 +174,7 @@ TEST(ClientHandles, AWatchHandleDeliversNothingOnceDestroyedAndAMovedFromOneDoes
     ASSERT_TRUE(events.wait_for(1, 5s));
     Watch moved = std::move(watch);
     { Watch gone = std::move(watch); }  // NOLINT(bugprone-use-after-move)
+    EXPECT_FALSE(watch);                 // NOLINT(bugprone-use-after-move)
     ASSERT_TRUE(a->set("/w", "2").ok());
     ASSERT_TRUE(events.wait_for(2, 5s)) << "a moved-from watch handle cancelled the watch";
   }
