@@ -156,6 +156,10 @@ struct Client::Impl {
   };
   kj::Maybe<kj::Own<Conn>> conn;
   std::uint64_t drops = 0;  // connections dropped so far: one failure drops one connection
+  // Handles' capabilities on the current connection, by handle key ("lock <name>", "lease <id>",
+  // "election <name>"): answered by lock/grantLease/campaign or rebuilt from the ids (lockOf...).
+  // They go with the connection (drop_connection), before it.
+  std::map<std::string, capnp::Capability::Client> caps;
   std::size_t endpoint = 0;
   std::map<std::uint64_t, std::size_t> endpoint_of;  // node id -> endpoint index
   std::map<std::uint64_t, Watch> watches;            // local watch id -> watch
@@ -223,6 +227,7 @@ struct Client::Impl {
     paf.promise.wait(ctx.waitScope);
     tasks = nullptr;
     seq_waiters.clear();  // KJ objects go on this thread, with its loop
+    caps.clear();
     conn = nullptr;
   }
 
@@ -407,6 +412,7 @@ struct Client::Impl {
 
   void drop_connection() {
     ++drops;
+    caps.clear();
     conn = nullptr;
     if (ever_connected && !suspended && !expired) {
       suspended = true;
@@ -576,23 +582,118 @@ struct Client::Impl {
         b.setCursor(q.cursor);
         b.setLimit(q.limit);
         b.setId(q.id);
-        auto ob = req.initOptions();
-        ob.setConsistency(static_cast<api::Consistency>(static_cast<std::uint16_t>(o.consistency)));
-        ob.setMinIndex(o.min_index);
+        set_read_options(req.initOptions(), o);
         return req.send().then([](auto r) { return to_reply(r.getResult()); });
       });
     };
   }
 
   // A write settles (leaves the exactly-once window) when its retries end, whatever the answer.
-  Reply write(WireOp op) {
+  // `attempt` makes the write's attempt for its sequence number (on the loop thread).
+  Reply write_seq(const std::function<Attempt(std::shared_ptr<std::uint64_t>)>& attempt) {
     auto seq = std::make_shared<std::uint64_t>(0);
     return executor->executeSync([&]() {
-      return retry(retry_state(write_attempt(std::move(op), seq), true)).then([this, seq](Reply r) {
+      return retry(retry_state(attempt(seq), true)).then([this, seq](Reply r) {
         settle(*seq);
         return r;
       });
     });
+  }
+  Reply write(WireOp op) {
+    return write_seq([&](std::shared_ptr<std::uint64_t> seq) { return write_attempt(std::move(op), seq); });
+  }
+
+  // --- handles (client.h): their capabilities, cached per connection ----------------------------
+
+  using MakeCap = std::function<capnp::Capability::Client(api::Session::Client&)>;
+  using CapCall = std::function<kj::Promise<Reply>(capnp::Capability::Client&, std::uint64_t seq, std::uint64_t rid)>;
+
+  // The capability of handle `key` on the current connection: cached, or rebuilt from the ids by
+  // `make` (a pipelined call: it costs no round trip of its own). A connection replaced while the
+  // session was coming fails the attempt like a lost one (a capability is only cached for the
+  // connection it was made on).
+  kj::Promise<capnp::Capability::Client> handle_cap(std::string key, MakeCap make) {
+    std::uint64_t drops_at_start = drops;
+    return session().then([this, key = std::move(key), make = std::move(make),
+                           drops_at_start](api::Session::Client s) -> kj::Promise<capnp::Capability::Client> {
+      if (drops != drops_at_start) return KJ_EXCEPTION(DISCONNECTED, "the connection was replaced");
+      auto it = caps.find(key);
+      if (it != caps.end()) return capnp::Capability::Client(it->second);
+      capnp::Capability::Client c = make(s);
+      caps.insert_or_assign(key, capnp::Capability::Client(c));
+      return kj::mv(c);
+    });
+  }
+  // Caches a capability a handle's write answered, if its connection is still the current one.
+  void remember(const std::string& key, std::uint64_t drops_at_start, capnp::Capability::Client c) {
+    if (drops == drops_at_start) caps.insert_or_assign(key, kj::mv(c));
+  }
+
+  // A call through a handle's capability: a write when `seq` is given (exactly-once like any
+  // write of the session), else a read.
+  Attempt cap_attempt(std::string key, MakeCap make, CapCall call, std::shared_ptr<std::uint64_t> seq) {
+    std::uint64_t rid = request_id();
+    return [this, key, make, call, seq, rid]() {
+      kj::Promise<void> numbered = seq ? take_seq(seq) : kj::Promise<void>(kj::READY_NOW);
+      return numbered.then([this, key, make]() { return handle_cap(key, make); })
+          .then([call, seq, rid](capnp::Capability::Client c) { return call(c, seq ? *seq : 0, rid); });
+    };
+  }
+  Reply handle_write(std::string key, MakeCap make, CapCall call) {
+    return write_seq([&](std::shared_ptr<std::uint64_t> seq) { return cap_attempt(key, make, call, seq); });
+  }
+  Reply handle_read(std::string key, MakeCap make, CapCall call) {
+    return run(cap_attempt(std::move(key), std::move(make), std::move(call), nullptr), false);
+  }
+  void forget(const std::string& key) {
+    executor->executeSync([&]() { caps.erase(key); });
+  }
+
+  // A session write that answers a handle's capability (lock, grantLease, campaign): `send` makes
+  // the call on the session (with the write's sequence number) and caches what it answers.
+  using SessionCall = std::function<kj::Promise<Reply>(api::Session::Client&, std::uint64_t seq, std::uint64_t rid,
+                                                       std::uint64_t drops_at_start)>;
+  Reply session_write(SessionCall send) {
+    return write_seq([&](std::shared_ptr<std::uint64_t> seq) -> Attempt {
+      std::uint64_t rid = request_id();
+      return [this, send, seq, rid]() {
+        return take_seq(seq).then([this, send, seq, rid]() {
+          std::uint64_t drops_at_start = drops;
+          return session().then([send, seq, rid, drops_at_start](api::Session::Client s) {
+            return send(s, *seq, rid, drops_at_start);
+          });
+        });
+      };
+    });
+  }
+
+  static std::string lock_key(const std::string& name) { return "lock " + name; }
+  static std::string lease_key(std::uint64_t id) { return "lease " + std::to_string(id); }
+  static std::string election_key(const std::string& name) { return "election " + name; }
+  static MakeCap lock_of(std::string name) {
+    return [name](api::Session::Client& s) -> capnp::Capability::Client {
+      auto req = s.lockOfRequest();
+      req.setName(name);
+      return req.send().getLock();
+    };
+  }
+  static MakeCap lease_of(std::uint64_t id) {
+    return [id](api::Session::Client& s) -> capnp::Capability::Client {
+      auto req = s.leaseOfRequest();
+      req.setId(id);
+      return req.send().getLease();
+    };
+  }
+  static MakeCap leadership_of(std::string election) {
+    return [election](api::Session::Client& s) -> capnp::Capability::Client {
+      auto req = s.leadershipOfRequest();
+      req.setElection(election);
+      return req.send().getLeadership();
+    };
+  }
+  static void set_read_options(api::ReadOptions::Builder b, ReadOptions o) {
+    b.setConsistency(static_cast<api::Consistency>(static_cast<std::uint16_t>(o.consistency)));
+    b.setMinIndex(o.min_index);
   }
   Reply read(WireQuery q, ReadOptions o) { return run(read_attempt(std::move(q), o), false); }
   std::future<Reply> write_async(WireOp op) {
@@ -876,6 +977,243 @@ Reply Client::unwatch(std::uint64_t watch_id) {
     }
     return Reply{};
   });
+}
+
+// --- Handles ----------------------------------------------------------------------------------
+
+namespace {
+template <class T>
+kj::Promise<Reply> reply_of(T&& promise) {
+  return promise.then([](auto r) { return to_reply(r.getResult()); });
+}
+}  // namespace
+
+Lock Client::lock_handle(const std::string& name, bool shared, bool try_only, std::chrono::milliseconds lock_delay) {
+  Impl* raw = impl_.get();
+  WireOp o = lock_op(name, shared, try_only, lock_delay);
+  Reply r = impl_->session_write([raw, o](api::Session::Client& s, std::uint64_t seq, std::uint64_t rid, std::uint64_t at) {
+    auto req = s.lockRequest();
+    req.setSeq(seq);
+    req.setName(o.path);
+    req.setFlags(o.flags);
+    req.setLockDelayMs(o.ttl_ms);
+    req.setRequestId(rid);
+    return req.send().then([raw, at, name = o.path](auto answer) {
+      Reply out = to_reply(answer.getResult());
+      if (out.ok()) raw->remember(Impl::lock_key(name), at, answer.getLock());
+      return out;
+    });
+  });
+  return r.ok() ? Lock(this, name, r.id) : Lock(r.error);
+}
+
+Lease Client::lease_handle(std::chrono::milliseconds ttl) {
+  Impl* raw = impl_.get();
+  Reply r = impl_->session_write([raw, ttl](api::Session::Client& s, std::uint64_t seq, std::uint64_t rid, std::uint64_t at) {
+    auto req = s.grantLeaseRequest();
+    req.setSeq(seq);
+    req.setTtlMs(ttl.count());
+    req.setRequestId(rid);
+    return req.send().then([raw, at](auto answer) {
+      Reply out = to_reply(answer.getResult());
+      if (out.ok()) raw->remember(Impl::lease_key(out.id), at, answer.getLease());
+      return out;
+    });
+  });
+  return r.ok() ? Lease(this, r.id) : Lease(r.error);
+}
+
+Leadership Client::leadership_handle(const std::string& election, const std::string& value) {
+  Impl* raw = impl_.get();
+  Reply r = impl_->session_write([raw, election, value](api::Session::Client& s, std::uint64_t seq, std::uint64_t rid,
+                                                        std::uint64_t at) {
+    auto req = s.campaignRequest();
+    req.setSeq(seq);
+    req.setElection(election);
+    req.setValue(kj::arrayPtr(reinterpret_cast<const kj::byte*>(value.data()), value.size()));
+    req.setRequestId(rid);
+    return req.send().then([raw, at, election](auto answer) {
+      Reply out = to_reply(answer.getResult());
+      if (out.ok()) raw->remember(Impl::election_key(election), at, answer.getLeadership());
+      return out;
+    });
+  });
+  return r.ok() ? Leadership(this, election, r.id) : Leadership(r.error);
+}
+
+Watch Client::watch_handle(const std::string& path, WatchKind kind, WatchCallback callback, bool persistent,
+                           bool recursive, std::uint64_t after_index) {
+  Reply r = watch(path, kind, std::move(callback), persistent, recursive, after_index);
+  return r.ok() ? Watch(this, r.id) : Watch(r.error);
+}
+
+Lock Client::adopt_lock(const std::string& name, std::uint64_t token) { return Lock(this, name, token); }
+Lease Client::adopt_lease(std::uint64_t lease) { return Lease(this, lease); }
+Leadership Client::adopt_leadership(const std::string& election, std::uint64_t token) {
+  return Leadership(this, election, token);
+}
+
+Lock::Lock(Lock&& o) noexcept
+    : client_(std::exchange(o.client_, nullptr)), name_(std::move(o.name_)), token_(o.token_), error_(o.error_) {}
+Lock& Lock::operator=(Lock&& o) noexcept {
+  if (this != &o) {
+    release();
+    client_ = std::exchange(o.client_, nullptr);
+    name_ = std::move(o.name_);
+    token_ = o.token_;
+    error_ = o.error_;
+  }
+  return *this;
+}
+Lock::~Lock() { release(); }
+
+bool Lock::still_held() const {
+  if (client_ == nullptr) return false;
+  std::uint64_t token = token_;
+  return client_->impl_
+      ->handle_read(Client::Impl::lock_key(name_), Client::Impl::lock_of(name_),
+                    [token](capnp::Capability::Client& c, std::uint64_t, std::uint64_t rid) {
+                      auto req = c.castAs<api::Lock>().checkTokenRequest();
+                      req.setToken(token);
+                      req.setRequestId(rid);
+                      return reply_of(req.send());
+                    })
+      .ok();
+}
+
+Error Lock::release() {
+  if (client_ == nullptr) return Error::ok;
+  Client* c = std::exchange(client_, nullptr);
+  auto key = Client::Impl::lock_key(name_);
+  Reply r = c->impl_->handle_write(key, Client::Impl::lock_of(name_),
+                                   [](capnp::Capability::Client& cap, std::uint64_t seq, std::uint64_t rid) {
+                                     auto req = cap.castAs<api::Lock>().unlockRequest();
+                                     req.setSeq(seq);
+                                     req.setRequestId(rid);
+                                     return reply_of(req.send());
+                                   });
+  c->impl_->forget(key);
+  return r.error;
+}
+
+Lease::Lease(Lease&& o) noexcept : client_(std::exchange(o.client_, nullptr)), id_(o.id_), error_(o.error_) {}
+Lease& Lease::operator=(Lease&& o) noexcept {
+  if (this != &o) {
+    revoke();
+    client_ = std::exchange(o.client_, nullptr);
+    id_ = o.id_;
+    error_ = o.error_;
+  }
+  return *this;
+}
+Lease::~Lease() { revoke(); }
+
+Reply Lease::keep_alive() {
+  if (client_ == nullptr) return failure(Error::unknown_lease, "an empty lease handle");
+  return client_->impl_->handle_write(Client::Impl::lease_key(id_), Client::Impl::lease_of(id_),
+                                      [](capnp::Capability::Client& c, std::uint64_t seq, std::uint64_t rid) {
+                                        auto req = c.castAs<api::Lease>().keepAliveRequest();
+                                        req.setSeq(seq);
+                                        req.setRequestId(rid);
+                                        return reply_of(req.send());
+                                      });
+}
+
+Reply Lease::ttl(ReadOptions options) {
+  if (client_ == nullptr) return failure(Error::unknown_lease, "an empty lease handle");
+  return client_->impl_->handle_read(Client::Impl::lease_key(id_), Client::Impl::lease_of(id_),
+                                     [options](capnp::Capability::Client& c, std::uint64_t, std::uint64_t rid) {
+                                       auto req = c.castAs<api::Lease>().ttlRequest();
+                                       Client::Impl::set_read_options(req.initOptions(), options);
+                                       req.setRequestId(rid);
+                                       return reply_of(req.send());
+                                     });
+}
+
+Error Lease::revoke() {
+  if (client_ == nullptr) return Error::ok;
+  Client* c = std::exchange(client_, nullptr);
+  auto key = Client::Impl::lease_key(id_);
+  Reply r = c->impl_->handle_write(key, Client::Impl::lease_of(id_),
+                                   [](capnp::Capability::Client& cap, std::uint64_t seq, std::uint64_t rid) {
+                                     auto req = cap.castAs<api::Lease>().revokeRequest();
+                                     req.setSeq(seq);
+                                     req.setRequestId(rid);
+                                     return reply_of(req.send());
+                                   });
+  c->impl_->forget(key);
+  return r.error;
+}
+
+Leadership::Leadership(Leadership&& o) noexcept
+    : client_(std::exchange(o.client_, nullptr)), election_(std::move(o.election_)), token_(o.token_), error_(o.error_) {}
+Leadership& Leadership::operator=(Leadership&& o) noexcept {
+  if (this != &o) {
+    resign();
+    client_ = std::exchange(o.client_, nullptr);
+    election_ = std::move(o.election_);
+    token_ = o.token_;
+    error_ = o.error_;
+  }
+  return *this;
+}
+Leadership::~Leadership() { resign(); }
+
+Reply Leadership::proclaim(const std::string& value) {
+  if (client_ == nullptr) return failure(Error::not_held, "an empty leadership handle");
+  return client_->impl_->handle_write(Client::Impl::election_key(election_), Client::Impl::leadership_of(election_),
+                                      [value](capnp::Capability::Client& c, std::uint64_t seq, std::uint64_t rid) {
+                                        auto req = c.castAs<api::Leadership>().proclaimRequest();
+                                        req.setSeq(seq);
+                                        req.setValue(kj::arrayPtr(reinterpret_cast<const kj::byte*>(value.data()),
+                                                                  value.size()));
+                                        req.setRequestId(rid);
+                                        return reply_of(req.send());
+                                      });
+}
+
+Reply Leadership::leader(ReadOptions options) {
+  if (client_ == nullptr) return failure(Error::not_held, "an empty leadership handle");
+  return client_->impl_->handle_read(Client::Impl::election_key(election_), Client::Impl::leadership_of(election_),
+                                     [options](capnp::Capability::Client& c, std::uint64_t, std::uint64_t rid) {
+                                       auto req = c.castAs<api::Leadership>().leaderRequest();
+                                       Client::Impl::set_read_options(req.initOptions(), options);
+                                       req.setRequestId(rid);
+                                       return reply_of(req.send());
+                                     });
+}
+
+Error Leadership::resign() {
+  if (client_ == nullptr) return Error::ok;
+  Client* c = std::exchange(client_, nullptr);
+  auto key = Client::Impl::election_key(election_);
+  Reply r = c->impl_->handle_write(key, Client::Impl::leadership_of(election_),
+                                   [](capnp::Capability::Client& cap, std::uint64_t seq, std::uint64_t rid) {
+                                     auto req = cap.castAs<api::Leadership>().resignRequest();
+                                     req.setSeq(seq);
+                                     req.setRequestId(rid);
+                                     return reply_of(req.send());
+                                   });
+  c->impl_->forget(key);
+  return r.error;
+}
+
+Watch::Watch(Watch&& o) noexcept : client_(std::exchange(o.client_, nullptr)), id_(o.id_), error_(o.error_) {}
+Watch& Watch::operator=(Watch&& o) noexcept {
+  if (this != &o) {
+    cancel();
+    client_ = std::exchange(o.client_, nullptr);
+    id_ = o.id_;
+    error_ = o.error_;
+  }
+  return *this;
+}
+Watch::~Watch() { cancel(); }
+
+Error Watch::cancel() {
+  if (client_ == nullptr) return Error::ok;
+  Client* c = std::exchange(client_, nullptr);
+  return c->unwatch(id_).error;
 }
 
 }  // namespace tern

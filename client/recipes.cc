@@ -55,27 +55,10 @@ struct Inbox {
   }
 };
 
-// A watch cancelled when this goes out of scope.
-class ScopedWatch {
- public:
-  ScopedWatch(Client& client, const std::string& path, WatchKind kind, WatchCallback cb, bool recursive = false)
-      : client_(client) {
-    auto r = client.watch(path, kind, std::move(cb), true, recursive);
-    error_ = r.error;
-    if (r.ok()) id_ = r.id;
-  }
-  ~ScopedWatch() {
-    if (id_ != 0) client_.unwatch(id_);
-  }
-  ScopedWatch(const ScopedWatch&) = delete;
-  ScopedWatch& operator=(const ScopedWatch&) = delete;
-  Error error() const { return error_; }
-
- private:
-  Client& client_;
-  std::uint64_t id_ = 0;
-  Error error_ = Error::ok;
-};
+// A persistent watch cancelled when it goes out of scope: the library's handle (tern::Watch).
+Watch scoped_watch(Client& client, const std::string& path, WatchKind kind, WatchCallback cb, bool recursive = false) {
+  return client.watch_handle(path, kind, std::move(cb), true, recursive);
+}
 
 // Re-asking a queued lock or campaign is harmless (the server answers "held" with the token, or
 // keeps the request queued once); doing it now and then covers an event the recipe missed.
@@ -103,8 +86,6 @@ bool transient(Error e) {
 }  // namespace
 
 struct Access {
-  static LockGuard guard(Client* c, const std::string& name, std::uint64_t token) { return LockGuard(c, name, token); }
-  static LockGuard guard_error(Error e) { return LockGuard(e); }
   static Permit permit(Client* c, const std::string& node) { return Permit(c, node); }
   static Permit permit_error(Error e) { return Permit(e); }
 };
@@ -115,28 +96,25 @@ namespace {
 // answers with the token. The watch is registered before the request, so no grant is missed.
 LockGuard acquire_lock(Client& client, const std::string& name, bool shared, bool try_only, milliseconds delay,
                        milliseconds timeout) {
-  if (try_only) {
-    auto r = client.lock(name, shared, true, delay);
-    return r.ok() ? Access::guard(&client, name, r.id) : Access::guard_error(r.error);
-  }
+  if (try_only) return client.lock_handle(name, shared, true, delay);
   auto until = deadline_after(timeout);
   auto inbox = std::make_shared<Inbox>();
-  ScopedWatch watch(client, name, WatchKind::events, inbox->callback(inbox));
-  if (watch.error() != Error::ok) return Access::guard_error(watch.error());
+  Watch watch = scoped_watch(client, name, WatchKind::events, inbox->callback(inbox));
+  if (watch.error() != Error::ok) return LockGuard(watch.error());
   auto r = client.lock(name, shared, false, delay);
   while (true) {
     // A request whose fate is unknown is simply asked again: asking is idempotent per session.
-    if (!r.ok() && !transient(r.error)) return Access::guard_error(r.error);
-    if (r.ok() && r.id != 0) return Access::guard(&client, name, r.id);
+    if (!r.ok() && !transient(r.error)) return LockGuard(r.error);
+    if (r.ok() && r.id != 0) return client.adopt_lock(name, r.id);
     if (Clock::now() >= until) break;
     for (const auto& e : inbox->take(std::min(until, Clock::now() + kRecheck)))
       if (e.type == WatchEvent::Type::lock_granted && e.id == client.session_id() && e.token != 0)
-        return Access::guard(&client, name, e.token);
+        return client.adopt_lock(name, e.token);
     r = client.lock(name, shared, false, delay);
   }
   // Timed out: withdraw the request (or release a grant that raced with the timeout).
   client.unlock(name);
-  return Access::guard_error(Error::timed_out);
+  return LockGuard(Error::timed_out);
 }
 
 }  // namespace
@@ -152,31 +130,7 @@ Error ensure_path(Client& client, const std::string& path, const std::string& da
   return Error::ok;
 }
 
-// --- LockGuard, Mutex, ReadWriteLock ----------------------------------------------------------
-
-LockGuard::LockGuard(LockGuard&& o) noexcept
-    : client_(std::exchange(o.client_, nullptr)), name_(std::move(o.name_)), token_(o.token_), error_(o.error_) {}
-
-LockGuard& LockGuard::operator=(LockGuard&& o) noexcept {
-  if (this != &o) {
-    release();
-    client_ = std::exchange(o.client_, nullptr);
-    name_ = std::move(o.name_);
-    token_ = o.token_;
-    error_ = o.error_;
-  }
-  return *this;
-}
-
-LockGuard::~LockGuard() { release(); }
-
-bool LockGuard::still_held() const { return client_ != nullptr && client_->check_token(name_, token_).ok(); }
-
-Error LockGuard::release() {
-  if (client_ == nullptr) return Error::ok;
-  Client* c = std::exchange(client_, nullptr);
-  return c->unlock(name_).error;
-}
+// --- Mutex, ReadWriteLock (LockGuard is tern::Lock, client.cc) -------------------------------
 
 Mutex::Mutex(Client& client, std::string name, milliseconds lock_delay)
     : client_(client), name_(std::move(name)), delay_(lock_delay) {}
@@ -239,7 +193,7 @@ Permit Semaphore::acquire(milliseconds timeout) {
   auto until = deadline_after(timeout);
   if (auto e = setup(); e != Error::ok) return Access::permit_error(e);
   auto inbox = std::make_shared<Inbox>();
-  ScopedWatch watch(client_, path_, WatchKind::children, inbox->callback(inbox));
+  Watch watch = scoped_watch(client_, path_, WatchKind::children, inbox->callback(inbox));
   if (watch.error() != Error::ok) return Access::permit_error(watch.error());
   // The name carries the session, so a create whose outcome is unknown can be found again.
   const std::string prefix = "p-" + hex(client_.session_id()) + "-";
@@ -292,7 +246,7 @@ Error Barrier::lower() {
 Error Barrier::wait(milliseconds timeout) {
   auto until = deadline_after(timeout);
   auto inbox = std::make_shared<Inbox>();
-  ScopedWatch watch(client_, path_, WatchKind::exists, inbox->callback(inbox));
+  Watch watch = scoped_watch(client_, path_, WatchKind::exists, inbox->callback(inbox));
   if (watch.error() != Error::ok) return watch.error();
   while (true) {
     auto r = client_.exists(path_);
@@ -314,7 +268,7 @@ Error DoubleBarrier::enter(milliseconds timeout) {
   const std::string members = join(path_, "members"), ready = join(path_, "ready"), me = join(members, name_);
   if (auto e = ensure_path(client_, members); e != Error::ok) return e;
   auto inbox = std::make_shared<Inbox>();
-  ScopedWatch watch(client_, ready, WatchKind::exists, inbox->callback(inbox));
+  Watch watch = scoped_watch(client_, ready, WatchKind::exists, inbox->callback(inbox));
   if (watch.error() != Error::ok) return watch.error();
   auto c = client_.create(me, "", CreateOptions{.ephemeral = true});
   if (!c.ok() && c.error != Error::node_exists) return c.error;
@@ -337,7 +291,7 @@ Error DoubleBarrier::leave(milliseconds timeout) {
   auto until = deadline_after(timeout);
   const std::string members = join(path_, "members");
   auto inbox = std::make_shared<Inbox>();
-  ScopedWatch watch(client_, members, WatchKind::children, inbox->callback(inbox));
+  Watch watch = scoped_watch(client_, members, WatchKind::children, inbox->callback(inbox));
   if (watch.error() != Error::ok) return watch.error();
   auto r = client_.remove(join(members, name_));
   if (!r.ok() && r.error != Error::no_node) return r.error;
@@ -386,11 +340,12 @@ struct LeaderElection::State {
   }
 
   void work() {
-    std::optional<ScopedWatch> watch;
+    std::optional<Watch> watch;
     std::uint64_t held = 0;
     while (!inbox->stopped()) {
       // The events watch only makes a change of leader noticed sooner; re-asking covers the rest.
-      if (!watch || watch->error() != Error::ok) watch.emplace(client, name, WatchKind::events, inbox->callback(inbox));
+      if (!watch || watch->error() != Error::ok)
+        watch.emplace(scoped_watch(client, name, WatchKind::events, inbox->callback(inbox)));
       auto started = Clock::now();
       auto r = client.campaign(name, value);
       if (r.error == Error::unknown_session) {
@@ -612,11 +567,11 @@ struct TreeCache::State {
   }
 
   void work() {
-    std::optional<ScopedWatch> watch;
+    std::optional<Watch> watch;
     bool need_reload = true;
     while (!inbox->stopped()) {
       if (!watch || watch->error() != Error::ok) {
-        watch.emplace(client, root, WatchKind::exists, inbox->callback(inbox), true);
+        watch.emplace(scoped_watch(client, root, WatchKind::exists, inbox->callback(inbox), true));
         if (watch->error() != Error::ok) {
           inbox->take(Clock::now() + milliseconds(200));
           continue;
@@ -721,12 +676,12 @@ struct ConfigWatcher::State {
   }
 
   void work() {
-    std::optional<ScopedWatch> watch;
+    std::optional<Watch> watch;
     bool need_read = true;
     std::uint64_t applied = 0;  // events at or below it are reflected in what was offered
     while (!inbox->stopped()) {
       if (!watch || watch->error() != Error::ok) {
-        watch.emplace(client, path, WatchKind::exists, inbox->callback(inbox));
+        watch.emplace(scoped_watch(client, path, WatchKind::exists, inbox->callback(inbox)));
         if (watch->error() != Error::ok) {
           inbox->take(Clock::now() + milliseconds(200));
           continue;

@@ -243,6 +243,101 @@ void set_notification(api::Notification::Builder b, const Notification& n) {
   e.setToken(n.event.token);
 }
 
+// --- Handles (docs/client.md, Handles) -------------------------------------------------------
+// A handle's capability is a thin object holding its ids and its session's capability: each of
+// its methods is the session's own `write` or `read` of the id-based operation, so there is one
+// path for validation, admission, exactly-once and event-before-reply ordering. Dropping one
+// releases nothing: a client that vanishes loses its locks with its session's expiry, and a
+// connection lost in a failover loses no lock (the library releases explicitly).
+
+template <class Context>
+kj::Promise<void> forward_write(api::Session::Client& session, Context ctx, std::uint64_t seq, std::uint64_t request_id,
+                                api::OpType type, const std::string& path, const std::string& data, std::uint64_t id) {
+  auto req = session.writeRequest();
+  req.setSeq(seq);
+  req.setRequestId(request_id);
+  auto op = req.initOp();
+  op.setType(type);
+  op.setPath(path);
+  op.setData(as_data(data));
+  op.setId(id);
+  return req.send().then([ctx](auto r) mutable { ctx.getResults().setResult(r.getResult()); });
+}
+
+template <class Context>
+kj::Promise<void> forward_read(api::Session::Client& session, Context ctx, api::ReadOptions::Reader options,
+                               std::uint64_t request_id, api::QueryType type, const std::string& path, std::uint64_t id) {
+  auto req = session.readRequest();
+  req.setRequestId(request_id);
+  req.setOptions(options);
+  auto q = req.initQuery();
+  q.setType(type);
+  q.setPath(path);
+  q.setId(id);
+  return req.send().then([ctx](auto r) mutable { ctx.getResults().setResult(r.getResult()); });
+}
+
+class LockImpl final : public api::Lock::Server {
+ public:
+  LockImpl(api::Session::Client session, std::string name) : session_(kj::mv(session)), name_(std::move(name)) {}
+  kj::Promise<void> unlock(UnlockContext ctx) override {
+    auto p = ctx.getParams();
+    return forward_write(session_, ctx, p.getSeq(), p.getRequestId(), api::OpType::UNLOCK, name_, {}, 0);
+  }
+  kj::Promise<void> checkToken(CheckTokenContext ctx) override {
+    auto p = ctx.getParams();
+    return forward_read(session_, ctx, p.getOptions(), p.getRequestId(), api::QueryType::CHECK_TOKEN, name_, p.getToken());
+  }
+
+ private:
+  api::Session::Client session_;
+  std::string name_;
+};
+
+class LeaseImpl final : public api::Lease::Server {
+ public:
+  LeaseImpl(api::Session::Client session, std::uint64_t id) : session_(kj::mv(session)), id_(id) {}
+  kj::Promise<void> keepAlive(KeepAliveContext ctx) override {
+    auto p = ctx.getParams();
+    return forward_write(session_, ctx, p.getSeq(), p.getRequestId(), api::OpType::KEEP_ALIVE_LEASE, {}, {}, id_);
+  }
+  kj::Promise<void> revoke(RevokeContext ctx) override {
+    auto p = ctx.getParams();
+    return forward_write(session_, ctx, p.getSeq(), p.getRequestId(), api::OpType::REVOKE_LEASE, {}, {}, id_);
+  }
+  kj::Promise<void> ttl(TtlContext ctx) override {
+    auto p = ctx.getParams();
+    return forward_read(session_, ctx, p.getOptions(), p.getRequestId(), api::QueryType::LEASE_TTL, {}, id_);
+  }
+
+ private:
+  api::Session::Client session_;
+  std::uint64_t id_;
+};
+
+class LeadershipImpl final : public api::Leadership::Server {
+ public:
+  LeadershipImpl(api::Session::Client session, std::string election)
+      : session_(kj::mv(session)), election_(std::move(election)) {}
+  kj::Promise<void> proclaim(ProclaimContext ctx) override {
+    auto p = ctx.getParams();
+    return forward_write(session_, ctx, p.getSeq(), p.getRequestId(), api::OpType::PROCLAIM, election_,
+                         bytes(p.getValue()), 0);
+  }
+  kj::Promise<void> resign(ResignContext ctx) override {
+    auto p = ctx.getParams();
+    return forward_write(session_, ctx, p.getSeq(), p.getRequestId(), api::OpType::RESIGN, election_, {}, 0);
+  }
+  kj::Promise<void> leader(LeaderContext ctx) override {
+    auto p = ctx.getParams();
+    return forward_read(session_, ctx, p.getOptions(), p.getRequestId(), api::QueryType::LEADER, election_, 0);
+  }
+
+ private:
+  api::Session::Client session_;
+  std::string election_;
+};
+
 }  // namespace
 
 // One open session, as the capability that acts for it: whoever holds it has presented the
@@ -259,17 +354,62 @@ class ClientApi::SessionImpl final : public api::Session::Server, public kj::Tas
   }
 
   kj::Promise<void> write(WriteContext ctx) override {
-    if (!admit(*budget_, api_.limits())) return slow_down(ctx, api_.limits());
     auto p = ctx.getParams();
     auto op = to_op(p.getOp(), 0);
     if (!op || op->type == sm::OpType::open_session || op->type == sm::OpType::close_session) {
+      if (!admit(*budget_, api_.limits())) return slow_down(ctx, api_.limits());
       set_error(ctx.getResults().initResult(), api::Errc::BAD_REQUEST, "not an operation a session can write");
       return kj::READY_NOW;
     }
-    sm::Command c{id_, p.getSeq(), std::move(*op), secret_};
-    return counted(budget_, propose(api_, ctx, c, p.getRequestId()).then([this, ctx]() mutable {
-      return after_events(ctx);
-    }));
+    return write_op(ctx, p.getSeq(), std::move(*op), p.getRequestId(), [](auto) {});
+  }
+
+  // Handles: the same write, answering a capability that holds the ids (see LockImpl).
+  kj::Promise<void> lock(LockContext ctx) override {
+    auto p = ctx.getParams();
+    sm::Op op;
+    op.type = sm::OpType::lock;
+    op.path = text(p.getName());
+    op.flags = p.getFlags();
+    op.ttl_ms = p.getLockDelayMs();
+    return write_op(ctx, p.getSeq(), std::move(op), p.getRequestId(), [this, name = text(p.getName())](auto results) {
+      results.setLock(kj::heap<LockImpl>(thisCap(), name));
+    });
+  }
+
+  kj::Promise<void> grantLease(GrantLeaseContext ctx) override {
+    auto p = ctx.getParams();
+    sm::Op op;
+    op.type = sm::OpType::grant_lease;
+    op.ttl_ms = p.getTtlMs();
+    return write_op(ctx, p.getSeq(), std::move(op), p.getRequestId(), [this](auto results) {
+      results.setLease(kj::heap<LeaseImpl>(thisCap(), results.getResult().getId()));
+    });
+  }
+
+  kj::Promise<void> campaign(CampaignContext ctx) override {
+    auto p = ctx.getParams();
+    std::string name = text(p.getElection());
+    sm::Op op;
+    op.type = sm::OpType::campaign;
+    op.path = name;
+    op.data = bytes(p.getValue());
+    return write_op(ctx, p.getSeq(), std::move(op), p.getRequestId(), [this, name](auto results) {
+      results.setLeadership(kj::heap<LeadershipImpl>(thisCap(), name));
+    });
+  }
+
+  kj::Promise<void> lockOf(LockOfContext ctx) override {
+    ctx.getResults().setLock(kj::heap<LockImpl>(thisCap(), text(ctx.getParams().getName())));
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> leaseOf(LeaseOfContext ctx) override {
+    ctx.getResults().setLease(kj::heap<LeaseImpl>(thisCap(), ctx.getParams().getId()));
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> leadershipOf(LeadershipOfContext ctx) override {
+    ctx.getResults().setLeadership(kj::heap<LeadershipImpl>(thisCap(), text(ctx.getParams().getElection())));
+    return kj::READY_NOW;
   }
 
   kj::Promise<void> read(ReadContext ctx) override {
@@ -375,6 +515,18 @@ class ClientApi::SessionImpl final : public api::Session::Server, public kj::Tas
     auto paf = kj::newPromiseAndFulfiller<void>();
     waiters_.push_back(Waiter{index, kj::mv(paf.fulfiller)});
     return kj::mv(paf.promise);
+  }
+
+  // A write of this session: admitted, proposed (validated and size-checked first), answered
+  // after the events it reflects; `made` adds a handle's capability to an `ok` answer.
+  template <class Context, class Made>
+  kj::Promise<void> write_op(Context& ctx, std::uint64_t seq, sm::Op op, std::uint64_t request_id, Made made) {
+    if (!admit(*budget_, api_.limits())) return slow_down(ctx, api_.limits());
+    sm::Command c{id_, seq, std::move(op), secret_};
+    return counted(budget_, propose(api_, ctx, c, request_id).then([this, ctx, made = kj::mv(made)]() mutable {
+      if (ctx.getResults().getResult().getErr() == api::Errc::OK) made(ctx.getResults());
+      return after_events(ctx);
+    }));
   }
 
   template <class Context>

@@ -201,6 +201,44 @@ interface Session {
   # 0xffffffffffffffff: only future events.
   watch @4 (spec :WatchSpec, resumeFrom :UInt64, sink :WatchSink) -> (result :Result);
   cancelWatch @5 (watch :UInt64) -> (result :Result);
+
+  # Handles (docs/client.md, Handles): each is a session write like `write` (same sequence
+  # numbers, same exactly-once, same ordering) that also answers a capability for what it made.
+  # The capability only holds the ids: dropping it (or losing the connection) releases nothing
+  # (a dead client's locks go with its session's expiry). It is answered whenever the write is
+  # `ok`, queued lock or campaign included (its unlock or resign withdraws the request).
+  # flags: shared=1 try=2, as Op.flags for a lock.
+  lock @6 (seq :UInt64, name :Text, flags :UInt32, lockDelayMs :Int64, requestId :UInt64) -> (result :Result, lock :Lock);
+  grantLease @7 (seq :UInt64, ttlMs :Int64, requestId :UInt64) -> (result :Result, lease :Lease);
+  campaign @8 (seq :UInt64, election :Text, value :Data, requestId :UInt64) -> (result :Result, leadership :Leadership);
+  # The same capabilities rebuilt from their ids (the ids are the source of truth): after a
+  # failover, a client rebuilds its handles on its new server with these, pipelined (no round
+  # trip of their own). Nothing is checked here; each method's state machine answer is the check
+  # (notHeld, unknownLease).
+  lockOf @9 (name :Text) -> (lock :Lock);
+  leaseOf @10 (id :UInt64) -> (lease :Lease);
+  leadershipOf @11 (election :Text) -> (leadership :Leadership);
+}
+
+# A lock (held or queued) of the session that made this capability. Writes carry the session's
+# sequence numbers, like Session.write.
+interface Lock {
+  unlock @0 (seq :UInt64, requestId :UInt64) -> (result :Result);  # releases, or withdraws the request
+  checkToken @1 (token :UInt64, options :ReadOptions, requestId :UInt64) -> (result :Result);
+}
+
+# A lease (leases belong to no session: any session may act on one by its id).
+interface Lease {
+  keepAlive @0 (seq :UInt64, requestId :UInt64) -> (result :Result);
+  revoke @1 (seq :UInt64, requestId :UInt64) -> (result :Result);  # its nodes are deleted
+  ttl @2 (options :ReadOptions, requestId :UInt64) -> (result :Result);
+}
+
+# A candidacy (leading or queued) of the session that made this capability in one election.
+interface Leadership {
+  proclaim @0 (seq :UInt64, value :Data, requestId :UInt64) -> (result :Result);
+  resign @1 (seq :UInt64, requestId :UInt64) -> (result :Result);  # or withdraws the candidacy
+  leader @2 (options :ReadOptions, requestId :UInt64) -> (result :Result);
 }
 
 # The bootstrap interface of the client port.

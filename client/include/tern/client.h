@@ -114,6 +114,134 @@ struct ClientOptions {
   std::function<void(ConnectionState)> on_state;
 };
 
+class Client;
+
+// --- Handles (docs/client.md, Handles) ----------------------------------------------------------
+// RAII handles of the Client's session: each releases what it holds when destroyed (a Lock
+// unlocks, or withdraws its queued request; a Lease is revoked; a Leadership resigns, or
+// withdraws its candidacy; a Watch is cancelled). Movable, not copyable; a moved-from or empty
+// handle does nothing. An empty handle's error() says why it is empty. A handle holds the
+// server-side ids (lock name, lease id, election name), which stay the truth across failovers:
+// its calls go through the server's capability for it, rebuilt from those ids on whichever node
+// the Client is connected to. Destroy handles before their Client, and never inside a watch
+// callback (the release is a blocking call).
+
+// A lock of the session (held, or queued when token() is 0). Also recipes::LockGuard.
+class Lock {
+ public:
+  Lock() = default;
+  explicit Lock(Error e) : error_(e) {}
+  Lock(Lock&& o) noexcept;
+  Lock& operator=(Lock&& o) noexcept;
+  ~Lock();
+  Lock(const Lock&) = delete;
+  Lock& operator=(const Lock&) = delete;
+
+  bool owns() const { return client_ != nullptr; }
+  explicit operator bool() const { return owns(); }
+  Error error() const { return error_; }
+  const std::string& name() const { return name_; }
+  // The fencing token (0: queued): strictly larger than every earlier holder's token of this lock.
+  std::uint64_t token() const { return token_; }
+  // Linearizable check that this handle's token still holds the lock (the session lives).
+  bool still_held() const;
+  // Releases now (idempotent): the answer of the unlock (ok for an empty handle).
+  Error release();
+
+ private:
+  friend class Client;
+  Lock(Client* client, std::string name, std::uint64_t token) : client_(client), name_(std::move(name)), token_(token) {}
+  Client* client_ = nullptr;
+  std::string name_;
+  std::uint64_t token_ = 0;
+  Error error_ = Error::ok;
+};
+
+// A lease: revoked on destruction (the nodes attached to it are deleted). Leases belong to no
+// session; keep it alive with keep_alive() before its TTL runs out.
+class Lease {
+ public:
+  Lease() = default;
+  explicit Lease(Error e) : error_(e) {}
+  Lease(Lease&& o) noexcept;
+  Lease& operator=(Lease&& o) noexcept;
+  ~Lease();
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+
+  bool owns() const { return client_ != nullptr; }
+  explicit operator bool() const { return owns(); }
+  Error error() const { return error_; }
+  std::uint64_t id() const { return id_; }  // pass it as CreateOptions::lease
+  Reply keep_alive();
+  Reply ttl(ReadOptions options = {});  // reply.ttl_ms: the time left
+  Error revoke();                       // now (idempotent)
+
+ private:
+  friend class Client;
+  Lease(Client* client, std::uint64_t id) : client_(client), id_(id) {}
+  Client* client_ = nullptr;
+  std::uint64_t id_ = 0;
+  Error error_ = Error::ok;
+};
+
+// A candidacy of the session in an election: leading when token() is not 0 (queued otherwise;
+// a leader_changed event on the election's `events` watch tells when that changes). Resigns on
+// destruction.
+class Leadership {
+ public:
+  Leadership() = default;
+  explicit Leadership(Error e) : error_(e) {}
+  Leadership(Leadership&& o) noexcept;
+  Leadership& operator=(Leadership&& o) noexcept;
+  ~Leadership();
+  Leadership(const Leadership&) = delete;
+  Leadership& operator=(const Leadership&) = delete;
+
+  bool owns() const { return client_ != nullptr; }
+  explicit operator bool() const { return owns(); }
+  Error error() const { return error_; }
+  const std::string& election() const { return election_; }
+  std::uint64_t token() const { return token_; }  // the leadership's fencing token (0: queued)
+  Reply proclaim(const std::string& value);      // a new value while leading (not_held otherwise)
+  Reply leader(ReadOptions options = {});        // the election's leader: reply.data, reply.id
+  Error resign();                                // now (idempotent)
+
+ private:
+  friend class Client;
+  Leadership(Client* client, std::string election, std::uint64_t token)
+      : client_(client), election_(std::move(election)), token_(token) {}
+  Client* client_ = nullptr;
+  std::string election_;
+  std::uint64_t token_ = 0;
+  Error error_ = Error::ok;
+};
+
+// A watch: cancelled on destruction (once that returns, its callback does not run again).
+class Watch {
+ public:
+  Watch() = default;
+  explicit Watch(Error e) : error_(e) {}
+  Watch(Watch&& o) noexcept;
+  Watch& operator=(Watch&& o) noexcept;
+  ~Watch();
+  Watch(const Watch&) = delete;
+  Watch& operator=(const Watch&) = delete;
+
+  bool owns() const { return client_ != nullptr; }
+  explicit operator bool() const { return owns(); }
+  Error error() const { return error_; }
+  std::uint64_t id() const { return id_; }  // as Client::watch answers it
+  Error cancel();                           // now (idempotent)
+
+ private:
+  friend class Client;
+  Watch(Client* client, std::uint64_t id) : client_(client), id_(id) {}
+  Client* client_ = nullptr;
+  std::uint64_t id_ = 0;
+  Error error_ = Error::ok;
+};
+
 class Client {
  public:
   // Connects and opens a session; nullptr and `error` if no endpoint accepted one in time.
@@ -160,6 +288,22 @@ class Client {
   // will not run again. Not from inside a watch callback (that runs on the library's thread).
   Reply unwatch(std::uint64_t watch_id);
 
+  // Handles (above): the same operations as lock, grant_lease, campaign and watch, answering an
+  // RAII handle; an empty one (error() set) when the operation failed. A lock or campaign that
+  // queues answers a handle with token 0 (its destruction withdraws the request).
+  Lock lock_handle(const std::string& name, bool shared = false, bool try_only = false,
+                   std::chrono::milliseconds lock_delay = std::chrono::milliseconds(0));
+  Lease lease_handle(std::chrono::milliseconds ttl);
+  Leadership leadership_handle(const std::string& election, const std::string& value);
+  Watch watch_handle(const std::string& path, WatchKind kind, WatchCallback callback, bool persistent = true,
+                     bool recursive = false, std::uint64_t after_index = 0);
+  // A handle rebuilt from ids this session already holds (from the id-based calls, a grant
+  // event, or another handle's ids), e.g. a lock whose lock_granted event came after a queued
+  // lock(). Nothing is checked here: the handle's calls answer not_held / unknown_lease.
+  Lock adopt_lock(const std::string& name, std::uint64_t token);
+  Lease adopt_lease(std::uint64_t lease);
+  Leadership adopt_leadership(const std::string& election, std::uint64_t token);
+
   struct Impl;
 
   // Every operation above (watch aside) in asynchronous form: the future is ready when the
@@ -196,6 +340,10 @@ class Client {
   Async& async() { return *async_; }
 
  private:
+  friend class Lock;
+  friend class Lease;
+  friend class Leadership;
+  friend class Watch;
   explicit Client(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
   std::unique_ptr<Async> async_;

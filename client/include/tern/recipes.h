@@ -31,38 +31,14 @@ namespace tern::recipes {
 
 inline constexpr std::chrono::milliseconds forever = std::chrono::milliseconds::max();
 
-struct Access;  // the recipes' implementation (recipes.cc) builds guards and permits through it
+struct Access;  // the recipes' implementation (recipes.cc) builds permits through it
 
 // --- Locks ------------------------------------------------------------------------------------
 
 // Holds a server-side lock (exclusive or shared) of the Client's session; releases it when
-// destroyed. Empty (owns() false) when the acquisition failed: error() says why.
-class LockGuard {
- public:
-  LockGuard() = default;
-  LockGuard(LockGuard&& o) noexcept;
-  LockGuard& operator=(LockGuard&& o) noexcept;
-  ~LockGuard();
-
-  bool owns() const { return client_ != nullptr; }
-  explicit operator bool() const { return owns(); }
-  Error error() const { return error_; }
-  // The fencing token: strictly larger than every earlier holder's token of this lock.
-  std::uint64_t token() const { return token_; }
-  // Linearizable check that this guard's token still holds the lock (the session lives).
-  bool still_held() const;
-  // Releases now (idempotent); the answer of the unlock.
-  Error release();
-
- private:
-  friend struct Access;
-  LockGuard(Client* client, std::string name, std::uint64_t token) : client_(client), name_(std::move(name)), token_(token) {}
-  explicit LockGuard(Error e) : error_(e) {}
-  Client* client_ = nullptr;
-  std::string name_;
-  std::uint64_t token_ = 0;
-  Error error_ = Error::ok;
-};
+// destroyed. Empty (owns() false) when the acquisition failed: error() says why. It is the
+// library's lock handle (tern::Lock, client.h).
+using LockGuard = Lock;
 
 // An exclusive lock named `name` (a lock name, not a node path), fair FIFO on the server.
 class Mutex {
