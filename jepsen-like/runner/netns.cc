@@ -47,7 +47,9 @@ void sweep_leftovers() {
     if (pid > 0 && pid != ::getpid() && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
       dead.insert(name);
   }
-  for (auto& n : dead) run_command("ip netns del " + n);
+  // A ternd still running in one (its harness was killed with SIGKILL and could not stop it)
+  // keeps the namespace alive: it was started by that run of tern-jepsen, which is gone.
+  for (auto& n : dead) run_command("for p in $(ip netns pids " + n + "); do kill -9 $p; done; ip netns del " + n);
 }
 
 // A /24 of 10.0.0.0/8 that no address or route of this host uses (bounded search).

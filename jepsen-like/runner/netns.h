@@ -8,7 +8,8 @@
 //
 // Every namespace and link is named with a prefix unique to the run ("ternj<pid>-"); the
 // destructor deletes them all, and make() first deletes the leftovers of runs whose process is
-// gone (a harness killed by SIGKILL cannot clean up after itself).
+// gone (a harness killed by SIGKILL cannot clean up after itself; the nodes it left running in
+// those namespaces are killed first).
 #include <cstdint>
 #include <memory>
 #include <set>
