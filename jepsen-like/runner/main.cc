@@ -162,7 +162,8 @@ int run(const Options& o) {
                       client ? "a client session opened after the heal" : "no session within 20 s of the heal"});
   }
   if (std::find(kinds.begin(), kinds.end(), "disk") != kinds.end())
-    checks.push_back({"disk", nemesis.disk_ok() ? "valid" : "invalid",
+    // No disk fault injected (the schedule had no room, or fiu-ctrl failed): nothing was tested.
+    checks.push_back({"disk", !nemesis.disk_ok() ? "invalid" : nemesis.disk_faults() == 0 ? "unknown" : "valid",
                       std::to_string(nemesis.disk_stops()) + " of " + std::to_string(nemesis.disk_faults()) +
                           " disk faults stopped their node (exit 70, fail-stop)" +
                           (nemesis.disk_ok() ? std::string() : "; see nemesis_notes")});
@@ -202,7 +203,10 @@ int run(const Options& o) {
   if (const char* bug = std::getenv("TERN_PLANTED_BUG")) results["planted_bug"] = bug;
   if (local && !local->why_not_netns().empty() && target->network() == "ternd-hook")
     results["network_note"] = "network namespaces not used: " + local->why_not_netns();
-  if (!o.endpoints.empty()) results["endpoints"] = o.endpoints;
+  if (!o.endpoints.empty()) {
+    results["endpoints"] = o.endpoints;
+    results["nodes"] = split(o.endpoints).size();
+  }
   int counts[3] = {0, 0, 0};  // valid, invalid, unknown
   for (auto& c : checks) {
     results["checks"][c.name] = {{"verdict", c.verdict}, {"detail", c.detail}};

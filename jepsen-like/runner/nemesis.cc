@@ -115,13 +115,14 @@ void Nemesis::run(Clock::time_point end) {
     if (family == "disk") worst += 3500ms;       // waiting for the node to stop, and its restart
     if (Clock::now() + quiet + worst > end || interrupted()) break;
     hold(quiet);
+    bool injected = true;
     if (family == "kill") kill_fault(held);
     if (family == "pause") pause_fault(held);
     if (family == "partition") partition_fault(held);
     if (family == "clock") clock_fault(held);
-    if (family == "disk") disk_fault(held);
-    if (family == "membership") membership_step();
-    ++counts_[family];
+    if (family == "disk") injected = disk_fault(held);
+    if (family == "membership") injected = membership_step();
+    if (injected) ++counts_[family];
   }
   sleep_until_or_interrupted(end);
 }
@@ -264,7 +265,7 @@ void Nemesis::clock_fault(ms held) {
   ++variants_[std::string("clock:") + (jump ? "jump-" : "skew-") + shape];
 }
 
-void Nemesis::disk_fault(ms held) {
+bool Nemesis::disk_fault(ms held) {
   auto ids = target_.ids();
   std::uint64_t id = ids[rng_() % ids.size()];
   std::string shape = "one";
@@ -277,7 +278,7 @@ void Nemesis::disk_fault(ms held) {
   std::string name = f == DiskFault::fsync_eio ? "fdatasync-eio" : "pwrite-enospc";
   if (!target_.disk_fault(id, f)) {
     notes_.push_back("disk " + name + " on n" + std::to_string(id) + ": fiu-ctrl failed (node not running?)");
-    return;
+    return false;
   }
   ++disk_faults_;
   log("disk", "start", name, {id}, shape);
@@ -309,14 +310,15 @@ void Nemesis::disk_fault(ms held) {
   target_.start(id);  // a new process: no failure point enabled
   log("disk", "end", "start", {id}, "");
   ++variants_["disk:" + name];
+  return true;
 }
 
-void Nemesis::membership_step() {
+bool Nemesis::membership_step() {
   if (member_step_ == 0) {
     auto id = target_.add_learner();
     if (id == 0) {
       notes_.push_back("membership: no node added (no leader, no spare id, or the change was refused)");
-      return;
+      return false;
     }
     member_ = id;
     member_step_ = 1;
@@ -336,6 +338,7 @@ void Nemesis::membership_step() {
     }
     ++variants_["membership:remove"];
   }
+  return true;
 }
 
 void Nemesis::start_all_stopped(std::vector<std::uint64_t>* started) {

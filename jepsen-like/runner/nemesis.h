@@ -50,8 +50,8 @@ class Nemesis {
   void pause_fault(std::chrono::milliseconds hold);
   void partition_fault(std::chrono::milliseconds hold);
   void clock_fault(std::chrono::milliseconds hold);
-  void disk_fault(std::chrono::milliseconds hold);
-  void membership_step();
+  bool disk_fault(std::chrono::milliseconds hold);  // false: not injected
+  bool membership_step();
   void start_all_stopped(std::vector<std::uint64_t>* started);
 
   Target& target_;
