@@ -137,6 +137,11 @@ bool LocalTarget::terminate(std::uint64_t id) {
 
 bool LocalTarget::start(std::uint64_t id) {
   if (cluster_->running(id)) return true;
+  // A node added by membership is not in the initial cluster: it restarts as it joined.
+  if (joined_.count(id) != 0) {
+    cluster_->start_joining(id);
+    return true;
+  }
   cluster_->start(id);
   return true;
 }
@@ -220,6 +225,7 @@ std::uint64_t LocalTarget::add_learner() {
     removed_.insert(id);  // never a member (or unknown): not a target; the id is not reused
     return 0;
   }
+  joined_.insert(id);
   cluster_->start_joining(id);
   return id;
 }
