@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ctest jepsen_netns_cleanup (docs/jepsen.md, "partition"): tern-jepsen removes every network
-# namespace and link it made — after a normal run, after SIGINT in the middle of a run, and (at
+# namespace and link it made — after a normal run, after SIGTERM in the middle of a run, and (at
 # the start of the next run) after a run killed with SIGKILL, whose nodes are still running in
 # its namespaces. Skipped (passes, says so) where namespaces cannot be made (not root, or a
 # container that refuses them): the runner then falls back to ternd's hook.
@@ -16,7 +16,7 @@ ip netns del "$probe"
 fail() { echo "netns_cleanup: $*"; exit 1; }
 ours() { ip netns list | grep -c "^ternj$1-"; }
 links() { ip -o link show | grep -c ": tj$1[hn]"; }
-run() { "$jepsen" --workload register --nemesis partition --net netns --time "$1" --rate 100 --seed 31 --out "$2"; }
+run() { exec "$jepsen" --workload register --nemesis partition --net netns --time "$1" --rate 100 --seed 31 --out "$2"; }
 
 # 1. SIGKILL in the middle: its namespaces and nodes stay behind...
 run 20 "$out/killed" >/dev/null & pid=$!
@@ -37,11 +37,12 @@ grep -q '"network": "netns+nftables"' "$out/normal/results.json" || fail "result
 for p in $orphans; do kill -0 "$p" 2>/dev/null && fail "node $p of the killed run still runs"; done
 orphans=""  # gone: nothing for the exit trap to kill (their pids may be reused)
 [ "$(ours $next)" = 0 ] && [ "$(links $next)" = 0 ] || fail "a normal run left namespaces or links"
-# 3. SIGINT in the middle: exit 3, nothing left.
+# 3. SIGTERM in the middle: exit 3, nothing left. (SIGTERM: a background job of a
+# non-interactive shell starts with SIGINT ignored.)
 run 20 "$out/interrupted" >/dev/null & pid=$!
 for i in $(seq 1 100); do [ "$(ours $pid)" -ge 4 ] && break; sleep 0.1; done
 sleep 2
-kill -INT $pid
+kill -TERM $pid
 wait $pid; status=$?
 [ $status = 3 ] || fail "interrupted run exited $status, not 3"
 [ "$(ours $pid)" = 0 ] && [ "$(links $pid)" = 0 ] || fail "an interrupted run left namespaces or links"
