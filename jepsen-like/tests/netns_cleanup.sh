@@ -21,7 +21,7 @@ run() { exec "$jepsen" --workload register --nemesis partition --net netns --tim
 # 1. SIGKILL in the middle: its namespaces and nodes stay behind...
 run 20 "$out/killed" >/dev/null & pid=$!
 for i in $(seq 1 100); do [ "$(ours $pid)" -ge 4 ] && break; sleep 0.1; done
-sleep 2
+sleep 1
 [ "$(ours $pid)" -ge 4 ] || fail "no namespaces seen for run $pid"
 orphans=$(for n in $(ip netns list | awk '{print $1}' | grep "^ternj$pid-"); do ip netns pids "$n"; done)
 kill -9 $pid; wait $pid 2>/dev/null
@@ -41,7 +41,7 @@ orphans=""  # gone: nothing for the exit trap to kill (their pids may be reused)
 # non-interactive shell starts with SIGINT ignored.)
 run 20 "$out/interrupted" >/dev/null & pid=$!
 for i in $(seq 1 100); do [ "$(ours $pid)" -ge 4 ] && break; sleep 0.1; done
-sleep 2
+sleep 1
 kill -TERM $pid
 wait $pid; status=$?
 [ $status = 3 ] || fail "interrupted run exited $status, not 3"
