@@ -165,7 +165,7 @@ int run(const Options& o) {
     // No disk fault injected (the schedule had no room, or fiu-ctrl failed): nothing was tested.
     checks.push_back({"disk", !nemesis.disk_ok() ? "invalid" : nemesis.disk_faults() == 0 ? "unknown" : "valid",
                       std::to_string(nemesis.disk_stops()) + " of " + std::to_string(nemesis.disk_faults()) +
-                          " disk faults stopped their node (exit 70, fail-stop)" +
+                          " disk faults stopped their node (fail-stop: exit 70, or 1 when it was still starting)" +
                           (nemesis.disk_ok() ? std::string() : "; see nemesis_notes")});
   workload->final_reads(ctx);
   for (auto& c : workload->check(ctx)) checks.push_back(std::move(c));

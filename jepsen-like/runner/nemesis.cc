@@ -293,7 +293,9 @@ bool Nemesis::disk_fault(ms held) {
     std::this_thread::sleep_for(20ms);
   }
   int status = up && !*up ? target_.last_exit(id) : -1;
-  if (up && !*up && status == 70) {
+  // 70: a storage error while running (Replica::fatal). 1: ternd refused to start (the fault hit
+  // a node still recovering, e.g. just restarted by an earlier kill: "cannot start: ... fsync").
+  if (up && !*up && (status == 70 || status == 1)) {
     ++disk_stops_;
   } else if (up && *up) {
     ++disk_bad_;
@@ -304,7 +306,7 @@ bool Nemesis::disk_fault(ms held) {
   } else if (up) {
     ++disk_bad_;
     notes_.push_back("disk " + name + " on n" + std::to_string(id) + ": exited with status " + std::to_string(status) +
-                     ", not 70 (the fatal storage error)");
+                     ", not 70 (a fatal storage error) or 1 (refused to start)");
   }
   log("disk", "", "stopped", {id}, "", {{"exit_status", status}});
   target_.start(id);  // a new process: no failure point enabled
