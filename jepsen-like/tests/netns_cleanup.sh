@@ -20,10 +20,11 @@ run() { exec "$jepsen" --workload register --nemesis partition --net netns --tim
 
 # 1. SIGKILL in the middle: its namespaces and nodes stay behind...
 run 20 "$out/killed" >/dev/null & pid=$!
-for i in $(seq 1 100); do [ "$(ours $pid)" -ge 4 ] && break; sleep 0.1; done
-sleep 1
+nodes() { for n in $(ip netns list | awk '{print $1}' | grep "^ternj$1-"); do ip netns pids "$n"; done; }
+# Bounded: until its three nodes run (namespaces come first, then certificates, then the nodes).
+for i in $(seq 1 150); do [ "$(nodes $pid | wc -l)" -ge 3 ] && break; sleep 0.1; done
 [ "$(ours $pid)" -ge 4 ] || fail "no namespaces seen for run $pid"
-orphans=$(for n in $(ip netns list | awk '{print $1}' | grep "^ternj$pid-"); do ip netns pids "$n"; done)
+orphans=$(nodes $pid)
 kill -9 $pid; wait $pid 2>/dev/null
 # If this test fails before the next run sweeps them, they must not outlive it.
 trap 'for p in $orphans; do kill -9 "$p" 2>/dev/null; done' EXIT
