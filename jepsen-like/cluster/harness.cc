@@ -3,6 +3,7 @@
 #include <random>
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -88,6 +89,7 @@ Cluster::Cluster(std::string ternd_path, ClusterOptions options)
     client_tls_.ca_file = tls_dir() + "/ca.pem";
     client_tls_.cert_file = tls_dir() + "/client.pem";
     client_tls_.key_file = tls_dir() + "/client.key";
+    client_tls_.server_name = opt_.tls_server_name;
   }
   auto connector = client::Connector::make(client_tls_);
   if (!connector) throw std::runtime_error("client TLS: " + connector.error());
@@ -106,6 +108,7 @@ Cluster::Cluster(std::string ternd_path, ClusterOptions options)
     n.client_port = port();
     n.admin_port = port();
     n.dir = opt_.root + "/n" + std::to_string(i);
+    if (opt_.node_host) n.host = opt_.node_host(n.id);
     nodes_[n.id] = n;
     initial_.push_back(n.id);
   }
@@ -146,8 +149,17 @@ std::vector<std::uint64_t> Cluster::ids() const {
 }
 
 std::string Cluster::peer_address(std::uint64_t id) const {
-  return "127.0.0.1:" + std::to_string(nodes_.at(id).peer_port);
+  return nodes_.at(id).host + ":" + std::to_string(nodes_.at(id).peer_port);
 }
+
+std::string Cluster::client_address(std::uint64_t id) const {
+  return nodes_.at(id).host + ":" + std::to_string(nodes_.at(id).client_port);
+}
+
+namespace {
+// waitpid's status as one number: the exit code, or 128 + the signal.
+int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
+}  // namespace
 
 std::string Cluster::initial_cluster() const {
   std::string out;
@@ -172,8 +184,8 @@ void Cluster::spawn(ProcessNode& n, bool join) {
                                    "--data-dir", n.dir,
                                    "--initial-cluster", cluster,
                                    "--initial-cluster-state", join ? "existing" : "new",
-                                   "--client-addr", "127.0.0.1:" + std::to_string(n.client_port),
-                                   "--admin-addr", "127.0.0.1:" + std::to_string(n.admin_port),
+                                   "--client-addr", n.host + ":" + std::to_string(n.client_port),
+                                   "--admin-addr", n.host + ":" + std::to_string(n.admin_port),
                                    "--election-timeout-ms", std::to_string(opt_.election_timeout_ms),
                                    "--heartbeat-interval-ms", std::to_string(opt_.heartbeat_interval_ms),
                                    "--snapshot-entries", std::to_string(opt_.snapshot_entries),
@@ -192,6 +204,23 @@ void Cluster::spawn(ProcessNode& n, bool join) {
     }
   }
   std::string log = n.dir + ".log";
+  // Everything the child needs is built before fork (the parent has threads: no allocation after).
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+  if (opt_.node_env) {
+    for (auto& extra : opt_.node_env(n.id)) {
+      auto name = extra.substr(0, extra.find('=') + 1);
+      std::erase_if(env, [&](const std::string& v) { return v.rfind(name, 0) == 0; });
+      env.push_back(extra);
+    }
+  }
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::string netns = opt_.node_netns ? opt_.node_netns(n.id) : "";
   pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork");
   if (pid == 0) {
@@ -203,10 +232,11 @@ void Cluster::spawn(ProcessNode& n, bool join) {
     }
     int devnull = ::open("/dev/null", O_RDONLY);
     if (devnull >= 0) ::dup2(devnull, 0);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
+    if (!netns.empty()) {
+      int ns = ::open(netns.c_str(), O_RDONLY | O_CLOEXEC);
+      if (ns < 0 || ::setns(ns, CLONE_NEWNET) != 0) std::_Exit(126);
+    }
+    ::execve(argv[0], argv.data(), envp.data());
     std::_Exit(127);
   }
   n.pid = pid;
@@ -224,7 +254,8 @@ void Cluster::kill9(std::uint64_t id) {
   conns_.erase(id);
   if (n.pid <= 0) return;
   ::kill(n.pid, SIGKILL);
-  ::waitpid(n.pid, nullptr, 0);
+  int status = 0;
+  if (::waitpid(n.pid, &status, 0) == n.pid) n.last_exit = exit_code(status);
   n.pid = -1;
 }
 
@@ -234,7 +265,9 @@ void Cluster::terminate(std::uint64_t id) {
   if (n.pid <= 0) return;
   ::kill(n.pid, SIGTERM);
   for (int i = 0; i < 100; ++i) {  // at most 5 s, then SIGKILL
-    if (::waitpid(n.pid, nullptr, WNOHANG) == n.pid) {
+    int status = 0;
+    if (::waitpid(n.pid, &status, WNOHANG) == n.pid) {
+      n.last_exit = exit_code(status);
       n.pid = -1;
       return;
     }
@@ -254,7 +287,9 @@ void Cluster::resume(std::uint64_t id) {
 bool Cluster::running(std::uint64_t id) {
   auto& n = nodes_.at(id);
   if (n.pid <= 0) return false;
-  if (::waitpid(n.pid, nullptr, WNOHANG) == n.pid) {
+  int status = 0;
+  if (::waitpid(n.pid, &status, WNOHANG) == n.pid) {
+    n.last_exit = exit_code(status);
     n.pid = -1;
     return false;
   }
@@ -275,6 +310,7 @@ ProcessNode& Cluster::add_spare(std::uint64_t id) {
   n.client_port = free_port();
   n.admin_port = free_port();
   n.dir = opt_.root + "/n" + std::to_string(id);
+  if (opt_.node_host) n.host = opt_.node_host(id);
   return nodes_[id] = n;
 }
 
@@ -287,7 +323,7 @@ proto::Admin::Client& Cluster::admin(std::uint64_t id) {
   // Bounded: a node that accepts but never finishes the TLS handshake must not hang the test.
   io_.waitScope.poll();  // let the loop's clock catch up (see wait_for)
   auto stream = io_.provider->getTimer()
-                    .timeoutAfter(3 * kj::SECONDS, connector_->connect(io_.provider->getNetwork(), "127.0.0.1", n.client_port))
+                    .timeoutAfter(3 * kj::SECONDS, connector_->connect(io_.provider->getNetwork(), n.host, n.client_port))
                     .wait(io_.waitScope);
   Conn c;
   c.stream = kj::mv(stream);

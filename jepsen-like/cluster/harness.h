@@ -29,6 +29,8 @@ struct ProcessNode {
   std::uint16_t peer_port = 0, client_port = 0, admin_port = 0;
   std::string dir;
   pid_t pid = -1;
+  std::string host = "127.0.0.1";  // where its ports listen (its own address in a network namespace)
+  int last_exit = -1;  // the last incarnation's wait status: exit code, or 128 + signal; -1 none yet
 };
 
 struct ClusterOptions {
@@ -53,6 +55,15 @@ struct ClusterOptions {
   // the client port is plaintext (--insecure).
   std::optional<bool> client_tls;
   bool client_certs = true;
+  // tern-jepsen's nemeses (jepsen-like/runner): per node, the address its ports listen on, a
+  // network namespace (path, e.g. /run/netns/NAME) the process enters before exec, and extra
+  // environment ("NAME=VALUE": LD_PRELOAD of libfaketime or libfiu). Unset: loopback, none.
+  std::function<std::string(std::uint64_t)> node_host;
+  std::function<std::string(std::uint64_t)> node_netns;
+  std::function<std::vector<std::string>(std::uint64_t)> node_env;
+  // The name clients check in the nodes' certificates (empty: the address they connect to; the
+  // harness's certificates name 127.0.0.1 and localhost only).
+  std::string tls_server_name;
 };
 
 struct ProposeOutcome {
@@ -80,6 +91,9 @@ class Cluster {
   void kill9(std::uint64_t id);
   void terminate(std::uint64_t id);  // SIGTERM, then wait; returns after the process exited
   bool running(std::uint64_t id);
+  // The last exited incarnation's status (exit code, or 128 + signal); -1 if none exited yet.
+  int last_exit(std::uint64_t id) const { return nodes_.at(id).last_exit; }
+  std::string client_address(std::uint64_t id) const;  // HOST:PORT of the client port
   void pause(std::uint64_t id);   // SIGSTOP
   void resume(std::uint64_t id);  // SIGCONT
   void wipe(std::uint64_t id);       // removes the node's data directory (node must be stopped)
