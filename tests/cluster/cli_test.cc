@@ -3,6 +3,7 @@
 // formats, exit codes, lock and elect around a command, watch across a kill -9 of its server.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -655,6 +656,7 @@ TEST_F(CliTest, SnapshotSaveUnderWritesRestoresIntoAOneNodeCluster) {
   damaged[damaged.size() / 2] ^= 0x5a;
   write_file(t.dir() + "/damaged.snap", damaged);
   auto root = t.dir() + "/restored";
+  ASSERT_EQ(::mkdir(root.c_str(), 0755), 0);
   auto ternutl = bin("TERNUTL_BIN", TERNUTL_BIN);
   r = t.wait(t.start({ternutl, "restore", "damaged.snap", root + "/n1", "--id", "1"}, "restore1", 0, "", true), "restore1");
   EXPECT_EQ(r.code, 1) << r.out;
@@ -662,6 +664,9 @@ TEST_F(CliTest, SnapshotSaveUnderWritesRestoresIntoAOneNodeCluster) {
   r = t.wait(t.start({ternutl, "restore", "backup.snap", root + "/n1", "--id", "1"}, "restore2", 0, "", true), "restore2");
   ASSERT_EQ(r.code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("verify: ok"), std::string::npos) << r.out;
+  // One KJ event loop per thread: the 3-node cluster (and its Tern) go before the new one starts.
+  tern_.reset();
+  cluster_.reset();
   ClusterOptions o;
   o.size = 1;
   o.raw_state_machine = false;
@@ -669,7 +674,7 @@ TEST_F(CliTest, SnapshotSaveUnderWritesRestoresIntoAOneNodeCluster) {
   Cluster one(bin("TERND_BIN", "ternd"), o);
   one.start_all();
   ASSERT_NE(one.wait_for_leader(10s), 0u) << one.log_of(1);
-  Tern t1(one, t.dir());
+  Tern t1(one, dir_);
   r = t1({"get", "/before"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "acknowledged\n");
@@ -694,6 +699,7 @@ TEST_F(CliTest, ForceNewClusterRecoversTheLastMemberAndTakesNewMembers) {
   ASSERT_NE(leader, 0u);
   std::uint64_t survivor = leader == c.ids()[0] ? c.ids()[1] : c.ids()[0];  // a follower
   std::uint64_t acked = 0;
+  ASSERT_EQ(t({"create", "/kept"}).code, 0);
   for (int i = 0; i < 20; ++i) {
     auto r = t({"put", "/kept/k" + std::to_string(i), std::to_string(i), "-o", "json"});
     ASSERT_EQ(r.code, 0) << r.err;
