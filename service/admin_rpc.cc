@@ -1,5 +1,13 @@
 #include "service/admin_rpc.h"
 
+#include <kj/debug.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <memory>
 #include <optional>
 
@@ -54,6 +62,46 @@ void fill(proto::AdminResult::Builder b, const Result<void, NodeError>& r) {
   b.setCode(proto::AdminCode::OK);
 }
 
+// Open snapshot readers on this node (all connections; the loop thread only): each holds a file
+// descriptor until its client drops it.
+constexpr int kMaxSnapshotReaders = 4;
+int g_snapshot_readers = 0;
+constexpr std::uint32_t kMaxSnapshotChunk = 1 << 20;
+
+// Serves one snapshot file from an open descriptor, so the file may be unlinked meanwhile (a
+// newer snapshot replaced it). Reads are small (<= 1 MiB) preads on the loop thread, like the
+// snapshot reads that feed a follower (Replica::snapshot_data).
+class SnapshotReaderImpl final : public proto::SnapshotReader::Server {
+ public:
+  SnapshotReaderImpl(int fd, std::uint64_t size) : fd_(fd), size_(size) { ++g_snapshot_readers; }
+  ~SnapshotReaderImpl() noexcept(false) {
+    ::close(fd_);
+    --g_snapshot_readers;
+  }
+
+  kj::Promise<void> read(ReadContext ctx) override {
+    auto p = ctx.getParams();
+    std::uint64_t offset = std::min(p.getOffset(), size_);
+    std::uint64_t n = std::min<std::uint64_t>({p.getLength(), kMaxSnapshotChunk, size_ - offset});
+    auto data = ctx.getResults().initData(static_cast<unsigned>(n));
+    std::uint64_t done = 0;
+    while (done < n) {
+      auto r = ::pread(fd_, data.begin() + done, n - done, static_cast<off_t>(offset + done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        const char* why = r < 0 ? std::strerror(errno) : "the file is shorter than it was";
+        return KJ_EXCEPTION(FAILED, "snapshot read failed", why);
+      }
+      done += static_cast<std::uint64_t>(r);
+    }
+    return kj::READY_NOW;
+  }
+
+ private:
+  int fd_;
+  std::uint64_t size_;
+};
+
 class AdminImpl final : public proto::Admin::Server {
  public:
   explicit AdminImpl(Node& node) : node_(node) {}
@@ -102,6 +150,35 @@ class AdminImpl final : public proto::Admin::Server {
       ms[i].setMatchIndex(s.members[i].match.value);
     }
     return kj::READY_NOW;
+  }
+
+  kj::Promise<void> snapshot(SnapshotContext ctx) override {
+    if (g_snapshot_readers >= kMaxSnapshotReaders) {
+      set_error(ctx.getResults().initResult(), NodeError{NodeErrc::busy, raft::NodeId{}, "too many snapshot downloads; retry later"});
+      return kj::READY_NOW;
+    }
+    return await_node<Result<storage::SnapshotFile, NodeError>>([&](auto cb) { node_.snapshot_now(std::move(cb)); })
+        .then([ctx](auto holder) mutable {
+          const auto& r = **holder;
+          auto res = ctx.getResults();
+          if (!r) return set_error(res.initResult(), r.error());
+          if (g_snapshot_readers >= kMaxSnapshotReaders)
+            return set_error(res.initResult(), NodeError{NodeErrc::busy, raft::NodeId{}, "too many snapshot downloads; retry later"});
+          // Opened at once: the node keeps two snapshots, and a newer one may unlink this file.
+          int fd = ::open(r->path.c_str(), O_RDONLY | O_CLOEXEC);
+          struct stat st{};
+          if (fd < 0 || ::fstat(fd, &st) != 0) {
+            std::string why = r->path + ": " + std::strerror(errno);
+            if (fd >= 0) ::close(fd);
+            return set_error(res.initResult(), NodeError{NodeErrc::busy, raft::NodeId{}, why + "; retry"});
+          }
+          auto b = res.initResult();
+          b.setCode(proto::AdminCode::OK);
+          b.setIndex(r->meta.index.value);
+          b.setTerm(r->meta.term.value);
+          res.setSize(static_cast<std::uint64_t>(st.st_size));
+          res.setReader(kj::heap<SnapshotReaderImpl>(fd, static_cast<std::uint64_t>(st.st_size)));
+        });
   }
 
   kj::Promise<void> transferLeadership(TransferLeadershipContext ctx) override {

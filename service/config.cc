@@ -1,5 +1,7 @@
 #include "service/config.h"
 
+#include "common/cluster_id.h"
+
 #include <fstream>
 #include <iterator>
 
@@ -7,6 +9,7 @@
 #include <toml++/toml.h>
 
 #include <charconv>
+#include <memory>
 #include <set>
 #include <sstream>
 
@@ -47,6 +50,14 @@ std::vector<Setting> settings() {
       return std::nullopt;
     };
   };
+  auto boolean = [](bool Config::*m) {
+    return [m](Config& c, const std::string& v) -> std::optional<std::string> {
+      if (v == "1" || v == "true") c.*m = true;
+      else if (v == "0" || v == "false") c.*m = false;
+      else return "want true/false or 1/0, not '" + v + "'";
+      return std::nullopt;
+    };
+  };
   return {
       {"id", num(&Config::id)},
       {"data_dir", str(&Config::data_dir)},
@@ -73,13 +84,8 @@ std::vector<Setting> settings() {
       {"client_tls_cert", str(&Config::client_tls_cert)},
       {"client_tls_key", str(&Config::client_tls_key)},
       {"client_tls_ca", str(&Config::client_tls_ca)},
-      {"insecure",
-       [](Config& c, const std::string& v) -> std::optional<std::string> {
-         if (v == "1" || v == "true") c.insecure = true;
-         else if (v == "0" || v == "false") c.insecure = false;
-         else return "want true/false or 1/0, not '" + v + "'";
-         return std::nullopt;
-       }},
+      {"insecure", boolean(&Config::insecure)},
+      {"force_new_cluster", boolean(&Config::force_new_cluster)},
   };
 }
 
@@ -123,6 +129,9 @@ constexpr Help kHelp[] = {
     {"client_tls_key", "FILE", "PEM private key of the client port (TLS)"},
     {"client_tls_ca", "FILE", "PEM CA bundle: clients must present a certificate it signed (mutual TLS)"},
     {"insecure", "BOOL", "run without the authentication not configured: peers without a cluster secret, a plaintext client port"},
+    {"force_new_cluster", "BOOL",
+     "recovery from a lost quorum: this node's data dir becomes a one-node cluster (it alone a voter, its whole log committed); "
+     "the other old members must never run again with their data. Once, then restart without it (docs/operations.md)"},
 };
 
 // The flag's help line: what it does, its default (from a default Config), TERN_* and TOML key.
@@ -179,12 +188,14 @@ Result<Config, std::string> load_config(int argc, const char* const* argv, const
   auto table = settings();
   CLI::App app{"ternd: a tern coordination server"};
   std::vector<std::string> flag_values(table.size());
-  bool insecure_flag = false;
+  // Boolean settings are flags without a value on the command line.
+  auto is_bool = [](const char* key) { return std::string(type_of(key)) == "BOOL"; };
+  auto bool_flags = std::make_unique<bool[]>(table.size());  // value-initialized: false
   auto defaults = toml::parse(to_toml(Config{}));
   for (std::size_t i = 0; i < table.size(); ++i) {
     auto help = help_text(table[i].key, defaults);
-    if (std::string(table[i].key) == "insecure") {
-      app.add_flag("--insecure", insecure_flag, help);
+    if (is_bool(table[i].key)) {
+      app.add_flag(flag_name(table[i].key), bool_flags[i], help);
     } else {
       app.add_option(flag_name(table[i].key), flag_values[i], help)->type_name(type_of(table[i].key));
     }
@@ -236,9 +247,11 @@ Result<Config, std::string> load_config(int argc, const char* const* argv, const
       if (auto err = s.set(c, *v)) return fail(env_name(s.key) + ": " + *err);
     }
   }
-  if (insecure_flag) c.insecure = true;
   for (std::size_t i = 0; i < table.size(); ++i) {
-    if (std::string(table[i].key) == "insecure") continue;
+    if (is_bool(table[i].key)) {
+      if (bool_flags[i]) table[i].set(c, "true");
+      continue;
+    }
     if (app.count(flag_name(table[i].key)) == 0) continue;
     if (auto err = table[i].set(c, flag_values[i])) return fail(flag_name(table[i].key) + ": " + *err);
   }
@@ -282,15 +295,7 @@ Result<std::string, std::string> load_peer_secret(const Config& c) {
   return s;
 }
 
-std::uint64_t cluster_id_of(const std::string& cluster_name) {
-  // FNV-1a: stable across builds and platforms (it is stored in data directories).
-  std::uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char ch : cluster_name) {
-    h ^= ch;
-    h *= 0x100000001b3ULL;
-  }
-  return h == 0 ? 1 : h;
-}
+std::uint64_t cluster_id_of(const std::string& cluster_name) { return cluster_id_of_name(cluster_name); }
 
 std::string to_toml(const Config& c) {
   toml::table t{
@@ -314,6 +319,7 @@ std::string to_toml(const Config& c) {
       {"client_tls_key", c.client_tls_key},
       {"client_tls_ca", c.client_tls_ca},
       {"insecure", c.insecure},
+      {"force_new_cluster", c.force_new_cluster},
   };
   std::ostringstream os;
   os << t << '\n';

@@ -57,6 +57,9 @@ struct Config {
   // Runs without the authentication that is not configured: peers without a cluster secret,
   // and/or a plaintext client port. ternd says so in its log and in /status.
   bool insecure = false;
+  // Recovery from a lost quorum (docs/operations.md): at start, this node's data dir becomes a
+  // one-node cluster (service/replica.h NodeOptions::force_new_cluster). For one start only.
+  bool force_new_cluster = false;
   std::string config_file;
   bool print_config = false;
 };

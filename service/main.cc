@@ -170,6 +170,7 @@ int main(int argc, char** argv) {
   no.election_ticks = std::max<std::uint32_t>(2, cfg->election_timeout_ms / cfg->heartbeat_interval_ms);
   no.snapshot_entries = cfg->snapshot_entries;
   no.fault_injection = cfg->debug_fault_injection == 1;
+  no.force_new_cluster = cfg->force_new_cluster;
   no.peer_secret = peer_secret;
   if (no.fault_injection) spdlog::warn("fault injection is enabled (--debug-fault-injection): for tests only");
 

@@ -46,6 +46,7 @@ class Node final : ReplicaTransport, ReplicaClock, ReplicaExecutor {
   void remove_member(raft::NodeId id, ProposeCallback done) { replica_->remove_member(id, std::move(done)); }
   Result<void, NodeError> transfer_leadership(raft::NodeId to) { return replica_->transfer_leadership(to); }
   void read(std::string query, ReadCallback done) { replica_->read(std::move(query), std::move(done)); }
+  void snapshot_now(SnapshotCallback done) { replica_->snapshot_now(std::move(done)); }
 
   // Tests: drop all peer traffic to and from `peers` (empty heals). Refused unless enabled.
   Result<void, NodeError> inject_partition(const std::vector<raft::NodeId>& peers);

@@ -134,6 +134,10 @@ Result<void, std::string> Replica::recover() {
   }
   rs.entries = std::move(rec.entries);
   bool empty = rec.hard_state.term == Term{0} && rs.entries.empty() && !rs.snapshot;
+  if (opt_.force_new_cluster) {
+    if (empty) return fail(std::string("--force-new-cluster: the data dir holds no state to recover"));
+    if (auto r = force_new_cluster(rs); !r) return r;
+  }
   if (empty && opt_.bootstrap) {
     // The initial membership is made durable here, before this node takes part: entry 1 (term
     // 1) holds it and the hard state marks it committed. Every initial member writes the same
@@ -174,6 +178,44 @@ Result<void, std::string> Replica::recover() {
   return {};
 }
 
+// Recovery from a lost quorum (etcd's --force-new-cluster; docs/operations.md). The old
+// configuration can no longer form a majority, so no change through the log (thesis §4.1, one
+// server at a time, each committed by the old majority) can replace it. Instead this node's own
+// log gets one more entry, written durably before the core starts: a whole configuration with
+// this node as its only voter, at a term above every term it has seen, and a hard state that
+// marks it (and so every entry before it) committed. The core adopts the newest configuration in
+// its log at restart (thesis §4.1: a server uses the latest configuration in its log, committed
+// or not), so the node is a one-node cluster and elects itself; members are added back one at a
+// time by the normal path. Entries above the old durable commit index are committed too: the
+// durable commit index is a restart hint that may lag (docs/architecture.md §1a), so writes
+// that were acknowledged may lie above it, and an entry that was never committed had no
+// acknowledged outcome (its client saw a timeout or unknown outcome). Safe only when the other
+// old members never run again with their data (their logs may hold other entries at these
+// indices and terms: Log Matching, Raft §5.3, would not hold between them and this node).
+Result<void, std::string> Replica::force_new_cluster(raft::RestoreState& rs) {
+  Index last = rs.snapshot ? rs.snapshot->index : Index{0};
+  Term last_term = rs.snapshot ? rs.snapshot->term : Term{0};
+  if (!rs.entries.empty()) {
+    last = rs.entries.back().index;
+    last_term = rs.entries.back().term;
+  }
+  Term term{std::max(rs.hard_state.term.value, last_term.value) + 1};
+  raft::ConfState conf;
+  conf.voters.push_back(opt_.id);
+  raft::Entry e{term, last.next(), raft::EntryType::conf_change, raft::encode_conf_state(conf)};
+  storage::WriteBatch b;
+  b.entries.push_back(e);
+  b.hard_state = raft::HardState{term, NodeId{}, e.index};
+  if (auto r = wal_->write(b); !r) return fail("--force-new-cluster: cannot write the new membership: " + r.error().message);
+  rs.entries.push_back(std::move(e));
+  rs.hard_state = *b.hard_state;
+  written_hs_ = rs.hard_state;
+  spdlog::warn("--force-new-cluster: this node ({}) is now the only member, from log index {} at term {}; "
+               "everything up to index {} is committed. Restart without the flag; add members back one at a time",
+               opt_.id.value, last.next().value, term.value, last.value);
+  return {};
+}
+
 void Replica::crash() {
   stopped_ = true;
   *alive_ = false;
@@ -204,6 +246,9 @@ void Replica::stop() {
   reads_.clear();
   reads_at_.clear();
   for (auto& [id, r] : reads) r.done(fail(NodeError{NodeErrc::shutting_down, NodeId{}, "the node is shutting down"}));
+  auto waiters = std::move(snapshot_waiters_);
+  snapshot_waiters_.clear();
+  for (auto& w : waiters) w.done(fail(NodeError{NodeErrc::shutting_down, NodeId{}, "the node is shutting down"}));
 }
 
 void Replica::tick() {
@@ -489,9 +534,40 @@ void Replica::resolve(Index index, Term term, std::string response) {
 
 void Replica::maybe_snapshot() {
   if (snapshot_saving_ || applied_.value < last_snapshot_index_.value + opt_.snapshot_entries) return;
+  start_snapshot();
+}
+
+void Replica::snapshot_now(SnapshotCallback done) {
+  if (stopped_) return done(fail(NodeError{NodeErrc::shutting_down, NodeId{}, "the node is shutting down"}));
+  snapshot_waiters_.push_back(SnapshotWaiter{applied_, std::move(done)});
+  if (!snapshot_saving_) serve_snapshot_waiters();
+}
+
+// Answers the waiters that the newest file satisfies; starts a snapshot for the others (one at a
+// time: the next waits for the file being written, then is served or starts its own).
+void Replica::serve_snapshot_waiters(const std::optional<NodeError>& failed) {
+  if (snapshot_waiters_.empty()) return;
+  auto waiters = std::move(snapshot_waiters_);
+  snapshot_waiters_.clear();
+  auto newest = snapshot_files_.empty() ? snapshot_files_.end() : std::prev(snapshot_files_.end());
+  for (auto& w : waiters) {
+    if (failed) w.done(fail(*failed));
+    else if (newest != snapshot_files_.end() && newest->first >= w.at) w.done(newest->second);
+    else snapshot_waiters_.push_back(std::move(w));
+  }
+  if (snapshot_waiters_.empty() || snapshot_saving_) return;
+  if (!start_snapshot()) {
+    auto left = std::move(snapshot_waiters_);
+    snapshot_waiters_.clear();
+    for (auto& w : left) w.done(fail(NodeError{NodeErrc::busy, core_->leader(), "cannot take a snapshot now; retry"}));
+  }
+}
+
+bool Replica::start_snapshot() {
   Index at = applied_;
+  if (at == Index{0}) return false;
   auto term = core_->term_at(at);
-  if (!term) return;
+  if (!term) return false;
   raft::SnapshotMeta meta{at, *term, core_->snapshot_conf()};
   for (const auto& [i, conf] : core_->conf_history())
     if (i <= at) meta.conf = conf;
@@ -503,6 +579,7 @@ void Replica::maybe_snapshot() {
   capture_ = Capture{meta, encode_prefix(), ++captures_};
   applier_->begin_snapshot();
   continue_capture();
+  return true;
 }
 
 void Replica::continue_capture() {
@@ -542,6 +619,11 @@ void Replica::abandon_capture() {
   applier_->abandon_snapshot();
   capture_.reset();
   snapshot_saving_ = false;  // nothing of it reached the snapshot thread
+  // `tern snapshot save` waiters: served by the installed snapshot's file, or a new capture,
+  // once the installation is over.
+  env_.executor->post([this, alive = alive_] {
+    if (*alive && !stopped_ && !snapshot_saving_) serve_snapshot_waiters();
+  });
 }
 
 void Replica::snapshot_saved(const raft::SnapshotMeta& meta, const std::shared_ptr<const std::string>& data,
@@ -552,9 +634,13 @@ void Replica::snapshot_saved(const raft::SnapshotMeta& meta, const std::shared_p
     // like every other sync failure (never retry an fsync). Anything else: try again later.
     if (f.error().code == storage::StorageErrc::fsync_failed) fatal("snapshot sync failed: " + f.error().message);
     spdlog::error("cannot save a snapshot at {}: {}", meta.index.value, f.error().message);
+    serve_snapshot_waiters(NodeError{NodeErrc::busy, core_->leader(), "cannot save a snapshot: " + f.error().message});
     return;
   }
-  if (meta.index <= last_snapshot_index_) return;  // a newer snapshot was installed meanwhile
+  if (meta.index <= last_snapshot_index_) {  // a newer snapshot was installed meanwhile
+    serve_snapshot_waiters();
+    return;
+  }
   ++snapshots_taken_;
   Index previous = last_snapshot_index_;
   last_snapshot_index_ = meta.index;
@@ -574,6 +660,7 @@ void Replica::snapshot_saved(const raft::SnapshotMeta& meta, const std::shared_p
     }
   }
   spdlog::info("snapshot at index {} ({} bytes); log compacted to {}", meta.index.value, data->size(), previous.value);
+  serve_snapshot_waiters();
   maybe_snapshot();
 }
 

@@ -63,6 +63,9 @@ struct NodeOptions {
   std::uint32_t clock_tick_every = 3;
   // The seed of the core's election timer; 0: drawn from the clock at open.
   std::uint64_t raft_seed = 0;
+  // Recovery from a lost quorum (ternd --force-new-cluster, docs/operations.md): at open, a
+  // data dir with state gets one more log entry making this node the only voter, committed.
+  bool force_new_cluster = false;
   // Tests: observers of every message just before it is handed to the transport, of every
   // entry applied (in order, after the Applier) and of every snapshot restored.
   std::function<void(const raft::Message&)> on_send;
@@ -101,6 +104,8 @@ struct ReadResult {
   std::string response;  // the Applier's answer to the query
 };
 using ReadCallback = std::function<void(Result<ReadResult, NodeError>)>;
+// A durable snapshot file of this node (snapshot_now).
+using SnapshotCallback = std::function<void(Result<storage::SnapshotFile, NodeError>)>;
 
 struct MemberStatus {
   raft::NodeId id;
@@ -192,6 +197,11 @@ class Replica {
   // A linearizable read without a log entry (ReadIndex, thesis §6.4), on the leader or on a
   // follower (which asks the leader for the read index and waits until it has applied it).
   void read(std::string query, ReadCallback done);
+  // A durable snapshot file holding at least everything this node has applied now: its newest
+  // one if that is recent enough, else one taken now, bypassing snapshot_entries (for `tern
+  // snapshot save`). `done` runs once the file is durable; the file may be replaced by newer
+  // snapshots later (two are kept), so the caller opens it at once.
+  void snapshot_now(SnapshotCallback done);
 
   // Cheap (no pass over the state): health probes and every client connection call it.
   NodeStatus status() const;
@@ -226,8 +236,11 @@ class Replica {
   void apply_entry(const raft::Entry& e);
   void apply_snapshot(const raft::Snapshot& s);
   void maybe_snapshot();
+  bool start_snapshot();
   void continue_capture();
   void abandon_capture();
+  void serve_snapshot_waiters(const std::optional<NodeError>& failed = std::nullopt);
+  Result<void, std::string> force_new_cluster(raft::RestoreState& rs);
   void snapshot_saved(const raft::SnapshotMeta& meta, const std::shared_ptr<const std::string>& data,
                       const SnapshotResult& f);
   void resolve(raft::Index index, raft::Term term, std::string response);
@@ -314,6 +327,11 @@ class Replica {
   };
   std::optional<Capture> capture_;
   std::uint64_t captures_ = 0;
+  struct SnapshotWaiter {
+    raft::Index at;  // the applied index when asked: the file must hold at least this
+    SnapshotCallback done;
+  };
+  std::vector<SnapshotWaiter> snapshot_waiters_;
 
   // Hot-path counters (copied into metrics_ by update_metrics()).
   raft::NodeId last_leader_;

@@ -53,6 +53,16 @@ struct AdminClient::Impl {
   // by the timeout; any failure becomes one line naming the address.
   template <class T, class Fn>
   Result<T, std::string> call(const std::string& addr, Fn&& fn) {
+    return session<T>(addr, [&](proto::Admin::Client& admin, kj::Duration deadline) {
+      // The response owns the message the readers point into: convert inside the promise.
+      return io.provider->getTimer().timeoutAfter(deadline, fn(admin)).wait(io.waitScope);
+    });
+  }
+
+  // Connects to `addr` and runs `body(admin, deadline)` on that one connection (body waits on
+  // its own calls, each bounded by the deadline); any failure becomes one line naming the address.
+  template <class T, class Body>
+  Result<T, std::string> session(const std::string& addr, Body&& body) {
     auto colon = addr.rfind(':');
     if (colon == std::string::npos || colon == 0 || colon + 1 == addr.size())
       return fail(addr + ": not HOST:PORT");
@@ -68,8 +78,7 @@ struct AdminClient::Impl {
                         .wait(ws);
       capnp::TwoPartyClient rpc(*stream);
       auto admin = rpc.bootstrap().castAs<proto::Admin>();
-      // The response owns the message the readers point into: convert inside the promise.
-      return io.provider->getTimer().timeoutAfter(deadline, fn(admin)).wait(ws);
+      return body(admin, deadline);
     } catch (const kj::Exception& e) {
       std::string why = e.getDescription().cStr();
       if (auto nl = why.find('\n'); nl != std::string::npos) why.resize(nl);
@@ -169,6 +178,37 @@ Result<Outcome, std::string> AdminClient::remove_member(const std::string& addr,
     req.setId(id);
     return req;
   });
+}
+
+Result<AdminClient::SnapshotDownload, std::string> AdminClient::download_snapshot(
+    const std::string& addr, std::uint32_t chunk_bytes, const std::function<bool(std::string_view, std::string&)>& sink,
+    const std::function<void(std::uint64_t, std::uint64_t)>& progress) {
+  auto& io = impl_->io;
+  return impl_->session<SnapshotDownload>(
+      addr, [&](proto::Admin::Client& admin, kj::Duration deadline) -> Result<SnapshotDownload, std::string> {
+        auto& timer = io.provider->getTimer();
+        auto resp = timer.timeoutAfter(deadline, admin.snapshotRequest().send()).wait(io.waitScope);
+        SnapshotDownload d;
+        d.outcome = outcome(resp.getResult());
+        d.size = resp.getSize();
+        if (!d.outcome.ok()) return d;
+        auto reader = resp.getReader();
+        // One chunk in flight: the next is asked for only once `sink` has taken this one.
+        std::uint64_t done = 0;
+        for (std::uint64_t calls = 0; done < d.size && calls <= d.size; ++calls) {
+          auto req = reader.readRequest();
+          req.setOffset(done);
+          req.setLength(chunk_bytes);
+          auto chunk = timer.timeoutAfter(deadline, req.send()).wait(io.waitScope);
+          auto data = chunk.getData();
+          if (data.size() == 0) return fail(addr + ": the snapshot ended early, at byte " + std::to_string(done));
+          std::string why;
+          if (!sink(std::string_view(reinterpret_cast<const char*>(data.begin()), data.size()), why)) return fail(why);
+          done += data.size();
+          if (progress) progress(done, d.size);
+        }
+        return d;
+      });
 }
 
 }  // namespace tern::admin

@@ -5,8 +5,10 @@
 // KJ event loop, so an AdminClient lives on one thread.
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "client/connect.h"
@@ -54,6 +56,20 @@ class AdminClient {
                                           bool learner);
   Result<Outcome, std::string> promote_member(const std::string& addr, std::uint64_t id);
   Result<Outcome, std::string> remove_member(const std::string& addr, std::uint64_t id);
+
+  // A consistent snapshot of the node at `addr` (admin.capnp `snapshot`): one connection, the
+  // file pulled in chunks of at most `chunk_bytes`, each handed to `sink` before the next is asked
+  // for (back-pressure: a slow sink slows the node's reads, nothing queues). `progress(done,
+  // total)` after each chunk. The timeout bounds each call (the snapshot, then each chunk). The
+  // outcome: ok with the snapshot's index and term, or the node's error; the error string: the
+  // connection failed, a call timed out, or `sink` returned false (then its message is used).
+  struct SnapshotDownload {
+    Outcome outcome;
+    std::uint64_t size = 0;  // bytes of the whole file
+  };
+  Result<SnapshotDownload, std::string> download_snapshot(const std::string& addr, std::uint32_t chunk_bytes,
+                                                          const std::function<bool(std::string_view, std::string&)>& sink,
+                                                          const std::function<void(std::uint64_t, std::uint64_t)>& progress);
 
   struct Impl;
 

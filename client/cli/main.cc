@@ -11,10 +11,12 @@
 #include <CLI/CLI.hpp>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -23,12 +25,14 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "client/cli/output.h"
 #include "client/cli/shell.h"
 #include "client/cli/admin_client.h"
+#include "raft/storage/snapshot_store.h"
 #include "tern/client.h"
 #include "tern/recipes.h"
 
@@ -1083,6 +1087,102 @@ int cmd_transfer(std::uint64_t to) {
   return admin_outcome("leader transfer " + std::to_string(to), a->transfer_leadership(leader, to));
 }
 
+// --- Snapshot -----------------------------------------------------------------------------------
+
+// Writes every byte or says why (one line).
+bool write_all(int fd, std::string_view bytes, const std::string& file, std::string& why) {
+  while (!bytes.empty()) {
+    auto n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      why = file + ": " + std::strerror(errno);
+      return false;
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+std::string directory_of(const std::string& file) {
+  auto slash = file.rfind('/');
+  return slash == std::string::npos ? "." : slash == 0 ? "/" : file.substr(0, slash);
+}
+
+// Progress on stderr: rewritten in place on a terminal, else one line per 10% (and the end).
+struct Progress {
+  bool on = false, tty = false;
+  int last_decile = -1;
+  void operator()(std::uint64_t done, std::uint64_t total) {
+    if (!on) return;
+    int pct = total == 0 ? 100 : static_cast<int>(done * 100 / total);
+    if (tty) {
+      std::fprintf(stderr, "\rsnapshot: %llu/%llu bytes (%d%%)", static_cast<unsigned long long>(done),
+                   static_cast<unsigned long long>(total), pct);
+      if (done >= total) std::fprintf(stderr, "\n");
+    } else if (pct / 10 != last_decile || done >= total) {
+      last_decile = pct / 10;
+      std::fprintf(stderr, "snapshot: %llu/%llu bytes (%d%%)\n", static_cast<unsigned long long>(done),
+                   static_cast<unsigned long long>(total), pct);
+    }
+    std::fflush(stderr);
+  }
+};
+
+// snapshot save FILE: the leader's snapshot (or the first answering node's when no leader is
+// known), pulled in chunks into FILE.part, fsynced, verified (header and data checksums, the
+// same check ternutl and the node make), renamed into place and the directory fsynced: FILE is
+// either the complete verified snapshot or left as it was.
+int cmd_snapshot_save(const std::string& file, bool progress_flag) {
+  int code = 0;
+  auto a = admin_or_report(code);
+  if (!a) return code;
+  auto nodes = poll_nodes(*a);
+  std::string from = leader_endpoint(nodes);
+  for (const auto& n : nodes)
+    if (from.empty() && n.status) from = n.endpoint;
+  if (from.empty()) return fail_line(g.endpoints + ": unavailable (no node answered)", exit_unavailable);
+  auto tmp = file + ".part";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return fail_line(tmp + ": " + std::strerror(errno), exit_error);
+  auto abandon = [&](const std::string& why, int rc) {
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    return fail_line(why, rc);
+  };
+  Progress progress{progress_flag || ::isatty(2) != 0, ::isatty(2) != 0};
+  auto r = a->download_snapshot(
+      from, 1 << 20, [&](std::string_view chunk, std::string& why) { return write_all(fd, chunk, tmp, why); },
+      [&](std::uint64_t done, std::uint64_t total) { progress(done, total); });
+  if (!r) return abandon("snapshot save: " + r.error(), exit_unavailable);
+  if (!r->outcome.ok())
+    return abandon("snapshot save: " + from + ": " + r->outcome.code +
+                       (r->outcome.message.empty() ? "" : " (" + r->outcome.message + ")"),
+                   r->outcome.code == "busy" ? exit_conflict : exit_unavailable);
+  if (::fsync(fd) != 0) return abandon(tmp + ": fsync: " + std::strerror(errno), exit_error);
+  ::close(fd);
+  fd = -1;
+  storage::SnapshotStore store(directory_of(file));
+  auto v = store.verify(tmp);
+  if (!v) return abandon("snapshot save: the received file does not verify: " + v.error().message, exit_error);
+  if (v->meta.index.value != r->outcome.index || v->meta.term.value != r->outcome.term)
+    return abandon("snapshot save: the received file is another snapshot than announced", exit_error);
+  if (::rename(tmp.c_str(), file.c_str()) != 0) return abandon(file + ": rename: " + std::strerror(errno), exit_error);
+  // The rename is durable only once the directory is synced.
+  int dfd = ::open(directory_of(file).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0 || ::fsync(dfd) != 0) {
+    if (dfd >= 0) ::close(dfd);
+    return fail_line(directory_of(file) + ": fsync: " + std::strerror(errno), exit_error);
+  }
+  ::close(dfd);
+  Json j{{"file", file},     {"index", r->outcome.index}, {"term", r->outcome.term},
+         {"bytes", r->size}, {"from", from},              {"voters", v->meta.conf.voters.size()}};
+  if (!emit_structured(g.format, {j}, {"file", "index", "term", "bytes", "from"}, true))
+    std::printf("saved %s: snapshot at index %llu term %llu, %llu bytes, from %s\n", file.c_str(),
+                static_cast<unsigned long long>(r->outcome.index), static_cast<unsigned long long>(r->outcome.term),
+                static_cast<unsigned long long>(r->size), from.c_str());
+  return exit_ok;
+}
+
 // --- Command line -------------------------------------------------------------------------------
 
 int run_shell();
@@ -1259,8 +1359,35 @@ int dispatch(std::vector<std::string> args, bool in_shell) {
   leader->add_option("ID", id, "the member to lead")->type_name("")->required();
   leader->callback([&] { action = [&] { return cmd_transfer(id); }; });
 
+  auto* snapshot = sub("snapshot", "snapshot save FILE: a consistent snapshot of the cluster's state, from a live node");
+  std::string snapshot_action;
+  bool progress = false;
+  snapshot->add_option("ACTION", snapshot_action, "save")->type_name("")->required()->check(CLI::IsMember({"save"}));
+  snapshot->add_option("FILE", file, "where to write it (FILE.part until complete and verified)")->type_name("")->required();
+  snapshot->add_flag("--progress", progress, "bytes done/total on stderr (the default when stderr is a terminal)");
+  snapshot->footer("From the leader (else the first node that answers): its newest snapshot if it holds everything "
+                   "the node applied, else one taken now. Restore offline with ternutl restore (docs/operations.md).");
+  snapshot->callback([&] { action = [&] { return cmd_snapshot_save(file, progress); }; });
+
   auto* shell = sub("shell", "an interactive shell (also: tern with no command): history, completion, one session");
   shell->callback([&] { action = [&] { return in_shell ? fail_line("already in the shell", exit_usage) : run_shell(); }; });
+
+  // Every subcommand's --help lists the global flags too (CLI11 shows only a command's own), from
+  // the options themselves so the text cannot drift, then the exit codes.
+  std::string globals = "Global flags (before or after the command; tern --help):\n";
+  for (const auto* o : app.get_options()) {
+    if (o->get_name() == "--help") continue;
+    std::string names = o->get_name(false, true);
+    std::string line = "  " + names + " " + o->get_type_name();
+    line.resize(std::max<std::size_t>(line.size() + 1, 34), ' ');
+    line += o->get_description();
+    if (!o->get_default_str().empty()) line += " [" + o->get_default_str() + "]";
+    globals += line + "\n";
+  }
+  for (auto* s : app.get_subcommands([](CLI::App*) { return true; })) {
+    std::string own = s->get_footer();
+    s->footer((own.empty() ? "" : own + "\n\n") + globals + "\n" + kExitCodes);
+  }
 
   // CLI11 parses argv in reverse from a vector.
   std::vector<std::string> reversed(args.rbegin(), args.rend());

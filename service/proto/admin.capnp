@@ -62,4 +62,16 @@ interface Admin {
   # Tests only (ternd --debug-fault-injection 1): drop all peer traffic to and from these
   # nodes, like a network partition; an empty list heals. Otherwise `invalid`.
   injectPartition @7 (peers :List(UInt64)) -> (result :AdminResult);
+  # A consistent snapshot of this node's state (`tern snapshot save`): its newest durable
+  # snapshot file if it holds everything this node has applied, else one taken now. `result`
+  # has the snapshot's index and term; `size` is the whole file's (header and data, the format of
+  # docs/storage-format.md), read through `reader` in chunks the caller asks for one after the
+  # other (the caller's pace is the back-pressure). The file stays readable while the reader
+  # lives, even once newer snapshots replace it on the node. At most 4 readers per node: busy.
+  snapshot @8 () -> (result :AdminResult, size :UInt64, reader :SnapshotReader);
+}
+
+interface SnapshotReader {
+  # Bytes [offset, offset + min(length, 1 MiB, size - offset)); empty at or past the end.
+  read @0 (offset :UInt64, length :UInt32) -> (data :Data);
 }

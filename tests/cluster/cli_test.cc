@@ -3,6 +3,7 @@
 // formats, exit codes, lock and elect around a command, watch across a kill -9 of its server.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -580,6 +581,167 @@ TEST_F(CliTest, StatusMemberListAndLeaderTransferUseTheAdminPort) {
   int unreachable = 0;
   for (const auto& n : Json::parse(r.out)) unreachable += n["health"] == "unreachable";
   EXPECT_EQ(unreachable, 1);
+}
+
+TEST_F(CliTest, EveryCommandsHelpShowsTheGlobalFlags) {
+  auto& t = tern();
+  for (const char* cmd : {"get", "put", "watch", "lock", "elect", "status", "member", "snapshot", "txn"}) {
+    auto r = t({cmd, "--help"});
+    EXPECT_EQ(r.code, 0) << cmd << ": " << r.err;
+    for (const char* flag : {"--endpoints", "--timeout", "--session-timeout", "--consistency", "-o,--output", "Exit codes"})
+      EXPECT_NE(r.out.find(flag), std::string::npos) << cmd << " --help lacks " << flag << ":\n" << r.out;
+  }
+  // The command's own flags and footer stay.
+  auto r = t({"lock", "--help"});
+  EXPECT_NE(r.out.find("--try"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("TERN_FENCING_TOKEN"), std::string::npos) << r.out;
+}
+
+// Leadership lost while CMD runs: the elect process is stopped (SIGSTOP) past its 1 s session
+// timeout, so the server expires its session and another candidate leads; resumed, tern finds
+// its leadership unconfirmed (the recipe's window ran out, then the session is gone), sends CMD
+// SIGTERM and exits 6 (docs/cli.md).
+TEST_F(CliTest, ElectStopsTheCommandAndExitsSixWhenLeadershipIsLost) {
+  auto& t = tern();
+  auto a = t.start({"--session-timeout", "1s", "elect", "E", "alpha", "--", "sh", "-c",
+                    "trap 'echo term > a.got; exit 0' TERM; echo $$ > a.pid; while :; do sleep 0.05; done"},
+                   "a");
+  ASSERT_TRUE(eventually([&] { return !t.file("a.pid").empty(); }));
+  ::kill(a, SIGSTOP);
+  auto b = t.start({"elect", "E", "beta", "--", "sh", "-c", "echo $TERN_FENCING_TOKEN > b.run; exec sleep 30"}, "b");
+  bool b_leads = eventually([&] { return !t.file("b.run").empty(); }, 10s);
+  ::kill(a, SIGCONT);
+  EXPECT_TRUE(b_leads);
+  auto ra = t.wait(a, "a");
+  EXPECT_EQ(ra.code, 6) << ra.err;
+  EXPECT_EQ(lines(ra.err), 1u) << ra.err;
+  EXPECT_NE(ra.err.find("elect E"), std::string::npos) << ra.err;
+  EXPECT_EQ(t.file("a.got"), "term\n");
+  ::kill(b, SIGTERM);
+  EXPECT_EQ(t.wait(b, "b").code, 128 + SIGTERM);  // forwarded to CMD (exec sleep), whose status passes through
+}
+
+// snapshot save from a live 3-node cluster while a writer runs: the file verifies, holds every
+// write acknowledged before the save began, and `ternutl restore` makes it a one-node cluster
+// that serves that data.
+TEST_F(CliTest, SnapshotSaveUnderWritesRestoresIntoAOneNodeCluster) {
+  auto& t = tern();
+  std::string ops = "[";
+  for (int i = 0; i < 300; ++i)
+    ops += std::string(i ? "," : "") + R"({"op":"create","path":"/snap-)" + std::to_string(i) + R"(","value":"v)" +
+           std::to_string(i) + "\"}";
+  ops += "]";
+  ASSERT_EQ(t({"txn"}, ops).code, 0);
+  auto r = t({"put", "/before", "acknowledged", "-o", "json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto acked = Json::parse(r.out)["index"].get<std::uint64_t>();
+  // A writer that keeps the cluster busy during the save (stopped by pid below).
+  auto writer = t.start({"sh", "-c", std::string("i=0; while [ $i -lt 400 ]; do '") + TERN_CLI_BIN +
+                                         "' put /during $i > /dev/null || exit 1; i=$((i+1)); done"},
+                        "writer", 0, "", true);
+  std::this_thread::sleep_for(300ms);
+  r = t({"snapshot", "save", "backup.snap", "--progress", "-o", "json"});
+  ::kill(writer, SIGTERM);
+  t.wait(writer, "writer");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto saved = Json::parse(r.out);
+  EXPECT_GE(saved["index"].get<std::uint64_t>(), acked) << r.out;
+  auto bytes = saved["bytes"].get<std::uint64_t>();
+  EXPECT_EQ(slurp(t.dir() + "/backup.snap").size(), bytes);
+  EXPECT_NE(r.err.find("/" + std::to_string(bytes) + " bytes (100%)"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::ifstream(t.dir() + "/backup.snap.part").good());
+  // Restore offline into a new data directory (a damaged file is refused), start it as a
+  // one-node cluster, read back.
+  auto damaged = slurp(t.dir() + "/backup.snap");
+  damaged[damaged.size() / 2] ^= 0x5a;
+  write_file(t.dir() + "/damaged.snap", damaged);
+  auto root = t.dir() + "/restored";
+  ASSERT_EQ(::mkdir(root.c_str(), 0755), 0);
+  auto ternutl = bin("TERNUTL_BIN", TERNUTL_BIN);
+  r = t.wait(t.start({ternutl, "restore", "damaged.snap", root + "/n1", "--id", "1"}, "restore1", 0, "", true), "restore1");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("checksum"), std::string::npos) << r.out;
+  r = t.wait(t.start({ternutl, "restore", "backup.snap", root + "/n1", "--id", "1"}, "restore2", 0, "", true), "restore2");
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("verify: ok"), std::string::npos) << r.out;
+  // One KJ event loop per thread: the 3-node cluster (and its Tern) go before the new one starts.
+  tern_.reset();
+  cluster_.reset();
+  ClusterOptions o;
+  o.size = 1;
+  o.raw_state_machine = false;
+  o.root = root;
+  Cluster one(bin("TERND_BIN", "ternd"), o);
+  one.start_all();
+  ASSERT_NE(one.wait_for_leader(10s), 0u) << one.log_of(1);
+  Tern t1(one, dir_);
+  r = t1({"get", "/before"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "acknowledged\n");
+  r = t1({"ls", "/", "-o", "json"});
+  std::size_t snaps = 0;
+  for (const auto& row : Json::parse(r.out)) snaps += row["name"].get<std::string>().rfind("snap-", 0) == 0;
+  EXPECT_EQ(snaps, 300u);
+  EXPECT_EQ(t1({"get", "/snap-299"}).out, "v299\n");
+  EXPECT_EQ(t1({"put", "/after-restore", "x"}).code, 0);  // it takes writes
+  r = t1({"member", "list", "-o", "json"});
+  EXPECT_EQ(Json::parse(r.out).size(), 1u) << r.out;
+}
+
+// Recovery from a lost quorum (docs/operations.md): two of three members are killed and their
+// data deleted; the survivor restarts with --force-new-cluster (here TERN_FORCE_NEW_CLUSTER, the
+// harness passes the same flags to every node), keeps every acknowledged write, and takes two
+// fresh members back through the normal membership path.
+TEST_F(CliTest, ForceNewClusterRecoversTheLastMemberAndTakesNewMembers) {
+  auto& t = tern();
+  auto& c = cluster();
+  auto leader = c.wait_for_leader(5s);
+  ASSERT_NE(leader, 0u);
+  std::uint64_t survivor = leader == c.ids()[0] ? c.ids()[1] : c.ids()[0];  // a follower
+  std::uint64_t acked = 0;
+  ASSERT_EQ(t({"create", "/kept"}).code, 0);
+  for (int i = 0; i < 20; ++i) {
+    auto r = t({"put", "/kept/k" + std::to_string(i), std::to_string(i), "-o", "json"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    acked = Json::parse(r.out)["index"].get<std::uint64_t>();
+  }
+  ASSERT_TRUE(c.wait_applied({survivor}, acked, 10s));
+  for (auto id : c.ids()) {
+    c.kill9(id);
+    if (id != survivor) c.wipe(id);
+  }
+  ::setenv("TERN_FORCE_NEW_CLUSTER", "1", 1);
+  c.start(survivor);
+  ::unsetenv("TERN_FORCE_NEW_CLUSTER");
+  ASSERT_EQ(c.wait_for_leader(10s), survivor) << c.log_of(survivor);
+  EXPECT_NE(c.log_of(survivor).find("force-new-cluster"), std::string::npos);
+  for (int i = 0; i < 20; ++i) {
+    auto r = t({"get", "/kept/k" + std::to_string(i)}, "", survivor);
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, std::to_string(i) + "\n");
+  }
+  auto r = t({"member", "list", "-o", "json"}, "", survivor);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(Json::parse(r.out).size(), 1u) << r.out;
+  // Two fresh members, one at a time: as learners, promoted once caught up.
+  for (std::uint64_t id : {4u, 5u}) {
+    c.add_spare(id);
+    c.start_joining(id);
+    r = t({"member", "add", std::to_string(id), c.peer_address(id), "--learner"}, "", survivor);
+    ASSERT_EQ(r.code, 0) << r.err;
+    Outcome p;
+    EXPECT_TRUE(eventually([&] { return (p = t({"member", "promote", std::to_string(id)}, "", survivor)).code == 0; }, 15s))
+        << p.err;
+  }
+  r = t({"member", "list", "-o", "json"}, "", survivor);
+  EXPECT_EQ(Json::parse(r.out).size(), 3u) << r.out;
+  r = t({"put", "/after", "recovered", "-o", "json"}, "", 4);
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(c.wait_applied({4, 5}, Json::parse(r.out)["index"].get<std::uint64_t>(), 10s));
+  EXPECT_EQ(t({"--consistency", "serializable", "get", "/kept/k19"}, "", 5).out, "19\n");
+  // With the survivor down, the two new members are a majority: the cluster goes on.
+  c.kill9(survivor);
+  EXPECT_EQ(t({"put", "/after", "still", "--timeout", "10s"}, "", 4).code, 0);
 }
 
 }  // namespace

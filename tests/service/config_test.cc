@@ -126,6 +126,27 @@ TEST(Config, PrintedConfigLoadsBack) {
   std::remove(path.c_str());
 }
 
+// Issue 12: recovery from a lost quorum is a boolean like --insecure, off unless asked for.
+TEST(Config, ForceNewClusterIsOffUnlessAFlagVariableOrKeySaysSo) {
+  auto base = std::vector<const char*>{"--id", "1", "--data-dir", "/d", "--initial-cluster", kCluster};
+  ASSERT_FALSE(load(base)->force_new_cluster);
+  auto flags = base;
+  flags.push_back("--force-new-cluster");
+  EXPECT_TRUE(load(flags)->force_new_cluster);
+  Env env;
+  env.vars["TERN_FORCE_NEW_CLUSTER"] = "1";
+  EXPECT_TRUE(load(base, env)->force_new_cluster);
+  EXPECT_FALSE(load(base, env)->insecure);
+  env.vars["TERN_FORCE_NEW_CLUSTER"] = "yes";
+  EXPECT_FALSE(load(base, env).has_value());
+  auto path = temp_toml("force_new_cluster = true\n");
+  auto t = base;
+  t.push_back("--config");
+  t.push_back(path.c_str());
+  EXPECT_TRUE(load(t)->force_new_cluster);
+  std::remove(path.c_str());
+}
+
 // Issue 17: peer authentication is chosen explicitly, from any source.
 TEST(Config, PeerSecretFileAndInsecureFromEverySource) {
   auto base = std::vector<const char*>{"--id", "1", "--data-dir", "/d", "--initial-cluster", kCluster};
