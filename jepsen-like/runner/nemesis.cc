@@ -12,7 +12,7 @@ namespace tern::jepsen {
 using namespace std::chrono_literals;
 
 const std::vector<std::string>& nemesis_names() {
-  static const std::vector<std::string> names{"none", "kill", "pause", "partition"};
+  static const std::vector<std::string> names{"none", "kill", "pause", "partition", "kill-all"};
   return names;
 }
 
@@ -61,9 +61,9 @@ void Nemesis::run(Clock::time_point end) {
     const auto& kind = kinds_[rng_() % kinds_.size()];
     if (Clock::now() + quiet + hold + 200ms > end || interrupted()) break;
     sleep_until_or_interrupted(Clock::now() + quiet);
-    const char* shape = "";
-    auto nodes = targets(&shape);
-    if (kind == "kill") {
+    const char* shape = "all";
+    auto nodes = kind == "kill-all" ? cluster_.ids() : targets(&shape);
+    if (kind == "kill" || kind == "kill-all") {
       for (auto id : nodes) cluster_.kill9(id);
       log("kill", nodes, shape);
       sleep_until_or_interrupted(Clock::now() + hold);
