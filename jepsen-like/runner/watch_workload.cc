@@ -103,7 +103,10 @@ class WatchWorkload final : public Workload {
       if (!late_started && Clock::now() >= halfway) {
         late_started = true;
         std::string error;
-        start_watcher(ctx, kWatchers, &error);  // a failure leaves it out (reported in stats)
+        if (!start_watcher(ctx, kWatchers, &error)) {  // a failure leaves it out (reported in stats)
+          std::lock_guard<std::mutex> lock(mu_);
+          late_error_ = error;
+        }
       }
       Write w;
       w.path = path_of(static_cast<int>(rng() % kPaths));
@@ -147,18 +150,20 @@ class WatchWorkload final : public Workload {
   }
 
   std::vector<Check> check(const RunContext&) override {
-    // The changes: index -> (path, value), from acknowledged writes and from every delivery.
+    // The changes: index -> (path, value), from every delivery, then the acknowledged writes no
+    // watcher delivered (at their reply's index). A retried write's reply may name a later index
+    // than the entry that applied it (the retry's own entry; its answer is the first one's), so
+    // an acknowledged write's change is matched by path and value, at an index <= its reply's.
     std::map<std::uint64_t, std::pair<std::string, std::string>> change;
+    std::map<std::pair<std::string, std::string>, std::uint64_t> index_of;
     std::map<std::pair<std::string, std::string>, const Write*> attempted;
-    std::size_t disagree = 0, phantom = 0, disorder = 0, missing = 0, excused = 0, resyncs = 0, checked = 0;
-    std::string first;
-    auto note = [&](const std::string& s) {
-      if (first.empty()) first = s;
+    std::size_t disagree = 0, phantom = 0, disorder = 0, missing = 0, excused = 0, resyncs = 0, checked = 0,
+                reply_later = 0;
+    std::string first_order, first_agree, first_missing;
+    auto note = [](std::string* first, const std::string& s) {
+      if (first->empty()) *first = s;
     };
-    for (const auto& w : writes_) {
-      attempted[{w.path, w.value}] = &w;
-      if (w.outcome == Outcome::ok) change[w.index] = {w.path, w.value};
-    }
+    for (const auto& w : writes_) attempted[{w.path, w.value}] = &w;
     for (const auto& wp : watchers_) {
       std::uint64_t last = 0;
       for (const auto& e : wp->events) {
@@ -168,23 +173,37 @@ class WatchWorkload final : public Workload {
         }
         if (e.index <= last) {
           ++disorder;
-          note("watcher " + std::to_string(wp->number) + " delivered index " + std::to_string(e.index) + " after " +
-               std::to_string(last));
+          note(&first_order, "watcher " + std::to_string(wp->number) + " delivered index " + std::to_string(e.index) +
+                                 " after " + std::to_string(last));
         }
         last = std::max(last, e.index);
         auto a = attempted.find({e.path, e.data});
         if (e.type != WatchEvent::Type::data_changed || a == attempted.end() || a->second->outcome == Outcome::fail) {
           ++phantom;
-          note("watcher " + std::to_string(wp->number) + " delivered a " + type_name(e.type) + " of " + e.path + " = '" +
-               e.data + "' at index " + std::to_string(e.index) + " that no write made");
+          note(&first_agree, "watcher " + std::to_string(wp->number) + " delivered a " + type_name(e.type) + " of " + e.path +
+                                 " = '" + e.data + "' at index " + std::to_string(e.index) + " that no write made");
           continue;
         }
         auto [it, fresh] = change.emplace(e.index, std::make_pair(e.path, e.data));
-        if (!fresh && it->second != std::make_pair(e.path, e.data)) {
+        auto [at, new_value] = index_of.emplace(std::make_pair(e.path, e.data), e.index);
+        if ((!fresh && it->second != std::make_pair(e.path, e.data)) || (!new_value && at->second != e.index)) {
           ++disagree;
-          note("at index " + std::to_string(e.index) + " watcher " + std::to_string(wp->number) + " delivered " + e.path +
-               " = '" + e.data + "', elsewhere " + it->second.first + " = '" + it->second.second + "'");
+          note(&first_agree, "watcher " + std::to_string(wp->number) + " delivered " + e.path + " = '" + e.data +
+                                 "' at index " + std::to_string(e.index) + ", which another delivery contradicts");
         }
+      }
+    }
+    for (const auto& w : writes_) {
+      if (w.outcome != Outcome::ok) continue;
+      auto it = index_of.find({w.path, w.value});
+      if (it == index_of.end()) {
+        change.emplace(w.index, std::make_pair(w.path, w.value));  // nobody delivered it: missing below
+      } else if (it->second > w.index) {
+        ++disagree;
+        note(&first_agree, w.path + " = '" + w.value + "' delivered at index " + std::to_string(it->second) +
+                               ", after its write's reply (index " + std::to_string(w.index) + ")");
+      } else if (it->second < w.index) {
+        ++reply_later;
       }
     }
     std::size_t live = 0;
@@ -210,21 +229,25 @@ class WatchWorkload final : public Workload {
           continue;
         }
         ++missing;
-        note("watcher " + std::to_string(wp->number) + " never delivered index " + std::to_string(index) + " (" + pv.first +
+        note(&first_missing, "watcher " + std::to_string(wp->number) + " never delivered index " + std::to_string(index) + " (" + pv.first +
              " = '" + pv.second + "')");
       }
     }
     std::vector<Check> out;
     out.push_back({"watch-order", disorder == 0 ? "valid" : "invalid",
-                   std::to_string(disorder) + " events out of index order or repeated" + (first.empty() ? "" : "; first: " + first)});
+                   std::to_string(disorder) + " events out of index order or repeated" +
+                       (first_order.empty() ? "" : "; first: " + first_order)});
     out.push_back({"watch-agree", disagree == 0 && phantom == 0 ? "valid" : "invalid",
                    std::to_string(change.size()) + " changes; " + std::to_string(phantom) + " events no write made, " +
-                       std::to_string(disagree) + " disagreements on an index"});
+                       std::to_string(disagree) + " disagreements on an index; " + std::to_string(reply_later) +
+                       " acknowledged writes whose reply named a later index than their change (retries)" +
+                       (first_agree.empty() ? "" : "; first: " + first_agree)});
     out.push_back({"watch-complete", live == 0 ? "unknown" : missing == 0 ? "valid" : "invalid",
                    std::to_string(live) + " live watchers of " + std::to_string(watchers_.size()) + ", changes " +
                        std::to_string(n0_) + " < index <= " + std::to_string(m_) + "; " + std::to_string(checked) +
                        " deliveries due, " + std::to_string(missing) + " missing, " + std::to_string(excused) +
-                       " inside a resync gap (" + std::to_string(resyncs) + " resync events)"});
+                       " inside a resync gap (" + std::to_string(resyncs) + " resync events)" +
+                       (first_missing.empty() ? "" : "; first: " + first_missing)});
     return out;
   }
 
@@ -236,7 +259,8 @@ class WatchWorkload final : public Workload {
     }
     for (const auto& wp : watchers_) delivered += wp->events.size();
     return {{"writes", writes_.size()}, {"writes_acknowledged", ok}, {"writes_unknown", unknown},
-            {"watchers", watchers_.size()}, {"events_delivered", delivered}, {"n0", n0_}, {"m", m_}};
+            {"watchers", watchers_.size()}, {"events_delivered", delivered}, {"n0", n0_}, {"m", m_},
+            {"late_watcher_error", late_error_}};
   }
 
  private:
@@ -280,6 +304,7 @@ class WatchWorkload final : public Workload {
   }
 
   std::uint64_t n0_ = 0, m_ = 0;
+  std::string late_error_;
   std::mutex mu_;
   std::vector<std::unique_ptr<Watcher>> watchers_;
   std::vector<Write> writes_;
