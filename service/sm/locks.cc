@@ -10,15 +10,24 @@ std::size_t LockTable::held_or_queued(std::uint64_t session) const {
   return it == by_session_.end() ? 0 : it->second.size();
 }
 
-std::uint64_t LockTable::grant_token(Lock& l, std::uint64_t index) {
 #ifdef TERN_PLANTED_BUGS
-  // Planted bug "token-reuse" (test builds only, docs/testing.md): a grant after the first
-  // repeats the lock's previous token instead of a larger one.
-  static const bool token_reuse = [] {
+namespace {
+// Planted bug "token-reuse" (test builds only, docs/testing.md): a grant after the first repeats
+// the lock's previous token instead of a larger one (and idle locks are kept, so the previous
+// token is always known).
+bool planted_token_reuse() {
+  static const bool on = [] {
     const char* e = std::getenv("TERN_PLANTED_BUG");
     return e != nullptr && std::string(e) == "token-reuse";
   }();
-  if (token_reuse && l.last_token != 0) return l.last_token;
+  return on;
+}
+}  // namespace
+#endif
+
+std::uint64_t LockTable::grant_token(Lock& l, std::uint64_t index) {
+#ifdef TERN_PLANTED_BUGS
+  if (planted_token_reuse() && l.last_token != 0) return l.last_token;
 #endif
   return next_token(l, index);
 }
@@ -163,6 +172,9 @@ bool LockTable::set_value(const std::string& name, std::uint64_t session, const 
 void LockTable::forget_if_idle(const std::string& name, std::uint64_t index) {
   auto it = locks_.find(name);
   if (it == locks_.end() || !it->second.holders.empty() || !it->second.queue.empty() || delayed_.count(name)) return;
+#ifdef TERN_PLANTED_BUGS
+  if (planted_token_reuse()) return;
+#endif
   // A lock-delay that has passed needs no memory either. The last token does while it is >= the
   // entry index: a new lock's first grant (later in this entry, or in the next entries if this
   // one granted it several times) would get the index and could repeat it.
