@@ -2,12 +2,54 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
+#include <deque>
+#include <string_view>
+
 #include "common/assert.h"
 #include "service/config.h"
 
 namespace tern::service {
 
 using Clock = std::chrono::steady_clock;
+
+#ifdef TERN_PLANTED_BUGS
+namespace {
+// Planted bug "ack-before-fsync" (test builds only, docs/testing.md): a WAL batch is reported
+// durable at once and written (and synced) kLateWrite later, in order. What the node
+// acknowledged meanwhile (its votes, its AppendEntries replies, its own share of a commit) is
+// gone if the process dies then: what acknowledging before the fsync loses in a power cut, a
+// kill -9 loses here (a correct node's written bytes would survive a kill -9 in the page cache).
+bool planted_ack_before_fsync() {
+  static const bool on = [] {
+    const char* e = std::getenv("TERN_PLANTED_BUG");
+    return e != nullptr && std::string_view(e) == "ack-before-fsync";
+  }();
+  return on;
+}
+constexpr auto kLateWrite = std::chrono::milliseconds(200);
+struct LateWrite {
+  Clock::time_point due;
+  storage::Wal* wal;
+  storage::WriteBatch batch;
+};
+// One Node per ternd process; loop thread only.
+std::deque<LateWrite>& late_writes() {
+  static std::deque<LateWrite> q;
+  return q;
+}
+void write_due() {
+  auto& q = late_writes();
+  while (!q.empty() && q.front().due <= Clock::now()) {
+    if (auto r = q.front().wal->write(q.front().batch); !r) {
+      spdlog::critical("WAL write failed: {}", r.error().message);
+      std::abort();
+    }
+    q.pop_front();
+  }
+}
+}  // namespace
+#endif
 
 Node::Node(asio::io_context& io, NodeOptions options, Metrics& metrics)
     : io_(io), opt_(std::move(options)), metrics_(metrics), tick_timer_(io) {}
@@ -127,6 +169,18 @@ void Node::post(std::function<void()> fn) {
 }
 
 void Node::write(storage::Wal& wal, storage::WriteBatch batch, WalDone done) {
+#ifdef TERN_PLANTED_BUGS
+  if (planted_ack_before_fsync()) {
+    raft::Index last = batch.entries.empty() ? wal.last_index() : batch.entries.back().index;
+    late_writes().push_back(LateWrite{Clock::now() + kLateWrite, &wal, std::move(batch)});
+    auto timer = std::make_shared<asio::steady_timer>(io_, kLateWrite);
+    timer->async_wait([timer, alive = alive_](const asio::error_code&) {
+      if (*alive) write_due();
+    });
+    done(last);
+    return;
+  }
+#endif
   if (batch.entries.size() <= opt_.inline_write_max_entries && !batch.reset_to) {
     // A small batch (light load): write and sync on the loop thread. Two thread hand-offs cost
     // more latency than they save here; heavier batches go to the disk thread and overlap with

@@ -1,6 +1,8 @@
 #include "service/watch_hub.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 #include <unordered_map>
 
 #include "service/sm/path.h"
@@ -9,6 +11,21 @@ namespace tern {
 
 using sm::Event;
 using sm::EventType;
+
+#ifdef TERN_PLANTED_BUGS
+namespace {
+// Planted bug "drop-watch-event" (test builds only, docs/testing.md): the 50th event this server
+// would queue for its watchers is dropped, once per process.
+bool planted_drop_one() {
+  static const bool on = [] {
+    const char* e = std::getenv("TERN_PLANTED_BUG");
+    return e != nullptr && std::string_view(e) == "drop-watch-event";
+  }();
+  static int matched = 0;
+  return on && ++matched == 50;
+}
+}  // namespace
+#endif
 
 WatchHub::WatchHub(Limits limits) : limits_(limits) {}
 
@@ -189,7 +206,11 @@ void WatchHub::publish(const std::vector<Event>& events) {
         }
         // Deliver before a one-shot watch is removed, so that a cut-off right now still gives
         // it a resume index.
-        deliver(w, w.watches[i], e);
+        bool drop = false;
+#ifdef TERN_PLANTED_BUGS
+        drop = planted_drop_one();
+#endif
+        if (!drop) deliver(w, w.watches[i], e);
         if (w.overflowed) break;
         if (!w.watches[i].spec.persistent) w.watches.erase(w.watches.begin() + static_cast<std::ptrdiff_t>(i));
         else ++i;

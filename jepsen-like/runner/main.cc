@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <random>
 #include <set>
 #include <sstream>
@@ -43,6 +44,7 @@ struct Options {
   std::string endpoints;
   Hooks hooks;
   std::uint64_t snapshot_entries = 500;
+  int request_timeout_ms = 5000;  // per client call, retries included
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -51,6 +53,20 @@ std::vector<std::string> split(const std::string& s) {
   for (std::string part; std::getline(in, part, ',');)
     if (!part.empty()) out.push_back(part);
   return out;
+}
+
+// The workloads by name (docs/jepsen.md).
+const std::map<std::string, std::unique_ptr<Workload> (*)()>& workloads() {
+  static const std::map<std::string, std::unique_ptr<Workload> (*)()> all{
+      {"register", make_register_workload},
+      {"mutex", make_mutex_workload},
+      {"set", make_set_workload},
+      {"list-append", make_list_append_workload},
+      {"ephemeral", make_ephemeral_workload},
+      {"watch", make_watch_workload},
+      {"bank", make_bank_workload},
+  };
+  return all;
 }
 
 // Every node answers with the same applied index and state digest (bounded wait).
@@ -75,9 +91,7 @@ int run(const Options& o) {
   fs::create_directories(o.out + "/logs");
   std::ofstream nemesis_log(o.out + "/nemesis.log");
   auto kinds = split(o.nemesis);
-  std::unique_ptr<Workload> workload = o.workload == "register" ? make_register_workload()
-                                      : o.workload == "mutex"  ? make_mutex_workload()
-                                                               : make_set_workload();
+  std::unique_ptr<Workload> workload = workloads().at(o.workload)();
 
   // The target of the nemesis: a fresh cluster (what the families need is prepared before its
   // nodes start: network namespaces, libfaketime, libfiu), or an existing one (--endpoints).
@@ -113,7 +127,7 @@ int run(const Options& o) {
   }
 
   Recorder history(t0);
-  ctx.client.request_timeout = 5s;
+  ctx.client.request_timeout = std::chrono::milliseconds(o.request_timeout_ms);
   ctx.seed = o.seed;
   ctx.clients = o.clients;
   ctx.rate = o.rate;
@@ -192,6 +206,7 @@ int run(const Options& o) {
                          {"time_s", o.time_s},
                          {"rate", o.rate},
                          {"clients", o.clients},
+                         {"request_timeout_ms", o.request_timeout_ms},
                          {"seed", o.seed},
                          {"operations", {{"ok", history.ok()}, {"fail", history.fail()}, {"info", history.info()}}},
                          {"faults", nemesis.counts()},
@@ -233,14 +248,20 @@ int main(int argc, char** argv) {
   using tern::jepsen::Options;
   Options o;
   CLI::App app{"tern-jepsen: workloads against a fresh ternd cluster under faults (docs/jepsen.md)"};
-  app.add_option("--workload", o.workload, "register | mutex | set")->check(CLI::IsMember({"register", "mutex", "set"}));
-  app.add_option("--nemesis", o.nemesis, "none, or a comma-separated list of: kill, pause, partition, clock, disk, membership");
+  std::vector<std::string> workload_names;
+  for (const auto& [name, make] : tern::jepsen::workloads()) workload_names.push_back(name);
+  app.add_option("--workload", o.workload, "register | mutex | set | list-append | ephemeral | watch | bank")
+      ->check(CLI::IsMember(workload_names));
+  app.add_option("--nemesis", o.nemesis, "none, or a comma-separated list of: kill, kill-all, pause, partition, clock, disk, membership");
   app.add_option("--nodes", o.nodes, "cluster size")->check(CLI::IsMember({3, 5}));
   app.add_option("--time", o.time_s, "seconds of workload (and faults)")->check(CLI::Range(1.0, 3600.0));
   app.add_option("--rate", o.rate, "operations per second, all clients together")->check(CLI::Range(0.1, 100000.0));
   app.add_option("--clients", o.clients, "concurrent clients (one session each)")->check(CLI::Range(1, 64));
   auto* seed = app.add_option("--seed", o.seed, "seed of the generator and the nemesis schedule (default: random)");
   app.add_option("--out", o.out, "results directory");
+  app.add_option("--request-timeout", o.request_timeout_ms,
+                 "milliseconds per client call, retries included (shorter: more operations of unknown outcome)")
+      ->check(CLI::Range(50, 60000));
   app.add_option("--ternd", o.ternd, "the ternd binary (default: $TERND_BIN, else the one built with tern-jepsen)");
   app.add_option("--net", o.net, "partitions through network namespaces + nftables (netns), ternd's test hook (hook), "
                                  "or netns when possible (auto)")->check(CLI::IsMember({"auto", "netns", "hook"}));
@@ -261,12 +282,12 @@ int main(int argc, char** argv) {
   for (const auto& k : tern::jepsen::split(o.nemesis)) {
     const auto& names = tern::jepsen::nemesis_names();
     if (std::find(names.begin(), names.end(), k) == names.end()) {
-      std::fprintf(stderr, "tern-jepsen: unknown nemesis '%s' (known: none, kill, pause, partition, clock, disk, membership)\n", k.c_str());
+      std::fprintf(stderr, "tern-jepsen: unknown nemesis '%s' (known: none, kill, kill-all, pause, partition, clock, disk, membership)\n", k.c_str());
       return 3;
     }
     // An existing cluster: only the families its hooks make possible.
     const auto& h = o.hooks;
-    bool possible = k == "none" || (k == "kill" && !h.kill.empty() && !h.start.empty()) ||
+    bool possible = k == "none" || ((k == "kill" || k == "kill-all") && !h.kill.empty() && !h.start.empty()) ||
                     (k == "pause" && !h.pause.empty() && !h.resume.empty()) ||
                     (k == "partition" && !h.partition.empty() && !h.heal.empty());
     if (!o.endpoints.empty() && !possible) {

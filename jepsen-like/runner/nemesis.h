@@ -46,7 +46,7 @@ class Nemesis {
   void log(const std::string& family, const std::string& phase, const std::string& action,
            const std::vector<std::uint64_t>& nodes, const std::string& variant, nlohmann::json extra = {});
   void hold(std::chrono::milliseconds d);
-  void kill_fault(std::chrono::milliseconds hold);
+  void kill_fault(std::chrono::milliseconds hold, bool all = false);  // all: every node at once
   void pause_fault(std::chrono::milliseconds hold);
   void partition_fault(std::chrono::milliseconds hold);
   void clock_fault(std::chrono::milliseconds hold);

@@ -48,6 +48,10 @@ class Workload {
 std::unique_ptr<Workload> make_register_workload();
 std::unique_ptr<Workload> make_mutex_workload();
 std::unique_ptr<Workload> make_set_workload();
+std::unique_ptr<Workload> make_list_append_workload();
+std::unique_ptr<Workload> make_ephemeral_workload();
+std::unique_ptr<Workload> make_watch_workload();
+std::unique_ptr<Workload> make_bank_workload();
 
 // Helpers shared by the workloads.
 // SIGINT or SIGTERM arrived: clients and the nemesis stop early, the run tears down its cluster

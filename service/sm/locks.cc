@@ -10,6 +10,28 @@ std::size_t LockTable::held_or_queued(std::uint64_t session) const {
   return it == by_session_.end() ? 0 : it->second.size();
 }
 
+#ifdef TERN_PLANTED_BUGS
+namespace {
+// Planted bug "token-reuse" (test builds only, docs/testing.md): a grant after the first repeats
+// the lock's previous token instead of a larger one (and idle locks are kept, so the previous
+// token is always known).
+bool planted_token_reuse() {
+  static const bool on = [] {
+    const char* e = std::getenv("TERN_PLANTED_BUG");
+    return e != nullptr && std::string(e) == "token-reuse";
+  }();
+  return on;
+}
+}  // namespace
+#endif
+
+std::uint64_t LockTable::grant_token(Lock& l, std::uint64_t index) {
+#ifdef TERN_PLANTED_BUGS
+  if (planted_token_reuse() && l.last_token != 0) return l.last_token;
+#endif
+  return next_token(l, index);
+}
+
 LockResult LockTable::acquire(const std::string& name, std::uint64_t session, bool shared, bool try_only,
                               std::int64_t delay_ms, const std::string& value, std::uint64_t index, std::int64_t now,
                               std::uint64_t* token, std::vector<Grant>* grants) {
@@ -45,7 +67,7 @@ LockResult LockTable::acquire(const std::string& name, std::uint64_t session, bo
   }
   by_session_[session].insert(name);
   if (free_now) {
-    *token = next_token(l, index);
+    *token = grant_token(l, index);
     l.holders.push_back(Holder{session, shared, *token, delay_ms});
     if (l.holders.size() == 1) l.value = value;
     return LockResult::granted;
@@ -68,7 +90,7 @@ void LockTable::grant_waiters(const std::string& name, Lock& l, std::uint64_t in
     Waiter w = std::move(l.queue.front());
     l.queue.pop_front();
     if (l.holders.empty()) l.value = w.value;
-    std::uint64_t token = next_token(l, index);
+    std::uint64_t token = grant_token(l, index);
     l.holders.push_back(Holder{w.session, w.shared, token, w.delay_ms});
     grants->push_back(Grant{name, w.session, token});
     if (!w.shared) break;
@@ -150,6 +172,9 @@ bool LockTable::set_value(const std::string& name, std::uint64_t session, const 
 void LockTable::forget_if_idle(const std::string& name, std::uint64_t index) {
   auto it = locks_.find(name);
   if (it == locks_.end() || !it->second.holders.empty() || !it->second.queue.empty() || delayed_.count(name)) return;
+#ifdef TERN_PLANTED_BUGS
+  if (planted_token_reuse()) return;
+#endif
   // A lock-delay that has passed needs no memory either. The last token does while it is >= the
   // entry index: a new lock's first grant (later in this entry, or in the next entries if this
   // one granted it several times) would get the index and could repeat it.

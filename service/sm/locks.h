@@ -107,6 +107,8 @@ class LockTable {
     l.last_token = std::max(index, l.last_token + 1);
     return l.last_token;
   }
+  // next_token, except in a planted-bug build (docs/testing.md).
+  static std::uint64_t grant_token(Lock& l, std::uint64_t index);
   void forget_if_idle(const std::string& name, std::uint64_t index);
   std::size_t held_or_queued(std::uint64_t session) const;
 

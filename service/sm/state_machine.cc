@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
+#include <string_view>
 #include <unordered_map>
 
 #include "common/assert.h"
@@ -10,6 +12,20 @@
 #include "service/sm/path.h"
 
 namespace tern::sm {
+
+#ifdef TERN_PLANTED_BUGS
+namespace {
+// Planted bug "double-apply" (test builds only, docs/testing.md): a retried write (a sequence
+// number whose answer the session kept) is applied again instead of answered from the cache.
+bool planted_double_apply() {
+  static const bool on = [] {
+    const char* e = std::getenv("TERN_PLANTED_BUG");
+    return e != nullptr && std::string_view(e) == "double-apply";
+  }();
+  return on;
+}
+}  // namespace
+#endif
 
 const char* errc_name(Errc e) {
   switch (e) {
@@ -328,7 +344,11 @@ Response StateMachine::execute(Context& cx, const Command& c) {
       // stale_request, never a second apply. Any other number is new, even below the highest
       // (a client with at most responses_per_session writes unsettled never sees stale_request).
       switch (classify_seq(*s, c.seq)) {
-        case SeqClass::retry: return s->responses.find(c.seq)->second;
+        case SeqClass::retry:
+#ifdef TERN_PLANTED_BUGS
+          if (planted_double_apply()) break;
+#endif
+          return s->responses.find(c.seq)->second;
         case SeqClass::stale: return error(Errc::stale_request);
         case SeqClass::too_far: return error(Errc::bad_request);  // before the session is touched
         case SeqClass::fresh: break;

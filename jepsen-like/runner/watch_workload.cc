@@ -1,0 +1,317 @@
+// Workload "watch": clients write unique values to a few znodes /jepsen/w/p<k> (set), while
+// watchers — each its own session, started on different nodes — hold one persistent recursive
+// data watch on /jepsen/w registered from the index N0 of the setup (so every change after N0 is
+// theirs, replayed if it came before the registration). One more watcher registers halfway
+// through the run from N0 too (a replay of the history). Across the nemesis's faults the library
+// fails the watchers over and resumes each watch from the last index it delivered.
+//
+// After the heal, one final acknowledged write per znode fixes M (the highest acknowledged
+// index); the harness waits (bounded) until every watcher has delivered up to M, then checks
+// (docs/jepsen.md):
+//  - watch-order: each watcher's events have strictly increasing indexes (in index order, none
+//    twice);
+//  - watch-agree: every event is a change some client attempted (path and value), not one that
+//    definitely failed, and all watchers and the writers' replies agree on each index's change
+//    (an acknowledged write's event carries its reply's index);
+//  - watch-complete: every watcher whose session lived delivered every change after N0 up to M
+//    that was acknowledged or that any watcher delivered — except those inside a gap that ends
+//    in an explicit resync event (counted: resync is explicit, never a silent gap).
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "jepsen-like/runner/workload.h"
+
+namespace tern::jepsen {
+namespace {
+
+using namespace std::chrono_literals;
+
+const std::string kDir = "/jepsen/w";
+constexpr int kPaths = 3;
+constexpr int kWatchers = 3;
+constexpr std::int64_t kWatcherProcess = 2000000;  // the watchers' events in the history
+constexpr std::int64_t kFinalProcess = 1000000;
+
+std::string path_of(int k) { return kDir + "/p" + std::to_string(k); }
+
+enum class Outcome : std::uint8_t { ok, fail, unknown };
+struct Write {
+  std::string path, value;
+  Outcome outcome = Outcome::unknown;
+  std::uint64_t index = 0;  // acknowledged: the entry's index
+};
+struct Delivered {
+  WatchEvent::Type type;
+  std::uint64_t index;
+  std::string path, data;
+};
+struct Watcher {
+  int number = 0;
+  std::unique_ptr<Client> client;
+  std::uint64_t watch_id = 0;
+  std::shared_ptr<std::atomic<bool>> expired = std::make_shared<std::atomic<bool>>(false);
+  std::mutex mu;
+  std::vector<Delivered> events;
+  std::uint64_t last_index = 0;  // of the last event (mu)
+};
+
+const char* type_name(WatchEvent::Type t) {
+  switch (t) {
+    case WatchEvent::Type::created: return "created";
+    case WatchEvent::Type::deleted: return "deleted";
+    case WatchEvent::Type::data_changed: return "data_changed";
+    case WatchEvent::Type::children_changed: return "children_changed";
+    case WatchEvent::Type::resync: return "resync";
+    default: return "other";
+  }
+}
+
+class WatchWorkload final : public Workload {
+ public:
+  bool setup(const RunContext& ctx, std::string* error) override {
+    auto c = connect_until(ctx.client, Clock::now() + 20s);
+    if (!c) return *error = "setup: no client session", false;
+    for (const std::string& p : {std::string("/jepsen"), kDir}) {
+      auto r = c->create(p, "");
+      if (!r.ok() && r.error != Error::node_exists) return *error = "setup: create " + p + ": " + r.message, false;
+      n0_ = std::max(n0_, r.index);
+    }
+    for (int k = 0; k < kPaths; ++k) {
+      auto r = c->create(path_of(k), "init");
+      if (!r.ok()) return *error = "setup: create " + path_of(k) + ": " + error_name(r.error), false;
+      n0_ = std::max(n0_, r.index);
+    }
+    for (int w = 0; w < kWatchers; ++w)
+      if (!start_watcher(ctx, w, error)) return false;
+    return true;
+  }
+
+  void client(int index, const RunContext& ctx) override {
+    std::mt19937_64 rng(ctx.seed * 1000003 + static_cast<std::uint64_t>(index));
+    std::int64_t process = index;
+    const auto options = options_for(ctx, index);
+    auto c = connect_until(options, ctx.end);
+    auto start = Clock::now();
+    auto halfway = start + (ctx.end - start) / 2;
+    bool late_started = index != 0;  // client 0 starts the late watcher
+    std::uint64_t next = 0;
+    std::vector<Write> writes;
+    while (c && Clock::now() < ctx.end && !interrupted()) {
+      pace(rng, ctx);
+      if (!late_started && Clock::now() >= halfway) {
+        late_started = true;
+        std::string error;
+        if (!start_watcher(ctx, kWatchers, &error)) {  // a failure leaves it out (reported in stats)
+          std::lock_guard<std::mutex> lock(mu_);
+          late_error_ = error;
+        }
+      }
+      Write w;
+      w.path = path_of(static_cast<int>(rng() % kPaths));
+      w.value = std::to_string(static_cast<std::uint64_t>(index) * 1000000000ull + next++);
+      do_write(*c, &w, &process, ctx);
+      writes.push_back(std::move(w));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& w : writes) writes_.push_back(std::move(w));
+  }
+
+  void final_reads(const RunContext& ctx) override {
+    auto c = connect_until(ctx.client, Clock::now() + 20s);
+    std::int64_t process = kFinalProcess;
+    for (int k = 0; k < kPaths && c; ++k) {
+      for (int attempt = 0; attempt < 3; ++attempt) {
+        Write w;
+        w.path = path_of(k);
+        w.value = "final-" + std::to_string(k) + "-" + std::to_string(attempt);
+        do_write(*c, &w, &process, ctx);
+        bool ok = w.outcome == Outcome::ok;
+        writes_.push_back(std::move(w));
+        if (ok) break;
+      }
+    }
+    for (const auto& w : writes_)
+      if (w.outcome == Outcome::ok) m_ = std::max(m_, w.index);
+    // Every watcher delivers up to M (bounded wait), then its watch is cancelled.
+    auto until = Clock::now() + 15s;
+    for (auto& w : watchers_) {
+      while (Clock::now() < until && !interrupted() && !w->expired->load()) {
+        {
+          std::lock_guard<std::mutex> lock(w->mu);
+          if (w->last_index >= m_) break;
+        }
+        std::this_thread::sleep_for(20ms);
+      }
+      if (w->watch_id != 0) w->client->unwatch(w->watch_id);
+      w->client.reset();
+    }
+  }
+
+  std::vector<Check> check(const RunContext&) override {
+    // The changes: index -> (path, value), from every delivery, then the acknowledged writes no
+    // watcher delivered (at their reply's index). A retried write's reply may name a later index
+    // than the entry that applied it (the retry's own entry; its answer is the first one's), so
+    // an acknowledged write's change is matched by path and value, at an index <= its reply's.
+    std::map<std::uint64_t, std::pair<std::string, std::string>> change;
+    std::map<std::pair<std::string, std::string>, std::uint64_t> index_of;
+    std::map<std::pair<std::string, std::string>, const Write*> attempted;
+    std::size_t disagree = 0, phantom = 0, disorder = 0, missing = 0, excused = 0, resyncs = 0, checked = 0,
+                reply_later = 0;
+    std::string first_order, first_agree, first_missing;
+    auto note = [](std::string* first, const std::string& s) {
+      if (first->empty()) *first = s;
+    };
+    for (const auto& w : writes_) attempted[{w.path, w.value}] = &w;
+    for (const auto& wp : watchers_) {
+      std::uint64_t last = 0;
+      for (const auto& e : wp->events) {
+        if (e.type == WatchEvent::Type::resync) {
+          ++resyncs;
+          continue;
+        }
+        if (e.index <= last) {
+          ++disorder;
+          note(&first_order, "watcher " + std::to_string(wp->number) + " delivered index " + std::to_string(e.index) +
+                                 " after " + std::to_string(last));
+        }
+        last = std::max(last, e.index);
+        auto a = attempted.find({e.path, e.data});
+        if (e.type != WatchEvent::Type::data_changed || a == attempted.end() || a->second->outcome == Outcome::fail) {
+          ++phantom;
+          note(&first_agree, "watcher " + std::to_string(wp->number) + " delivered a " + type_name(e.type) + " of " + e.path +
+                                 " = '" + e.data + "' at index " + std::to_string(e.index) + " that no write made");
+          continue;
+        }
+        auto [it, fresh] = change.emplace(e.index, std::make_pair(e.path, e.data));
+        auto [at, new_value] = index_of.emplace(std::make_pair(e.path, e.data), e.index);
+        if ((!fresh && it->second != std::make_pair(e.path, e.data)) || (!new_value && at->second != e.index)) {
+          ++disagree;
+          note(&first_agree, "watcher " + std::to_string(wp->number) + " delivered " + e.path + " = '" + e.data +
+                                 "' at index " + std::to_string(e.index) + ", which another delivery contradicts");
+        }
+      }
+    }
+    for (const auto& w : writes_) {
+      if (w.outcome != Outcome::ok) continue;
+      auto it = index_of.find({w.path, w.value});
+      if (it == index_of.end()) {
+        change.emplace(w.index, std::make_pair(w.path, w.value));  // nobody delivered it: missing below
+      } else if (it->second > w.index) {
+        ++disagree;
+        note(&first_agree, w.path + " = '" + w.value + "' delivered at index " + std::to_string(it->second) +
+                               ", after its write's reply (index " + std::to_string(w.index) + ")");
+      } else if (it->second < w.index) {
+        ++reply_later;
+      }
+    }
+    std::size_t live = 0;
+    for (const auto& wp : watchers_) {
+      if (wp->expired->load() || wp->watch_id == 0) continue;
+      ++live;
+      // The gaps an explicit resync covers: (index of the event before it, the resync's index].
+      std::vector<std::pair<std::uint64_t, std::uint64_t>> gaps;
+      std::set<std::uint64_t> have;
+      std::uint64_t prev = n0_;
+      for (const auto& e : wp->events) {
+        if (e.type == WatchEvent::Type::resync) gaps.emplace_back(prev, e.index);
+        else have.insert(e.index);
+        prev = std::max(prev, e.index);
+      }
+      for (const auto& [index, pv] : change) {
+        if (index <= n0_ || index > m_) continue;
+        ++checked;
+        if (have.count(index)) continue;
+        bool in_gap = std::any_of(gaps.begin(), gaps.end(), [&](auto g) { return index > g.first && index <= g.second; });
+        if (in_gap) {
+          ++excused;
+          continue;
+        }
+        ++missing;
+        note(&first_missing, "watcher " + std::to_string(wp->number) + " never delivered index " + std::to_string(index) + " (" + pv.first +
+             " = '" + pv.second + "')");
+      }
+    }
+    std::vector<Check> out;
+    out.push_back({"watch-order", disorder == 0 ? "valid" : "invalid",
+                   std::to_string(disorder) + " events out of index order or repeated" +
+                       (first_order.empty() ? "" : "; first: " + first_order)});
+    out.push_back({"watch-agree", disagree == 0 && phantom == 0 ? "valid" : "invalid",
+                   std::to_string(change.size()) + " changes; " + std::to_string(phantom) + " events no write made, " +
+                       std::to_string(disagree) + " disagreements on an index; " + std::to_string(reply_later) +
+                       " acknowledged writes whose reply named a later index than their change (retries)" +
+                       (first_agree.empty() ? "" : "; first: " + first_agree)});
+    out.push_back({"watch-complete", live == 0 ? "unknown" : missing == 0 ? "valid" : "invalid",
+                   std::to_string(live) + " live watchers of " + std::to_string(watchers_.size()) + ", changes " +
+                       std::to_string(n0_) + " < index <= " + std::to_string(m_) + "; " + std::to_string(checked) +
+                       " deliveries due, " + std::to_string(missing) + " missing, " + std::to_string(excused) +
+                       " inside a resync gap (" + std::to_string(resyncs) + " resync events)" +
+                       (first_missing.empty() ? "" : "; first: " + first_missing)});
+    return out;
+  }
+
+  nlohmann::json stats() const override {
+    std::size_t ok = 0, unknown = 0, delivered = 0;
+    for (const auto& w : writes_) {
+      ok += w.outcome == Outcome::ok;
+      unknown += w.outcome == Outcome::unknown;
+    }
+    for (const auto& wp : watchers_) delivered += wp->events.size();
+    return {{"writes", writes_.size()}, {"writes_acknowledged", ok}, {"writes_unknown", unknown},
+            {"watchers", watchers_.size()}, {"events_delivered", delivered}, {"n0", n0_}, {"m", m_},
+            {"late_watcher_error", late_error_}};
+  }
+
+ private:
+  bool start_watcher(const RunContext& ctx, int number, std::string* error) {
+    auto w = std::make_unique<Watcher>();
+    w->number = number;
+    ClientOptions o = options_for(ctx, number);
+    o.on_state = [flag = w->expired](ConnectionState s) {
+      if (s == ConnectionState::session_expired) flag->store(true);
+    };
+    w->client = connect_until(o, Clock::now() + 20s);
+    if (!w->client) return *error = "setup: no session for watcher " + std::to_string(number), false;
+    Watcher* raw = w.get();
+    Recorder* history = ctx.history;
+    auto cb = [raw, history](const WatchEvent& e) {
+      {
+        std::lock_guard<std::mutex> lock(raw->mu);
+        raw->events.push_back(Delivered{e.type, e.index, e.path, e.data});
+        if (e.type != WatchEvent::Type::resync) raw->last_index = std::max(raw->last_index, e.index);
+      }
+      nlohmann::json v{{"type", type_name(e.type)}, {"index", e.index}, {"path", e.path}, {"data", e.data}};
+      history->add(kWatcherProcess + raw->number, "invoke", "event", "watch", "null");
+      history->add(kWatcherProcess + raw->number, "ok", "event", "watch", v.dump());
+    };
+    auto r = w->client->watch(kDir, WatchKind::data, cb, /*persistent=*/true, /*recursive=*/true, n0_);
+    if (!r.ok()) return *error = "setup: watch for watcher " + std::to_string(number) + ": " + error_name(r.error), false;
+    w->watch_id = r.id;
+    std::lock_guard<std::mutex> lock(mu_);
+    watchers_.push_back(std::move(w));
+    return true;
+  }
+
+  void do_write(Client& c, Write* w, std::int64_t* process, const RunContext& ctx) {
+    ctx.history->add(*process, "invoke", "write", w->path, nlohmann::json(w->value).dump());
+    auto r = c.set(w->path, w->value);
+    w->outcome = r.ok() ? Outcome::ok : definite_failure(r.error) ? Outcome::fail : Outcome::unknown;
+    if (r.ok()) w->index = r.index;
+    ctx.history->add(*process, w->outcome == Outcome::ok ? "ok" : w->outcome == Outcome::fail ? "fail" : "info", "write",
+                     w->path, nlohmann::json(w->value).dump());
+    if (w->outcome == Outcome::unknown) *process += ctx.clients;
+  }
+
+  std::uint64_t n0_ = 0, m_ = 0;
+  std::string late_error_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Watcher>> watchers_;
+  std::vector<Write> writes_;
+};
+
+}  // namespace
+
+std::unique_ptr<Workload> make_watch_workload() { return std::make_unique<WatchWorkload>(); }
+
+}  // namespace tern::jepsen
