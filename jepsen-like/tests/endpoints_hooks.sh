@@ -33,8 +33,10 @@ chmod +x "$dir/start.sh"
 for i in 1 2 3; do "$dir/start.sh" $i; done
 endpoints="127.0.0.1:${ports[3]},127.0.0.1:${ports[4]},127.0.0.1:${ports[5]}"
 status=0
-"$jepsen" --endpoints "$endpoints" --workload register --nemesis kill,pause,partition --time 10 --rate 200 \
-  --seed 5 --out "$out" \
+# The seed fixes the sequence of fault families (only their timing varies): seed 6's first picks
+# cover kill, pause and partition within 12 s; SEED=N tries another.
+"$jepsen" --endpoints "$endpoints" --workload register --nemesis kill,pause,partition --time 12 --rate 200 \
+  --seed "${SEED:-6}" --out "$out" \
   --hook-kill "kill -9 \$(cat $dir/n{node}.pid)" --hook-start "$dir/start.sh {node}" \
   --hook-pause "kill -STOP \$(cat $dir/n{node}.pid)" --hook-resume "kill -CONT \$(cat $dir/n{node}.pid)" \
   --hook-partition "echo cut {node} {peers} {endpoint} >>$dir/cuts" --hook-heal "echo heal >>$dir/cuts" || status=$?
