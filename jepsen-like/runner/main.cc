@@ -158,6 +158,10 @@ int run(const Options& o) {
       if (target->last_exit(id) >= 0) crashed += " (status " + std::to_string(target->last_exit(id)) + ")";
     }
   nemesis.heal();
+  nemesis_log.flush();
+  for (const auto& w : read_fault_windows(o.out + "/nemesis.log", std::chrono::duration<double>(Clock::now() - t0).count()))
+    ctx.faults.push_back({w.family, t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(w.start)),
+                          t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(w.end))});
   std::vector<Check> checks;
   if (cluster) {
     checks.push_back({"processes", crashed.empty() ? "valid" : "invalid",
