@@ -134,6 +134,14 @@ int run(const Options& o) {
   ctx.history = &history;
   ctx.out_dir = o.out;
   std::string error;
+  if (hooked) {
+    // tern-jepsen owns /jepsen on the cluster under test: what an earlier run left there would
+    // confuse this run's checks (and its creates), so it goes first, in one atomic operation.
+    auto c = connect_until(ctx.client, Clock::now() + 20s);
+    if (!c) throw std::runtime_error("no client session with " + o.endpoints);
+    auto r = c->remove("/jepsen", -1, true);
+    if (!r.ok() && r.error != Error::no_node) throw std::runtime_error("removing /jepsen: " + r.message);
+  }
   if (!workload->setup(ctx, &error)) throw std::runtime_error(error);
 
   std::printf("tern-jepsen: workload %s, nemesis %s, %d nodes, %.0f s, seed %llu\n", o.workload.c_str(),

@@ -35,8 +35,6 @@ class RegisterWorkload final : public Workload {
       auto key = key_name(k);
       ctx.history->add(kFinalProcess - 1, "invoke", "write", key, "0");
       auto r = c->create(key_path(key), "0");
-      // A cluster that ran this workload before (--endpoints) still has the key: reset it.
-      if (r.error == Error::node_exists) r = c->set(key_path(key), "0");
       if (!r.ok()) return *error = "setup: create " + key_path(key) + ": " + error_name(r.error), false;
       ctx.history->add(kFinalProcess - 1, "ok", "write", key, "0");
     }
