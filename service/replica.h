@@ -138,7 +138,7 @@ class ReplicaClock {
  public:
   virtual ~ReplicaClock() = default;
   virtual std::chrono::steady_clock::time_point now() = 0;  // deadlines, latencies
-  virtual std::uint64_t wall_ms() = 0;                       // the cluster time a leader stamps
+  virtual std::uint64_t wall_ms() = 0;                       // seeds cluster time in a fresh cluster
 };
 
 using WalDone = std::function<void(Result<raft::Index, storage::StorageError>)>;
