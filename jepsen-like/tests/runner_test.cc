@@ -177,7 +177,9 @@ TEST(OverlapRule, IsolationKeepsTheNodesDownAMinority) {
         sizes.insert(s.size());
       }
       // Room for another node besides the one a partition always cuts: the choice varies.
-      if (minority >= busy.size() + (busy.empty() ? 2 : 1)) EXPECT_GT(sizes.size(), 1u) << "n=" << n << " mask=" << mask;
+      if (minority >= busy.size() + (busy.empty() ? 2 : 1)) {
+        EXPECT_GT(sizes.size(), 1u) << "n=" << n << " mask=" << mask;
+      }
     }
   }
   // On 3 nodes a killed node comes back into isolation, alone.
