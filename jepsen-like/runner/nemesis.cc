@@ -1,6 +1,9 @@
 #include "jepsen-like/runner/nemesis.h"
 
 #include <algorithm>
+#include <deque>
+#include <functional>
+#include <future>
 #include <set>
 #include <thread>
 #include <tuple>
@@ -101,17 +104,41 @@ std::optional<std::vector<std::uint64_t>> overlap_isolation(const std::vector<st
   return std::vector<std::uint64_t>(side.begin(), side.end());
 }
 
-// Every call under one mutex: the harness's Cluster (its process table, admin connections) and
-// the network mechanisms are not made for two threads.
+// Every call runs on the thread that made the Nemesis (the runner's main thread): the harness's
+// Cluster is not made for two threads — its admin RPC runs on that thread's KJ event loop (a
+// call from another thread crashes), and its process table has no lock. The second lane of an
+// overlapping pair queues its calls; the owner runs them whenever it waits (hold, the join).
 class Nemesis::Locked : public Target {
   template <typename F>
   auto with(F f) {  // defined before its uses: its return type is deduced
-    std::lock_guard lock(mu_);
-    return f();
+    if (std::this_thread::get_id() == owner_) return f();
+    using R = decltype(f());
+    std::promise<R> done;
+    auto result = done.get_future();
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back([&] {
+        try {
+          done.set_value(f());
+        } catch (...) {
+          done.set_exception(std::current_exception());
+        }
+      });
+    }
+    return result.get();
   }
 
  public:
   explicit Locked(Target& t) : t_(t) {}
+  // On the owner thread: runs the calls the other lane queued.
+  void serve() {
+    std::deque<std::function<void()>> calls;
+    {
+      std::lock_guard lock(mu_);
+      calls.swap(queue_);
+    }
+    for (auto& c : calls) c();
+  }
   std::vector<std::uint64_t> ids() override { return with([&] { return t_.ids(); }); }
   std::uint64_t leader(std::chrono::milliseconds to) override { return with([&] { return t_.leader(to); }); }
   bool kill(std::uint64_t id) override { return with([&] { return t_.kill(id); }); }
@@ -134,7 +161,9 @@ class Nemesis::Locked : public Target {
 
  private:
   Target& t_;
+  const std::thread::id owner_ = std::this_thread::get_id();
   std::mutex mu_;
+  std::deque<std::function<void()>> queue_;
 };
 
 Nemesis::Nemesis(Target& target, std::vector<std::string> kinds, std::uint64_t seed, Clock::time_point t0,
@@ -186,7 +215,16 @@ void Nemesis::add_variant(const std::string& v) {
   ++variants_[v];
 }
 
-void Nemesis::hold(ms d) { sleep_until_or_interrupted(Clock::now() + d); }
+void Nemesis::hold(ms d) {
+  auto until = Clock::now() + d;
+  if (t_lane_rng != nullptr) return sleep_until_or_interrupted(until);
+  // The owner thread serves the second lane's calls on the cluster while it waits.
+  do {
+    locked_->serve();
+    sleep_until_or_interrupted(std::min(until, Clock::now() + 5ms));
+  } while (Clock::now() < until && !interrupted());
+  locked_->serve();
+}
 
 std::vector<std::uint64_t> Nemesis::targets(std::string* shape, bool allow_all) {
   auto ids = target_.ids();
@@ -261,9 +299,13 @@ void Nemesis::run(Clock::time_point end) {
     if (!second.empty()) {
       {
         std::lock_guard lock(mu_);
-        published_ = first_done_ = false;
+        published_ = first_done_ = lane_done_ = false;
       }
-      lane = std::thread([&, first = family] { second_lane(first, second, delay, held2, lane_seed); });
+      lane = std::thread([&, first = family] {
+        second_lane(first, second, delay, held2, lane_seed);
+        std::lock_guard lock(mu_);
+        lane_done_ = true;
+      });
     }
     bool injected = inject(family, held);
     {
@@ -272,7 +314,18 @@ void Nemesis::run(Clock::time_point end) {
       first_done_ = true;  // the second lane never waits past the first fault
       published_cv_.notify_all();
     }
-    if (lane.joinable()) lane.join();
+    if (lane.joinable()) {
+      // Serve the lane's calls until it is done (each of its waits is bounded).
+      while (true) {
+        {
+          std::lock_guard lock(mu_);
+          if (lane_done_) break;
+        }
+        locked_->serve();
+        std::this_thread::sleep_for(5ms);
+      }
+      lane.join();
+    }
   }
   sleep_until_or_interrupted(end);
 }
@@ -506,7 +559,7 @@ bool Nemesis::disk_fault(ms held) {
   while (Clock::now() < until && !interrupted()) {
     up = target_.running(id);
     if (up && !*up) break;
-    std::this_thread::sleep_for(20ms);
+    hold(20ms);
   }
   int status = up && !*up ? target_.last_exit(id) : -1;
   // 70: a storage error while running (Replica::fatal). 1: ternd refused to start (the fault hit

@@ -84,7 +84,7 @@ class Nemesis {
   const std::map<std::string, int>& overlaps() const { return overlaps_; }
 
  private:
-  // The Target, its calls serialized: with --overlap two threads act on it.
+  // The Target, every call on the owner thread: with --overlap a second thread acts on it.
   class Locked;
   std::mt19937_64& rng();  // the calling lane's generator
   std::vector<std::uint64_t> targets(std::string* shape, bool allow_all);
@@ -119,7 +119,7 @@ class Nemesis {
   std::mutex mu_;  // guards the log, the counts, the notes and the first fault's publication
   std::condition_variable published_cv_;
   // The first fault of a pair publishes its nodes and window at its "start" (or that it is over).
-  bool published_ = false, first_done_ = false;
+  bool published_ = false, first_done_ = false, lane_done_ = false;
   std::vector<std::uint64_t> first_nodes_;
   int first_window_ = 0;
   std::map<std::string, int> counts_, variants_, overlaps_;
