@@ -38,7 +38,8 @@ const std::vector<std::string>& nemesis_names();
 // - at most two faults at once, of different families, and never two process faults (they would
 //   fight over the same processes: a pause of a node being restarted, a disk fault that cannot
 //   fail-stop a paused node, fiu-ctrl on a killed one): a process fault with a partition or a
-//   clock fault, or a partition with a clock fault;
+//   clock fault, or a partition with a clock fault — but disk never with a partition (a node
+//   cut off gets no entries to write, so it would not fail-stop in time);
 // - the process fault starts first; a partition that overlaps it isolates only the nodes it
 //   took down plus others while the union stays a minority (on 3 nodes: exactly its node — it
 //   comes back into isolation), so killed + paused + stopped + cut off together stay a minority

@@ -108,6 +108,9 @@ TEST(OverlapRule, PairsAProcessFaultOnlyWithAnEnvironmentFault) {
   EXPECT_FALSE(may_overlap("kill", "pause"));
   EXPECT_FALSE(may_overlap("disk", "kill-all"));
   EXPECT_FALSE(may_overlap("pause", "disk"));
+  // A disk fault's node must keep getting entries to fail-stop: never cut off.
+  EXPECT_FALSE(may_overlap("disk", "partition"));
+  EXPECT_FALSE(may_overlap("partition", "disk"));
   EXPECT_FALSE(may_overlap("partition", "partition"));
   EXPECT_FALSE(may_overlap("clock", "clock"));
   // Membership steps are instant and already interleave.
@@ -119,7 +122,7 @@ TEST(OverlapRule, PairsAProcessFaultOnlyWithAnEnvironmentFault) {
 TEST(OverlapRule, TheProcessFaultGoesFirst) {
   EXPECT_EQ(overlap_order("partition", "kill"), (std::pair<std::string, std::string>{"kill", "partition"}));
   EXPECT_EQ(overlap_order("clock", "pause"), (std::pair<std::string, std::string>{"pause", "clock"}));
-  EXPECT_EQ(overlap_order("disk", "partition"), (std::pair<std::string, std::string>{"disk", "partition"}));
+  EXPECT_EQ(overlap_order("clock", "disk"), (std::pair<std::string, std::string>{"disk", "clock"}));
   EXPECT_EQ(overlap_order("clock", "partition"), (std::pair<std::string, std::string>{"clock", "partition"}));
 }
 
