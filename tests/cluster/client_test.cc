@@ -433,6 +433,85 @@ TEST(Client, ManyWritesInFlightAcrossAKill9ApplyExactlyOnceWithTheirRealAnswers)
   for (const auto& name : q.names) EXPECT_TRUE(paths.count("/q/" + name)) << name << " is nobody's answer";
 }
 
+// ClientOptions::endpoint_source: a client given one endpoint reaches the members added after it
+// connected once every node it was given is gone (docs/client.md, Endpoints). The cluster
+// {1,2,3} becomes {4,5}: 4 and 5 join and are promoted, 1, 2 and 3 are removed and stopped. A
+// client without a source (same single endpoint) cannot reach the cluster any more — what the
+// feature is for.
+TEST(Client, EndpointSourceReachesMembersAddedAfterTheGivenEndpointsAreGone) {
+  Cluster c(ternd(), sm_cluster());
+  c.start_all();
+  ASSERT_NE(c.wait_for_leader(10s), 0u);
+  auto addr = [&](std::uint64_t id) { return "127.0.0.1:" + std::to_string(c.node(id).client_port); };
+  // The members' client endpoints, as the application knows them (here: the test thread, after
+  // each change); the source runs on the library's thread.
+  std::mutex mu;
+  std::vector<std::string> members{addr(1), addr(2), addr(3)};
+  int asked = 0;
+  ClientOptions fixed_opt;
+  fixed_opt.endpoints = {addr(1)};
+  fixed_opt.request_timeout = 3s;
+  apply_client_tls(c, fixed_opt);
+  ClientOptions synced_opt = fixed_opt;
+  synced_opt.endpoint_source = [&] {
+    std::lock_guard<std::mutex> g(mu);
+    ++asked;
+    return members;
+  };
+  auto fixed = connect_client(fixed_opt);
+  auto synced = connect_client(synced_opt);
+  ASSERT_TRUE(fixed && synced);
+  ASSERT_EQ(synced->create("/before", "1").error, Error::ok);
+  ASSERT_EQ(fixed->create("/before-fixed", "1").error, Error::ok);
+
+  for (std::uint64_t id : {4u, 5u}) {
+    auto leader = c.wait_for_leader(10s);
+    ASSERT_NE(leader, 0u);
+    c.add_spare(id);
+    c.start_joining(id);
+    auto r = c.add_member(leader, id, c.peer_address(id), /*learner=*/true);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->code, proto::AdminCode::OK) << r->message;
+    ASSERT_TRUE(c.wait_applied({id}, r->index, 15s)) << "node " << id << " did not catch up";
+    r = c.promote_member(leader, id);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->code, proto::AdminCode::OK) << r->message;
+    std::lock_guard<std::mutex> g(mu);
+    members.push_back(addr(id));
+  }
+  for (std::uint64_t id : {1u, 2u, 3u}) {
+    auto leader = c.wait_for_leader(10s);
+    ASSERT_NE(leader, 0u);
+    if (leader == id) {
+      // Hand leadership to a new node first: the leader does not remove itself here.
+      auto t = c.transfer_leadership(leader, 4);
+      ASSERT_TRUE(t);
+      ASSERT_EQ(t->code, proto::AdminCode::OK) << t->message;
+      leader = c.wait_for_leader(10s, id);
+      ASSERT_NE(leader, 0u);
+    }
+    auto r = c.remove_member(leader, id);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->code, proto::AdminCode::OK) << r->message;
+    {
+      std::lock_guard<std::mutex> g(mu);
+      members.erase(std::find(members.begin(), members.end(), addr(id)));
+    }
+    c.terminate(id);
+  }
+  ASSERT_NE(c.wait_for_leader(10s), 0u);
+
+  // Only 4 and 5 run: the synced client got there (its session too), the fixed one cannot.
+  auto w = synced->create("/after", "2");
+  EXPECT_EQ(w.error, Error::ok) << w.message;
+  auto g = synced->get("/before");
+  EXPECT_EQ(g.error, Error::ok) << g.message;
+  auto f = fixed->create("/after-fixed", "2");
+  EXPECT_NE(f.error, Error::ok) << "a client that knows only node 1 must not reach the cluster";
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_GE(asked, 1);
+}
+
 TEST(Client, AbsurdArgumentsGetTypedErrorsAndTheNodesCarryOn) {
   Cluster c(ternd(), sm_cluster());
   c.start_all();
