@@ -44,7 +44,7 @@ namespace {
 
 // Calls outstanding per connection: a quarter of the server's 1,024 unfinished replies.
 constexpr int kInFlightPerConn = 256;
-constexpr int kOpensInFlight = 2000;  // session opens in flight at once, all connections together
+constexpr int kOpensInFlight = 1000;  // session opens in flight at once, all connections together
 constexpr auto kRetryAfter = std::chrono::milliseconds(100);  // a refused keep-alive or open
 
 struct Conn {
@@ -52,6 +52,7 @@ struct Conn {
   kj::Own<capnp::TwoPartyClient> rpc;
   api::Tern::Client tern = nullptr;
   int in_flight = 0;
+  int opening = 0;  // opens among in_flight
   std::deque<std::uint32_t> ring;  // its open sessions, the least recently kept alive first
   std::deque<std::pair<Clock::time_point, std::uint32_t>> retry;  // refused keep-alives, in order
   std::deque<std::pair<Clock::time_point, std::uint32_t>> to_open;
@@ -93,6 +94,10 @@ int main(int argc, char** argv) {
   ClusterOptions o;
   o.raw_state_machine = false;
   o.log_level = "warn";
+  // ternd's own defaults, not the harness's test timings (300/30 ms): with 100,000 sessions on a
+  // shared 2-core machine a node's loop can stall past 300 ms and the leadership churned.
+  o.election_timeout_ms = 1000;
+  o.heartbeat_interval_ms = 100;
   if (const char* root = std::getenv("TERN_BENCH_ROOT")) o.root = root, o.log_level = "info";  // keep the nodes' logs
   Cluster c(bench::default_ternd(argv[0]), o);
   c.start_all();
@@ -158,6 +163,7 @@ int main(int argc, char** argv) {
   };
   auto open = [&](Conn& cn, std::uint32_t i) {
     ++opening;
+    ++cn.opening;
     ++cn.in_flight;
     Conn* pc = &cn;
     auto req = cn.tern.openSessionRequest();
@@ -168,6 +174,7 @@ int main(int argc, char** argv) {
     pending.add(req.send().then(
         [&, pc, i](auto r) {
           --opening;
+          --pc->opening;
           --pc->in_flight;
           auto e = r.getResult().getErr();
           if (e == api::Errc::OK) {
@@ -182,6 +189,7 @@ int main(int argc, char** argv) {
         },
         [&, pc, i](kj::Exception&& e) {
           --opening;
+          --pc->opening;
           --pc->in_flight;
           if (open_exceptions++ == 0) std::fprintf(stderr, "session open failed: %s\n", e.getDescription().cStr());
           pc->to_open.emplace_back(Clock::now() + kRetryAfter, i);
@@ -202,7 +210,8 @@ int main(int argc, char** argv) {
           cn.ring.pop_front();
           cn.ring.push_back(i);
           keep_alive(cn, i, now);
-        } else if (!cn.to_open.empty() && cn.to_open.front().first <= now && opening < kOpensInFlight) {
+        } else if (!cn.to_open.empty() && cn.to_open.front().first <= now &&
+                   cn.opening < std::max<int>(1, kOpensInFlight / static_cast<int>(conns.size()))) {  // every node its share
           auto i = cn.to_open.front().second;
           cn.to_open.pop_front();
           open(cn, i);
@@ -212,9 +221,25 @@ int main(int argc, char** argv) {
       }
     }
   };
+  // A progress line on stderr every 5 s: a long run shows where it is.
+  auto next_report = Clock::now() + std::chrono::seconds(5);
+  auto report = [&] {
+    std::uint64_t ok = 0, expired = 0, other = 0, in_flight = 0;
+    for (auto& a : answers)
+      for (auto& [e, n] : a) (e == api::Errc::OK ? ok : e == api::Errc::UNKNOWN_SESSION ? expired : other) += n;
+    for (auto& cn : conns) in_flight += static_cast<std::uint64_t>(cn.in_flight);
+    std::fprintf(stderr, "%6.1f s %s: opened %d, keep-alives ok %llu, unknown_session %llu, other %llu, in flight %llu\n",
+                 std::chrono::duration<double>(Clock::now() - start).count(), phase_name(phase), opened,
+                 static_cast<unsigned long long>(ok), static_cast<unsigned long long>(expired), static_cast<unsigned long long>(other),
+                 static_cast<unsigned long long>(in_flight));
+  };
   auto tick = [&] {
     pump();
     timer.afterDelay(5 * kj::MILLISECONDS).wait(ws);
+    if (Clock::now() >= next_report) {
+      report();
+      next_report += std::chrono::seconds(5);
+    }
   };
 
   // Open every session; those already open are kept alive meanwhile (opening 100,000 takes longer
