@@ -201,10 +201,20 @@ ApplyResult StateMachine::apply(std::uint64_t index, std::int64_t cluster_time_m
   return result;
 }
 
+void StateMachine::set_deadline(std::uint64_t id, Session& s, std::int64_t deadline) {
+  session_deadlines_.erase({s.deadline_ms, id});
+  s.deadline_ms = deadline;
+  session_deadlines_.emplace(deadline, id);
+}
+
 void StateMachine::expire(Context& cx) {
   std::vector<std::uint64_t> dead;
-  for (auto& [id, s] : sessions_)
-    if (now_ > s.deadline_ms) dead.push_back(id);
+  for (auto it = session_deadlines_.begin(); it != session_deadlines_.end(); ++it) {
+    ++expiry_checks_;
+    if (!(now_ > it->first)) break;
+    dead.push_back(it->second);
+  }
+  std::sort(dead.begin(), dead.end());  // ended in id order, as every replica always has
   for (auto id : dead) end_session(cx, id, EventType::session_expired);
   dead.clear();
   for (auto& [id, l] : leases_)
@@ -356,7 +366,7 @@ Response StateMachine::execute(Context& cx, const Command& c) {
     }
     // From here on the request counts as the session's, accepted or rejected: it renews the
     // session and its answer is kept for retries.
-    s->deadline_ms = sat_add(now_, s->timeout_ms);  // any request keeps the session alive
+    set_deadline(c.session, *s, sat_add(now_, s->timeout_ms));  // any request keeps the session alive
   }
   Response r = execute_op(cx, c, c.op);
   if (s && c.seq != 0 && sessions_.count(c.session)) {
@@ -383,6 +393,7 @@ Response StateMachine::execute_op(Context& cx, const Command& c, const Op& op) {
       s.timeout_ms = op.ttl_ms;
       s.deadline_ms = sat_add(now_, op.ttl_ms);
       sessions_[cx.index] = s;  // the session id is the log index: unique, deterministic
+      session_deadlines_.emplace(s.deadline_ms, cx.index);
       Response r;
       r.id = cx.index;
       return r;
@@ -416,7 +427,7 @@ Response StateMachine::execute_op(Context& cx, const Command& c, const Op& op) {
         } else if (it == sessions_.end() || it->second.secret != *secret) {
           r.results.push_back(error(Errc::unknown_session));
         } else {
-          it->second.deadline_ms = sat_add(now_, it->second.timeout_ms);
+          set_deadline(it->first, it->second, sat_add(now_, it->second.timeout_ms));
           r.results.emplace_back();
         }
       }
@@ -614,6 +625,7 @@ void StateMachine::end_session(Context& cx, std::uint64_t id, EventType why) {
   std::vector<std::string> eph(it->second.ephemerals.rbegin(), it->second.ephemerals.rend());
   for (const auto& p : eph)
     if (auto nid = find(p)) remove_node(cx, *nid, p);  // ephemerals have no children
+  session_deadlines_.erase({it->second.deadline_ms, id});
   sessions_.erase(id);
   // Release its locks and elections in the same entry (atomically with the ephemerals).
   std::vector<std::string> led;
@@ -1146,6 +1158,7 @@ bool StateMachine::restore(std::string_view bytes) {
     }
   }
   if (seen_sessions.size() != fresh.sessions_.size()) return false;  // an ephemeral owned by no session
+  for (const auto& [id, s] : fresh.sessions_) fresh.session_deadlines_.emplace(s.deadline_ms, id);
   std::uint64_t nc = r.u64();
   if (!r.ok() || nc > limits_.closed_sessions_kept) return false;
   for (std::uint64_t i = 0; i < nc; ++i) fresh.closed_.push_back(Closed{r.u64(), r.u64(), r.u64()});

@@ -5,6 +5,7 @@
 #include <rapidcheck.h>
 #include <rapidcheck/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 #include <set>
@@ -214,6 +215,40 @@ Op keep_alive_of(std::uint64_t session, std::uint64_t secret) {
   k.data = secret_bytes(secret);
   return k;
 }
+
+// Issue 14: every entry checks expiry first, and it used to look at every session — with
+// 100,000 sessions that scan took most of a node's loop. Now it looks at the soonest deadlines
+// only, and sessions still expire when they should, in id order, renewed ones later.
+TEST(Sessions, ExpiryLooksAtTheSessionsThatExpireNotAtEverySession) {
+  Driver d;
+  std::vector<std::uint64_t> ids;
+  for (int i = 0; i < 1000; ++i) ids.push_back(d.open_session(i % 2 ? 2000 : 4000));
+  d.tick(1000);
+  Op batch{OpType::keep_alive_batch};  // renew the first 10 two-second sessions
+  for (int i = 1; i < 20; i += 2) batch.ops.push_back(keep_alive_of(ids[static_cast<std::size_t>(i)], d.secrets[ids[static_cast<std::size_t>(i)]]));
+  ASSERT_EQ(d.raw(encode(Command{0, 0, batch, 0})).response.err, Errc::ok);
+  auto before = d.sm.expiry_checks();
+  for (int i = 0; i < 500; ++i) d.tick(0);
+  EXPECT_LE(d.sm.expiry_checks() - before, 500u);  // one look per entry: nothing is due
+  d.events.clear();
+  d.tick(1500);  // 2,500 ms: the 490 two-second sessions not renewed expire
+  std::vector<std::uint64_t> expired;
+  for (auto& e : d.events)
+    if (e.type == EventType::session_expired) expired.push_back(e.id);
+  ASSERT_EQ(expired.size(), 490u);
+  EXPECT_TRUE(std::is_sorted(expired.begin(), expired.end()));
+  for (std::size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(d.sm.has_session(ids[i]), i % 2 == 0 || i < 20) << i;
+  // The renewed ones (deadline 3,000 ms) and the four-second ones (4,000) after a restore,
+  // which rebuilds the deadlines from the sessions.
+  StateMachine restored;
+  ASSERT_TRUE(restored.restore(d.sm.snapshot()));
+  d.sm = std::move(restored);
+  d.tick(1000);  // 3,500 ms
+  for (std::size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(d.sm.has_session(ids[i]), i % 2 == 0) << i;
+  d.tick(1000);  // 4,500 ms
+  for (auto id : ids) EXPECT_FALSE(d.sm.has_session(id));
+}
+
 
 TEST(Sessions, AKeepAliveBatchRenewsOnlyTheSessionsItsOwnersNamed) {
   Driver d;
