@@ -282,10 +282,9 @@ struct Client::Impl {
       req.setSecret(secret);
       return req.send().then([this, c](auto r) -> api::Session::Client {
         auto res = r.getResult();
-        if (res.getErr() == api::Errc::UNKNOWN_SESSION && !expired) {
-          expired = true;
-          report(ConnectionState::session_expired);
-        }
+        // The server answers unknown_session only from a state as new as the leader's (a node
+        // behind the client answers unavailable instead): the session is gone.
+        if (res.getErr() == api::Errc::UNKNOWN_SESSION) session_gone();
         if (res.getErr() != api::Errc::OK) KJ_FAIL_REQUIRE("attach session", res.getMessage().cStr(), static_cast<int>(res.getErr()));
         api::Session::Client s = r.getSession();
         c->session = s;
@@ -315,10 +314,14 @@ struct Client::Impl {
   kj::Promise<void> send_watch(capnp::Request<api::Session::WatchParams, api::Session::WatchResults> req,
                                std::uint64_t id) {
     ++watch_calls_pending;
+    std::uint64_t drops_at_send = drops;
     return req.send()
-        .then([this, id](auto r) {
+        .then([this, id, drops_at_send](auto r) {
           auto it = watches.find(id);
           if (it != watches.end() && r.getResult().getErr() == api::Errc::OK) it->second.server_id = r.getResult().getId();
+          // Refused (slow_down, or too_many while the watcher's queue is full): the watch must
+          // not end silently. A new connection re-registers every watch from its last index.
+          else if (it != watches.end() && drops == drops_at_send) fail_over(0);
           watch_call_settled();
         })
         .catch_([this](kj::Exception&& e) {
@@ -401,6 +404,12 @@ struct Client::Impl {
     if (!w.persistent && e.type != WatchEvent::Type::resync) watches.erase(it);
     callback(e);
     return true;
+  }
+
+  void session_gone() {
+    if (expired) return;
+    expired = true;
+    report(ConnectionState::session_expired);
   }
 
   // Connection state, reported to ClientOptions::on_state (on this thread).
@@ -756,15 +765,34 @@ std::unique_ptr<Client> Client::connect(ClientOptions options, std::string* erro
         static kj::Promise<void> go(Impl* impl, std::int64_t ms, std::int64_t delay) {
           return impl->io->provider->getTimer().afterDelay(delay * kj::MILLISECONDS).then([impl, ms] {
             std::uint64_t drops_at_start = impl->drops;
-            auto alive = impl->session().then(
-                [](api::Session::Client s) { return s.keepAliveRequest().send().ignoreResult(); });
+            auto alive = impl->session().then([](api::Session::Client s) {
+              return s.keepAliveRequest().send().then([](auto r) {
+                return std::make_pair(r.getResult().getErr(), r.getResult().getLeaderHint());
+              });
+            });
             return impl->with_timeout(kj::mv(alive), std::chrono::milliseconds(std::max<std::int64_t>(ms / 2, 5)))
-                .then([] { return true; },
-                      [impl, drops_at_start](kj::Exception&&) {
-                        if (impl->drops == drops_at_start) impl->fail_over(0);
-                        return false;
-                      })
-                .then([impl, ms](bool ok) { return go(impl, ms, ok ? ms : std::min<std::int64_t>(ms / 6, 100)); });
+                .then(
+                    [impl, drops_at_start](std::pair<api::Errc, std::uint64_t> answer) {
+                      // The renewal went through the log: unknown_session is the state machine's
+                      // word that the session is gone. Any other error renewed nothing (this
+                      // node reaches no leader: a minority side, a lagging or paused peer):
+                      // another node may, before the session expires.
+                      if (answer.first == api::Errc::OK) return true;
+                      if (answer.first == api::Errc::UNKNOWN_SESSION) {
+                        impl->session_gone();
+                        return true;
+                      }
+                      if (impl->drops == drops_at_start) impl->fail_over(answer.second);
+                      return false;
+                    },
+                    [impl, drops_at_start](kj::Exception&&) {
+                      if (impl->drops == drops_at_start) impl->fail_over(0);
+                      return false;
+                    })
+                .then([impl, ms](bool ok) -> kj::Promise<void> {
+                  if (impl->expired) return kj::READY_NOW;  // nothing left to keep alive
+                  return go(impl, ms, ok ? ms : std::min<std::int64_t>(ms / 6, 100));
+                });
           });
         }
       };
