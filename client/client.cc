@@ -13,6 +13,7 @@
 #include <deque>
 #include <future>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -406,6 +407,11 @@ struct Client::Impl {
     return true;
   }
 
+  // Keep-alives answered with an error on the connection of drops count `unrenewed_drops`,
+  // since this time (loop thread).
+  std::optional<std::chrono::steady_clock::time_point> unrenewed_since;
+  std::uint64_t unrenewed_drops = 0;
+
   void session_gone() {
     if (expired) return;
     expired = true;
@@ -772,17 +778,29 @@ std::unique_ptr<Client> Client::connect(ClientOptions options, std::string* erro
             });
             return impl->with_timeout(kj::mv(alive), std::chrono::milliseconds(std::max<std::int64_t>(ms / 2, 5)))
                 .then(
-                    [impl, drops_at_start](std::pair<api::Errc, std::uint64_t> answer) {
+                    [impl, ms, drops_at_start](std::pair<api::Errc, std::uint64_t> answer) {
                       // The renewal went through the log: unknown_session is the state machine's
-                      // word that the session is gone. Any other error renewed nothing (this
-                      // node reaches no leader: a minority side, a lagging or paused peer):
-                      // another node may, before the session expires.
-                      if (answer.first == api::Errc::OK) return true;
-                      if (answer.first == api::Errc::UNKNOWN_SESSION) {
-                        impl->session_gone();
+                      // word that the session is gone.
+                      if (answer.first == api::Errc::OK || answer.first == api::Errc::UNKNOWN_SESSION) {
+                        if (answer.first == api::Errc::UNKNOWN_SESSION) impl->session_gone();
+                        impl->unrenewed_since.reset();
                         return true;
                       }
-                      if (impl->drops == drops_at_start) impl->fail_over(answer.second);
+                      // Any other error renewed nothing: this node reaches no leader now (an
+                      // election, or a minority side of a partition). Tried again soon on the
+                      // same connection; moved to another node once that has lasted a sixth of
+                      // the session timeout (half the keep-alive interval), leaving most of it to
+                      // renew there. (Failing over at the first error would cut the writes in
+                      // flight on this connection at every election.)
+                      auto now = std::chrono::steady_clock::now();
+                      if (!impl->unrenewed_since || impl->unrenewed_drops != drops_at_start) {
+                        impl->unrenewed_since = now;
+                        impl->unrenewed_drops = drops_at_start;
+                      } else if (now - *impl->unrenewed_since >= std::chrono::milliseconds(ms / 2) &&
+                                 impl->drops == drops_at_start) {
+                        impl->unrenewed_since.reset();
+                        impl->fail_over(answer.second);
+                      }
                       return false;
                     },
                     [impl, drops_at_start](kj::Exception&&) {

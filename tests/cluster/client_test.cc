@@ -362,6 +362,40 @@ TEST(Client, AWatcherFailingOverToANodeBehindItsSessionKeepsTheSessionAndTheWatc
   c.heal();
 }
 
+// An idle watcher whose server ends up on the minority side of a partition: that server still
+// answers, but its keep-alives renew nothing (no leader to commit them). The library must move
+// to a node that can renew before the session expires, and the watch resumes there.
+TEST(Client, AnIdleWatcherOnTheMinoritySideOfAPartitionMovesAndKeepsItsSession) {
+  auto co = sm_cluster();
+  co.fault_injection = true;  // Cluster::partition
+  Cluster c(ternd(), co);
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  std::uint64_t cut = 0;
+  for (auto id : c.ids())
+    if (id != leader) cut = id;
+  ClientOptions o = options(c, cut, 4000ms);
+  std::atomic<bool> expired{false};
+  o.on_state = [&expired](ConnectionState s) {
+    if (s == ConnectionState::session_expired) expired = true;
+  };
+  auto watcher = connect(o);
+  auto writer = connect(options(c, leader));
+  ASSERT_TRUE(watcher && writer);
+  ASSERT_TRUE(writer->create("/m", "0").ok());
+  Events events;
+  ASSERT_TRUE(watcher->watch("/m", WatchKind::data, events.callback(), true).ok());
+  c.partition(cut);
+  std::this_thread::sleep_for(8s);  // twice the session timeout, idle
+  auto r = writer->set("/m", "1");
+  ASSERT_TRUE(r.ok()) << error_name(r.error);
+  EXPECT_TRUE(events.wait_for(1, 10s)) << "the watch stayed on the cut-off node";
+  EXPECT_FALSE(expired.load()) << "the session expired while other nodes could renew it";
+  EXPECT_TRUE(watcher->set("/m", "2").ok());  // the session lives
+  c.heal();
+}
+
 // A client that stops renewing its session (as if its process hung) loses it: its ephemeral goes,
 // its lock passes to the first waiter in FIFO order with a larger token (after the lock-delay),
 // and the client is told its session expired.
