@@ -13,6 +13,7 @@
 #include <deque>
 #include <future>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -315,10 +316,9 @@ struct Client::Impl {
       req.setSecret(secret);
       return req.send().then([this, c](auto r) -> api::Session::Client {
         auto res = r.getResult();
-        if (res.getErr() == api::Errc::UNKNOWN_SESSION && !expired) {
-          expired = true;
-          report(ConnectionState::session_expired);
-        }
+        // The server answers unknown_session only from a state as new as the leader's (a node
+        // behind the client answers unavailable instead): the session is gone.
+        if (res.getErr() == api::Errc::UNKNOWN_SESSION) session_gone();
         if (res.getErr() != api::Errc::OK) KJ_FAIL_REQUIRE("attach session", res.getMessage().cStr(), static_cast<int>(res.getErr()));
         api::Session::Client s = r.getSession();
         c->session = s;
@@ -348,10 +348,14 @@ struct Client::Impl {
   kj::Promise<void> send_watch(capnp::Request<api::Session::WatchParams, api::Session::WatchResults> req,
                                std::uint64_t id) {
     ++watch_calls_pending;
+    std::uint64_t drops_at_send = drops;
     return req.send()
-        .then([this, id](auto r) {
+        .then([this, id, drops_at_send](auto r) {
           auto it = watches.find(id);
           if (it != watches.end() && r.getResult().getErr() == api::Errc::OK) it->second.server_id = r.getResult().getId();
+          // Refused (slow_down, or too_many while the watcher's queue is full): the watch must
+          // not end silently. A new connection re-registers every watch from its last index.
+          else if (it != watches.end() && drops == drops_at_send) fail_over(0);
           watch_call_settled();
         })
         .catch_([this](kj::Exception&& e) {
@@ -434,6 +438,17 @@ struct Client::Impl {
     if (!w.persistent && e.type != WatchEvent::Type::resync) watches.erase(it);
     callback(e);
     return true;
+  }
+
+  // Keep-alives answered with an error on the connection of drops count `unrenewed_drops`,
+  // since this time (loop thread).
+  std::optional<std::chrono::steady_clock::time_point> unrenewed_since;
+  std::uint64_t unrenewed_drops = 0;
+
+  void session_gone() {
+    if (expired) return;
+    expired = true;
+    report(ConnectionState::session_expired);
   }
 
   // Connection state, reported to ClientOptions::on_state (on this thread).
@@ -789,15 +804,46 @@ std::unique_ptr<Client> Client::connect(ClientOptions options, std::string* erro
         static kj::Promise<void> go(Impl* impl, std::int64_t ms, std::int64_t delay) {
           return impl->io->provider->getTimer().afterDelay(delay * kj::MILLISECONDS).then([impl, ms] {
             std::uint64_t drops_at_start = impl->drops;
-            auto alive = impl->session().then(
-                [](api::Session::Client s) { return s.keepAliveRequest().send().ignoreResult(); });
+            auto alive = impl->session().then([](api::Session::Client s) {
+              return s.keepAliveRequest().send().then([](auto r) {
+                return std::make_pair(r.getResult().getErr(), r.getResult().getLeaderHint());
+              });
+            });
             return impl->with_timeout(kj::mv(alive), std::chrono::milliseconds(std::max<std::int64_t>(ms / 2, 5)))
-                .then([] { return true; },
-                      [impl, drops_at_start](kj::Exception&&) {
-                        if (impl->drops == drops_at_start) impl->fail_over(0);
-                        return false;
-                      })
-                .then([impl, ms](bool ok) { return go(impl, ms, ok ? ms : std::min<std::int64_t>(ms / 6, 100)); });
+                .then(
+                    [impl, ms, drops_at_start](std::pair<api::Errc, std::uint64_t> answer) {
+                      // The renewal went through the log: unknown_session is the state machine's
+                      // word that the session is gone.
+                      if (answer.first == api::Errc::OK || answer.first == api::Errc::UNKNOWN_SESSION) {
+                        if (answer.first == api::Errc::UNKNOWN_SESSION) impl->session_gone();
+                        impl->unrenewed_since.reset();
+                        return true;
+                      }
+                      // Any other error renewed nothing: this node reaches no leader now (an
+                      // election, or a minority side of a partition). Tried again soon on the
+                      // same connection; moved to another node once that has lasted a sixth of
+                      // the session timeout (half the keep-alive interval), leaving most of it to
+                      // renew there. (Failing over at the first error would cut the writes in
+                      // flight on this connection at every election.)
+                      auto now = std::chrono::steady_clock::now();
+                      if (!impl->unrenewed_since || impl->unrenewed_drops != drops_at_start) {
+                        impl->unrenewed_since = now;
+                        impl->unrenewed_drops = drops_at_start;
+                      } else if (now - *impl->unrenewed_since >= std::chrono::milliseconds(ms / 2) &&
+                                 impl->drops == drops_at_start) {
+                        impl->unrenewed_since.reset();
+                        impl->fail_over(answer.second);
+                      }
+                      return false;
+                    },
+                    [impl, drops_at_start](kj::Exception&&) {
+                      if (impl->drops == drops_at_start) impl->fail_over(0);
+                      return false;
+                    })
+                .then([impl, ms](bool ok) -> kj::Promise<void> {
+                  if (impl->expired) return kj::READY_NOW;  // nothing left to keep alive
+                  return go(impl, ms, ok ? ms : std::min<std::int64_t>(ms / 6, 100));
+                });
           });
         }
       };

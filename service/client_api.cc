@@ -617,22 +617,35 @@ class TernImpl final : public api::Tern::Server {
 
   kj::Promise<void> attachSession(AttachSessionContext ctx) override {
     auto p = ctx.getParams();
-    auto out = ctx.getResults().initResult();
     if (api_.sessions() >= api_.limits().max_sessions) {
-      set_error(out, api::Errc::TOO_MANY, "this node serves too many sessions; try another");
+      set_error(ctx.getResults().initResult(), api::Errc::TOO_MANY, "this node serves too many sessions; try another");
       return kj::READY_NOW;
     }
-    // Checked against this node's state: a node behind the client may not know the session yet,
-    // and answers unknown_session, which a client retries on another node (docs/client.md).
-    if (!api_.sm().state().owns(p.getId(), p.getSecret())) {
-      set_error(out, api::Errc::UNKNOWN_SESSION, "unknown session (or not its secret)");
+    std::uint64_t id = p.getId(), secret = p.getSecret();
+    if (api_.sm().state().owns(id, secret)) {
+      attach(ctx, id, secret);
       return kj::READY_NOW;
     }
-    out.setErr(api::Errc::OK);
-    out.setId(p.getId());
-    out.setIndex(api_.sm().state().applied_index());
-    ctx.getResults().setSession(kj::heap<ClientApi::SessionImpl>(api_, p.getId(), p.getSecret(), budget_));
-    return kj::READY_NOW;
+    // Not in this node's state, which may be behind the client: a follower cut off or restarted
+    // when the session was opened does not know it yet. The library takes unknown_session as the
+    // end of the session (its ephemerals, locks and watches are gone), so that answer is given
+    // only by a state as new as the leader's commit index now: after a ReadIndex (Raft thesis
+    // §6.4). Without one (no leader reachable) the answer is the ReadIndex's error, which the
+    // client retries, on another node. (Found by tern-jepsen --workload watch: watchers that
+    // failed over to a lagging node were told their sessions had expired.)
+    sm::Query barrier;
+    barrier.type = sm::QueryType::exists;
+    barrier.path = "/";
+    return await_node<Result<ReadResult, NodeError>>(
+               [&](auto cb) { api_.node().read(sm::encode(barrier), std::move(cb)); })
+        .then([this, ctx, id, secret](auto holder) mutable {
+          auto& r = **holder;
+          if (!r) return set_node_error(ctx.getResults().initResult(), r.error());
+          if (!api_.sm().state().owns(id, secret))
+            return set_error(ctx.getResults().initResult(), api::Errc::UNKNOWN_SESSION,
+                             "unknown session (or not its secret)");
+          attach(ctx, id, secret);
+        });
   }
 
   kj::Promise<void> read(ReadContext ctx) override {
@@ -672,6 +685,14 @@ class TernImpl final : public api::Tern::Server {
   }
 
  private:
+  void attach(AttachSessionContext& ctx, std::uint64_t id, std::uint64_t secret) {
+    auto out = ctx.getResults().initResult();
+    out.setErr(api::Errc::OK);
+    out.setId(id);
+    out.setIndex(api_.sm().state().applied_index());
+    ctx.getResults().setSession(kj::heap<ClientApi::SessionImpl>(api_, id, secret, budget_));
+  }
+
   ClientApi& api_;
   std::shared_ptr<ConnectionBudget> budget_;  // this connection's (one TernImpl per connection)
 };

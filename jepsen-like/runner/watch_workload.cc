@@ -3,7 +3,11 @@
 // data watch on /jepsen/w registered from the index N0 of the setup (so every change after N0 is
 // theirs, replayed if it came before the registration). One more watcher registers halfway
 // through the run from N0 too (a replay of the history). Across the nemesis's faults the library
-// fails the watchers over and resumes each watch from the last index it delivered.
+// fails the watchers over and resumes each watch from the last index it delivered. A watcher
+// whose session the library reports expired (the one loss a watch cannot resume across) is
+// re-established as a user would: a new session watching again from the last index it delivered
+// (a resync if the history no longer reaches back), so watchers are live at the end of long runs
+// and each one's events stay a single sequence (stats: sessions and expiries per watcher).
 //
 // After the heal, one final acknowledged write per znode fixes M (the highest acknowledged
 // index); the harness waits (bounded) until every watcher has delivered up to M, then checks
@@ -13,10 +17,12 @@
 //  - watch-agree: every event is a change some client attempted (path and value), not one that
 //    definitely failed, and all watchers and the writers' replies agree on each index's change
 //    (an acknowledged write's event carries its reply's index);
-//  - watch-complete: every watcher whose session lived delivered every change after N0 up to M
-//    that was acknowledged or that any watcher delivered — except those inside a gap that ends
-//    in an explicit resync event (counted: resync is explicit, never a silent gap).
+//  - watch-complete: every watcher delivered every change after N0 up to M (up to its last
+//    event if it is not live at the end) that was acknowledged or that any watcher delivered —
+//    except those inside a gap that ends in an explicit resync event (counted: resync is
+//    explicit, never a silent gap).
 #include <algorithm>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <set>
@@ -49,9 +55,14 @@ struct Delivered {
 };
 struct Watcher {
   int number = 0;
+  // The current session and its watch: replaced (by the keeper thread, or final_reads once the
+  // keeper stopped) when the library reports the session expired.
   std::unique_ptr<Client> client;
   std::uint64_t watch_id = 0;
   std::shared_ptr<std::atomic<bool>> expired = std::make_shared<std::atomic<bool>>(false);
+  int sessions = 1;       // sessions it watched through (1 + re-establishments)
+  int suspensions = 0;    // connection losses the library reported (all sessions)
+  std::string renew_error;  // the last failed re-establishment, if any
   std::mutex mu;
   std::vector<Delivered> events;
   std::uint64_t last_index = 0;  // of the last event (mu)
@@ -85,8 +96,11 @@ class WatchWorkload final : public Workload {
     }
     for (int w = 0; w < kWatchers; ++w)
       if (!start_watcher(ctx, w, error)) return false;
+    keeper_ = std::thread([this, ctx] { keep_watchers(ctx); });
     return true;
   }
+
+  ~WatchWorkload() override { stop_keeper(); }
 
   void client(int index, const RunContext& ctx) override {
     std::mt19937_64 rng(ctx.seed * 1000003 + static_cast<std::uint64_t>(index));
@@ -134,17 +148,22 @@ class WatchWorkload final : public Workload {
     }
     for (const auto& w : writes_)
       if (w.outcome == Outcome::ok) m_ = std::max(m_, w.index);
-    // Every watcher delivers up to M (bounded wait), then its watch is cancelled.
+    // Every watcher delivers up to M (bounded wait; the keeper still re-establishes a watcher
+    // whose session expires meanwhile), then its watch is cancelled.
     auto until = Clock::now() + 15s;
     for (auto& w : watchers_) {
-      while (Clock::now() < until && !interrupted() && !w->expired->load()) {
+      while (Clock::now() < until && !interrupted()) {
         {
           std::lock_guard<std::mutex> lock(w->mu);
           if (w->last_index >= m_) break;
         }
         std::this_thread::sleep_for(20ms);
       }
+    }
+    stop_keeper();
+    for (auto& w : watchers_) {
       if (w->watch_id != 0) w->client->unwatch(w->watch_id);
+      live_at_end_ += w->watch_id != 0 && !w->expired->load();
       w->client.reset();
     }
   }
@@ -206,10 +225,18 @@ class WatchWorkload final : public Workload {
         ++reply_later;
       }
     }
-    std::size_t live = 0;
+    std::size_t live = 0, judged = 0;
     for (const auto& wp : watchers_) {
-      if (wp->expired->load() || wp->watch_id == 0) continue;
-      ++live;
+      // A watcher not live at the end (its last session expired and could not be re-established)
+      // is judged up to its last event: the changes after it were never due to it.
+      bool is_live = !wp->expired->load() && wp->watch_id != 0;
+      live += is_live;
+      std::uint64_t upto = m_;
+      if (!is_live) {
+        upto = n0_;
+        for (const auto& e : wp->events) upto = std::max(upto, e.index);
+      }
+      judged += upto > n0_;
       // The gaps an explicit resync covers: (index of the event before it, the resync's index].
       std::vector<std::pair<std::uint64_t, std::uint64_t>> gaps;
       std::set<std::uint64_t> have;
@@ -220,7 +247,7 @@ class WatchWorkload final : public Workload {
         prev = std::max(prev, e.index);
       }
       for (const auto& [index, pv] : change) {
-        if (index <= n0_ || index > m_) continue;
+        if (index <= n0_ || index > upto) continue;
         ++checked;
         if (have.count(index)) continue;
         bool in_gap = std::any_of(gaps.begin(), gaps.end(), [&](auto g) { return index > g.first && index <= g.second; });
@@ -242,8 +269,9 @@ class WatchWorkload final : public Workload {
                        std::to_string(disagree) + " disagreements on an index; " + std::to_string(reply_later) +
                        " acknowledged writes whose reply named a later index than their change (retries)" +
                        (first_agree.empty() ? "" : "; first: " + first_agree)});
-    out.push_back({"watch-complete", live == 0 ? "unknown" : missing == 0 ? "valid" : "invalid",
-                   std::to_string(live) + " live watchers of " + std::to_string(watchers_.size()) + ", changes " +
+    out.push_back({"watch-complete", judged == 0 ? "unknown" : missing == 0 ? "valid" : "invalid",
+                   std::to_string(live) + " live watchers of " + std::to_string(watchers_.size()) + " (" +
+                       std::to_string(judged) + " judged), changes " +
                        std::to_string(n0_) + " < index <= " + std::to_string(m_) + "; " + std::to_string(checked) +
                        " deliveries due, " + std::to_string(missing) + " missing, " + std::to_string(excused) +
                        " inside a resync gap (" + std::to_string(resyncs) + " resync events)" +
@@ -257,23 +285,44 @@ class WatchWorkload final : public Workload {
       ok += w.outcome == Outcome::ok;
       unknown += w.outcome == Outcome::unknown;
     }
-    for (const auto& wp : watchers_) delivered += wp->events.size();
+    nlohmann::json per_watcher = nlohmann::json::array();
+    for (const auto& wp : watchers_) {
+      delivered += wp->events.size();
+      per_watcher.push_back({{"watcher", wp->number}, {"events", wp->events.size()}, {"sessions", wp->sessions},
+                             {"suspensions", wp->suspensions}, {"last_index", wp->last_index},
+                             {"renew_error", wp->renew_error}});
+    }
     return {{"writes", writes_.size()}, {"writes_acknowledged", ok}, {"writes_unknown", unknown},
-            {"watchers", watchers_.size()}, {"events_delivered", delivered}, {"n0", n0_}, {"m", m_},
-            {"late_watcher_error", late_error_}};
+            {"watchers", watchers_.size()}, {"watchers_live_at_end", live_at_end_}, {"events_delivered", delivered},
+            {"n0", n0_}, {"m", m_}, {"late_watcher_error", late_error_}, {"per_watcher", per_watcher}};
   }
 
  private:
   bool start_watcher(const RunContext& ctx, int number, std::string* error) {
     auto w = std::make_unique<Watcher>();
     w->number = number;
+    if (!open_watch(ctx, *w, n0_, error)) return false;
+    std::lock_guard<std::mutex> lock(mu_);
+    watchers_.push_back(std::move(w));
+    return true;
+  }
+
+  // Opens a session for `w` and watches /jepsen/w from `after` (events go to w's one sequence);
+  // sets w.client, w.watch_id and w.expired.
+  bool open_watch(const RunContext& ctx, Watcher& w, std::uint64_t after, std::string* error) {
+    const int number = w.number;
+    auto expired = std::make_shared<std::atomic<bool>>(false);
     ClientOptions o = options_for(ctx, number);
-    o.on_state = [flag = w->expired](ConnectionState s) {
+    o.on_state = [flag = expired, raw = &w](ConnectionState s) {
       if (s == ConnectionState::session_expired) flag->store(true);
+      if (s == ConnectionState::suspended) {
+        std::lock_guard<std::mutex> lock(raw->mu);
+        ++raw->suspensions;
+      }
     };
-    w->client = connect_until(o, Clock::now() + 20s);
-    if (!w->client) return *error = "setup: no session for watcher " + std::to_string(number), false;
-    Watcher* raw = w.get();
+    auto client = connect_until(o, Clock::now() + 20s);
+    if (!client) return *error = "setup: no session for watcher " + std::to_string(number), false;
+    Watcher* raw = &w;
     Recorder* history = ctx.history;
     auto cb = [raw, history](const WatchEvent& e) {
       {
@@ -285,12 +334,57 @@ class WatchWorkload final : public Workload {
       history->add(kWatcherProcess + raw->number, "invoke", "event", "watch", "null");
       history->add(kWatcherProcess + raw->number, "ok", "event", "watch", v.dump());
     };
-    auto r = w->client->watch(kDir, WatchKind::data, cb, /*persistent=*/true, /*recursive=*/true, n0_);
+    auto r = client->watch(kDir, WatchKind::data, cb, /*persistent=*/true, /*recursive=*/true, after);
     if (!r.ok()) return *error = "setup: watch for watcher " + std::to_string(number) + ": " + error_name(r.error), false;
-    w->watch_id = r.id;
-    std::lock_guard<std::mutex> lock(mu_);
-    watchers_.push_back(std::move(w));
+    w.client = std::move(client);
+    w.watch_id = r.id;
+    w.expired = std::move(expired);
     return true;
+  }
+
+  // The keeper: every 100 ms, re-establishes the watchers whose sessions expired, from the last
+  // index each delivered (the old watch is cancelled first: its callback never runs again, so
+  // the events stay in order and none repeats). Until stop_keeper.
+  void keep_watchers(const RunContext& ctx) {
+    std::unique_lock<std::mutex> lock(keeper_mu_);
+    while (!stopping_ && !interrupted()) {
+      keeper_cv_.wait_for(lock, 100ms, [&] { return stopping_; });
+      if (stopping_) break;
+      std::vector<Watcher*> all;
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        for (auto& w : watchers_) all.push_back(w.get());
+      }
+      for (Watcher* w : all)
+        if (!stopping_ && w->expired->load()) renew(ctx, *w);
+    }
+  }
+
+  void renew(const RunContext& ctx, Watcher& w) {
+    if (w.watch_id != 0) w.client->unwatch(w.watch_id);  // local: no callback runs after this
+    w.watch_id = 0;
+    w.client.reset();  // closes what is left of the old session (bounded)
+    std::uint64_t from = n0_;
+    {
+      std::lock_guard<std::mutex> lock(w.mu);
+      from = std::max(from, w.last_index);
+    }
+    std::string error;
+    if (!open_watch(ctx, w, from, &error)) {
+      w.renew_error = error;  // tried again on the keeper's next round
+      w.expired = std::make_shared<std::atomic<bool>>(true);
+      return;
+    }
+    ++w.sessions;
+  }
+
+  void stop_keeper() {
+    {
+      std::lock_guard<std::mutex> lock(keeper_mu_);
+      stopping_ = true;
+    }
+    keeper_cv_.notify_all();
+    if (keeper_.joinable()) keeper_.join();
   }
 
   void do_write(Client& c, Write* w, std::int64_t* process, const RunContext& ctx) {
@@ -304,7 +398,12 @@ class WatchWorkload final : public Workload {
   }
 
   std::uint64_t n0_ = 0, m_ = 0;
+  std::size_t live_at_end_ = 0;
   std::string late_error_;
+  std::thread keeper_;
+  std::mutex keeper_mu_;
+  std::condition_variable keeper_cv_;
+  bool stopping_ = false;  // keeper_mu_
   std::mutex mu_;
   std::vector<std::unique_ptr<Watcher>> watchers_;
   std::vector<Write> writes_;

@@ -295,6 +295,91 @@ TEST(Client, AnIdleSessionOutlivesAPauseOfItsServerLongerThanItsTimeout) {
   EXPECT_TRUE(client->exists("/idle-owner").ok());
 }
 
+// A watcher whose server dies fails over to its next endpoint. When that node is behind the
+// session (it was cut off when the session opened) it cannot tell "gone" from "not known yet"
+// without the leader, so it must not end the session: the client moves on, the session and the
+// watch live on (found by tern-jepsen --workload watch --seed 106: every watcher "expired").
+TEST(Client, AWatcherFailingOverToANodeBehindItsSessionKeepsTheSessionAndTheWatch) {
+  auto co = sm_cluster();
+  co.fault_injection = true;  // Cluster::partition
+  Cluster c(ternd(), co);
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  std::vector<std::uint64_t> followers;
+  for (auto id : c.ids())
+    if (id != leader) followers.push_back(id);
+  ASSERT_EQ(followers.size(), 2u);
+  const std::uint64_t behind = followers[0], other = followers[1];
+  c.partition(behind);  // it never learns of the session below
+  ClientOptions o = options(c, leader, 3000ms);  // a keep-alive every second
+  auto at = [&](std::uint64_t id) { return "127.0.0.1:" + std::to_string(c.node(id).client_port); };
+  o.endpoints = {at(leader), at(behind), at(other)};  // the node behind comes next
+  std::atomic<bool> expired{false};
+  o.on_state = [&expired](ConnectionState s) {
+    if (s == ConnectionState::session_expired) expired = true;
+  };
+  auto watcher = connect(o);
+  auto writer = connect(options(c, other));
+  ASSERT_TRUE(watcher && writer);
+  ASSERT_TRUE(writer->create("/w", "0").ok());
+  Events events;
+  ASSERT_TRUE(watcher->watch("/w", WatchKind::data, events.callback(), true).ok());
+  ASSERT_TRUE(writer->set("/w", "1").ok());
+  ASSERT_TRUE(events.wait_for(1, 10s));
+
+  c.kill9(leader);
+  std::this_thread::sleep_for(2500ms);  // keep-alives fail over: to the node behind, then on
+  EXPECT_FALSE(expired.load()) << "a node behind the session ended it";
+  c.start(leader);  // a majority again (the node behind stays cut off)
+  // Bounded: a linearizable read answers once the two nodes have a leader again.
+  ASSERT_TRUE(eventually(20s, [&] { return writer->get("/w").ok(); }));
+  auto r = writer->set("/w", "2");
+  ASSERT_TRUE(r.ok()) << error_name(r.error);
+  EXPECT_TRUE(events.wait_for(2, 15s)) << "the watch did not survive the failover";
+  EXPECT_FALSE(expired.load());
+  auto got = events.copy();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[1].data, "2");
+  EXPECT_EQ(got[1].index, r.index);
+  EXPECT_TRUE(watcher->exists("/w").ok());
+  c.heal();
+}
+
+// An idle watcher whose server ends up on the minority side of a partition: that server still
+// answers, but its keep-alives renew nothing (no leader to commit them). The library must move
+// to a node that can renew before the session expires, and the watch resumes there.
+TEST(Client, AnIdleWatcherOnTheMinoritySideOfAPartitionMovesAndKeepsItsSession) {
+  auto co = sm_cluster();
+  co.fault_injection = true;  // Cluster::partition
+  Cluster c(ternd(), co);
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  std::uint64_t cut = 0;
+  for (auto id : c.ids())
+    if (id != leader) cut = id;
+  ClientOptions o = options(c, cut, 4000ms);
+  std::atomic<bool> expired{false};
+  o.on_state = [&expired](ConnectionState s) {
+    if (s == ConnectionState::session_expired) expired = true;
+  };
+  auto watcher = connect(o);
+  auto writer = connect(options(c, leader));
+  ASSERT_TRUE(watcher && writer);
+  ASSERT_TRUE(writer->create("/m", "0").ok());
+  Events events;
+  ASSERT_TRUE(watcher->watch("/m", WatchKind::data, events.callback(), true).ok());
+  c.partition(cut);
+  std::this_thread::sleep_for(8s);  // twice the session timeout, idle
+  auto r = writer->set("/m", "1");
+  ASSERT_TRUE(r.ok()) << error_name(r.error);
+  EXPECT_TRUE(events.wait_for(1, 10s)) << "the watch stayed on the cut-off node";
+  EXPECT_FALSE(expired.load()) << "the session expired while other nodes could renew it";
+  EXPECT_TRUE(watcher->set("/m", "2").ok());  // the session lives
+  c.heal();
+}
+
 // A client that stops renewing its session (as if its process hung) loses it: its ephemeral goes,
 // its lock passes to the first waiter in FIFO order with a larger token (after the lock-delay),
 // and the client is told its session expired.
