@@ -312,7 +312,7 @@ TEST(Client, AWatcherFailingOverToANodeBehindItsSessionKeepsTheSessionAndTheWatc
   ASSERT_EQ(followers.size(), 2u);
   const std::uint64_t behind = followers[0], other = followers[1];
   c.partition(behind);  // it never learns of the session below
-  ClientOptions o = options(c, leader, 3000ms);  // a keep-alive every second
+  ClientOptions o = client_options_timed(c, leader, 3000ms);  // a keep-alive every second
   auto at = [&](std::uint64_t id) { return "127.0.0.1:" + std::to_string(c.node(id).client_port); };
   o.endpoints = {at(leader), at(behind), at(other)};  // the node behind comes next
   std::atomic<bool> expired{false};
@@ -320,7 +320,7 @@ TEST(Client, AWatcherFailingOverToANodeBehindItsSessionKeepsTheSessionAndTheWatc
     if (s == ConnectionState::session_expired) expired = true;
   };
   auto watcher = connect(o);
-  auto writer = connect(options(c, other));
+  auto writer = connect(client_options_timed(c, other));
   ASSERT_TRUE(watcher && writer);
   ASSERT_TRUE(writer->create("/w", "0").ok());
   Events events;
@@ -359,13 +359,13 @@ TEST(Client, AnIdleWatcherOnTheMinoritySideOfAPartitionMovesAndKeepsItsSession) 
   std::uint64_t cut = 0;
   for (auto id : c.ids())
     if (id != leader) cut = id;
-  ClientOptions o = options(c, cut, 4000ms);
+  ClientOptions o = client_options_timed(c, cut, 4000ms);
   std::atomic<bool> expired{false};
   o.on_state = [&expired](ConnectionState s) {
     if (s == ConnectionState::session_expired) expired = true;
   };
   auto watcher = connect(o);
-  auto writer = connect(options(c, leader));
+  auto writer = connect(client_options_timed(c, leader));
   ASSERT_TRUE(watcher && writer);
   ASSERT_TRUE(writer->create("/m", "0").ok());
   Events events;
