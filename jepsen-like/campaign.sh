@@ -17,11 +17,11 @@ stream() {
     echo "$name rc=$? wall=$(( $(date +%s) - start ))s" >>"$out/summary.txt"
   done
 }
-stream register-5 "--workload register --nodes 5 --nemesis kill,pause,partition,clock,disk,membership --rate 100 --seed 101" \
+stream register-5 "--workload register --nodes 5 --nemesis kill,pause,partition,clock,disk,membership --overlap --rate 100 --seed 101" \
        list-append "--workload list-append --nemesis kill,kill-all,partition --rate 100 --seed 102" \
        ephemeral "--workload ephemeral --nemesis pause,clock,partition --rate 100 --seed 103" &
-stream mutex "--workload mutex --nemesis kill,pause,partition,clock --rate 100 --seed 104" \
+stream mutex "--workload mutex --nemesis kill,pause,partition,clock --overlap --rate 100 --seed 104" \
        bank "--workload bank --nemesis partition,kill,disk,membership --rate 100 --seed 105" \
-       watch "--workload watch --nemesis kill,pause,partition --rate 100 --seed 106" &
+       watch "--workload watch --nemesis kill,pause,partition --overlap --rate 100 --seed 106" &
 wait
 cat "$out/summary.txt"
