@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "jepsen-like/runner/checks/check.h"
 #include "jepsen-like/runner/history.h"
 #include "tern/client.h"
 
@@ -24,11 +25,6 @@ struct RunContext {
   Clock::time_point end;
   Recorder* history = nullptr;
   std::string out_dir;
-};
-
-// One check's verdict: "valid", "invalid" or "unknown" (the checker gave up within its bound).
-struct Check {
-  std::string name, verdict, detail;
 };
 
 class Workload {
