@@ -233,8 +233,41 @@ struct Client::Impl {
 
   // --- loop thread -----------------------------------------------------------------------------
 
+  // ClientOptions::endpoint_source: the rotation becomes its answer. The endpoint in use stays
+  // the one in use if it is kept (else the rotation starts at the answer's first); breakers and
+  // node ids follow their address. Loop thread only (the only reader of opt.endpoints).
+  std::chrono::steady_clock::time_point refreshed_at{};
+  void refresh_endpoints() {
+    auto now = std::chrono::steady_clock::now();
+    if (!opt.endpoint_source || (refreshed_at != std::chrono::steady_clock::time_point{} && now - refreshed_at < opt.endpoint_refresh))
+      return;
+    refreshed_at = now;
+    std::vector<std::string> fresh;
+    try {
+      for (auto& e : opt.endpoint_source())
+        if (!e.empty() && std::find(fresh.begin(), fresh.end(), e) == fresh.end()) fresh.push_back(e);
+    } catch (...) {
+      return;  // the user's source failed: keep the rotation as it is
+    }
+    if (fresh.empty() || fresh == opt.endpoints) return;  // never drop the last endpoint
+    const auto& old = opt.endpoints;
+    std::string current = old[endpoint % old.size()];
+    std::vector<Health> h(fresh.size());
+    for (std::size_t i = 0; i < fresh.size(); ++i)
+      if (auto it = std::find(old.begin(), old.end(), fresh[i]); it != old.end()) h[i] = health[static_cast<std::size_t>(it - old.begin())];
+    std::map<std::uint64_t, std::size_t> of;
+    for (auto& [node, i] : endpoint_of)
+      if (auto it = std::find(fresh.begin(), fresh.end(), old[i]); it != fresh.end()) of[node] = static_cast<std::size_t>(it - fresh.begin());
+    auto kept = std::find(fresh.begin(), fresh.end(), current);
+    endpoint = kept != fresh.end() ? static_cast<std::size_t>(kept - fresh.begin()) : 0;
+    opt.endpoints = std::move(fresh);
+    health = std::move(h);
+    endpoint_of = std::move(of);
+  }
+
   kj::Promise<Conn*> connected() {
     KJ_IF_MAYBE(c, conn) { return c->get(); }
+    refresh_endpoints();
     const std::string& addr = opt.endpoints[endpoint % opt.endpoints.size()];
     auto colon = addr.rfind(':');
     std::string host = colon == std::string::npos ? addr : addr.substr(0, colon);

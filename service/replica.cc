@@ -733,12 +733,34 @@ void Replica::track(Index index, raft::Term term, ProposeCallback done) {
   schedule_drive();
 }
 
-std::string Replica::stamped(std::string_view command) const {
+// Cluster time (docs/data-model.md, "Time"): a leader continues it from the newest stamp it has
+// applied by its own monotonic clock. The wall clock only seeds it in a fresh cluster, so a wall
+// clock that is skewed or jumps (NTP steps, a VM resumed) moves nothing, and the time between
+// two leaders (an election, a cluster that was down) is not charged to sessions and leases.
+std::uint64_t Replica::cluster_time_now() {
+  if (core_->role() != raft::Role::leader) return last_cluster_time_ms_;  // refused by the core anyway
+  auto now = env_.clock->now();
+  if (anchor_term_ != core_->term()) {
+    anchor_term_ = core_->term();
+    anchor_ms_ = last_cluster_time_ms_ != 0 ? last_cluster_time_ms_ : env_.clock->wall_ms();
+    anchor_at_ = now;
+  }
+  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(now - anchor_at_).count();
+  std::uint64_t t = anchor_ms_ + static_cast<std::uint64_t>(std::max<std::int64_t>(0, elapsed));
+  if (t < last_cluster_time_ms_) {
+    // Entries of an earlier leader, applied since we took over, stamped ahead of our clock:
+    // continue from theirs (cluster time never goes back).
+    anchor_ms_ = t = last_cluster_time_ms_;
+    anchor_at_ = now;
+  }
+  return t;
+}
+
+std::string Replica::stamped(std::string_view command) {
   std::string payload;
   payload.reserve(9 + command.size());
   payload.push_back(static_cast<char>(kKindCommand));
-  // Cluster time: the leader's wall clock, never behind what was already applied.
-  le::put_u64(payload, std::max(env_.clock->wall_ms(), last_cluster_time_ms_));
+  le::put_u64(payload, cluster_time_now());
   payload += command;
   return payload;
 }

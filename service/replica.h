@@ -138,7 +138,7 @@ class ReplicaClock {
  public:
   virtual ~ReplicaClock() = default;
   virtual std::chrono::steady_clock::time_point now() = 0;  // deadlines, latencies
-  virtual std::uint64_t wall_ms() = 0;                       // the cluster time a leader stamps
+  virtual std::uint64_t wall_ms() = 0;                       // seeds cluster time in a fresh cluster
 };
 
 using WalDone = std::function<void(Result<raft::Index, storage::StorageError>)>;
@@ -248,7 +248,8 @@ class Replica {
   void propose_conf(const raft::ConfChange& cc, ProposeCallback done);
   void track(raft::Index index, ProposeCallback done);
   void track(raft::Index index, raft::Term term, ProposeCallback done);
-  std::string stamped(std::string_view command) const;
+  std::string stamped(std::string_view command);
+  std::uint64_t cluster_time_now();
   void on_forwarded(std::vector<raft::Forwarded>& forwarded);
   void on_placed(std::vector<raft::Placed>& placed);
   void expire_forwarding();
@@ -310,6 +311,11 @@ class Replica {
   int ticks_since_flush_ = 0;
   std::uint32_t ticks_since_command_ = 0;  // for clock_tick_command
   std::uint64_t last_cluster_time_ms_ = 0;
+  // The leader's cluster clock (cluster_time_now): cluster time `anchor_ms_` at monotonic time
+  // `anchor_at_`, set in term `anchor_term_` (0: not set).
+  std::uint64_t anchor_ms_ = 0;
+  std::chrono::steady_clock::time_point anchor_at_;
+  raft::Term anchor_term_;
 
   // Snapshots on disk this node can send (the two newest), and a cache of one's bytes.
   std::map<raft::Index, storage::SnapshotFile> snapshot_files_;

@@ -5,11 +5,14 @@
 // error. docs/jepsen.md.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <random>
 #include <set>
 #include <sstream>
@@ -45,6 +48,7 @@ struct Options {
   Hooks hooks;
   std::uint64_t snapshot_entries = 500;
   int request_timeout_ms = 5000;  // per client call, retries included
+  bool overlap = false;           // two faults of different families at once (nemesis.h, the rule)
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -126,6 +130,21 @@ int run(const Options& o) {
     ctx.client.endpoints = split(o.endpoints);
   }
 
+  // Under the membership nemesis the clients follow the members (ClientOptions::endpoint_source):
+  // the nemesis publishes the members' client endpoints after each promote or remove.
+  struct EndpointBook {
+    std::mutex mu;
+    std::vector<std::string> endpoints;
+  };
+  auto book = std::make_shared<EndpointBook>();
+  const bool membership = std::find(kinds.begin(), kinds.end(), "membership") != kinds.end() && local;
+  if (membership) {
+    book->endpoints = ctx.client.endpoints;
+    ctx.client.endpoint_source = [book] {
+      std::lock_guard lock(book->mu);
+      return book->endpoints;
+    };
+  }
   Recorder history(t0);
   ctx.client.request_timeout = std::chrono::milliseconds(o.request_timeout_ms);
   ctx.seed = o.seed;
@@ -134,6 +153,14 @@ int run(const Options& o) {
   ctx.history = &history;
   ctx.out_dir = o.out;
   std::string error;
+  if (hooked) {
+    // tern-jepsen owns /jepsen on the cluster under test: what an earlier run left there would
+    // confuse this run's checks (and its creates), so it goes first, in one atomic operation.
+    auto c = connect_until(ctx.client, Clock::now() + 20s);
+    if (!c) throw std::runtime_error("no client session with " + o.endpoints);
+    auto r = c->remove("/jepsen", -1, true);
+    if (!r.ok() && r.error != Error::no_node) throw std::runtime_error("removing /jepsen: " + r.message);
+  }
   if (!workload->setup(ctx, &error)) throw std::runtime_error(error);
 
   std::printf("tern-jepsen: workload %s, nemesis %s, %d nodes, %.0f s, seed %llu\n", o.workload.c_str(),
@@ -143,7 +170,12 @@ int run(const Options& o) {
   ctx.end = run_start + std::chrono::milliseconds(static_cast<long long>(o.time_s * 1000));
   std::vector<std::thread> clients;
   for (int i = 0; i < o.clients; ++i) clients.emplace_back([&, i] { workload->client(i, ctx); });
-  Nemesis nemesis(*target, kinds, o.seed, t0, nemesis_log);
+  Nemesis nemesis(*target, kinds, o.seed, t0, nemesis_log, o.overlap);
+  if (membership)
+    nemesis.on_members([book](std::vector<std::string> e) {
+      std::lock_guard lock(book->mu);
+      book->endpoints = std::move(e);
+    });
   nemesis.run(ctx.end);
   for (auto& t : clients) t.join();  // each operation is bounded by the request timeout
   auto clients_done = Clock::now();
@@ -158,6 +190,10 @@ int run(const Options& o) {
       if (target->last_exit(id) >= 0) crashed += " (status " + std::to_string(target->last_exit(id)) + ")";
     }
   nemesis.heal();
+  nemesis_log.flush();
+  for (const auto& w : read_fault_windows(o.out + "/nemesis.log", std::chrono::duration<double>(Clock::now() - t0).count()))
+    ctx.faults.push_back({w.family, t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(w.start)),
+                          t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(w.end))});
   std::vector<Check> checks;
   if (cluster) {
     checks.push_back({"processes", crashed.empty() ? "valid" : "invalid",
@@ -211,6 +247,8 @@ int run(const Options& o) {
                          {"operations", {{"ok", history.ok()}, {"fail", history.fail()}, {"info", history.info()}}},
                          {"faults", nemesis.counts()},
                          {"fault_variants", nemesis.variants()},
+                         {"overlap", o.overlap},
+                         {"fault_overlaps", nemesis.overlaps()},
                          {"nemesis_notes", nemesis.notes()},
                          {"network", target->network()},
                          {"workload_stats", workload->stats()},
@@ -267,6 +305,8 @@ int main(int argc, char** argv) {
                                  "or netns when possible (auto)")->check(CLI::IsMember({"auto", "netns", "hook"}));
   app.add_option("--snapshot-entries", o.snapshot_entries, "ternd --snapshot-entries (small: snapshot installs under faults)")
       ->check(CLI::Range(1, 100000000));
+  app.add_flag("--overlap", o.overlap,
+               "let a second fault of another family start while one is active (at most two; docs/jepsen.md)");
   app.add_option("--endpoints", o.endpoints, "HOST:PORT,... of an existing cluster's client ports (no cluster is started)");
   app.add_option("--hook-kill", o.hooks.kill, "with --endpoints: command that kills node {node} ({endpoint}: its HOST:PORT)");
   app.add_option("--hook-start", o.hooks.start, "with --endpoints: command that starts node {node} again");

@@ -32,11 +32,7 @@ struct Done {
   double t0 = 0, t1 = 0;
 };
 
-// A fault window from the nemesis log (seconds).
-struct Window {
-  std::string family, variant, nodes;
-  double start = 0, end = -1;
-};
+using Window = FaultWindow;
 
 const char* kPalette[] = {"#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"};
 
@@ -69,38 +65,6 @@ std::vector<Done> read_history(const std::string& path, double* last) {
   return out;
 }
 
-std::vector<Window> read_windows(const std::string& path, double last) {
-  std::ifstream in(path);
-  std::map<int, Window> by_id;
-  std::vector<Window> instant;  // membership steps: a thin mark each
-  for (std::string line; std::getline(in, line);) {
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded()) continue;
-    double t = j.value("time_ms", 0.0) / 1000.0;
-    auto phase = j.value("phase", std::string());
-    std::string nodes;
-    if (j.contains("nodes"))
-      for (auto& n : j["nodes"]) nodes += (nodes.empty() ? "n" : ",n") + std::to_string(n.get<std::uint64_t>());
-    if (phase == "start") {
-      auto& w = by_id[j.value("window", 0)];
-      w.family = j.value("fault", std::string());
-      w.variant = j.value("action", std::string()) + " " + j.value("target", std::string());
-      w.nodes = nodes;
-      w.start = t;
-    } else if (phase == "end") {
-      by_id[j.value("window", 0)].end = t;
-    } else if (j.value("fault", std::string()) == "membership") {
-      instant.push_back({"membership", j.value("action", std::string()), nodes, t, t});
-    }
-  }
-  std::vector<Window> out;
-  for (auto& [id, w] : by_id) {
-    if (w.end < 0) w.end = last;
-    out.push_back(w);
-  }
-  out.insert(out.end(), instant.begin(), instant.end());
-  return out;
-}
 
 struct Axes {
   double width = 1100, height = 300, left = 60, right = 20, top = 20, bottom = 36;
@@ -220,10 +184,43 @@ double percentile(std::vector<double>& v, double p) {
 
 }  // namespace
 
+std::vector<FaultWindow> read_fault_windows(const std::string& path, double last) {
+  std::ifstream in(path);
+  std::map<int, Window> by_id;
+  std::vector<Window> instant;  // membership steps: a thin mark each
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded()) continue;
+    double t = j.value("time_ms", 0.0) / 1000.0;
+    auto phase = j.value("phase", std::string());
+    std::string nodes;
+    if (j.contains("nodes"))
+      for (auto& n : j["nodes"]) nodes += (nodes.empty() ? "n" : ",n") + std::to_string(n.get<std::uint64_t>());
+    if (phase == "start") {
+      auto& w = by_id[j.value("window", 0)];
+      w.family = j.value("fault", std::string());
+      w.variant = j.value("action", std::string()) + " " + j.value("target", std::string());
+      w.nodes = nodes;
+      w.start = t;
+    } else if (phase == "end") {
+      by_id[j.value("window", 0)].end = t;
+    } else if (j.value("fault", std::string()) == "membership") {
+      instant.push_back({"membership", j.value("action", std::string()), nodes, t, t});
+    }
+  }
+  std::vector<Window> out;
+  for (auto& [id, w] : by_id) {
+    if (w.end < 0) w.end = last;
+    out.push_back(w);
+  }
+  out.insert(out.end(), instant.begin(), instant.end());
+  return out;
+}
+
 bool write_report(const std::string& dir, const nlohmann::json& results, std::string* error) {
   double last = results.value("duration_s", 1.0);
   auto ops = read_history(dir + "/history.jsonl", &last);
-  auto windows = read_windows(dir + "/nemesis.log", last);
+  auto windows = read_fault_windows(dir + "/nemesis.log", last);
   std::map<std::string, std::string> color;
   for (auto& d : ops)
     if (!color.count(d.f)) color[d.f] = kPalette[color.size() % (sizeof kPalette / sizeof kPalette[0])];

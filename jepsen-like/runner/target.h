@@ -101,7 +101,7 @@ class LocalTarget : public Target {
   bool hook_ = false, clock_ = false, disk_ = false;
   std::string why_not_netns_;
   std::string root_;
-  std::set<std::uint64_t> removed_, joined_;
+  std::set<std::uint64_t> removed_, joined_, paused_;
   std::uint64_t next_id_ = 0, last_id_ = 0;  // spare ids for membership
 };
 

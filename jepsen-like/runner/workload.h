@@ -17,6 +17,12 @@
 
 namespace tern::jepsen {
 
+// A fault of the nemesis, as it was active (`start` == `end` for a membership step).
+struct FaultSpan {
+  std::string family;
+  Clock::time_point start, end;
+};
+
 struct RunContext {
   ClientOptions client;  // endpoints and TLS of the cluster under test
   std::uint64_t seed = 0;
@@ -25,6 +31,7 @@ struct RunContext {
   Clock::time_point end;
   Recorder* history = nullptr;
   std::string out_dir;
+  std::vector<FaultSpan> faults;  // filled after the heal, before final_reads and check
 };
 
 class Workload {

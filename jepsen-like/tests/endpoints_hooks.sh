@@ -3,7 +3,8 @@
 # cluster this script starts itself (plaintext, --insecure, free loopback ports), as an operator
 # would point it at their own deployment. The kill/start/pause/resume hooks act on this script's
 # processes by pid; the partition/heal hooks only record their calls (ternd has no user-facing way
-# to cut peers). Passes if the run is valid (exit 0) and every hook kind was called.
+# to cut peers). Passes if the run is valid (exit 0) and every hook kind was called, and a second
+# run against the same cluster is valid too.
 # Usage: endpoints_hooks.sh TERN_JEPSEN TERND OUT_DIR
 set -euo pipefail
 jepsen=$1 ternd=$2 out=$3
@@ -48,4 +49,9 @@ done
 grep -q '^cut [0-9] [0-9]' "$dir/cuts" && grep -q '^heal' "$dir/cuts" || { echo "partition hooks not called"; exit 1; }
 grep -q '"network": "user-hook"' "$out/results.json" || { echo "results.json does not name the user hook"; exit 1; }
 [ -s "$out/report.html" ] || { echo "no report.html"; exit 1; }
+# An operator runs it again against the same cluster: the workload's keys are already there.
+status=0
+"$jepsen" --endpoints "$endpoints" --workload register --nemesis none --time 3 --rate 200 --seed 7 \
+  --out "$out-again" || status=$?
+[ "$status" = 0 ] || { echo "a second run against the same cluster: exit status $status"; exit 1; }
 echo "endpoints_hooks: ok"

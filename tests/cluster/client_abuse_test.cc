@@ -40,6 +40,21 @@ struct Raw {
   }
 };
 
+// Sends `n` requests at once (`send(i)` sends the i-th and returns its promise) and counts the
+// answers: (ok, slow_down).
+template <class Send>
+std::pair<int, int> send_all_and_count(kj::WaitScope& ws, int n, Send send) {
+  int ok = 0, slowed = 0;
+  kj::Vector<kj::Promise<void>> calls;
+  for (int i = 0; i < n; ++i)
+    calls.add(send(i).then([&](auto r) {
+      if (r.getResult().getErr() == api::Errc::OK) ++ok;
+      if (r.getResult().getErr() == api::Errc::SLOW_DOWN) ++slowed;
+    }));
+  kj::joinPromises(calls.releaseAsArray()).wait(ws);
+  return {ok, slowed};
+}
+
 std::unique_ptr<Client> library_client(Cluster& c, std::uint64_t first) {
   return connect_client(client_options_at(c, first));
 }
@@ -53,9 +68,7 @@ TEST(ClientApi, AForwardedWritesRequestIdAppearsInTheLeadersLog) {
   c.start_all();
   auto leader = c.wait_for_leader(10s);
   ASSERT_NE(leader, 0u);
-  std::uint64_t follower = 0;
-  for (auto id : c.ids())
-    if (id != leader) follower = id;
+  auto follower = a_follower(c, leader);
   Raw raw(c, follower);
   auto& ws = c.kj_io().waitScope;
   auto open = raw.tern.openSessionRequest();
@@ -101,20 +114,13 @@ TEST(ClientApi, AConnectionOverItsRateLimitIsToldToSlowDownAndTheLibraryBacksOff
   };
   // Floods `n` reads over `sessions` (round robin); returns (ok, slowed).
   auto flood = [&](std::vector<api::Session::Client>& sessions, int n) {
-    int ok = 0, slowed = 0;
-    kj::Vector<kj::Promise<void>> calls;
-    for (int i = 0; i < n; ++i) {
+    return send_all_and_count(ws, n, [&](int i) {
       auto get = sessions[static_cast<std::size_t>(i) % sessions.size()].readRequest();
       get.initQuery().setType(api::QueryType::EXISTS);
       get.getQuery().setPath("/");
       get.initOptions().setConsistency(api::Consistency::SERIALIZABLE);
-      calls.add(get.send().then([&](auto r) {
-        if (r.getResult().getErr() == api::Errc::OK) ++ok;
-        if (r.getResult().getErr() == api::Errc::SLOW_DOWN) ++slowed;
-      }));
-    }
-    kj::joinPromises(calls.releaseAsArray()).wait(ws);
-    return std::pair{ok, slowed};
+      return get.send();
+    });
   };
   Raw one(c, leader), two(c, leader);
   std::vector<api::Session::Client> three;  // the opens take 3 of the 50 tokens
@@ -152,20 +158,13 @@ TEST(ClientApi, AConnectionOverItsInFlightBoundIsToldToSlowDown) {
   ASSERT_NE(leader, 0u);
   auto& ws = c.kj_io().waitScope;
   auto flood = [&](Raw& raw, int n, const std::string& prefix) {
-    int ok = 0, slowed = 0;
-    kj::Vector<kj::Promise<void>> calls;
-    for (int i = 0; i < n; ++i) {
+    return send_all_and_count(ws, n, [&](int i) {
       auto w = raw.tern.writeRequest();
       auto op = w.initOp();
       op.setType(api::OpType::CREATE);
       op.setPath(prefix + std::to_string(i));
-      calls.add(w.send().then([&](auto r) {
-        if (r.getResult().getErr() == api::Errc::OK) ++ok;
-        if (r.getResult().getErr() == api::Errc::SLOW_DOWN) ++slowed;
-      }));
-    }
-    kj::joinPromises(calls.releaseAsArray()).wait(ws);
-    return std::pair{ok, slowed};
+      return w.send();
+    });
   };
   Raw one(c, leader), two(c, leader);
   auto [ok, slowed] = flood(one, 200, "/a");
@@ -185,9 +184,7 @@ TEST(ClientApi, KeepAlivesOfManySessionsShareLogEntries) {
   c.start_all();
   auto leader = c.wait_for_leader(10s);
   ASSERT_NE(leader, 0u);
-  std::uint64_t follower = 0;
-  for (auto id : c.ids())
-    if (id != leader) follower = id;
+  auto follower = a_follower(c, leader);
   Raw raw(c, follower);
   auto& ws = c.kj_io().waitScope;
   constexpr int kSessions = 300;

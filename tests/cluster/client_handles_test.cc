@@ -23,19 +23,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-ClientOptions options(Cluster& c, std::uint64_t first, std::chrono::milliseconds session_timeout = 5000ms) {
-  ClientOptions o = client_options_at(c, first);
-  o.session_timeout = session_timeout;
-  o.request_timeout = 10s;
-  return o;
-}
-
-std::uint64_t a_follower(Cluster& c, std::uint64_t leader) {
-  for (auto id : c.ids())
-    if (id != leader) return id;
-  return 0;
-}
-
 // Whether `b` can take lock `name` right now (and gives it back at once).
 bool free_for(Client& b, const std::string& name) {
   auto r = b.lock(name, false, true);
@@ -49,8 +36,8 @@ TEST(ClientHandles, ALockHandleUnlocksWhenDestroyedAndAMovedFromOneDoesNothing) 
   c.start_all();
   auto leader = c.wait_for_leader(10s);
   ASSERT_NE(leader, 0u);
-  auto a = connect_client(options(c, leader));
-  auto b = connect_client(options(c, a_follower(c, leader)));
+  auto a = connect_client(client_options_timed(c, leader));
+  auto b = connect_client(client_options_timed(c, a_follower(c, leader)));
   ASSERT_TRUE(a && b);
   {
     Lock held = a->lock_handle("L");
@@ -93,8 +80,8 @@ TEST(ClientHandles, ALeaseHandleRevokesWhenDestroyedAndItsNodesGo) {
   c.start_all();
   auto leader = c.wait_for_leader(10s);
   ASSERT_NE(leader, 0u);
-  auto a = connect_client(options(c, a_follower(c, leader)));
-  auto b = connect_client(options(c, leader));
+  auto a = connect_client(client_options_timed(c, a_follower(c, leader)));
+  auto b = connect_client(client_options_timed(c, leader));
   ASSERT_TRUE(a && b);
   {
     Lease lease = a->lease_handle(20s);
@@ -126,8 +113,8 @@ TEST(ClientHandles, ALeadershipHandleResignsWhenDestroyedAndTheNextCandidateLead
   c.start_all();
   auto leader = c.wait_for_leader(10s);
   ASSERT_NE(leader, 0u);
-  auto a = connect_client(options(c, leader));
-  auto b = connect_client(options(c, a_follower(c, leader)));
+  auto a = connect_client(client_options_timed(c, leader));
+  auto b = connect_client(client_options_timed(c, a_follower(c, leader)));
   ASSERT_TRUE(a && b);
   Leadership second;
   {
@@ -161,7 +148,7 @@ TEST(ClientHandles, AWatchHandleDeliversNothingOnceDestroyedAndAMovedFromOneDoes
   c.start_all();
   auto leader = c.wait_for_leader(10s);
   ASSERT_NE(leader, 0u);
-  auto a = connect_client(options(c, a_follower(c, leader)));
+  auto a = connect_client(client_options_timed(c, a_follower(c, leader)));
   ASSERT_NE(a, nullptr);
   auto created = a->create("/w", "0");
   ASSERT_TRUE(created.ok());
@@ -198,8 +185,8 @@ TEST(ClientHandles, HandlesOutliveAKill9OfTheirServerAndThenReleaseThroughAnothe
   auto leader = c.wait_for_leader(10s);
   ASSERT_NE(leader, 0u);
   std::uint64_t follower = a_follower(c, leader);
-  auto a = connect_client(options(c, follower, 5000ms));
-  auto b = connect_client(options(c, leader));
+  auto a = connect_client(client_options_timed(c, follower, 5000ms));
+  auto b = connect_client(client_options_timed(c, leader));
   ASSERT_TRUE(a && b);
   std::optional<Lock> lock(a->lock_handle("K"));
   std::optional<Leadership> leading(a->leadership_handle("F", "a"));
@@ -230,7 +217,7 @@ TEST(ClientApi, ADroppedLockCapabilityReleasesNothingAndOneRebuiltFromItsIdsUnlo
   c.start_all();
   auto leader = c.wait_for_leader(10s);
   ASSERT_NE(leader, 0u);
-  auto b = connect_client(options(c, leader));
+  auto b = connect_client(client_options_timed(c, leader));
   ASSERT_NE(b, nullptr);
   auto& io = c.kj_io();
   auto connector = client::Connector::make(c.client_tls());

@@ -50,6 +50,22 @@ inline ClientOptions client_options_at(Cluster& c, std::uint64_t id) {
   return client_options_from(c, at);
 }
 
+// client_options_at with a session timeout and a 10 s request timeout (failovers fit in it).
+inline ClientOptions client_options_timed(Cluster& c, std::uint64_t first,
+                                          std::chrono::milliseconds session_timeout = std::chrono::milliseconds(5000)) {
+  ClientOptions o = client_options_at(c, first);
+  o.session_timeout = session_timeout;
+  o.request_timeout = std::chrono::seconds(10);
+  return o;
+}
+
+// A node of `c` other than `leader` (0 if there is none).
+inline std::uint64_t a_follower(Cluster& c, std::uint64_t leader) {
+  for (auto id : c.ids())
+    if (id != leader) return id;
+  return 0;
+}
+
 // Connects; a failure fails the test (and returns null).
 inline std::unique_ptr<Client> connect_client(ClientOptions o) {
   std::string err;

@@ -20,14 +20,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Endpoints with `first` first (the client starts there).
-ClientOptions options(Cluster& c, std::uint64_t first, std::chrono::milliseconds session_timeout = 5000ms) {
-  ClientOptions o = client_options_at(c, first);
-  o.session_timeout = session_timeout;
-  o.request_timeout = 10s;
-  return o;
-}
-
 std::unique_ptr<Client> connect(ClientOptions o) { return connect_client(std::move(o)); }
 
 TEST(Client, EveryNamespaceOperationAndItsTypedErrorsThroughAFollower) {
@@ -35,11 +27,9 @@ TEST(Client, EveryNamespaceOperationAndItsTypedErrorsThroughAFollower) {
   c.start_all();
   auto leader = c.wait_for_leader(10s);
   ASSERT_NE(leader, 0u);
-  std::uint64_t follower = 0;
-  for (auto id : c.ids())
-    if (id != leader) follower = id;
+  auto follower = a_follower(c, leader);
   // Start on a follower: writes find the leader, reads are served where the client is.
-  auto client = connect(options(c, follower));
+  auto client = connect(client_options_timed(c, follower));
   ASSERT_NE(client, nullptr);
   EXPECT_NE(client->session_id(), 0u);
 
@@ -102,8 +92,8 @@ TEST(Client, EphemeralsLocksAndWatchesFollowTheSession) {
   c.start_all();
   auto leader = c.wait_for_leader(10s);
   ASSERT_NE(leader, 0u);
-  auto a = connect(options(c, leader, 1500ms));
-  auto b = connect(options(c, leader));
+  auto a = connect(client_options_timed(c, leader, 1500ms));
+  auto b = connect(client_options_timed(c, leader));
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
 
@@ -142,11 +132,9 @@ TEST(Client, TheSessionSurvivesAKill9OfItsServerAndWritesApplyExactlyOnce) {
   c.start_all();
   auto leader = c.wait_for_leader(10s);
   ASSERT_NE(leader, 0u);
-  std::uint64_t follower = 0;
-  for (auto id : c.ids())
-    if (id != leader) follower = id;
+  auto follower = a_follower(c, leader);
   // The client's server is a follower (it forwards the writes); that server is killed.
-  auto o = options(c, follower, 5000ms);
+  auto o = client_options_timed(c, follower, 5000ms);
   std::mutex mu;
   std::vector<ConnectionState> states;
   o.on_state = [&](ConnectionState s) {
@@ -204,7 +192,7 @@ TEST(Client, AWatchFromAnIndexReplaysEveryChangeAfterItAndLeaseTtlReadsTheLease)
   Cluster c(ternd(), sm_cluster());
   c.start_all();
   ASSERT_NE(c.wait_for_leader(10s), 0u);
-  auto client = connect(options(c, c.ids()[0], 5000ms));
+  auto client = connect(client_options_timed(c, c.ids()[0], 5000ms));
   ASSERT_NE(client, nullptr);
   auto created = client->create("/hist", "v0");
   ASSERT_TRUE(created.ok());
@@ -248,11 +236,9 @@ TEST(Client, AWatchFromAnIndexOnABusyKeyDeliversEveryChangeOnceInOrder) {
   c.start_all();
   auto leader = c.wait_for_leader(10s);
   ASSERT_NE(leader, 0u);
-  std::uint64_t follower = 0;
-  for (auto id : c.ids())
-    if (id != leader) follower = id;
-  auto watcher = connect(options(c, follower));
-  auto writer = connect(options(c, leader));
+  auto follower = a_follower(c, leader);
+  auto watcher = connect(client_options_timed(c, follower));
+  auto writer = connect(client_options_timed(c, leader));
   ASSERT_TRUE(watcher && writer);
   auto created = writer->create("/busy", "");
   ASSERT_TRUE(created.ok());
@@ -296,15 +282,13 @@ TEST(Client, AnIdleSessionOutlivesAPauseOfItsServerLongerThanItsTimeout) {
   c.start_all();
   auto leader = c.wait_for_leader(10s);
   ASSERT_NE(leader, 0u);
-  std::uint64_t follower = 0;
-  for (auto id : c.ids())
-    if (id != leader) follower = id;
-  auto client = connect(options(c, follower, 3000ms));
+  auto follower = a_follower(c, leader);
+  auto client = connect(client_options_timed(c, follower, 3000ms));
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(client->create("/idle-owner", "", CreateOptions{.ephemeral = true}).ok());
   c.pause(follower);
   std::this_thread::sleep_for(6s);  // twice the session timeout, idle
-  auto other = connect(options(c, leader, 3000ms));
+  auto other = connect(client_options_timed(c, leader, 3000ms));
   ASSERT_NE(other, nullptr);
   EXPECT_TRUE(other->exists("/idle-owner").ok()) << "the idle session expired while its server was paused";
   c.resume(follower);
@@ -319,11 +303,11 @@ TEST(Client, AnExpiredSessionReleasesItsEphemeralsAndLocksToTheNextWaiterInOrder
   c.start_all();
   auto leader = c.wait_for_leader(10s);
   ASSERT_NE(leader, 0u);
-  auto quiet = options(c, leader, 600ms);
+  auto quiet = client_options_timed(c, leader, 600ms);
   quiet.keep_alive = false;
   auto a = connect(quiet);
-  auto b = connect(options(c, leader));
-  auto d = connect(options(c, leader));
+  auto b = connect(client_options_timed(c, leader));
+  auto d = connect(client_options_timed(c, leader));
   ASSERT_TRUE(a && b && d);
   ASSERT_TRUE(a->create("/a-was-here", "", CreateOptions{.ephemeral = true}).ok());
   auto held = a->lock("L", false, false, 200ms);
@@ -351,7 +335,7 @@ TEST(Client, AWatchEventArrivesBeforeAnyReplyThatReflectsIt) {
   c.start_all();
   auto leader = c.wait_for_leader(10s);
   ASSERT_NE(leader, 0u);
-  auto watcher = connect(options(c, leader));
+  auto watcher = connect(client_options_timed(c, leader));
   ASSERT_NE(watcher, nullptr);
   ASSERT_TRUE(watcher->create("/k", "0").ok());
   std::atomic<std::uint64_t> seen{0};
@@ -362,7 +346,7 @@ TEST(Client, AWatchEventArrivesBeforeAnyReplyThatReflectsIt) {
   std::vector<std::thread> writers;
   for (int w = 0; w < 2; ++w)
     writers.emplace_back([&, w] {
-      auto other = connect(options(c, c.ids()[static_cast<std::size_t>(w + 1) % c.ids().size()]));
+      auto other = connect(client_options_timed(c, c.ids()[static_cast<std::size_t>(w + 1) % c.ids().size()]));
       for (int i = 0; i < 50 && !stop; ++i) other->set("/k", std::to_string(i));
     });
   int checked = 0;
@@ -387,10 +371,8 @@ TEST(Client, ManyOutstandingAsyncWritesOfOneSessionApplyOnceInCallOrder) {
   c.start_all();
   auto leader = c.wait_for_leader(10s);
   ASSERT_NE(leader, 0u);
-  std::uint64_t follower = 0;
-  for (auto id : c.ids())
-    if (id != leader) follower = id;
-  auto client = connect(options(c, follower));
+  auto follower = a_follower(c, leader);
+  auto client = connect(client_options_timed(c, follower));
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(client->create("/n", "").ok());
   constexpr int kOutstanding = 128;
@@ -421,10 +403,8 @@ TEST(Client, ManyWritesInFlightAcrossAKill9ApplyExactlyOnceWithTheirRealAnswers)
   c.start_all();
   auto leader = c.wait_for_leader(10s);
   ASSERT_NE(leader, 0u);
-  std::uint64_t follower = 0;
-  for (auto id : c.ids())
-    if (id != leader) follower = id;
-  auto client = connect(options(c, follower, 5000ms));
+  auto follower = a_follower(c, leader);
+  auto client = connect(client_options_timed(c, follower, 5000ms));
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(client->create("/w", "").ok());
   ASSERT_TRUE(client->create("/q", "").ok());
@@ -453,12 +433,91 @@ TEST(Client, ManyWritesInFlightAcrossAKill9ApplyExactlyOnceWithTheirRealAnswers)
   for (const auto& name : q.names) EXPECT_TRUE(paths.count("/q/" + name)) << name << " is nobody's answer";
 }
 
+// ClientOptions::endpoint_source: a client given one endpoint reaches the members added after it
+// connected once every node it was given is gone (docs/client.md, Endpoints). The cluster
+// {1,2,3} becomes {4,5}: 4 and 5 join and are promoted, 1, 2 and 3 are removed and stopped. A
+// client without a source (same single endpoint) cannot reach the cluster any more — what the
+// feature is for.
+TEST(Client, EndpointSourceReachesMembersAddedAfterTheGivenEndpointsAreGone) {
+  Cluster c(ternd(), sm_cluster());
+  c.start_all();
+  ASSERT_NE(c.wait_for_leader(10s), 0u);
+  auto addr = [&](std::uint64_t id) { return "127.0.0.1:" + std::to_string(c.node(id).client_port); };
+  // The members' client endpoints, as the application knows them (here: the test thread, after
+  // each change); the source runs on the library's thread.
+  std::mutex mu;
+  std::vector<std::string> members{addr(1), addr(2), addr(3)};
+  int asked = 0;
+  ClientOptions fixed_opt;
+  fixed_opt.endpoints = {addr(1)};
+  fixed_opt.request_timeout = 3s;
+  apply_client_tls(c, fixed_opt);
+  ClientOptions synced_opt = fixed_opt;
+  synced_opt.endpoint_source = [&] {
+    std::lock_guard<std::mutex> g(mu);
+    ++asked;
+    return members;
+  };
+  auto fixed = connect_client(fixed_opt);
+  auto synced = connect_client(synced_opt);
+  ASSERT_TRUE(fixed && synced);
+  ASSERT_EQ(synced->create("/before", "1").error, Error::ok);
+  ASSERT_EQ(fixed->create("/before-fixed", "1").error, Error::ok);
+
+  for (std::uint64_t id : {4u, 5u}) {
+    auto leader = c.wait_for_leader(10s);
+    ASSERT_NE(leader, 0u);
+    c.add_spare(id);
+    c.start_joining(id);
+    auto r = c.add_member(leader, id, c.peer_address(id), /*learner=*/true);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->code, proto::AdminCode::OK) << r->message;
+    ASSERT_TRUE(c.wait_applied({id}, r->index, 15s)) << "node " << id << " did not catch up";
+    r = c.promote_member(leader, id);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->code, proto::AdminCode::OK) << r->message;
+    std::lock_guard<std::mutex> g(mu);
+    members.push_back(addr(id));
+  }
+  for (std::uint64_t id : {1u, 2u, 3u}) {
+    auto leader = c.wait_for_leader(10s);
+    ASSERT_NE(leader, 0u);
+    if (leader == id) {
+      // Hand leadership to a new node first: the leader does not remove itself here.
+      auto t = c.transfer_leadership(leader, 4);
+      ASSERT_TRUE(t);
+      ASSERT_EQ(t->code, proto::AdminCode::OK) << t->message;
+      leader = c.wait_for_leader(10s, id);
+      ASSERT_NE(leader, 0u);
+    }
+    auto r = c.remove_member(leader, id);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->code, proto::AdminCode::OK) << r->message;
+    {
+      std::lock_guard<std::mutex> g(mu);
+      members.erase(std::find(members.begin(), members.end(), addr(id)));
+    }
+    c.terminate(id);
+  }
+  ASSERT_NE(c.wait_for_leader(10s), 0u);
+
+  // Only 4 and 5 run: the synced client got there (its session too), the fixed one cannot.
+  auto w = synced->create("/after", "2");
+  EXPECT_EQ(w.error, Error::ok) << w.message;
+  auto g = synced->get("/before");
+  EXPECT_EQ(g.error, Error::ok) << g.message;
+  auto f = fixed->create("/after-fixed", "2");
+  EXPECT_NE(f.error, Error::ok) << "a client that knows only node 1 must not reach the cluster";
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_GE(asked, 1);
+}
+
 TEST(Client, AbsurdArgumentsGetTypedErrorsAndTheNodesCarryOn) {
   Cluster c(ternd(), sm_cluster());
   c.start_all();
   auto leader = c.wait_for_leader(10s);
   ASSERT_NE(leader, 0u);
-  auto client = connect(options(c, leader));
+  auto client = connect(client_options_timed(c, leader));
   ASSERT_NE(client, nullptr);
   // Wrong types and absurd values from a well-formed client: typed errors, nothing crashes.
   EXPECT_EQ(client->lock("", false, false).error, Error::bad_path);

@@ -112,6 +112,16 @@ struct ClientOptions {
   std::string tls_ca_file, tls_cert_file, tls_key_file, tls_server_name;
   // Connection-state changes, called on the library's thread (keep it short).
   std::function<void(ConnectionState)> on_state;
+  // Opt-in endpoint refresh (like ZooKeeper's host provider or etcd's endpoint sync): when set,
+  // the library calls it before connecting (at most every `endpoint_refresh`, so also on each
+  // failover) and makes its answer the rotation — endpoints added by a membership change come
+  // in, removed ones go — keeping what it knows of the endpoints it keeps (their circuit
+  // breakers, which node each is). An empty answer (or an exception) changes nothing: the last
+  // endpoint is never dropped. Called on the library's thread: keep it short, never call the
+  // Client from it. (The cluster cannot tell its members' client addresses itself: its
+  // membership holds peer addresses only; docs/client.md.)
+  std::function<std::vector<std::string>()> endpoint_source;
+  std::chrono::milliseconds endpoint_refresh{500};
 };
 
 class Client;
