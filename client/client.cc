@@ -448,8 +448,11 @@ struct Client::Impl {
   void session_gone() {
     if (expired) return;
     expired = true;
-    report(ConnectionState::session_expired);
+    // Once the destructor has begun closing the session, its end is the close's doing: a
+    // keep-alive or re-attach answered unknown_session after the close applied is no expiry.
+    if (!closing) report(ConnectionState::session_expired);
   }
+  bool closing = false;  // the destructor's close has begun (loop thread)
 
   // Connection state, reported to ClientOptions::on_state (on this thread).
   bool ever_connected = false;
@@ -861,6 +864,7 @@ Client::~Client() {
   auto seq = std::make_shared<std::uint64_t>(0);
   impl_->run(
       [raw, seq]() {
+        raw->closing = true;
         return raw->session().then([raw, seq](api::Session::Client s) {
           if (*seq == 0) *seq = raw->next_seq++;
           auto req = s.closeRequest();

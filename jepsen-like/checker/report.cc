@@ -39,8 +39,7 @@ void print_summary(std::ostream& out, const History& history, const CheckResult&
   for (auto id : v.unplaceable) out << "  " << describe_operation(history.ops[id]) << "\n";
 }
 
-namespace {
-std::string escape(const std::string& s) {
+std::string html_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
@@ -53,7 +52,6 @@ std::string escape(const std::string& s) {
   }
   return out;
 }
-}  // namespace
 
 std::string render_html(const History& h, const CheckResult& r, const std::string& title) {
   std::set<std::size_t> bad;
@@ -74,13 +72,13 @@ std::string render_html(const History& h, const CheckResult& r, const std::strin
   const double scale = (width - left - 10) / static_cast<double>(std::max<std::size_t>(h.lines + 1, 1));
   auto x = [&](std::size_t line) { return left + scale * static_cast<double>(line); };
   std::ostringstream o;
-  o << "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>" << escape(title) << "</title>"
+  o << "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>" << html_escape(title) << "</title>"
     << "<style>body{font-family:sans-serif;margin:16px}rect.ok{fill:#7cb37c}rect.info{fill:#bbb}"
        "rect.bad{fill:#d9534f}rect.window{fill:#f8d7da;opacity:.6}text{font-size:12px}"
        ".legend span{display:inline-block;padding:2px 8px;margin-right:8px;border-radius:3px}</style></head><body>"
-    << "<h1>" << escape(title) << "</h1><p><b>" << verdict_name(r.verdict) << "</b> — " << r.operations
+    << "<h1>" << html_escape(title) << "</h1><p><b>" << verdict_name(r.verdict) << "</b> — " << r.operations
     << " operations, " << r.keys << " keys";
-  if (r.violation) o << "; key <code>" << escape(r.violation->key) << "</code>: " << bad.size() << " operations cannot be placed";
+  if (r.violation) o << "; key <code>" << html_escape(r.violation->key) << "</code>: " << bad.size() << " operations cannot be placed";
   o << "</p><p class=\"legend\"><span style=\"background:#7cb37c\">ok</span><span style=\"background:#bbb\">indeterminate</span>"
        "<span style=\"background:#d9534f\">cannot be placed</span><span style=\"background:#f8d7da\">failing window</span></p>";
   double height = row_h * static_cast<double>(row.size()) + 30;
@@ -95,14 +93,14 @@ std::string render_html(const History& h, const CheckResult& r, const std::strin
     double y = row_h * row[op.process] + 4;
     o << "<rect class=\"" << cls << "\" x=\"" << x(op.invoke_line) << "\" y=\"" << y << "\" width=\""
       << std::max(2.0, x(op.complete_line) - x(op.invoke_line)) << "\" height=\"" << row_h - 8 << "\"><title>"
-      << escape(describe_operation(op)) << "</title></rect>";
+      << html_escape(describe_operation(op)) << "</title></rect>";
   }
   o << "</svg>";
   if (r.violation) {
     o << "<h2>Operations that cannot be placed</h2><ul>";
-    for (auto id : r.violation->unplaceable) o << "<li>" << escape(describe_operation(h.ops[id])) << "</li>";
+    for (auto id : r.violation->unplaceable) o << "<li>" << html_escape(describe_operation(h.ops[id])) << "</li>";
     o << "</ul><p>State after the longest linearizable prefix (" << r.violation->longest_prefix.size()
-      << " operations): <code>" << escape(r.violation->state) << "</code></p>";
+      << " operations): <code>" << html_escape(r.violation->state) << "</code></p>";
   }
   o << "</body></html>\n";
   return o.str();

@@ -7,12 +7,12 @@
 //    max m_a;
 //  - otherwise a multi of check_version on every account validates the read (all versions
 //    still current at once); if that fails, the read is discarded (recorded as a failed read).
-// Checks (docs/jepsen.md):
-//  - bank-reads: every such read sums to kAccounts x kInitial and has no negative balance;
-//  - bank-final: the same for the read after the heal.
+// The checks (bank-reads, bank-final) are jepsen-like/runner/checks/bank_check.h: every such read
+// sums to kAccounts x kInitial and has no negative balance.
 #include <future>
 #include <mutex>
 
+#include "jepsen-like/runner/checks/bank_check.h"
 #include "jepsen-like/runner/workload.h"
 
 namespace tern::jepsen {
@@ -78,21 +78,18 @@ class BankWorkload final : public Workload {
 
   std::vector<Check> check(const RunContext&) override {
     std::lock_guard<std::mutex> lock(mu_);
-    std::vector<Check> out;
-    out.push_back({"bank-reads", bad_reads_ == 0 ? "valid" : "invalid",
-                   std::to_string(snapshots_) + " reads of one state checked (" + std::to_string(validated_) +
-                       " of them validated by a multi), " + std::to_string(not_atomic_) + " discarded as not one state; " +
-                       std::to_string(bad_reads_) + " with a wrong total or a negative balance" +
-                       (first_bad_.empty() ? "" : "; first: " + first_bad_)});
-    out.push_back({"bank-final", !final_ok_ ? "unknown" : final_bad_ ? "invalid" : "valid",
-                   !final_ok_ ? "no final read of one state" : "final balances " + final_balances_});
-    return out;
+    return checks::check_bank(reads_, not_atomic_, final_ok_, final_balances_, kAccounts * kInitial);
   }
 
   nlohmann::json stats() const override {
+    std::size_t snapshots = 0, validated = 0;
+    for (const auto& r : reads_) {
+      snapshots += !r.malformed;
+      validated += r.validated;
+    }
     return {{"transfers_acknowledged", transfers_ok_.load()}, {"transfers_failed", transfers_failed_.load()},
-            {"transfers_unknown", transfers_unknown_.load()}, {"reads_checked", snapshots_},
-            {"reads_validated_by_multi", validated_}, {"reads_discarded", not_atomic_}};
+            {"transfers_unknown", transfers_unknown_.load()}, {"reads_checked", snapshots},
+            {"reads_validated_by_multi", validated}, {"reads_discarded", not_atomic_}};
   }
 
  private:
@@ -109,7 +106,10 @@ class BankWorkload final : public Workload {
       std::int64_t b = 0;
       if (!r.ok() || !parse_balance(r.data, &b)) {
         ctx.history->add(process, "fail", "read", "bank", "null");
-        if (r.ok()) note_bad("account value '" + r.data + "' is not a balance");
+        if (r.ok()) {
+          std::lock_guard<std::mutex> lock(mu_);
+          reads_.push_back({{}, false, true, r.data});  // checked (bank_check.h)
+        }
         return ReadResult::failed;
       }
       balances.push_back(b);
@@ -130,27 +130,9 @@ class BankWorkload final : public Workload {
       return ReadResult::not_atomic;
     }
     ctx.history->add(process, "ok", "read", "bank", nlohmann::json(balances).dump());
-    std::int64_t total = 0;
-    bool negative = false;
-    for (auto b : balances) {
-      total += b;
-      negative |= b < 0;
-    }
-    bool bad = total != kAccounts * kInitial || negative;
     std::lock_guard<std::mutex> lock(mu_);
-    if (final) {
-      final_bad_ = bad;
-      final_balances_ = nlohmann::json(balances).dump() + ", total " + std::to_string(total);
-    } else {
-      ++snapshots_;
-      validated_ += validated;
-      if (bad) {
-        ++bad_reads_;
-        if (first_bad_.empty())
-          first_bad_ = "balances " + nlohmann::json(balances).dump() + " total " + std::to_string(total) + " (want " +
-                       std::to_string(kAccounts * kInitial) + ")";
-      }
-    }
+    if (final) final_balances_ = balances;
+    else reads_.push_back({balances, validated, false, ""});
     return ReadResult::snapshot;
   }
 
@@ -178,17 +160,12 @@ class BankWorkload final : public Workload {
     }
   }
 
-  void note_bad(const std::string& s) {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++bad_reads_;
-    if (first_bad_.empty()) first_bad_ = s;
-  }
-
   std::atomic<int> transfers_ok_{0}, transfers_failed_{0}, transfers_unknown_{0};
   std::mutex mu_;
-  std::size_t snapshots_ = 0, validated_ = 0, not_atomic_ = 0, bad_reads_ = 0;
-  std::string first_bad_, final_balances_;
-  bool final_ok_ = false, final_bad_ = false;
+  std::vector<checks::BankRead> reads_;  // of one state, and malformed ones, in completion order
+  std::size_t not_atomic_ = 0;
+  std::vector<std::int64_t> final_balances_;
+  bool final_ok_ = false;
 };
 
 }  // namespace

@@ -3,11 +3,10 @@
 // Checks (docs/jepsen.md):
 //  - lock: acquire/release are linearizable as a mutex with strictly increasing tokens
 //    (tern-check's mutex model): never two holders at once by the server's answers;
-//  - fencing: a holder never finds the counter written with a newer token than its own, and
-//    its compare-and-set of the counter never loses to another writer while it holds the lock;
-//  - counter: the final value is at least the acknowledged increments and at most those plus the
-//    unknown ones (it never went backwards, nothing acknowledged was lost).
-#include <cstdlib>
+//  - fencing and counter: jepsen-like/runner/checks/mutex_check.h.
+#include <mutex>
+
+#include "jepsen-like/runner/checks/mutex_check.h"
 
 #include "jepsen-like/runner/workload.h"
 
@@ -17,20 +16,9 @@ namespace {
 const std::string kLock = "jepsen-lock";
 const std::string kCounter = "/jepsen/counter";
 
-struct CounterValue {
-  std::int64_t count = 0;
-  std::uint64_t token = 0;
-  bool valid = false;
-};
-CounterValue parse_counter(const std::string& data) {
-  CounterValue v;
-  char* end = nullptr;
-  v.count = std::strtoll(data.c_str(), &end, 10);
-  if (end == nullptr || *end != ' ') return v;
-  v.token = std::strtoull(end + 1, nullptr, 10);
-  v.valid = true;
-  return v;
-}
+using checks::CounterValue;
+using checks::Increment;
+using checks::parse_counter;
 
 class MutexWorkload final : public Workload {
  public:
@@ -107,58 +95,48 @@ class MutexWorkload final : public Workload {
 
   std::vector<Check> check(const RunContext& ctx) override {
     std::vector<Check> out{linearizability_check(ctx, "mutex", "lock")};
-    bool fenced = newer_token_seen_ == 0 && cas_lost_ == 0 && malformed_ == 0;
-    out.push_back({"fencing", fenced ? "valid" : "invalid",
-                   std::to_string(newer_token_seen_) + " holders found a newer token in the counter, " +
-                       std::to_string(cas_lost_) + " counter writes lost to another writer while holding, " +
-                       std::to_string(malformed_) + " malformed counter values"});
-    if (!final_.valid) {
-      out.push_back({"counter", "unknown", "the final read of the counter failed"});
-    } else {
-      bool ok = final_.count >= acked_ && final_.count <= acked_ + unknown_;
-      out.push_back({"counter", ok ? "valid" : "invalid",
-                     "final " + std::to_string(final_.count) + ", acknowledged increments " + std::to_string(acked_) +
-                         ", unknown " + std::to_string(unknown_)});
-    }
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& c : checks::check_counter(increments_, final_)) out.push_back(std::move(c));
     return out;
   }
 
   nlohmann::json stats() const override {
-    return {{"grants", grants_.load()}, {"increments_acknowledged", acked_.load()},
-            {"increments_unknown", unknown_.load()}, {"final_counter", final_.valid ? final_.count : -1},
+    int acked = 0, unknown = 0;
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& i : increments_) {
+      acked += i.read.valid && i.result == Increment::Result::acked;
+      unknown += i.read.valid && i.result == Increment::Result::unknown;
+    }
+    return {{"grants", grants_.load()}, {"increments_acknowledged", acked},
+            {"increments_unknown", unknown}, {"final_counter", final_.valid ? final_.count : -1},
             {"lost_locks", lost_locks_.load()}};
   }
 
  private:
   // Reads the counter and writes count+1 with this holder's token, compare-and-set on the exact
   // value read. False when the outcome is unknown (the session is then abandoned).
+  // Each increment that read the counter is recorded for the checks (mutex_check.h).
   bool increment(Client& c, std::uint64_t token) {
     auto g = c.get(kCounter);
     if (!g.ok()) return true;  // a read has no effect: skip this increment
-    auto v = parse_counter(g.data);
-    if (!v.valid) {
-      ++malformed_;
-      return true;
+    Increment i{token, parse_counter(g.data), Increment::Result::failed};
+    if (i.read.valid) {
+      TxnOp check{TxnOp::Kind::check_value, kCounter, g.data, -1, {}};
+      TxnOp write{TxnOp::Kind::set, kCounter, std::to_string(i.read.count + 1) + " " + std::to_string(token), -1, {}};
+      auto w = c.multi({check, write});
+      i.result = w.ok()                            ? Increment::Result::acked
+                 : w.error == Error::check_failed ? Increment::Result::cas_lost
+                 : definite_failure(w.error)      ? Increment::Result::failed
+                                                  : Increment::Result::unknown;
     }
-    if (v.token > token) ++newer_token_seen_;
-    TxnOp check{TxnOp::Kind::check_value, kCounter, g.data, -1, {}};
-    TxnOp write{TxnOp::Kind::set, kCounter, std::to_string(v.count + 1) + " " + std::to_string(token), -1, {}};
-    auto w = c.multi({check, write});
-    if (w.ok()) {
-      ++acked_;
-      return true;
-    }
-    if (w.error == Error::check_failed) {
-      ++cas_lost_;
-      return true;
-    }
-    if (definite_failure(w.error)) return true;
-    ++unknown_;
-    return false;
+    std::lock_guard<std::mutex> lock(mu_);
+    increments_.push_back(i);
+    return i.result != Increment::Result::unknown;
   }
 
-  std::atomic<int> grants_{0}, acked_{0}, unknown_{0}, newer_token_seen_{0}, cas_lost_{0}, malformed_{0},
-      lost_locks_{0};
+  std::atomic<int> grants_{0}, lost_locks_{0};
+  mutable std::mutex mu_;
+  std::vector<Increment> increments_;
   CounterValue final_;
 };
 

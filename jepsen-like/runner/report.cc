@@ -9,25 +9,16 @@
 #include <sstream>
 #include <vector>
 
+#include "jepsen-like/checker/report.h"
+
 namespace tern::jepsen {
 
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string esc(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
+// Short for the many uses below; the one escaping of both HTML pages is the checker's.
+std::string esc(const std::string& s) { return check::html_escape(s); }
 
 std::string fmt(double v, int digits = 1) {
   char b[64];

@@ -1,15 +1,12 @@
 // Workload "set": clients add unique elements (create /jepsen/s/<n>) and read the whole set
-// (children, paged), through the client library. Elements are never removed, so the checks are
-// by real time (docs/jepsen.md):
-//  - no lost element: every read contains every add acknowledged before the read began;
-//  - no phantom: a read contains only elements whose add began before the read ended;
-//  - final: the read after the heal contains every acknowledged add and no add that definitely
-//    failed or was never attempted.
+// (children, paged), through the client library.
+// The checks (set-reads, set-final) are jepsen-like/runner/checks/set_check.h.
 #include <algorithm>
 #include <map>
 #include <mutex>
 #include <set>
 
+#include "jepsen-like/runner/checks/set_check.h"
 #include "jepsen-like/runner/workload.h"
 
 namespace tern::jepsen {
@@ -17,16 +14,9 @@ namespace {
 
 const std::string kDir = "/jepsen/s";
 
-enum class Outcome : std::uint8_t { ok, fail, unknown };
-struct Add {
-  std::uint64_t value = 0;
-  Clock::time_point invoked, completed;
-  Outcome outcome = Outcome::unknown;
-};
-struct Read {
-  Clock::time_point invoked, completed;
-  std::vector<std::uint64_t> values;  // sorted
-};
+using checks::Add;
+using checks::Outcome;
+using Read = checks::SetRead;
 
 // Every element under kDir, page by page (bounded); false if a page failed.
 bool read_all(Client& c, std::vector<std::uint64_t>* out) {
@@ -106,49 +96,7 @@ class SetWorkload final : public Workload {
     ctx.history->add(1000000, final_ok_ ? "ok" : "fail", "read", "set", final_ok_ ? values_json(final_) : "null");
   }
 
-  std::vector<Check> check(const RunContext&) override {
-    std::map<std::uint64_t, const Add*> by_value;
-    for (const auto& a : adds_) by_value[a.value] = &a;
-    std::size_t lost = 0, phantom = 0;
-    std::string first;
-    for (const auto& r : reads_) {
-      std::set<std::uint64_t> seen(r.values.begin(), r.values.end());
-      for (const auto& a : adds_)
-        if (a.outcome == Outcome::ok && a.completed < r.invoked && seen.count(a.value) == 0) {
-          if (lost++ == 0) first = "element " + std::to_string(a.value) + " acknowledged before a read began is missing from it";
-        }
-      for (auto v : r.values) {
-        auto it = by_value.find(v);
-        if (it == by_value.end() || it->second->invoked > r.completed) {
-          if (phantom++ == 0 && first.empty()) first = "element " + std::to_string(v) + " read before its add began";
-        }
-      }
-    }
-    std::vector<Check> out;
-    out.push_back({"set-reads", lost == 0 && phantom == 0 ? "valid" : "invalid",
-                   std::to_string(reads_.size()) + " reads: " + std::to_string(lost) + " lost, " +
-                       std::to_string(phantom) + " phantom" + (first.empty() ? "" : "; first: " + first)});
-    if (!final_ok_) {
-      out.push_back({"set-final", "unknown", "the final read failed"});
-      return out;
-    }
-    std::set<std::uint64_t> fin(final_.begin(), final_.end());
-    std::size_t missing = 0, failed_present = 0, unattempted = 0, unknown_present = 0;
-    for (const auto& a : adds_) {
-      bool in = fin.count(a.value) != 0;
-      if (a.outcome == Outcome::ok && !in) ++missing;
-      if (a.outcome == Outcome::fail && in) ++failed_present;
-      if (a.outcome == Outcome::unknown && in) ++unknown_present;
-    }
-    for (auto v : final_)
-      if (by_value.count(v) == 0) ++unattempted;
-    bool ok = missing == 0 && failed_present == 0 && unattempted == 0;
-    out.push_back({"set-final", ok ? "valid" : "invalid",
-                   std::to_string(final_.size()) + " elements; acknowledged missing " + std::to_string(missing) +
-                       ", failed present " + std::to_string(failed_present) + ", never attempted " +
-                       std::to_string(unattempted) + ", unknown present " + std::to_string(unknown_present)});
-    return out;
-  }
+  std::vector<Check> check(const RunContext&) override { return checks::check_set(adds_, reads_, final_ok_, final_); }
 
   nlohmann::json stats() const override {
     std::size_t ok = 0, unknown = 0;

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "jepsen-like/runner/checks/check.h"
 #include "jepsen-like/runner/history.h"
 #include "tern/client.h"
 
@@ -31,11 +32,6 @@ struct RunContext {
   Recorder* history = nullptr;
   std::string out_dir;
   std::vector<FaultSpan> faults;  // filled after the heal, before final_reads and check
-};
-
-// One check's verdict: "valid", "invalid" or "unknown" (the checker gave up within its bound).
-struct Check {
-  std::string name, verdict, detail;
 };
 
 class Workload {
