@@ -5,6 +5,7 @@
 // and a bounded poll.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -64,6 +65,13 @@ inline std::uint64_t a_follower(Cluster& c, std::uint64_t leader) {
   for (auto id : c.ids())
     if (id != leader) return id;
   return 0;
+}
+
+// Sets `expired` when the library reports the session expired (on the library's thread).
+inline void flag_expiry(ClientOptions& o, std::atomic<bool>& expired) {
+  o.on_state = [&expired](ConnectionState s) {
+    if (s == ConnectionState::session_expired) expired = true;
+  };
 }
 
 // Connects; a failure fails the test (and returns null).

@@ -316,9 +316,7 @@ TEST(Client, AWatcherFailingOverToANodeBehindItsSessionKeepsTheSessionAndTheWatc
   auto at = [&](std::uint64_t id) { return "127.0.0.1:" + std::to_string(c.node(id).client_port); };
   o.endpoints = {at(leader), at(behind), at(other)};  // the node behind comes next
   std::atomic<bool> expired{false};
-  o.on_state = [&expired](ConnectionState s) {
-    if (s == ConnectionState::session_expired) expired = true;
-  };
+  flag_expiry(o, expired);
   auto watcher = connect(o);
   auto writer = connect(client_options_timed(c, other));
   ASSERT_TRUE(watcher && writer);
@@ -356,14 +354,10 @@ TEST(Client, AnIdleWatcherOnTheMinoritySideOfAPartitionMovesAndKeepsItsSession) 
   c.start_all();
   auto leader = c.wait_for_leader(10s);
   ASSERT_NE(leader, 0u);
-  std::uint64_t cut = 0;
-  for (auto id : c.ids())
-    if (id != leader) cut = id;
+  auto cut = a_follower(c, leader);
   ClientOptions o = client_options_timed(c, cut, 4000ms);
   std::atomic<bool> expired{false};
-  o.on_state = [&expired](ConnectionState s) {
-    if (s == ConnectionState::session_expired) expired = true;
-  };
+  flag_expiry(o, expired);
   auto watcher = connect(o);
   auto writer = connect(client_options_timed(c, leader));
   ASSERT_TRUE(watcher && writer);
