@@ -376,5 +376,54 @@ TEST(NodeSnapshot, ClientAddressesSurviveInTheSnapshot) {
   EXPECT_EQ((*n)->status().members.at(0).client_address, "127.0.0.1:7777");
 }
 
+// Issue 13: client-address entries (kind 3) from a hostile or broken leader are checked when
+// applied: a truncated one, a bad host:port, an oversized or unprintable one, one for a node not
+// in the address book are ignored (the same on every replica: a pure function of the entry and
+// the replicated book), never a crash; a valid one is applied, and a later bad one leaves it.
+TEST(NodeRecovery, BadClientAddressEntriesAreIgnoredWhenApplied) {
+  TempDir d;
+  auto o = options(d.path, {{NodeId{1}, addr()}});
+  auto kind3 = [](std::uint64_t id, const std::string& a) {
+    std::string p(1, '\x03');
+    le::put_u64(p, id);
+    return p + a;
+  };
+  std::vector<std::string> payloads = {
+      std::string("\x03\x01\x00", 3),          // truncated id
+      kind3(1, "127.0.0.1:7777"),               // valid
+      kind3(1, "no-port"),                      // not host:port
+      kind3(1, "127.0.0.1:99999"),              // port out of range
+      kind3(1, std::string(400, 'a') + ":1"),   // too long
+      kind3(1, "bad\"quote:1"),                 // would break /status JSON
+      kind3(1, "127.0.0.1:1 x"),                // a space
+      kind3(9, "127.0.0.1:9999"),               // not a member
+  };
+  {
+    auto dd = storage::DataDir::open(d.path, kCluster, 1);
+    ASSERT_TRUE(dd.has_value());
+    storage::Recovered rec;
+    auto w = storage::Wal::open((*dd)->wal_dir(), storage::WalOptions{}, &rec);
+    ASSERT_TRUE(w.has_value());
+    storage::WriteBatch b;
+    raft::ConfState conf;
+    conf.voters = {NodeId{1}};
+    b.entries.push_back(Entry{Term{1}, Index{1}, EntryType::conf_change, raft::encode_conf_state(conf)});
+    for (const auto& p : payloads) b.entries.push_back(Entry{Term{1}, Index{b.entries.size() + 1}, EntryType::normal, p});
+    b.hard_state = HardState{Term{1}, NodeId{1}, Index{b.entries.size()}};
+    ASSERT_TRUE((*w)->write(b).has_value());
+  }
+  asio::io_context io;
+  Metrics metrics;
+  auto n = Node::open(io, o, std::make_unique<RawLog>(), metrics);
+  ASSERT_TRUE(n.has_value()) << n.error();
+  Node& node = **n;
+  node.start();
+  ASSERT_TRUE(run_until(io, [&] { return node.status().applied >= Index{payloads.size() + 1}; }));
+  auto s = node.status();
+  ASSERT_EQ(s.members.size(), 1u);
+  EXPECT_EQ(s.members[0].client_address, "127.0.0.1:7777");
+  EXPECT_EQ(node.status_json().find("9999"), std::string::npos) << node.status_json();
+}
+
 }  // namespace
 }  // namespace tern::service
