@@ -867,8 +867,10 @@ std::string Replica::client_address_payload(NodeId id, std::string_view address)
 
 // A member whose configured client address differs from the replicated one announces it
 // through the log: itself when leader, else forwarded to the leader (thesis §6.2), which
-// records it under this node's id. Retried (paced by election_ticks) until an entry with this
-// address is applied here; announcing the same address again changes nothing.
+// records it under this node's id. Retried until an entry with this address is applied here,
+// the pause doubling from one election timeout to 64 (a leader of an older version, which
+// ignores the kind and appends the address as a command, gets one entry a minute, not a
+// second); announcing the same address again changes nothing.
 void Replica::maybe_announce_client_address() {
   if (announce_backoff_ > 0) --announce_backoff_;
   if (opt_.client_address.empty() || announcing_ || announce_backoff_ > 0) return;
@@ -881,7 +883,7 @@ void Replica::maybe_announce_client_address() {
     return;
   }
   announcing_ = true;
-  announce_backoff_ = opt_.election_ticks;
+  announce_backoff_ = opt_.election_ticks << std::min<std::uint32_t>(announce_attempts_++, 6);
   auto done = [this, alive = alive_](const Result<Committed, NodeError>& r) {
     if (!*alive) return;
     announcing_ = false;

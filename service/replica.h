@@ -289,6 +289,7 @@ class Replica {
   std::map<raft::NodeId, std::string> client_addresses_;
   bool announcing_ = false;                 // this node's client address is being proposed
   std::uint32_t announce_backoff_ = 0;  // ticks until the next try
+  std::uint32_t announce_attempts_ = 0;
   struct Pending {
     raft::Term term;
     ProposeCallback done;

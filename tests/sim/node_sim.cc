@@ -158,6 +158,8 @@ class Sim {
       o.data_dir = "/data/n" + std::to_string(n->id.value);
       for (int v = 1; v <= opt_.voters; ++v) o.initial_cluster[NodeId{static_cast<std::uint64_t>(v)}] = address(v);
       o.initial_cluster[n->id] = address(static_cast<int>(n->id.value));
+      // Issue 13: each node announces a client address through the log (forwarded under faults).
+      o.client_address = "10.0.1." + std::to_string(n->id.value) + ":7201";
       o.bootstrap = n->id.value <= static_cast<std::uint64_t>(opt_.voters);
       o.tick = std::chrono::milliseconds(kTickMs);
       o.election_ticks = 10;
