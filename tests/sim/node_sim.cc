@@ -216,6 +216,17 @@ class Sim {
       }
       fail("no leader committed a write within " + std::to_string(opt_.liveness_ms) + " ms after healing" + state);
     }
+    // Issue 13: a member's client address, where known, is the one that member announced
+    // (a forwarded announcement is recorded under its sender's id, never another's).
+    for (auto& n : nodes_) {
+      if (!n->up || failed()) continue;
+      for (const auto& m : n->r->status().members) {
+        if (m.client_address.empty()) continue;
+        ++out_.client_addresses_known;
+        if (m.client_address != "10.0.1." + std::to_string(m.id.value) + ":7201")
+          fail("n" + std::to_string(n->id.value) + " says n" + std::to_string(m.id.value) + "'s client address is " + m.client_address);
+      }
+    }
     for (auto& n : nodes_) {
       if (n->up) {
         n->r->crash();
