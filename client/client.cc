@@ -163,6 +163,9 @@ struct Client::Impl {
   std::map<std::string, capnp::Capability::Client> caps;
   std::size_t endpoint = 0;
   std::map<std::uint64_t, std::size_t> endpoint_of;  // node id -> endpoint index
+  // ClientOptions::discover_endpoints: the members' client addresses from the newest info
+  // answer, which the endpoint source returns (empty: none known yet).
+  std::vector<std::string> discovered;
   std::map<std::uint64_t, Watch> watches;            // local watch id -> watch
   std::uint64_t next_watch = 1;
   kj::Own<kj::TaskSet> tasks;
@@ -266,6 +269,24 @@ struct Client::Impl {
     endpoint_of = std::move(of);
   }
 
+  // An info answer: its members' announced client addresses become the discovered endpoints.
+  // A member whose address is not known yet (a node that has not announced it, or an older
+  // version) keeps the endpoints in use too, so nothing reachable is dropped on its account.
+  void note_members(api::ServerInfo::Reader info) {
+    if (!opt.discover_endpoints) return;
+    std::vector<std::string> found;
+    bool complete = true;
+    for (auto m : info.getMembers()) {
+      std::string a = m.getClientAddress();
+      if (a.empty()) complete = false;
+      else if (std::find(found.begin(), found.end(), a) == found.end()) found.push_back(std::move(a));
+    }
+    if (!complete)
+      for (const auto& e : opt.endpoints)
+        if (std::find(found.begin(), found.end(), e) == found.end()) found.push_back(e);
+    discovered = std::move(found);
+  }
+
   kj::Promise<Conn*> connected() {
     KJ_IF_MAYBE(c, conn) { return c->get(); }
     refresh_endpoints();
@@ -282,6 +303,7 @@ struct Client::Impl {
       conn = kj::mv(c);
       return raw->tern.infoRequest().send().then([this, raw](auto info) {
         raw->node_id = info.getInfo().getNodeId();
+        note_members(info.getInfo());
         endpoint_of[raw->node_id] = endpoint % opt.endpoints.size();
         endpoint_ok(endpoint % opt.endpoints.size());
         return raw;
@@ -781,6 +803,11 @@ std::unique_ptr<Client> Client::connect(ClientOptions options, std::string* erro
   }
   impl->connector = *connector;
   impl->health.resize(impl->opt.endpoints.size());
+  if (impl->opt.discover_endpoints && !impl->opt.endpoint_source) {
+    // The cluster's answer is the endpoint source (refresh_endpoints, loop thread only).
+    Impl* self = impl.get();
+    impl->opt.endpoint_source = [self] { return self->discovered; };
+  }
   do impl->secret = impl->rng();
   while (impl->secret == 0);
   std::promise<void> ready;
@@ -851,6 +878,28 @@ std::unique_ptr<Client> Client::connect(ClientOptions options, std::string* erro
         }
       };
       return Loop::go(raw, interval, interval);
+    }));
+  });
+  // Endpoint discovery: ask the connected node for the members every endpoint_refresh, so the
+  // rotation has the members added since before the node in use goes away. A failed ask
+  // changes nothing (the failover path is the requests', not this loop's).
+  if (raw->opt.discover_endpoints) raw->executor->executeSync([raw] {
+    raw->tasks->add(kj::evalLater([raw]() -> kj::Promise<void> {
+      struct Loop {
+        static kj::Promise<void> go(Impl* impl) {
+          auto every = std::max<std::int64_t>(impl->opt.endpoint_refresh.count(), 10);
+          return impl->io->provider->getTimer().afterDelay(every * kj::MILLISECONDS).then([impl, every] {
+            kj::Promise<void> ask = kj::READY_NOW;
+            KJ_IF_MAYBE(c, impl->conn) {
+              auto info = c->get()->tern.infoRequest().send().then([impl](auto r) { impl->note_members(r.getInfo()); });
+              ask = impl->with_timeout(kj::mv(info), std::chrono::milliseconds(every))
+                        .catch_([](kj::Exception&&) {});
+            }
+            return ask.then([impl] { return go(impl); });
+          });
+        }
+      };
+      return Loop::go(raw);
     }));
   });
   return c;

@@ -434,7 +434,7 @@ void Core::step_leader(Message& m) {
                  [&](HeartbeatReply& r) { handle_heartbeat_reply(m, r); },
                  [&](InstallSnapshotReply& r) { handle_snapshot_reply(m, r); },
                  [&](ReadIndexRequest& r) { handle_read_index_request(m.from, std::move(r.context)); },
-                 [&](ProposeRequest& r) { forwarded_.push_back(Forwarded{m.from, r.context, std::move(r.command), r.trace}); },
+                 [&](ProposeRequest& r) { forwarded_.push_back(Forwarded{m.from, r.context, std::move(r.command), r.trace, r.kind}); },
                  [&](ProposeReply& r) { on_propose_reply(m, r); },
                  [&](VoteRequest& r) { handle_vote_request(m, r); },
                  [&](auto&) {},
@@ -886,11 +886,12 @@ void Core::set_conf(ConfState conf) {
 // ---------------------------------------------------------------------------------------------
 // Proposal forwarding (thesis §6.2).
 
-Result<void, ProposeError> Core::forward(std::uint64_t context, std::string command, std::uint64_t trace) {
+Result<void, ProposeError> Core::forward(std::uint64_t context, std::string command, std::uint64_t trace,
+                                         std::uint8_t kind) {
   if (role_ == Role::leader) return fail(ProposeError{RaftError::not_leader, leader_});  // propose instead
   if (leader_ == no_node) return fail(ProposeError{RaftError::no_leader, no_node});
   if (command.size() > config_.max_entry_bytes) return fail(ProposeError{RaftError::entry_too_large, leader_});
-  send(leader_, ProposeRequest{context, std::move(command), trace});
+  send(leader_, ProposeRequest{context, std::move(command), trace, kind});
   return {};
 }
 

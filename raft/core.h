@@ -125,8 +125,10 @@ class Core {
   // if none is known); a Placed{context, ...} appears in a later Ready when the leader answers.
   // On the leader, forwarded commands appear in Ready::forwarded; the driver proposes each and
   // answers with answer_forwarded (the index it got, or the error).
-  // `trace` (a client's request id) travels with it for the leader's log lines only.
-  Result<void, ProposeError> forward(std::uint64_t context, std::string command, std::uint64_t trace = 0);
+  // `trace` (a client's request id) travels with it for the leader's log lines only; `kind`
+  // tells the leader's driver what the command is (ProposeRequest::kind).
+  Result<void, ProposeError> forward(std::uint64_t context, std::string command, std::uint64_t trace = 0,
+                                     std::uint8_t kind = 0);
   void answer_forwarded(NodeId to, std::uint64_t context, const Result<Index, ProposeError>& placed);
   Result<void, ProposeError> transfer_leadership(NodeId target);
   // The application holds a snapshot of everything up to `upto` (<= applied); drop that prefix.

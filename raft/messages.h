@@ -98,6 +98,10 @@ struct ProposeRequest {
   // The client's request id (0: none), so the leader's log lines name it too (docs/client.md,
   // Request ids). Carried for tracing only: the protocol never looks at it.
   std::uint64_t trace = 0;
+  // What `command` is, for the driver (0: a client's command). The core never looks at it.
+  // ternd: 3 = the sender's own client address (service/replica.h), which the leader records
+  // under the sender's id.
+  std::uint8_t kind = 0;
 };
 
 struct ProposeReply {

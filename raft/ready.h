@@ -45,6 +45,7 @@ struct Forwarded {
   std::uint64_t context = 0;
   std::string command;
   std::uint64_t trace = 0;  // the client's request id (ProposeRequest::trace), for logs
+  std::uint8_t kind = 0;    // ProposeRequest::kind
 };
 
 // Where the leader put a command this node forwarded: wait for (index, term) to apply.

@@ -147,6 +147,7 @@ class AdminImpl final : public proto::Admin::Server {
       ms[i].setId(s.members[i].id.value);
       ms[i].setAddress(s.members[i].address);
       ms[i].setVoter(s.members[i].voter);
+      ms[i].setClientAddress(s.members[i].client_address);
       ms[i].setMatchIndex(s.members[i].match.value);
     }
     return kj::READY_NOW;

@@ -680,6 +680,7 @@ class TernImpl final : public api::Tern::Server {
     for (unsigned i = 0; i < s.members.size(); ++i) {
       ms[i].setId(s.members[i].id.value);
       ms[i].setVoter(s.members[i].voter);
+      ms[i].setClientAddress(s.members[i].client_address);
     }
     return kj::READY_NOW;
   }

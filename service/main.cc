@@ -164,6 +164,7 @@ int main(int argc, char** argv) {
   no.id = tern::raft::NodeId{cfg->id};
   no.cluster_id = cluster_id_of(cfg->cluster_name);
   no.data_dir = cfg->data_dir;
+  no.client_address = cfg->client_addr;  // announced to the cluster (clients discover it)
   for (const auto& p : cfg->initial_cluster) no.initial_cluster[tern::raft::NodeId{p.id}] = p.host + ":" + std::to_string(p.port);
   no.bootstrap = cfg->initial_cluster_state == "new";
   no.tick = std::chrono::milliseconds(cfg->heartbeat_interval_ms);

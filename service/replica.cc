@@ -22,6 +22,8 @@ namespace {
 
 constexpr std::uint8_t kKindCommand = 1;
 constexpr std::uint8_t kKindAddress = 2;
+constexpr std::uint8_t kKindClientAddress = 3;
+constexpr std::size_t kMaxClientAddressBytes = 300;  // a 253-byte DNS name, brackets, ":65535"
 constexpr std::uint64_t kReadyLagEntries = 1000;  // /readyz: applied within this many entries of commit
 
 std::uint64_t micros_between(Clock::time_point t, Clock::time_point now) {
@@ -55,6 +57,17 @@ void expire_started_before(Map& waiting, Clock::time_point limit, Expire expire)
     it = waiting.erase(it);
     expire(v);
   }
+}
+
+// A client address as entries and snapshots may carry it: "host:port" (service/config.h), at
+// most kMaxClientAddressBytes, printable ASCII without quotes, backslashes or spaces (it goes
+// into JSON and to clients as is). Checked before proposing and again when applying or
+// restoring, where a bad one (a hostile or corrupt peer) is ignored the same way everywhere.
+bool valid_client_address(std::string_view a) {
+  if (a.empty() || a.size() > kMaxClientAddressBytes) return false;
+  for (char c : a)
+    if (c <= ' ' || c > '~' || c == '"' || c == '\\') return false;
+  return parse_host_port(std::string(a)).has_value();
 }
 
 }  // namespace
@@ -256,6 +269,7 @@ void Replica::tick() {
   core_->tick();
   flush_deferred_hard_state(false);
   maybe_propose_clock_tick();
+  maybe_announce_client_address();
   expire_orphaned_proposals();
   expire_forwarding();
   expire_reads();
@@ -499,12 +513,15 @@ void Replica::apply_entry(const raft::Entry& e) {
     } else if (kind == kKindAddress && e.data.size() >= 9) {
       NodeId id{le::get_u64(e.data.data() + 1)};
       set_address(id, e.data.substr(9));
+    } else if (kind == kKindClientAddress) {
+      apply_client_address(e.index, std::string_view(e.data).substr(1));
     } else {
       spdlog::error("entry {} has an unknown payload kind {}; skipped", e.index.value, kind);
     }
   } else if (e.type == raft::EntryType::conf_change) {
     if (auto cc = raft::decode_conf_change(e.data); cc && cc->type == raft::ConfChangeType::remove_node) {
       addresses_.erase(cc->node);
+      client_addresses_.erase(cc->node);
       if (cc->node != opt_.id) env_.transport->remove_peer(cc->node);
       if (cc->node == opt_.id) spdlog::warn("this node was removed from the cluster at index {}", e.index.value);
     }
@@ -786,7 +803,15 @@ void Replica::on_forwarded(std::vector<raft::Forwarded>& forwarded) {
   // core like any proposal; the answer says where it went (or why not).
   for (auto& f : forwarded) {
     Result<Index, raft::ProposeError> r = fail(raft::ProposeError{raft::RaftError::not_leader, core_->leader()});
-    if (!stopped_ && pending_.size() < opt_.max_pending_proposals) r = core_->propose(stamped(f.command));
+    bool room = !stopped_ && pending_.size() < opt_.max_pending_proposals;
+    if (f.kind == kKindClientAddress) {
+      // The sender's own client address, recorded under the sender's id (never another's). A
+      // bad one is refused (the reply says only "not taken").
+      if (room && valid_client_address(f.command) && addresses_.count(f.from) != 0)
+        r = core_->propose(client_address_payload(f.from, f.command));
+    } else if (f.kind == 0) {
+      if (room) r = core_->propose(stamped(f.command));
+    }  // another kind comes from a newer version: refused
     // The client's request id, so a forwarded write can be followed on the leader too.
     if (f.trace != 0)
       spdlog::debug("[n{} t{}] request {:016x} forwarded by n{}: {}", opt_.id.value, core_->term().value, f.trace,
@@ -829,6 +854,62 @@ void Replica::propose_conf(const raft::ConfChange& cc, ProposeCallback done) {
   auto r = core_->propose_conf_change(cc);
   if (!r) return done(fail(error_from(r.error())));
   track(*r, std::move(done));
+}
+
+// ---- the members' client addresses (issue 13) ------------------------------------------------
+
+std::string Replica::client_address_payload(NodeId id, std::string_view address) {
+  std::string payload(1, static_cast<char>(kKindClientAddress));
+  le::put_u64(payload, id.value);
+  payload += address;
+  return payload;
+}
+
+// A member whose configured client address differs from the replicated one announces it
+// through the log: itself when leader, else forwarded to the leader (thesis §6.2), which
+// records it under this node's id. Retried until an entry with this address is applied here,
+// the pause doubling from one election timeout to 64 (a leader of an older version, which
+// ignores the kind and appends the address as a command, gets one entry a minute, not a
+// second); announcing the same address again changes nothing.
+void Replica::maybe_announce_client_address() {
+  if (announce_backoff_ > 0) --announce_backoff_;
+  if (opt_.client_address.empty() || announcing_ || announce_backoff_ > 0) return;
+  if (auto it = client_addresses_.find(opt_.id); it != client_addresses_.end() && it->second == opt_.client_address) return;
+  // Only a member (a removed node's announcement would be ignored), once it knows a leader.
+  if (addresses_.count(opt_.id) == 0 || core_->leader() == NodeId{} || stopped_) return;
+  if (!valid_client_address(opt_.client_address)) {
+    spdlog::error("client address '{}' is not a valid host:port; not announced", opt_.client_address);
+    opt_.client_address.clear();
+    return;
+  }
+  announcing_ = true;
+  announce_backoff_ = opt_.election_ticks << std::min<std::uint32_t>(announce_attempts_++, 6);
+  auto done = [this, alive = alive_](const Result<Committed, NodeError>& r) {
+    if (!*alive) return;
+    announcing_ = false;
+    if (!r) spdlog::debug("[n{}] client address not announced yet: {}", opt_.id.value, r.error().message);
+  };
+  if (core_->role() == raft::Role::leader) return propose_raw(client_address_payload(opt_.id, opt_.client_address), done);
+  if (forwarding_.size() + pending_.size() >= opt_.max_pending_proposals) return done(fail(NodeError{NodeErrc::busy, core_->leader(), "busy"}));
+  std::uint64_t id = ++next_forward_id_;
+  if (auto r = core_->forward(id, opt_.client_address, 0, kKindClientAddress); !r) return done(fail(error_from(r.error())));
+  forwarding_[id] = Forwarding{std::move(done), env_.clock->now()};
+  schedule_drive();
+}
+
+void Replica::apply_client_address(Index index, std::string_view data) {
+  // Every replica applies the same entries to the same book, so each makes the same choice.
+  if (data.size() < 8) {
+    spdlog::error("entry {}: a truncated client address; ignored", index.value);
+    return;
+  }
+  NodeId id{le::get_u64(data.data())};
+  auto address = data.substr(8);
+  if (!valid_client_address(address) || addresses_.count(id) == 0) {
+    spdlog::warn("entry {}: client address of n{} ignored (not a member, or not host:port)", index.value, id.value);
+    return;
+  }
+  client_addresses_[id] = std::string(address);
 }
 
 void Replica::add_member(NodeId id, std::string address, bool learner, ProposeCallback done) {
@@ -941,8 +1022,9 @@ NodeStatus Replica::status() const {
   s.applied_commands = applier_->applied_commands();
   s.pending = pending_.size();
   auto add = [&](NodeId id, bool voter) {
-    MemberStatus m{id, "", voter, Index{0}};
+    MemberStatus m{id, "", "", voter, Index{0}};
     if (auto it = addresses_.find(id); it != addresses_.end()) m.address = it->second;
+    if (auto it = client_addresses_.find(id); it != client_addresses_.end()) m.client_address = it->second;
     if (id == opt_.id) {
       m.match = core_->stable_index();
     } else if (const auto* pr = core_->progress(id)) {
@@ -970,7 +1052,8 @@ std::string Replica::status_json() const {
     const auto& m = s.members[i];
     if (i > 0) out += ",";
     // Addresses come from validated host:port strings: no characters that need escaping.
-    out += "{\"id\":" + std::to_string(m.id.value) + ",\"address\":\"" + m.address + "\",\"voter\":" +
+    out += "{\"id\":" + std::to_string(m.id.value) + ",\"address\":\"" + m.address + "\",\"client_address\":\"" +
+           m.client_address + "\",\"voter\":" +
            (m.voter ? "true" : "false") + ",\"match_index\":" + std::to_string(m.match.value) + "}";
   }
   out += "]}\n";
@@ -1001,41 +1084,70 @@ void Replica::update_metrics() {
 
 // ---- the node's replicated state: address book + applier ------------------------------------
 
-// The node's own part of a snapshot, before the applier's (the format of decode_state).
-std::string Replica::encode_prefix() const {
-  std::string out = "TNS1";
-  le::put_u32(out, static_cast<std::uint32_t>(addresses_.size()));
-  for (const auto& [id, addr] : addresses_) {
+namespace {
+
+void put_book(std::string& out, const std::map<NodeId, std::string>& book) {
+  le::put_u32(out, static_cast<std::uint32_t>(book.size()));
+  for (const auto& [id, addr] : book) {
     le::put_u64(out, id.value);
     le::put_u32(out, static_cast<std::uint32_t>(addr.size()));
     out += addr;
   }
+}
+
+// count u32 | count x (id u64 | len u32 | len bytes), consumed from the front of `d`.
+Result<std::map<NodeId, std::string>, std::string> get_book(std::string_view& d, const char* what) {
+  if (d.size() < 4) return fail(std::string("truncated ") + what);
+  std::uint32_t count = le::get_u32(d.data());
+  d.remove_prefix(4);
+  std::map<NodeId, std::string> book;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    if (d.size() < 12) return fail(std::string("truncated ") + what);
+    NodeId id{le::get_u64(d.data())};
+    std::uint32_t len = le::get_u32(d.data() + 8);
+    d.remove_prefix(12);
+    if (d.size() < len) return fail(std::string("truncated ") + what);
+    book[id] = std::string(d.substr(0, len));
+    d.remove_prefix(len);
+  }
+  return book;
+}
+
+}  // namespace
+
+// The node's own part of a snapshot, before the applier's (the format of decode_state;
+// docs/storage-format.md). "TNS2" adds the members' client addresses to "TNS1".
+std::string Replica::encode_prefix() const {
+  std::string out = "TNS2";
+  put_book(out, addresses_);
   le::put_u64(out, last_cluster_time_ms_);
+  put_book(out, client_addresses_);
   return out;
 }
 
 Result<void, std::string> Replica::decode_state(std::string_view d) {
-  auto need = [&](std::size_t n) { return d.size() >= n; };
-  if (!need(8) || d.substr(0, 4) != "TNS1") return fail(std::string("not a tern node snapshot"));
-  std::uint32_t count = le::get_u32(d.data() + 4);
-  d.remove_prefix(8);
-  std::map<NodeId, std::string> book;
-  for (std::uint32_t i = 0; i < count; ++i) {
-    if (!need(12)) return fail(std::string("truncated address book"));
-    NodeId id{le::get_u64(d.data())};
-    std::uint32_t len = le::get_u32(d.data() + 8);
-    d.remove_prefix(12);
-    if (!need(len)) return fail(std::string("truncated address book"));
-    book[id] = std::string(d.substr(0, len));
-    d.remove_prefix(len);
-  }
-  if (!need(8)) return fail(std::string("truncated snapshot"));
+  if (d.size() < 4 || (d.substr(0, 4) != "TNS1" && d.substr(0, 4) != "TNS2"))
+    return fail(std::string("not a tern node snapshot"));
+  bool v2 = d.substr(0, 4) == "TNS2";
+  d.remove_prefix(4);
+  auto book = get_book(d, "address book");
+  if (!book) return fail(book.error());
+  if (d.size() < 8) return fail(std::string("truncated snapshot"));
   std::uint64_t t = le::get_u64(d.data());
   d.remove_prefix(8);
+  std::map<NodeId, std::string> clients;  // TNS1: none known yet (each member announces again)
+  if (v2) {
+    auto c = get_book(d, "client addresses");
+    if (!c) return fail(c.error());
+    // Checked like an entry: a bad one is dropped, the same on every node restoring this file.
+    for (auto& [id, a] : *c)
+      if (valid_client_address(a)) clients[id] = std::move(a);
+  }
   if (auto r = applier_->restore(d); !r) return r;
   last_cluster_time_ms_ = t;
+  client_addresses_ = std::move(clients);
   // Our own initial address for ourselves stays (it is what we listen on).
-  for (const auto& [id, addr] : book) {
+  for (const auto& [id, addr] : *book) {
     if (core_) {
       set_address(id, addr);
     } else {

@@ -19,6 +19,9 @@
 // Log entry payloads (docs/protocol.md): byte 0 is the kind;
 //   1 = command:        cluster_time_ms u64 LE | command bytes   (to the Applier)
 //   2 = member address: node id u64 LE | "host:port"             (the replicated address book)
+//   3 = client address: node id u64 LE | "host:port"             (where its clients connect)
+// A kind-3 entry is proposed by the leader for itself, or for a follower that forwarded its own
+// client address (raft::ProposeRequest::kind 3): the id is always the announcing node's.
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -44,6 +47,9 @@ struct NodeOptions {
   std::uint64_t cluster_id = 0;
   std::string data_dir;
   std::map<raft::NodeId, std::string> initial_cluster;  // id -> "host:port"
+  // This node's client address (ternd --client-addr), made replicated state so that clients
+  // can learn every member's (issue 13). Empty: none announced.
+  std::string client_address;
   bool bootstrap = true;  // a new cluster of initial_cluster; false: join an existing one
   std::chrono::milliseconds tick{100};
   std::uint32_t election_ticks = 10;
@@ -110,6 +116,7 @@ using SnapshotCallback = std::function<void(Result<storage::SnapshotFile, NodeEr
 struct MemberStatus {
   raft::NodeId id;
   std::string address;
+  std::string client_address;  // as the cluster announced it (empty: not yet known)
   bool voter = false;
   raft::Index match;  // known on the leader only
 };
@@ -255,6 +262,9 @@ class Replica {
   void expire_forwarding();
   NodeError error_from(const raft::ProposeError& e) const;
   void set_address(raft::NodeId id, const std::string& address);
+  void maybe_announce_client_address();
+  static std::string client_address_payload(raft::NodeId id, std::string_view address);
+  void apply_client_address(raft::Index index, std::string_view data);
   void observe_leader();
   [[noreturn]] void fatal(const std::string& what);
 
@@ -274,6 +284,12 @@ class Replica {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // guards posted work and write callbacks
 
   std::map<raft::NodeId, std::string> addresses_;  // the replicated address book
+  // The members' client addresses (entry kind 3), replicated like the book; a member's goes
+  // with its removal. In snapshots from "TNS2" on.
+  std::map<raft::NodeId, std::string> client_addresses_;
+  bool announcing_ = false;                 // this node's client address is being proposed
+  std::uint32_t announce_backoff_ = 0;  // ticks until the next try
+  std::uint32_t announce_attempts_ = 0;
   struct Pending {
     raft::Term term;
     ProposeCallback done;

@@ -127,6 +127,7 @@ struct ReadOptions {
 struct Member {
   id @0 :UInt64;
   voter @1 :Bool;
+  clientAddress @2 :Text;  # "host:port" the member announced (--client-addr); empty: not yet known
 }
 
 struct ServerInfo {

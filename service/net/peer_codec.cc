@@ -160,6 +160,7 @@ std::string encode_peer_frame(std::uint64_t cluster_id, const Message& m) {
                    b.setContext(r.context);
                    b.setCommand(bytes_of(r.command));
                    b.setTrace(r.trace);
+                   b.setKind(r.kind);
                  },
                  [&](const ProposeReply& r) {
                    auto b = body.initProposeReply();
@@ -261,7 +262,7 @@ Result<PeerFrame, CodecError> decode_peer_frame(std::string_view bytes, const Ex
       }
       case proto::PeerMessage::Body::PROPOSE_REQUEST: {
         auto b = body.getProposeRequest();
-        m.body = ProposeRequest{b.getContext(), string_of(b.getCommand()), b.getTrace()};
+        m.body = ProposeRequest{b.getContext(), string_of(b.getCommand()), b.getTrace(), b.getKind()};
         break;
       }
       case proto::PeerMessage::Body::PROPOSE_REPLY: {

@@ -31,6 +31,7 @@ struct Member {
   address @1 :Text;
   voter @2 :Bool;
   matchIndex @3 :UInt64;   # known on the leader only
+  clientAddress @4 :Text;  # the client address it announced (entry kind 3); empty: not yet known
 }
 
 struct NodeStatus {

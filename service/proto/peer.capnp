@@ -96,6 +96,7 @@ struct PeerMessage {
     context @0 :UInt64;
     command @1 :Data;
     trace @2 :UInt64;       # the client's request id (0: none), for the leader's log lines only
+    kind @3 :UInt8;         # 0: a client's command; 3: the sender's own client address (host:port)
   }
   struct ProposeReply {     # where the leader appended it (index, in the message's term)
     context @0 :UInt64;

@@ -12,6 +12,12 @@
 #include <set>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "tern/client.h"
 #include "tests/cluster/client_helpers.h"
 
@@ -589,6 +595,108 @@ TEST(Client, EndpointSourceReachesMembersAddedAfterTheGivenEndpointsAreGone) {
   EXPECT_NE(f.error, Error::ok) << "a client that knows only node 1 must not reach the cluster";
   std::lock_guard<std::mutex> lock(mu);
   EXPECT_GE(asked, 1);
+}
+
+// GET /status from a node's admin HTTP port (loopback, bounded): the body, empty if none.
+std::string admin_status(std::uint16_t port, std::chrono::milliseconds limit = 2000ms) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string got;
+  auto end = std::chrono::steady_clock::now() + limit;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    std::string req = "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+      while (std::chrono::steady_clock::now() < end) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 10) <= 0) continue;
+        char buf[4096];
+        auto n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        got.append(buf, static_cast<std::size_t>(n));
+        if (got.find("]}") != std::string::npos) break;  // the status JSON is complete
+      }
+    }
+  }
+  ::close(fd);
+  return got;
+}
+
+// Issue 13: the same membership turnover as above, but the client is told only node 1 and
+// discover_endpoints: the nodes announce their client addresses through the log, and the
+// library takes the members' from the info answers. A client without it cannot follow.
+TEST(Client, DiscoveredEndpointsReachMembersAddedAfterTheGivenEndpointsAreGone) {
+  Cluster c(ternd(), sm_cluster());
+  c.start_all();
+  ASSERT_NE(c.wait_for_leader(10s), 0u);
+  auto addr = [&](std::uint64_t id) { return "127.0.0.1:" + std::to_string(c.node(id).client_port); };
+  ClientOptions fixed_opt;
+  fixed_opt.endpoints = {addr(1)};
+  fixed_opt.request_timeout = 3s;
+  apply_client_tls(c, fixed_opt);
+  ClientOptions found_opt = fixed_opt;
+  found_opt.discover_endpoints = true;
+  auto fixed = connect_client(fixed_opt);
+  auto found = connect_client(found_opt);
+  ASSERT_TRUE(fixed && found);
+  ASSERT_EQ(found->create("/before", "1").error, Error::ok);
+  ASSERT_EQ(fixed->create("/before-fixed", "1").error, Error::ok);
+
+  for (std::uint64_t id : {4u, 5u}) {
+    auto leader = c.wait_for_leader(10s);
+    ASSERT_NE(leader, 0u);
+    c.add_spare(id);
+    c.start_joining(id);
+    auto r = c.add_member(leader, id, c.peer_address(id), /*learner=*/true);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->code, proto::AdminCode::OK) << r->message;
+    ASSERT_TRUE(c.wait_applied({id}, r->index, 15s)) << "node " << id << " did not catch up";
+    r = c.promote_member(leader, id);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->code, proto::AdminCode::OK) << r->message;
+  }
+  // The new members' announcements are applied on node 1 (the client's node): its /status
+  // shows their client addresses. Then two refresh periods for the library to ask.
+  auto announced = [&] {
+    auto s = admin_status(c.node(1).admin_port);
+    return s.find("\"client_address\":\"" + addr(4) + "\"") != std::string::npos &&
+           s.find("\"client_address\":\"" + addr(5) + "\"") != std::string::npos;
+  };
+  auto until = std::chrono::steady_clock::now() + 10s;
+  while (!announced() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(announced()) << "nodes 4 and 5 did not announce their client addresses: " << admin_status(c.node(1).admin_port);
+  std::this_thread::sleep_for(2 * found_opt.endpoint_refresh);
+
+  for (std::uint64_t id : {1u, 2u, 3u}) {
+    auto leader = c.wait_for_leader(10s);
+    ASSERT_NE(leader, 0u);
+    if (leader == id) {
+      auto t = c.transfer_leadership(leader, 4);
+      ASSERT_TRUE(t);
+      ASSERT_EQ(t->code, proto::AdminCode::OK) << t->message;
+      leader = c.wait_for_leader(10s, id);
+      ASSERT_NE(leader, 0u);
+    }
+    auto r = c.remove_member(leader, id);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->code, proto::AdminCode::OK) << r->message;
+    c.terminate(id);
+  }
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  // A removed member's client address goes with it.
+  auto s = admin_status(c.node(leader).admin_port);
+  EXPECT_EQ(s.find("\"client_address\":\"" + addr(1) + "\""), std::string::npos) << s;
+
+  auto w = found->create("/after", "2");
+  EXPECT_EQ(w.error, Error::ok) << w.message;
+  auto g = found->get("/before");
+  EXPECT_EQ(g.error, Error::ok) << g.message;
+  auto f = fixed->create("/after-fixed", "2");
+  EXPECT_NE(f.error, Error::ok) << "a client that knows only node 1 must not reach the cluster";
 }
 
 TEST(Client, AbsurdArgumentsGetTypedErrorsAndTheNodesCarryOn) {

@@ -303,18 +303,24 @@ TEST(NodeSnapshot, ASnapshotCapturedInSlicesWhileWritesApplyIsTheStateAtItsIndex
   ASSERT_TRUE(run_until(io, [&] { return done == sent; }));
   EXPECT_EQ(failed, 0);
   node.stop();
-  // The newest snapshot file: the node's part (address book, cluster time), then the state machine's.
+  // The newest snapshot file: the node's part (address book, cluster time, client addresses),
+  // then the state machine's.
   storage::SnapshotStore snaps(d.path + "/snap");
   auto f = snaps.load_newest();
   ASSERT_TRUE(f.has_value() && f->has_value());
   auto data = snaps.read_all(**f);
   ASSERT_TRUE(data.has_value());
   std::string_view rest(*data);
-  ASSERT_EQ(rest.substr(0, 4), "TNS1");
-  std::uint32_t members = le::get_u32(rest.data() + 4);
-  rest.remove_prefix(8);
-  for (std::uint32_t i = 0; i < members; ++i) rest.remove_prefix(12 + le::get_u32(rest.data() + 8));
-  rest.remove_prefix(8);
+  ASSERT_EQ(rest.substr(0, 4), "TNS2");
+  rest.remove_prefix(4);
+  auto skip_book = [&] {
+    std::uint32_t count = le::get_u32(rest.data());
+    rest.remove_prefix(4);
+    for (std::uint32_t i = 0; i < count; ++i) rest.remove_prefix(12 + le::get_u32(rest.data() + 8));
+  };
+  skip_book();  // peer addresses
+  rest.remove_prefix(8);  // cluster time
+  skip_book();  // client addresses
   sm::StateMachine restored;
   ASSERT_TRUE(restored.restore(rest));
   Index at = (*f)->meta.index;
@@ -330,6 +336,93 @@ TEST(NodeSnapshot, ASnapshotCapturedInSlicesWhileWritesApplyIsTheStateAtItsIndex
   }
   EXPECT_EQ(restored.digest(), reference.digest()) << "the snapshot at " << at.value << " is not the state at its index";
   EXPECT_GT(later, 0u) << "no write applied after the snapshot's index";
+}
+
+// Issue 13: a node's client address is replicated state. Announced through the log, it is in
+// the snapshot ("TNS2"), so a node restored from the snapshot alone (before it replays or
+// applies anything) reports it; a node told nothing about it afterwards keeps it.
+TEST(NodeSnapshot, ClientAddressesSurviveInTheSnapshot) {
+  TempDir d;
+  auto o = options(d.path, {{NodeId{1}, addr()}});
+  o.client_address = "127.0.0.1:7777";
+  {
+    asio::io_context io;
+    Metrics metrics;
+    auto n = Node::open(io, o, std::make_unique<RawLog>(), metrics);
+    ASSERT_TRUE(n.has_value()) << n.error();
+    Node& node = **n;
+    EXPECT_EQ(node.status().members.at(0).client_address, "");
+    node.start();
+    ASSERT_TRUE(run_until(io, [&] { return node.status().members.at(0).client_address == "127.0.0.1:7777"; }))
+        << "the leader did not announce its client address";
+    bool saved = false;
+    node.snapshot_now([&](Result<storage::SnapshotFile, NodeError> r) {
+      ASSERT_TRUE(r.has_value()) << r.error().message;
+      saved = true;
+    });
+    ASSERT_TRUE(run_until(io, [&] { return saved; }));
+    EXPECT_NE(node.status_json().find("\"client_address\":\"127.0.0.1:7777\""), std::string::npos) << node.status_json();
+    node.stop();
+  }
+  o.client_address.clear();  // restarted knowing nothing of it: only the snapshot can tell
+  asio::io_context io;
+  Metrics metrics;
+  auto n = Node::open(io, o, std::make_unique<RawLog>(), metrics);
+  ASSERT_TRUE(n.has_value()) << n.error();
+  ASSERT_GT((*n)->status().snapshot, Index{0});
+  EXPECT_EQ((*n)->status().members.at(0).client_address, "127.0.0.1:7777") << "the snapshot lost the client address";
+  (*n)->start();
+  run_until(io, [] { return false; }, 100ms);
+  EXPECT_EQ((*n)->status().members.at(0).client_address, "127.0.0.1:7777");
+}
+
+// Issue 13: client-address entries (kind 3) from a hostile or broken leader are checked when
+// applied: a truncated one, a bad host:port, an oversized or unprintable one, one for a node not
+// in the address book are ignored (the same on every replica: a pure function of the entry and
+// the replicated book), never a crash; a valid one is applied, and a later bad one leaves it.
+TEST(NodeRecovery, BadClientAddressEntriesAreIgnoredWhenApplied) {
+  TempDir d;
+  auto o = options(d.path, {{NodeId{1}, addr()}});
+  auto kind3 = [](std::uint64_t id, const std::string& a) {
+    std::string p(1, '\x03');
+    le::put_u64(p, id);
+    return p + a;
+  };
+  std::vector<std::string> payloads = {
+      std::string("\x03\x01\x00", 3),          // truncated id
+      kind3(1, "127.0.0.1:7777"),               // valid
+      kind3(1, "no-port"),                      // not host:port
+      kind3(1, "127.0.0.1:99999"),              // port out of range
+      kind3(1, std::string(400, 'a') + ":1"),   // too long
+      kind3(1, "bad\"quote:1"),                 // would break /status JSON
+      kind3(1, "127.0.0.1:1 x"),                // a space
+      kind3(9, "127.0.0.1:9999"),               // not a member
+  };
+  {
+    auto dd = storage::DataDir::open(d.path, kCluster, 1);
+    ASSERT_TRUE(dd.has_value());
+    storage::Recovered rec;
+    auto w = storage::Wal::open((*dd)->wal_dir(), storage::WalOptions{}, &rec);
+    ASSERT_TRUE(w.has_value());
+    storage::WriteBatch b;
+    raft::ConfState conf;
+    conf.voters = {NodeId{1}};
+    b.entries.push_back(Entry{Term{1}, Index{1}, EntryType::conf_change, raft::encode_conf_state(conf)});
+    for (const auto& p : payloads) b.entries.push_back(Entry{Term{1}, Index{b.entries.size() + 1}, EntryType::normal, p});
+    b.hard_state = HardState{Term{1}, NodeId{1}, Index{b.entries.size()}};
+    ASSERT_TRUE((*w)->write(b).has_value());
+  }
+  asio::io_context io;
+  Metrics metrics;
+  auto n = Node::open(io, o, std::make_unique<RawLog>(), metrics);
+  ASSERT_TRUE(n.has_value()) << n.error();
+  Node& node = **n;
+  node.start();
+  ASSERT_TRUE(run_until(io, [&] { return node.status().applied >= Index{payloads.size() + 1}; }));
+  auto s = node.status();
+  ASSERT_EQ(s.members.size(), 1u);
+  EXPECT_EQ(s.members[0].client_address, "127.0.0.1:7777");
+  EXPECT_EQ(node.status_json().find("9999"), std::string::npos) << node.status_json();
 }
 
 }  // namespace

@@ -49,7 +49,7 @@ Message random_message() {
     case 8: m.body = TimeoutNow{}; break;
     case 9: m.body = ReadIndexRequest{*rc::gen::arbitrary<std::string>()}; break;
     case 10: m.body = ReadIndexReply{*rc::gen::arbitrary<std::string>(), Index{*u64()}, *rc::gen::arbitrary<bool>()}; break;
-    case 11: m.body = ProposeRequest{*u64(), *rc::gen::arbitrary<std::string>(), *u64()}; break;
+    case 11: m.body = ProposeRequest{*u64(), *rc::gen::arbitrary<std::string>(), *u64(), *rc::gen::arbitrary<std::uint8_t>()}; break;
     default: m.body = ProposeReply{*u64(), Index{*u64()}, *rc::gen::arbitrary<bool>()}; break;
   }
   return m;

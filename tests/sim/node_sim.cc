@@ -158,6 +158,8 @@ class Sim {
       o.data_dir = "/data/n" + std::to_string(n->id.value);
       for (int v = 1; v <= opt_.voters; ++v) o.initial_cluster[NodeId{static_cast<std::uint64_t>(v)}] = address(v);
       o.initial_cluster[n->id] = address(static_cast<int>(n->id.value));
+      // Issue 13: each node announces a client address through the log (forwarded under faults).
+      o.client_address = "10.0.1." + std::to_string(n->id.value) + ":7201";
       o.bootstrap = n->id.value <= static_cast<std::uint64_t>(opt_.voters);
       o.tick = std::chrono::milliseconds(kTickMs);
       o.election_ticks = 10;
@@ -213,6 +215,17 @@ class Sim {
                  " voters " + std::to_string(c.conf_state().voters.size()) + (n->r->persisting() ? " persisting" : "");
       }
       fail("no leader committed a write within " + std::to_string(opt_.liveness_ms) + " ms after healing" + state);
+    }
+    // Issue 13: a member's client address, where known, is the one that member announced
+    // (a forwarded announcement is recorded under its sender's id, never another's).
+    for (auto& n : nodes_) {
+      if (!n->up || failed()) continue;
+      for (const auto& m : n->r->status().members) {
+        if (m.client_address.empty()) continue;
+        ++out_.client_addresses_known;
+        if (m.client_address != "10.0.1." + std::to_string(m.id.value) + ":7201")
+          fail("n" + std::to_string(n->id.value) + " says n" + std::to_string(m.id.value) + "'s client address is " + m.client_address);
+      }
     }
     for (auto& n : nodes_) {
       if (n->up) {

@@ -62,6 +62,7 @@ struct NodeSimOutcome {
   std::uint64_t acked_ok = 0, multi_ok = 0, ephemerals_created = 0, sessions_expired = 0;  // the sm workload
   std::uint64_t disk_faults = 0;         // injected disk errors that made a node fail-stop
   std::uint64_t malformed_rejected = 0;  // malformed peer messages delivered and refused
+  std::uint64_t client_addresses_known = 0;  // at the end: (node, member) pairs with a client address
   double wal_seconds = 0;       // real time spent in the WAL (writes on the simulated FS)
   double snapshot_seconds = 0;  // real time spent writing snapshot files (on the simulated FS)
   double check_seconds = 0;      // in the invariant checks after every event

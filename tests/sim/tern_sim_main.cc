@@ -90,6 +90,7 @@ static int node_main(int argc, char** argv) {
     sum.ephemerals_created += out.ephemerals_created;
     sum.sessions_expired += out.sessions_expired;
     sum.malformed_rejected += out.malformed_rejected;
+    sum.client_addresses_known += out.client_addresses_known;
     sum.events += out.events;
     sum.wal_seconds += out.wal_seconds;
     sum.snapshot_seconds += out.snapshot_seconds;
@@ -105,7 +106,7 @@ static int node_main(int argc, char** argv) {
   std::printf("ok: %llu node runs from seed %llu, %d voters + %d spares: %llu acknowledged commands (%llu ok: %llu "
               "transactions, %llu ephemeral creates; %llu sessions expired), %llu reads, "
               "%llu crashes (%llu power cuts, %llu fail-stops on disk errors), %llu snapshots installed, %llu membership changes, "
-              "%llu malformed messages refused; %.1f runs/s, "
+              "%llu malformed messages refused, %llu client addresses known at the end; %.1f runs/s, "
               "%.1f%% of the time in WAL writes and %.1f%% in snapshot files on the simulated disk, %.0f%% in invariant checks, "
               "%.0f%% in the reference and digests\n",
               (unsigned long long)runs, (unsigned long long)seed, o.voters, o.spares, (unsigned long long)sum.acked,
@@ -113,7 +114,7 @@ static int node_main(int argc, char** argv) {
               (unsigned long long)sum.sessions_expired,
               (unsigned long long)sum.reads_ok, (unsigned long long)sum.crashes, (unsigned long long)sum.power_cuts,
               (unsigned long long)sum.disk_faults, (unsigned long long)sum.snapshots_installed, (unsigned long long)sum.conf_changes,
-              (unsigned long long)sum.malformed_rejected,
+              (unsigned long long)sum.malformed_rejected, (unsigned long long)sum.client_addresses_known,
               sum.total_seconds > 0 ? static_cast<double>(runs) / sum.total_seconds : 0.0,
               sum.total_seconds > 0 ? 100.0 * sum.wal_seconds / sum.total_seconds : 0.0,
               sum.total_seconds > 0 ? 100.0 * sum.snapshot_seconds / sum.total_seconds : 0.0,

@@ -118,10 +118,15 @@ struct ClientOptions {
   // in, removed ones go — keeping what it knows of the endpoints it keeps (their circuit
   // breakers, which node each is). An empty answer (or an exception) changes nothing: the last
   // endpoint is never dropped. Called on the library's thread: keep it short, never call the
-  // Client from it. (The cluster cannot tell its members' client addresses itself: its
-  // membership holds peer addresses only; docs/client.md.)
+  // Client from it. discover_endpoints does this with the cluster's own answer.
   std::function<std::vector<std::string>()> endpoint_source;
   std::chrono::milliseconds endpoint_refresh{500};
+  // Endpoint discovery from the cluster (like etcd's endpoint sync): the members' client
+  // addresses, which each node announces through the log (docs/client.md, Endpoints), become
+  // the endpoint source. The library asks the node it is connected to every `endpoint_refresh`.
+  // While some member's address is not known yet, the endpoints in use are kept besides the
+  // known ones. Ignored when endpoint_source is set.
+  bool discover_endpoints = false;
 };
 
 class Client;
