@@ -182,6 +182,9 @@ void WatchHub::restart_at(std::uint64_t index) {
     for (auto& r : w.replays) w.watches.push_back(r.watch);
     w.replays.clear();
     for (auto& watch : w.watches) {
+      // A watch resumed from ahead of this server (its client had it from a node further on)
+      // missed nothing the snapshot covers: moving it back would hand out again what it has.
+      if (watch.after >= last_index_) continue;
       watch.after = last_index_;
       w.queue.push_back(Notification{Notification::Type::resync, watch.id, {}, last_index_});
     }

@@ -80,8 +80,9 @@ class WatchHub {
   // Feed the events of applied entries (whole entries), in index order.
   void publish(const std::vector<sm::Event>& events);
   // This server's state jumped to a snapshot taken at `index` (a follower that fell behind): the
-  // events up to it were never published here. Every watch gets a `resync` from `index` and
-  // stays live after it; the history is dropped, so later resumes from before it resync too.
+  // events up to it were never published here. Every watch that has not seen `index` (a watch
+  // resumed from further on has) gets a `resync` from `index` and stays live after it; the
+  // history is dropped, so later resumes from before it resync too.
   void restart_at(std::uint64_t index);
   // Takes about `max` queued notifications of a watcher (whole entries: see above).
   std::vector<Notification> poll(std::uint64_t watcher, std::size_t max = SIZE_MAX);

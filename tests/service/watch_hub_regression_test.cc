@@ -149,5 +149,23 @@ TEST(WatchHubRestart, ASnapshotJumpResyncsEveryWatchAndLaterResumesFromBeforeIt)
   EXPECT_EQ(ns2[0].watch, resumed);
 }
 
+// A watch resumed on a node that lags its client (after_index ahead of the node) when that node
+// then installs a snapshot below the resume index: the watch has seen everything up to its resume
+// index, so it must not be moved back (tern-jepsen --workload watch --seed 106 --overlap: a
+// resync at 2163 after index 2260 was delivered, then 2164..2260 again).
+TEST(WatchHubRestart, ASnapshotBelowAWatchsResumeIndexNeitherResyncsNorRepeatsIt) {
+  WatchHub hub;
+  hub.publish({ev(3, "/a")});
+  auto w = hub.add_watcher();
+  auto ahead = hub.watch(w, WatchSpec{"/a", WatchKind::data, true, false}, 20);  // this node is at 3
+  hub.restart_at(10);
+  hub.publish({ev(15, "/a"), ev(21, "/a")});
+  auto ns = hub.poll(w);
+  ASSERT_EQ(ns.size(), 1u);
+  EXPECT_EQ(ns[0].type, Notification::Type::event);
+  EXPECT_EQ(ns[0].watch, ahead);
+  EXPECT_EQ(ns[0].event.index, 21u);
+}
+
 }  // namespace
 }  // namespace tern
