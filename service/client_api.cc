@@ -207,10 +207,13 @@ kj::Promise<void> serve_read(ClientApi& api, Context ctx) {
   Node& node = api.node();
   const SmApplier& sm = api.sm();
   return await_node<Result<ReadResult, NodeError>>([&](auto cb) {
-           // The answer reflects the state when the query ran, which may be past the read index:
-           // the reply carries that index (the watch ordering waits for it, not for less).
+           // The answer reflects the state machine when the query ran: the reply carries its
+           // applied index (the watch ordering waits for it). Not the node's applied index, which
+           // counts entries the state machine never sees (membership, addresses): a watcher would
+           // wait for events through an index no event can reach (reads hung for the request
+           // timeout after a member's client-address entry).
            node.read(std::move(*query), [&sm, cb = std::move(cb)](Result<ReadResult, NodeError> r) {
-             if (r) r->index = raft::Index(std::max(r->index.value, sm.state().applied_index()));
+             if (r) r->index = raft::Index(sm.state().applied_index());
              cb(std::move(r));
            });
          })
