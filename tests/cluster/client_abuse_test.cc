@@ -7,6 +7,7 @@
 #include <kj/async-io.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <deque>
 #include <future>
@@ -252,12 +253,23 @@ TEST(ClientApi, WritesDuringLeadershipTransfersAllSucceed) {
         failures.push_back(std::string(error_name(r.error)) + ": " + r.message);
       }
     };
-    for (int i = 0; i < 20000 && !stop; ++i) {  // bounded: stops at the end of the transfers
+    for (int i = 0; i < 200000 && !stop; ++i) {  // bounded: stops at the end of the transfers
       q.push_back(client->async().create("/t" + std::to_string(i), "v"));
       if (q.size() >= 32) settle();
     }
     while (!q.empty()) settle();
   });
+  // Each transfer happens with writes in flight, and writes go on succeeding after it: the test
+  // waits for progress (a count, with a deadline) rather than for a time, so a slow build (ASan)
+  // proves the same thing as a fast one.
+  auto wait_for_writes = [&](int more) {
+    const int target = ok.load() + more;
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (ok.load() < target && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+    return ok.load() >= target;
+  };
+  int stalled = 0;
+  if (!wait_for_writes(20)) ++stalled;
   for (int t = 0; t < 6; ++t) {
     auto from = c.wait_for_leader(10s);
     ASSERT_NE(from, 0u);
@@ -266,11 +278,11 @@ TEST(ClientApi, WritesDuringLeadershipTransfersAllSucceed) {
       if (id != from) to = id;
     c.transfer_leadership(from, to);
     c.wait_for_leader(10s, from);
-    std::this_thread::sleep_for(200ms);
+    if (!wait_for_writes(20)) ++stalled;
   }
   stop = true;
   writer.join();
-  EXPECT_GT(ok.load(), 100);
+  EXPECT_EQ(stalled, 0) << "writes stopped succeeding after a transfer (" << ok.load() << " in all)";
   std::lock_guard<std::mutex> g(mu);
   EXPECT_TRUE(failures.empty()) << failures.size() << " writes failed, the first: " << failures.front();
 }
