@@ -2,6 +2,7 @@
 // node, the peer transport, the admin RPC (on --client-addr) and admin HTTP (on --admin-addr) on
 // one event-loop thread (design.md §1a). SIGTERM/SIGINT stop it cleanly; SIGKILL is safe at any
 // moment because nothing is acknowledged before it is durable.
+#include <algorithm>
 #include <asio.hpp>
 #include <functional>
 #include <kj/async.h>
@@ -216,8 +217,12 @@ int main(int argc, char** argv) {
       api->bind(n);
       bootstrap = [&n, a = api.get()]() { return make_bootstrap(make_admin_server(n), a->tern_server()); };
     }
+    // A client may keep as many replies unreleased as it may have calls in flight (it sends N,
+    // waits for all N, then drops them): the held-answers bound is never below the in-flight one.
+    tern::net::RpcLimits rpc_limits;
+    rpc_limits.max_held_answers = std::max<std::size_t>(rpc_limits.max_held_answers, cfg->client_max_in_flight);
     rpc = std::make_unique<tern::net::RpcListener>(io, std::move(bootstrap),
-                                                   [](const std::string& s) { spdlog::warn("{}", s); });
+                                                   [](const std::string& s) { spdlog::warn("{}", s); }, rpc_limits);
     rpc->set_tls(client_security->tls, !cfg->client_tls_ca.empty());
     rpc->listen(client_addr.host, client_addr.port);
   } catch (const std::exception& e) {

@@ -49,8 +49,10 @@ struct RpcLimits {
   std::size_t max_unsent_messages = 4096;
   // Replies the client has not released with Finish (answer_guard.h): capnp keeps each one, with
   // its reply message, until Finish. A client library sends Finish as soon as it has taken a
-  // reply, so a legitimate client holds a few (one per reply it is still reading); calls still in
-  // progress are not counted (flow_limit_bytes bounds those).
+  // reply, so a legitimate client holds a few (one per reply it is still reading) — or, if it
+  // waits for a whole pipelined batch before dropping the replies, one per call of the batch:
+  // ternd raises this to --client-max-in-flight. Calls still in progress are not counted
+  // (flow_limit_bytes bounds those).
   std::size_t max_held_answers = 1024;
   std::size_t max_held_answer_bytes = 16 << 20;
   // The same, summed over every connection: at most this much, the connection holding the most is

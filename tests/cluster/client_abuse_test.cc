@@ -177,6 +177,33 @@ TEST(ClientApi, AConnectionOverItsInFlightBoundIsToldToSlowDown) {
   EXPECT_EQ(slowed2, 0);
 }
 
+// A client may keep as many replies as it may have calls in flight: one that pipelines 2,000
+// writes (under the 4,096 in-flight default) and keeps every reply until the last arrives holds
+// 2,000 answers without Finish. That is within its rights; it was closed at 1,024 held replies.
+TEST(ClientApi, AClientKeepingAllItsInFlightRepliesIsNotCutOff) {
+  Cluster c(ternd(), sm_cluster());
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  auto& ws = c.kj_io().waitScope;
+  Raw raw(c, leader);
+  constexpr int kCalls = 2000;
+  kj::Vector<kj::Promise<capnp::Response<api::Tern::WriteResults>>> calls;
+  for (int i = 0; i < kCalls; ++i) {
+    auto w = raw.tern.writeRequest();
+    auto op = w.initOp();
+    op.setType(api::OpType::CREATE);
+    op.setPath("/held" + std::to_string(i));
+    calls.add(w.send());
+  }
+  // Every Response kept until the last arrives; a disconnect throws here.
+  auto replies = kj::joinPromises(calls.releaseAsArray()).wait(ws);
+  int ok = 0;
+  for (auto& r : replies)
+    if (r.getResult().getErr() == api::Errc::OK) ++ok;
+  EXPECT_EQ(ok, kCalls);  // a closed connection would have failed the wait above
+}
+
 // Keep-alives are batched by the node that receives them (service/client_api.h): 300 sessions
 // keeping alive at once through a follower cost a handful of log entries, not 300, and each
 // session still gets its own answer (a closed one: unknown_session, the others ok).
