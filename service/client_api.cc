@@ -447,7 +447,10 @@ class ClientApi::SessionImpl final : public api::Session::Server, public kj::Tas
       set_error(out, api::Errc::BAD_REQUEST, "unknown watch kind");
       return kj::READY_NOW;
     }
-    if (watcher_ == 0) watcher_ = api_.hub().add_watcher();
+    if (watcher_ == 0) {
+      watcher_ = api_.hub().add_watcher();
+      api_.set_watching(this, true);
+    }
     // Every watch of this session delivers to the sink of its latest watch call.
     sink_ = p.getSink();
     WatchSpec w{text(spec.getPath()), static_cast<WatchKind>(kind), spec.getPersistent(), spec.getRecursive()};
@@ -567,6 +570,7 @@ class ClientApi::SessionImpl final : public api::Session::Server, public kj::Tas
     sink_.reset();
     if (watcher_ != 0) api_.hub().remove_watcher(watcher_);
     watcher_ = 0;
+    api_.set_watching(this, false);
     release_waiters(UINT64_MAX);
   }
 
@@ -771,18 +775,20 @@ void ClientApi::flush_keep_alives() {
 kj::Own<capnp::Capability::Server> ClientApi::tern_server() { return kj::heap<TernImpl>(*this); }
 
 void ClientApi::sweep(std::chrono::steady_clock::time_point now) {
-  std::vector<SessionImpl*> all(sessions_.begin(), sessions_.end());
-  for (auto* s : all) s->sweep(now);
+  std::vector<SessionImpl*> stuck_candidates(watching_.begin(), watching_.end());  // sweep may drop a sink
+  for (auto* s : stuck_candidates) s->sweep(now);
 }
 
+// pump never drops a sink synchronously (a failed notify arrives later, in taskFailed), so
+// watching_ does not change under these loops.
 void ClientApi::publish(const std::vector<sm::Event>& events) {
   hub_.publish(events);
-  for (auto* s : sessions_) s->pump();
+  for (auto* s : watching_) s->pump();
 }
 
 void ClientApi::restored(std::uint64_t index) {
   hub_.restart_at(index);
-  for (auto* s : sessions_) s->pump();
+  for (auto* s : watching_) s->pump();
 }
 
 capnp::Capability::Client make_bootstrap(kj::Own<capnp::Capability::Server> admin,
