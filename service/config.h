@@ -32,7 +32,7 @@ struct Config {
   // "new": the members of --initial-cluster bootstrap a new cluster together; "existing": this
   // node joins a running cluster (after `addMember` on it) and starts with an empty log.
   std::string initial_cluster_state = "new";
-  std::uint64_t snapshot_entries = 10000;  // take a snapshot after this many applied entries
+  std::uint64_t snapshot_entries = 100000;  // take a snapshot after this many applied entries (replica.h)
   // Admission limits of the client API, per connection (all its sessions together): requests per
   // second (a token bucket with one second of burst; 0: no limit), and requests waiting for their
   // answers; beyond either a request is answered slowDown.
