@@ -1,11 +1,14 @@
 // The client library (client/include/tern/client.h): a KJ event loop on its own thread holds the
 // connection, the session capability and every request's retries; callers' threads hand it work
-// with executeSync (and wait, or take a future), so no lock guards the connection state.
+// through one queue (Inbox: and wait, or take a future), so no lock guards the connection state.
 #include "tern/client.h"
 
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
 #include <kj/debug.h>
+#include <kj/function.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -13,12 +16,14 @@
 #include <deque>
 #include <future>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <set>
 #include <thread>
 
 #include "client/api/tern.capnp.h"
+#include "client/buffered_stream.h"
 #include "client/connect.h"
 
 namespace tern {
@@ -116,6 +121,47 @@ bool retryable(Error e) {
          e == Error::timed_out || e == Error::unknown_outcome;
 }
 
+// Work that callers' threads hand to the loop thread: one FIFO, so the calls a thread makes run
+// in the order it made them (a session's E-order, async and blocking alike). Handing work over
+// never waits for the loop: the caller queues it, and wakes the loop (an eventfd write) only when
+// the queue was empty and not yet taken, so a busy loop takes many calls per wake. kj::Executor's
+// executeSync, used before, cost every call a blocking round trip to the loop thread (a futex
+// wait and wake plus an eventfd write): at 128 outstanding most of tern-bench's CPU.
+class Inbox {
+ public:
+  Inbox() : fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) { KJ_REQUIRE(fd_ >= 0, "eventfd failed"); }
+  ~Inbox() { ::close(fd_); }
+  Inbox(const Inbox&) = delete;
+  Inbox& operator=(const Inbox&) = delete;
+
+  void post(kj::Function<void()> work) {
+    bool wake;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      items_.push_back(kj::mv(work));
+      wake = !armed_;
+      armed_ = true;
+    }
+    if (wake) {
+      std::uint64_t one = 1;
+      [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);  // fails only when the counter is full: then it is set
+    }
+  }
+  // Loop thread: everything queued so far; the next post wakes the loop again.
+  std::vector<kj::Function<void()>> take() {
+    std::lock_guard<std::mutex> g(mu_);
+    armed_ = false;
+    return std::exchange(items_, {});
+  }
+  int fd() const { return fd_; }
+
+ private:
+  const int fd_;
+  std::mutex mu_;
+  std::vector<kj::Function<void()>> items_;
+  bool armed_ = false;  // a wake is pending: the loop has not taken the queue since
+};
+
 }  // namespace
 
 struct Client::Impl {
@@ -144,6 +190,7 @@ struct Client::Impl {
   std::shared_ptr<client::Connector> connector;  // plaintext or TLS (client/connect.h)
   std::thread thread;
   const kj::Executor* executor = nullptr;
+  Inbox inbox;
   kj::AsyncIoContext* io = nullptr;
   kj::Own<kj::PromiseFulfiller<void>> shutdown;
 
@@ -225,6 +272,9 @@ struct Client::Impl {
     io = &ctx;
     executor = &kj::getCurrentThreadExecutor();
     tasks = kj::heap<kj::TaskSet>(errors);
+    auto wake = ctx.lowLevelProvider->wrapInputFd(inbox.fd(), kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC |
+                                                                   kj::LowLevelAsyncIoProvider::ALREADY_NONBLOCK);
+    tasks->add(drain_inbox(*wake));
     auto paf = kj::newPromiseAndFulfiller<void>();
     shutdown = kj::mv(paf.fulfiller);
     ready.set_value();
@@ -236,6 +286,14 @@ struct Client::Impl {
   }
 
   // --- loop thread -----------------------------------------------------------------------------
+
+  kj::Promise<void> drain_inbox(kj::AsyncInputStream& wake) {
+    return wake.tryRead(&wake_count, sizeof wake_count, sizeof wake_count).then([this, &wake](std::size_t) {
+      for (auto& work : inbox.take()) work();
+      return drain_inbox(wake);
+    });
+  }
+  std::uint64_t wake_count = 0;
 
   // ClientOptions::endpoint_source: the rotation becomes its answer. The endpoint in use stays
   // the one in use if it is kept (else the rotation starts at the answer's first); breakers and
@@ -294,7 +352,8 @@ struct Client::Impl {
     auto colon = addr.rfind(':');
     std::string host = colon == std::string::npos ? addr : addr.substr(0, colon);
     auto port = static_cast<std::uint16_t>(colon == std::string::npos ? 0 : std::atoi(addr.c_str() + colon + 1));
-    return connector->connect(io->provider->getNetwork(), host, port).then([this](kj::Own<kj::AsyncIoStream> stream) {
+    return connector->connect(io->provider->getNetwork(), host, port).then([this](kj::Own<kj::AsyncIoStream> raw_stream) {
+      kj::Own<kj::AsyncIoStream> stream = kj::heap<client::BufferedStream>(kj::mv(raw_stream));
       auto c = kj::heap<Conn>();
       c->rpc = kj::heap<capnp::TwoPartyClient>(*stream);
       c->stream = kj::mv(stream);
@@ -602,19 +661,51 @@ struct Client::Impl {
 
   // --- caller threads --------------------------------------------------------------------------
 
+  // Runs `fn` on the loop thread; the future holds its result (a kj::Promise's once it resolves)
+  // or its exception, like kj::Executor::executeSync, through the inbox (its place in line).
+  template <typename F>
+  auto on_loop_async(F fn) {
+    using R = decltype(fn());
+    using T = kj::_::UnwrapPromise<kj::PromiseForResult<F, void>>;
+    auto promise = std::make_shared<std::promise<T>>();
+    auto future = promise->get_future();
+    inbox.post([this, promise, fn = kj::mv(fn)]() mutable {
+      auto fail = [promise](kj::Exception&& e) { promise->set_exception(std::make_exception_ptr(kj::mv(e))); };
+      if constexpr (kj::isSameType<R, kj::Promise<void>>()) {
+        tasks->add(kj::evalNow(kj::mv(fn)).then([promise]() { promise->set_value(); }, kj::mv(fail)));
+      } else if constexpr (kj::isSameType<R, kj::Promise<T>>()) {
+        tasks->add(kj::evalNow(kj::mv(fn)).then([promise](T v) { promise->set_value(kj::mv(v)); }, kj::mv(fail)));
+      } else if constexpr (std::is_void_v<R>) {
+        KJ_IF_MAYBE(e, kj::runCatchingExceptions(kj::mv(fn))) fail(kj::mv(*e));
+        else promise->set_value();
+      } else {
+        kj::Maybe<R> v;
+        KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { v = fn(); })) fail(kj::mv(*e));
+        else promise->set_value(kj::mv(KJ_ASSERT_NONNULL(v)));
+      }
+    });
+    return future;
+  }
+  // Blocking form. On the loop thread itself (a watch callback calling the client) it runs now,
+  // as executeSync does there.
+  template <typename F>
+  auto on_loop(F fn) {
+    if (std::this_thread::get_id() == thread.get_id()) return executor->executeSync(kj::mv(fn));
+    return on_loop_async(kj::mv(fn)).get();
+  }
+
   // Blocking: the caller waits for the loop thread to finish the retries.
   Reply run(Attempt attempt, bool is_write) {
-    return executor->executeSync([&]() { return retry(retry_state(std::move(attempt), is_write)); });
+    return on_loop([this, attempt = std::move(attempt), is_write]() mutable {
+      return retry(retry_state(std::move(attempt), is_write));
+    });
   }
 
   // Asynchronous: the future is set on the loop thread.
   std::future<Reply> run_async(Attempt attempt, bool is_write) {
-    auto promise = std::make_shared<std::promise<Reply>>();
-    auto future = promise->get_future();
-    executor->executeSync([&]() {
-      tasks->add(retry(retry_state(std::move(attempt), is_write)).then([promise](Reply r) { promise->set_value(std::move(r)); }));
+    return on_loop_async([this, attempt = std::move(attempt), is_write]() mutable {
+      return retry(retry_state(std::move(attempt), is_write));
     });
-    return future;
   }
 
   std::uint64_t request_id() {
@@ -665,7 +756,7 @@ struct Client::Impl {
   // `attempt` makes the write's attempt for its sequence number (on the loop thread).
   Reply write_seq(const std::function<Attempt(std::shared_ptr<std::uint64_t>)>& attempt) {
     auto seq = std::make_shared<std::uint64_t>(0);
-    return executor->executeSync([&]() {
+    return on_loop([&]() {
       return retry(retry_state(attempt(seq), true)).then([this, seq](Reply r) {
         settle(*seq);
         return r;
@@ -719,7 +810,7 @@ struct Client::Impl {
     return run(cap_attempt(std::move(key), std::move(make), std::move(call), nullptr), false);
   }
   void forget(const std::string& key) {
-    executor->executeSync([&]() { caps.erase(key); });
+    on_loop([&]() { caps.erase(key); });
   }
 
   // A session write that answers a handle's capability (lock, grantLease, campaign): `send` makes
@@ -771,15 +862,12 @@ struct Client::Impl {
   Reply read(WireQuery q, ReadOptions o) { return run(read_attempt(std::move(q), o), false); }
   std::future<Reply> write_async(WireOp op) {
     auto seq = std::make_shared<std::uint64_t>(0);
-    auto promise = std::make_shared<std::promise<Reply>>();
-    auto future = promise->get_future();
-    executor->executeSync([&]() {
-      tasks->add(retry(retry_state(write_attempt(std::move(op), seq), true)).then([this, seq, promise](Reply r) {
+    return on_loop_async([this, op = std::move(op), seq]() mutable {
+      return retry(retry_state(write_attempt(std::move(op), seq), true)).then([this, seq](Reply r) {
         settle(*seq);
-        promise->set_value(std::move(r));
-      }));
+        return r;
+      });
     });
-    return future;
   }
   std::future<Reply> read_async(WireQuery q, ReadOptions o) { return run_async(read_attempt(std::move(q), o), false); }
 };
@@ -1094,7 +1182,7 @@ Reply Client::unwatch(std::uint64_t watch_id) {
   Impl* raw = impl_.get();
   // On the loop thread: forgetting the watch there is what stops its callback; cancelling it on
   // the server is only tidying up (a lost connection drops the server's watches anyway).
-  return raw->executor->executeSync([raw, watch_id]() -> kj::Promise<Reply> {
+  return raw->on_loop([raw, watch_id]() -> kj::Promise<Reply> {
     auto it = raw->watches.find(watch_id);
     if (it == raw->watches.end()) return failure(Error::no_node, "no such watch");
     auto server_id = it->second.server_id;

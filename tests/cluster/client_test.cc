@@ -444,6 +444,34 @@ TEST(Client, AWatchEventArrivesBeforeAnyReplyThatReflectsIt) {
   EXPECT_EQ(checked, 50);
 }
 
+// A watcher that makes no request of its own still gets every change another client makes: the
+// server pushes each applied event to the watching sessions; nothing on the watcher's side (a
+// reply of its own, a keep-alive) has to pull it out. The writes are spaced so that the
+// notification stream drains between them.
+TEST(Client, AnIdleWatcherGetsEveryChangeAnotherClientMakes) {
+  Cluster c(ternd(), sm_cluster());
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  auto follower = a_follower(c, leader);
+  auto watcher = connect(client_options_timed(c, follower));
+  auto writer = connect(client_options_timed(c, leader));
+  ASSERT_TRUE(watcher && writer);
+  ASSERT_TRUE(writer->create("/idle", "").ok());
+  Events events;
+  ASSERT_TRUE(watcher->watch("/idle", WatchKind::data, events.callback(), true).ok());
+  std::vector<std::uint64_t> written;
+  for (int i = 0; i < 20; ++i) {
+    auto r = writer->set("/idle", std::to_string(i));
+    ASSERT_TRUE(r.ok()) << error_name(r.error);
+    written.push_back(r.index);
+    EXPECT_TRUE(events.wait_for(written.size(), 5s)) << "change " << i << " never reached the idle watcher";
+  }
+  std::vector<std::uint64_t> got;
+  for (const auto& e : events.copy()) got.push_back(e.index);
+  EXPECT_EQ(got, written);
+}
+
 // The asynchronous form: many writes of one session outstanding at once, through a follower,
 // each applied exactly once and in the order the calls were made.
 TEST(Client, ManyOutstandingAsyncWritesOfOneSessionApplyOnceInCallOrder) {
