@@ -465,7 +465,7 @@ TEST(Client, AnIdleWatcherGetsEveryChangeAnotherClientMakes) {
     auto r = writer->set("/idle", std::to_string(i));
     ASSERT_TRUE(r.ok()) << error_name(r.error);
     written.push_back(r.index);
-    EXPECT_TRUE(events.wait_for(written.size(), 5s)) << "change " << i << " never reached the idle watcher";
+    ASSERT_TRUE(events.wait_for(written.size(), 5s)) << "change " << i << " never reached the idle watcher";
   }
   std::vector<std::uint64_t> got;
   for (const auto& e : events.copy()) got.push_back(e.index);
