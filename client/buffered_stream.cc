@@ -39,11 +39,8 @@ kj::Promise<size_t> BufferedStream::fill(kj::byte* out, std::size_t min_bytes, s
 }
 
 kj::Promise<void> BufferedStream::write(const void* buffer, size_t size) {
-  KJ_IF_MAYBE(e, error_) { return kj::cp(*e); }
-  KJ_REQUIRE(!shutdown_requested_, "write after shutdownWrite");
-  auto* p = static_cast<const kj::byte*>(buffer);
-  pending_.insert(pending_.end(), p, p + size);
-  return accepted();
+  kj::ArrayPtr<const kj::byte> piece(static_cast<const kj::byte*>(buffer), size);
+  return write(kj::arrayPtr(&piece, 1));
 }
 
 kj::Promise<void> BufferedStream::write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) {

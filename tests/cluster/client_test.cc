@@ -23,6 +23,13 @@ using namespace std::chrono_literals;
 
 std::unique_ptr<Client> connect(ClientOptions o) { return connect_client(std::move(o)); }
 
+// A watcher's client on a follower and a writer's on the leader; both null without a leader.
+std::pair<std::unique_ptr<Client>, std::unique_ptr<Client>> watcher_on_a_follower_writer_on_the_leader(Cluster& c) {
+  auto leader = c.wait_for_leader(10s);
+  if (leader == 0) return {};
+  return {connect(client_options_timed(c, a_follower(c, leader))), connect(client_options_timed(c, leader))};
+}
+
 TEST(Client, EveryNamespaceOperationAndItsTypedErrorsThroughAFollower) {
   Cluster c(ternd(), sm_cluster());
   c.start_all();
@@ -235,11 +242,7 @@ TEST(Client, AWatchFromAnIndexReplaysEveryChangeAfterItAndLeaseTtlReadsTheLease)
 TEST(Client, AWatchFromAnIndexOnABusyKeyDeliversEveryChangeOnceInOrder) {
   Cluster c(ternd(), sm_cluster());
   c.start_all();
-  auto leader = c.wait_for_leader(10s);
-  ASSERT_NE(leader, 0u);
-  auto follower = a_follower(c, leader);
-  auto watcher = connect(client_options_timed(c, follower));
-  auto writer = connect(client_options_timed(c, leader));
+  auto [watcher, writer] = watcher_on_a_follower_writer_on_the_leader(c);
   ASSERT_TRUE(watcher && writer);
   auto created = writer->create("/busy", "");
   ASSERT_TRUE(created.ok());
@@ -451,11 +454,7 @@ TEST(Client, AWatchEventArrivesBeforeAnyReplyThatReflectsIt) {
 TEST(Client, AnIdleWatcherGetsEveryChangeAnotherClientMakes) {
   Cluster c(ternd(), sm_cluster());
   c.start_all();
-  auto leader = c.wait_for_leader(10s);
-  ASSERT_NE(leader, 0u);
-  auto follower = a_follower(c, leader);
-  auto watcher = connect(client_options_timed(c, follower));
-  auto writer = connect(client_options_timed(c, leader));
+  auto [watcher, writer] = watcher_on_a_follower_writer_on_the_leader(c);
   ASSERT_TRUE(watcher && writer);
   ASSERT_TRUE(writer->create("/idle", "").ok());
   Events events;
