@@ -21,6 +21,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <unordered_map>
 
 #include "client/api/tern.capnp.h"
 #include "client/buffered_stream.h"
@@ -169,22 +170,34 @@ struct Client::Impl {
     WatchKind kind;
     std::string path;
     bool persistent, recursive;
-    WatchCallback callback;
+    // Owned here; a watch forgotten while its callback runs hands it to running_kept (below).
+    std::shared_ptr<const WatchCallback> callback;
     std::uint64_t last_index;  // every event up to it has been delivered
-    std::uint64_t server_id = 0;
+    std::uint64_t server_id = 0;  // on the current connection; 0: none yet (see by_server_id)
   };
 
+  // One per watch call; its notes count only while its connection is the current one (a note
+  // still arriving from a dropped connection is for ids that the next server may give to
+  // other watches: the rewatch resumes every watch from what it delivered instead).
   class Sink final : public api::WatchSink::Server {
    public:
-    explicit Sink(Impl& impl) : impl_(impl) {}
+    Sink(Impl& impl, std::uint64_t drops) : impl_(impl), drops_(drops) {}
     kj::Promise<void> notify(NotifyContext ctx) override {
-      for (auto n : ctx.getParams().getNotes()) impl_.deliver_or_keep(n);
+      if (impl_.drops != drops_) return kj::READY_NOW;
+      for (auto n : ctx.getParams().getNotes()) impl_.deliver_or_keep(n, watch_ids(n));
       return kj::READY_NOW;
     }
 
    private:
     Impl& impl_;
+    std::uint64_t drops_;
   };
+
+  static std::vector<std::uint64_t> watch_ids(api::Notification::Reader n) {
+    std::vector<std::uint64_t> ids{n.getWatch()};
+    for (auto id : n.getMoreWatches()) ids.push_back(id);
+    return ids;
+  }
 
   ClientOptions opt;
   std::shared_ptr<client::Connector> connector;  // plaintext or TLS (client/connect.h)
@@ -214,7 +227,32 @@ struct Client::Impl {
   // answer, which the endpoint source returns (empty: none known yet).
   std::vector<std::string> discovered;
   std::map<std::uint64_t, Watch> watches;            // local watch id -> watch
+  using WatchIt = std::map<std::uint64_t, Watch>::iterator;
+  std::unordered_map<std::uint64_t, WatchIt> by_server_id;  // server watch id -> its watch
   std::uint64_t next_watch = 1;
+  void set_server_id(WatchIt it, std::uint64_t server_id) {
+    if (it->second.server_id != 0) by_server_id.erase(it->second.server_id);
+    it->second.server_id = server_id;
+    if (server_id != 0) by_server_id[server_id] = it;
+  }
+  void forget_watch(WatchIt it) {
+    set_server_id(it, 0);
+    if (it->second.callback.get() == running) running_kept = std::move(it->second.callback);
+    watches.erase(it);
+  }
+  // The callback running now (loop thread), called by reference: no copy per delivery (a shared
+  // count's atomic increment was a third of the library's cost of a fan-out). Forgetting its
+  // watch meanwhile keeps it alive until it returns.
+  const WatchCallback* running = nullptr;
+  std::shared_ptr<const WatchCallback> running_kept;
+  void run_callback(const WatchCallback& callback, const WatchEvent& e) {
+    running = &callback;
+    KJ_DEFER({
+      running = nullptr;
+      running_kept.reset();
+    });
+    callback(e);
+  }
   kj::Own<kj::TaskSet> tasks;
   struct Errors : kj::TaskSet::ErrorHandler {
     void taskFailed(kj::Exception&&) override {}
@@ -417,6 +455,7 @@ struct Client::Impl {
   // numbers its watches afresh: until a watch's reply names its new id it has none (an old id
   // could be another watch's new one).
   void rewatch(api::Session::Client s) {
+    by_server_id.clear();
     for (auto& [local, w] : watches) {
       w.server_id = 0;
       tasks->add(send_watch(make_watch_request(s, w, w.last_index), local));
@@ -433,7 +472,7 @@ struct Client::Impl {
     return req.send()
         .then([this, id, drops_at_send](auto r) {
           auto it = watches.find(id);
-          if (it != watches.end() && r.getResult().getErr() == api::Errc::OK) it->second.server_id = r.getResult().getId();
+          if (it != watches.end() && r.getResult().getErr() == api::Errc::OK) set_server_id(it, r.getResult().getId());
           // Refused (slow_down, or too_many while the watcher's queue is full): the watch must
           // not end silently. A new connection re-registers every watch from its last index.
           else if (it != watches.end() && drops == drops_at_send) fail_over(0);
@@ -445,20 +484,26 @@ struct Client::Impl {
         });
   }
   std::size_t watch_calls_pending = 0;
-  std::deque<kj::Own<capnp::MallocMessageBuilder>> early_notes;  // for watch ids not known yet
+  // Notes for watch ids not known yet, with those ids.
+  struct EarlyNote {
+    kj::Own<capnp::MallocMessageBuilder> note;
+    std::vector<std::uint64_t> ids;
+  };
+  std::deque<EarlyNote> early_notes;
   static constexpr std::size_t kMaxEarlyNotes = 65536;
-  void deliver_or_keep(api::Notification::Reader n) {
-    if (deliver(n) || watch_calls_pending == 0) return;
+  void deliver_or_keep(api::Notification::Reader n, const std::vector<std::uint64_t>& ids) {
+    auto unknown = deliver(n, ids);
+    if (unknown.empty() || watch_calls_pending == 0) return;
     if (early_notes.size() >= kMaxEarlyNotes) early_notes.pop_front();  // bounded; overflow resumes anyway
     auto copy = kj::heap<capnp::MallocMessageBuilder>();
     copy->setRoot(n);
-    early_notes.push_back(kj::mv(copy));
+    early_notes.push_back(EarlyNote{kj::mv(copy), std::move(unknown)});
   }
   void watch_call_settled() {
     --watch_calls_pending;
-    std::deque<kj::Own<capnp::MallocMessageBuilder>> kept;
+    std::deque<EarlyNote> kept;
     kept.swap(early_notes);
-    for (auto& m : kept) deliver_or_keep(m->getRoot<api::Notification>().asReader());
+    for (auto& k : kept) deliver_or_keep(k.note->getRoot<api::Notification>().asReader(), k.ids);
   }
 
   capnp::Request<api::Session::WatchParams, api::Session::WatchResults> make_watch_request(api::Session::Client& s,
@@ -471,54 +516,70 @@ struct Client::Impl {
     spec.setPersistent(w.persistent);
     spec.setRecursive(w.recursive);
     req.setResumeFrom(from);
-    req.setSink(kj::heap<Sink>(*this));
+    req.setSink(kj::heap<Sink>(*this, drops));
     return req;
   }
 
-  // Delivers one note to its watch; false if no watch has its id (yet).
-  bool deliver(api::Notification::Reader n) {
-    auto it = std::find_if(watches.begin(), watches.end(), [&](auto& kv) { return kv.second.server_id == n.getWatch(); });
-    if (it == watches.end()) return false;
-    Watch& w = it->second;
+  static WatchEvent to_event(api::Notification::Reader n) {
     WatchEvent e;
-    switch (n.which()) {
-      case api::Notification::EVENT: {
-        auto ev = n.getEvent();
-        // Never twice: a resume from last_index replays only later entries, and the server hands
-        // out whole entries, so only an older index can be a repeat. One entry's events share
-        // its index (a multi, a recursive delete, a session's ephemerals): all of them pass.
-        if (ev.getIndex() < w.last_index && w.last_index != kFromNow) return true;
-        e.type = static_cast<WatchEvent::Type>(static_cast<std::uint16_t>(ev.getType()));
-        e.index = ev.getIndex();
-        e.path = ev.getPath();
-        e.data = to_string(ev.getData());
-        e.prev_data = to_string(ev.getPrevData());
-        e.stat = to_stat(ev.getStat());
-        e.id = ev.getId();
-        e.token = ev.getToken();
-        break;
+    if (n.isResync()) {
+      e.type = WatchEvent::Type::resync;
+      e.index = n.getResync();
+      return e;
+    }
+    auto ev = n.getEvent();
+    e.type = static_cast<WatchEvent::Type>(static_cast<std::uint16_t>(ev.getType()));
+    e.index = ev.getIndex();
+    e.path = ev.getPath();
+    e.data = to_string(ev.getData());
+    e.prev_data = to_string(ev.getPrevData());
+    e.stat = to_stat(ev.getStat());
+    e.id = ev.getId();
+    e.token = ev.getToken();
+    return e;
+  }
+
+  // Delivers a note to each watch it names (server ids), in order; returns the ids no watch has
+  // (yet). The note is decoded once for all of them. A callback may watch, unwatch or fail
+  // over: each id is looked up afresh.
+  std::vector<std::uint64_t> deliver(api::Notification::Reader n, const std::vector<std::uint64_t>& ids) {
+    std::vector<std::uint64_t> unknown;
+    std::optional<WatchEvent> e;
+    std::uint64_t event_index = n.isEvent() ? n.getEvent().getIndex() : 0;
+    for (auto server_id : ids) {
+      auto found = by_server_id.find(server_id);
+      if (found == by_server_id.end()) {
+        unknown.push_back(server_id);
+        continue;
       }
-      case api::Notification::RESYNC:
-        e.type = WatchEvent::Type::resync;
-        e.index = n.getResync();
-        break;
-      case api::Notification::OVERFLOW: {
+      auto it = found->second;
+      Watch& w = it->second;
+      if (n.isOverflow()) {
         // Cut off for falling behind: watch again from where delivery stopped (nothing lost).
         w.last_index = n.getOverflow();
+        set_server_id(it, 0);  // the new registration's id comes with its reply
         KJ_IF_MAYBE(c, conn) {
           KJ_IF_MAYBE(s, (*c)->session) {
-            w.server_id = 0;  // the new registration's id comes with its reply
             tasks->add(send_watch(make_watch_request(*s, w, w.last_index), it->first));
           }
         }
-        return true;
+        continue;
+      }
+      // Never twice: a resume from last_index replays only later entries, and the server hands
+      // out whole entries, so only an older index can be a repeat. One entry's events share
+      // its index (a multi, a recursive delete, a session's ephemerals): all of them pass.
+      if (n.isEvent() && event_index < w.last_index && w.last_index != kFromNow) continue;
+      if (!e) e = to_event(n);
+      w.last_index = e->index;
+      if (w.persistent || e->type == WatchEvent::Type::resync) {
+        run_callback(*w.callback, *e);
+      } else {
+        auto callback = std::move(w.callback);
+        forget_watch(it);
+        run_callback(*callback, *e);
       }
     }
-    w.last_index = e.index;
-    auto callback = w.callback;
-    if (!w.persistent && e.type != WatchEvent::Type::resync) watches.erase(it);
-    callback(e);
-    return true;
+    return unknown;
   }
 
   // Keep-alives answered with an error on the connection of drops count `unrenewed_drops`,
@@ -544,6 +605,7 @@ struct Client::Impl {
 
   void drop_connection() {
     ++drops;
+    early_notes.clear();  // the dropped connection's: every watch resumes from what it delivered
     caps.clear();
     conn = nullptr;
     if (ever_connected && !suspended && !expired) {
@@ -1145,7 +1207,7 @@ TERN_READ(leader(const std::string& election, ReadOptions options), query(api::Q
 Reply Client::watch(const std::string& path, WatchKind kind, WatchCallback callback, bool persistent, bool recursive,
                     std::uint64_t after_index) {
   Impl* raw = impl_.get();
-  Impl::Watch w{kind, path, persistent, recursive, std::move(callback), 0};
+  Impl::Watch w{kind, path, persistent, recursive, std::make_shared<const WatchCallback>(std::move(callback)), 0};
   std::uint64_t from = after_index == 0 ? kFromNow : after_index;
   return impl_->run(
       [raw, w, from]() {
@@ -1157,13 +1219,13 @@ Reply Client::watch(const std::string& path, WatchKind kind, WatchCallback callb
               .then([raw, w, from](auto r) mutable {
                 Reply out = to_reply(r.getResult());
                 if (out.ok()) {
-                  w.server_id = out.id;
                   // From now: delivered up to the state the server registered it at. From an
                   // index: the events after it are on their way (or a resync if that history
                   // is gone).
                   w.last_index = from == kFromNow ? out.index : from;
                   std::uint64_t local = raw->next_watch++;
-                  raw->watches.emplace(local, std::move(w));
+                  auto [it, added] = raw->watches.emplace(local, std::move(w));
+                  raw->set_server_id(it, out.id);
                   out.id = local;
                 }
                 raw->watch_call_settled();
@@ -1186,7 +1248,7 @@ Reply Client::unwatch(std::uint64_t watch_id) {
     auto it = raw->watches.find(watch_id);
     if (it == raw->watches.end()) return failure(Error::no_node, "no such watch");
     auto server_id = it->second.server_id;
-    raw->watches.erase(it);
+    raw->forget_watch(it);
     KJ_IF_MAYBE(c, raw->conn) {
       KJ_IF_MAYBE(s, (*c)->session) {
         auto req = s->cancelWatchRequest();

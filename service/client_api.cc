@@ -229,7 +229,12 @@ kj::Promise<void> serve_read(ClientApi& api, Context ctx) {
 }
 
 void set_notification(api::Notification::Builder b, const Notification& n) {
-  b.setWatch(n.watch);
+  TERN_ASSERT(!n.watches.empty());
+  b.setWatch(n.watches.front());
+  if (n.watches.size() > 1) {
+    auto more = b.initMoreWatches(static_cast<unsigned>(n.watches.size() - 1));
+    for (unsigned i = 1; i < n.watches.size(); ++i) more.set(i - 1, n.watches[i]);
+  }
   switch (n.type) {
     case Notification::Type::resync: b.setResync(n.resume_from); return;
     case Notification::Type::overflow: b.setOverflow(n.resume_from); return;

@@ -56,14 +56,14 @@ bool WatchHub::matches(const WatchSpec& w, const Event& e) {
   }
 }
 
-void WatchHub::deliver(Watcher& w, const Watch& watch, const Event& e) {
+void WatchHub::deliver(Watcher& w, std::vector<std::uint64_t> watches, const Event& e) {
   if (w.overflowed) return;
   std::size_t bytes = event_bytes(e);
   if (!w.queue.empty() && (w.queue.size() >= limits_.queue_limit || w.queue_bytes + bytes > limits_.queue_bytes)) {
     cut_off(w, e.index);
     return;
   }
-  w.queue.push_back(Notification{Notification::Type::event, watch.id, e, 0});
+  w.queue.push_back(Notification{Notification::Type::event, std::move(watches), e, 0});
   w.queue_bytes += bytes;
 }
 
@@ -75,20 +75,21 @@ void WatchHub::cut_off(Watcher& w, std::uint64_t index) {
   std::unordered_map<std::uint64_t, std::uint64_t> first_event;  // watch -> index of its first unpolled event
   std::deque<Notification> notes;
   for (const auto& n : w.queue) {
-    if (n.type == Notification::Type::event) first_event.emplace(n.watch, n.event.index);
-    else notes.push_back(n);
+    if (n.type != Notification::Type::event) notes.push_back(n);
+    else
+      for (auto id : n.watches) first_event.emplace(id, n.event.index);
   }
   for (const auto& watch : w.watches) {
     auto it = first_event.find(watch.id);
     std::uint64_t next = it != first_event.end() ? it->second : index;
-    notes.push_back(Notification{Notification::Type::overflow, watch.id, {}, std::max(next - 1, watch.after)});
+    notes.push_back(Notification{Notification::Type::overflow, {watch.id}, {}, std::max(next - 1, watch.after)});
     if (it != first_event.end()) first_event.erase(it);
   }
-  for (const auto& r : w.replays) notes.push_back(Notification{Notification::Type::overflow, r.watch.id, {}, r.through});
+  for (const auto& r : w.replays) notes.push_back(Notification{Notification::Type::overflow, {r.watch.id}, {}, r.through});
   // A one-shot watch that fired is no longer registered, but its event may still be queued: it
   // too is told where to resume rather than losing the event silently. (Sorted: deterministic.)
   std::map<std::uint64_t, std::uint64_t> fired(first_event.begin(), first_event.end());
-  for (const auto& [id, next] : fired) notes.push_back(Notification{Notification::Type::overflow, id, {}, next - 1});
+  for (const auto& [id, next] : fired) notes.push_back(Notification{Notification::Type::overflow, {id}, {}, next - 1});
   w.queue = std::move(notes);  // at most queue_limit + watches_per_watcher
   w.queue_bytes = 0;
   w.watches.clear();
@@ -112,7 +113,7 @@ std::uint64_t WatchHub::watch(std::uint64_t watcher, WatchSpec spec, std::uint64
   }
   if (trimmed_through_ > resume_from) {
     // An event after resume_from is gone: say so rather than skip it.
-    w.queue.push_back(Notification{Notification::Type::resync, watch.id, {}, last_index_});
+    w.queue.push_back(Notification{Notification::Type::resync, {watch.id}, {}, last_index_});
     w.watches.push_back(watch);
     return watch.id;
   }
@@ -131,7 +132,7 @@ bool WatchHub::replay_step(Watcher& w, std::vector<Notification>& out, std::size
     std::uint64_t oldest = history_.empty() ? next_seq_ : history_.front().seq;
     if (r.cursor + 1 < oldest) {
       // Trimmed while the watcher lagged: explicit resync, then live from the newest index.
-      out.push_back(Notification{Notification::Type::resync, r.watch.id, {}, last_index_});
+      out.push_back(Notification{Notification::Type::resync, {r.watch.id}, {}, last_index_});
       Watch live = r.watch;
       live.after = last_index_;
       w.watches.push_back(live);
@@ -149,7 +150,7 @@ bool WatchHub::replay_step(Watcher& w, std::vector<Notification>& out, std::size
     r.cursor = p.seq;
     r.through = p.event.index;
     if (p.event.index <= r.watch.after || !matches(r.watch.spec, p.event)) continue;
-    out.push_back(Notification{Notification::Type::event, r.watch.id, p.event, 0});
+    out.push_back(Notification{Notification::Type::event, {r.watch.id}, p.event, 0});
     if (!r.watch.spec.persistent) w.replays.erase(w.replays.begin());  // a one-shot watch fired
   }
   return false;
@@ -165,8 +166,9 @@ bool WatchHub::cancel(std::uint64_t watcher, std::uint64_t watch) {
   std::erase_if(rs, [&](const Replay& x) { return x.watch.id == watch; });
   // Nothing more for a cancelled watch, queued notifications included.
   Watcher& w = it->second;
-  std::erase_if(w.queue, [&](const Notification& n) {
-    if (n.watch != watch) return false;
+  std::erase_if(w.queue, [&](Notification& n) {
+    std::erase(n.watches, watch);
+    if (!n.watches.empty()) return false;
     if (n.type == Notification::Type::event) w.queue_bytes -= event_bytes(n.event);
     return true;
   });
@@ -186,7 +188,7 @@ void WatchHub::restart_at(std::uint64_t index) {
       // missed nothing the snapshot covers: moving it back would hand out again what it has.
       if (watch.after >= last_index_) continue;
       watch.after = last_index_;
-      w.queue.push_back(Notification{Notification::Type::resync, watch.id, {}, last_index_});
+      w.queue.push_back(Notification{Notification::Type::resync, {watch.id}, {}, last_index_});
     }
   }
 }
@@ -201,25 +203,35 @@ void WatchHub::publish(const std::vector<Event>& events) {
       history_bytes_ -= event_bytes(history_.front().event);
       history_.pop_front();
     }
-    for (auto& [id, w] : watchers_) {
-      for (std::size_t i = 0; i < w.watches.size();) {
-        if (e.index <= w.watches[i].after || !matches(w.watches[i].spec, e)) {
-          ++i;
-          continue;
-        }
-        // Deliver before a one-shot watch is removed, so that a cut-off right now still gives
-        // it a resume index.
-        bool drop = false;
-#ifdef TERN_PLANTED_BUGS
-        drop = planted_drop_one();
-#endif
-        if (!drop) deliver(w, w.watches[i], e);
-        if (w.overflowed) break;
-        if (!w.watches[i].spec.persistent) w.watches.erase(w.watches.begin() + static_cast<std::ptrdiff_t>(i));
-        else ++i;
-      }
-    }
+    for (auto& [id, w] : watchers_) publish_to(w, e);
   }
+}
+
+// One notification for every watch of `w` that `e` matches.
+void WatchHub::publish_to(Watcher& w, const Event& e) {
+  std::vector<std::uint64_t> fired;
+  std::vector<std::size_t> one_shots;  // positions in w.watches, ascending
+  for (std::size_t i = 0; i < w.watches.size(); ++i) {
+    const Watch& watch = w.watches[i];
+    if (e.index <= watch.after || !matches(watch.spec, e)) continue;
+    fired.push_back(watch.id);
+    if (!watch.spec.persistent) one_shots.push_back(i);
+  }
+  if (fired.empty()) return;
+  bool drop = false;
+#ifdef TERN_PLANTED_BUGS
+  drop = planted_drop_one();
+#endif
+  // Delivered before the one-shot watches are removed, so that a cut-off right now still gives
+  // them a resume index.
+  if (!drop) deliver(w, std::move(fired), e);
+  if (w.overflowed || one_shots.empty()) return;
+  std::size_t pos = 0, next = 0;  // remove_if visits every element once, in order
+  std::erase_if(w.watches, [&](const Watch&) {
+    bool fired_once = next < one_shots.size() && one_shots[next] == pos++;
+    next += fired_once ? 1 : 0;
+    return fired_once;
+  });
 }
 
 std::vector<Notification> WatchHub::poll(std::uint64_t watcher, std::size_t max) {

@@ -15,6 +15,9 @@
 //   instead, with the index to watch from after reading the current state — never a silent gap.
 //   A server that is behind the client (N above anything it has published) delivers only events
 //   with index > N: never a duplicate.
+// - One notification per event per watcher: an event that matches several watches of a watcher
+//   is queued once, naming all of them (10 sessions with 1,000 watches of one key: 10 queued
+//   notifications per write, not 10,000).
 // - Bounded: each watcher's queue holds at most queue_limit notifications and queue_bytes bytes
 //   of events (an empty queue always admits one event, so any event can be delivered); the
 //   history at most history_events events and history_bytes bytes; a watcher at most
@@ -48,7 +51,7 @@ struct WatchSpec {
 struct Notification {
   enum class Type : std::uint8_t { event, resync, overflow };
   Type type = Type::event;
-  std::uint64_t watch = 0;
+  std::vector<std::uint64_t> watches;  // the watches of the watcher it is for (never empty)
   sm::Event event;               // for `event`
   std::uint64_t resume_from = 0; // for resync / overflow: watch again from here
 };
@@ -118,7 +121,8 @@ class WatchHub {
     bool overflowed = false;
   };
   static bool matches(const WatchSpec& w, const sm::Event& e);
-  void deliver(Watcher& w, const Watch& watch, const sm::Event& e);
+  void deliver(Watcher& w, std::vector<std::uint64_t> watches, const sm::Event& e);
+  void publish_to(Watcher& w, const sm::Event& e);
   void cut_off(Watcher& w, std::uint64_t index);
   bool replay_step(Watcher& w, std::vector<Notification>& out, std::size_t max);
 

@@ -166,8 +166,11 @@ enum EventType {
   leaderChanged @7;
 }
 
+# One note per event per session: an event that matches several watches of the session is sent
+# once, for `watch` and every id in `moreWatches` (each of them gets it, in that watch's order).
 struct Notification {
   watch @0 :UInt64;
+  moreWatches @11 :List(UInt64);
   union {
     event :group {
       index @1 :UInt64;

@@ -471,6 +471,66 @@ TEST(Client, AnIdleWatcherGetsEveryChangeAnotherClientMakes) {
   EXPECT_EQ(got, written);
 }
 
+// Many watches of one key in one session: the server sends each event once for all of them (one
+// note naming every watch), the library hands it to each. Every persistent watch gets every
+// change once, in order, across a kill -9 of the watcher's server (the resume re-numbers the
+// watches); a one-shot watch fires once; a watch cancelled by the application gets nothing
+// after. The writes are asynchronous, so the watches'
+// events queue up together (1,000 of them per write before the server grouped them: one
+// write's worth filled a watcher's queue).
+TEST(Client, ManyWatchesOfOneKeyInOneSessionEachGetEveryChangeOnceInOrderAcrossAFailover) {
+  Cluster c(ternd(), sm_cluster());
+  c.start_all();
+  auto leader = c.wait_for_leader(10s);
+  ASSERT_NE(leader, 0u);
+  auto follower = a_follower(c, leader);
+  auto watcher = connect(client_options_timed(c, follower));
+  auto writer = connect(client_options_timed(c, leader));
+  ASSERT_TRUE(watcher && writer);
+  ASSERT_TRUE(writer->create("/many", "").ok());
+  constexpr int kWatches = 300;
+  std::vector<std::unique_ptr<Events>> persistent;
+  for (int i = 0; i < kWatches; ++i) {
+    persistent.push_back(std::make_unique<Events>());
+    ASSERT_TRUE(watcher->watch("/many", WatchKind::data, persistent.back()->callback(), true).ok()) << i;
+  }
+  Events one_shot, cancelled;
+  ASSERT_TRUE(watcher->watch("/many", WatchKind::data, one_shot.callback(), false).ok());
+  auto to_cancel = watcher->watch("/many", WatchKind::data, cancelled.callback(), true);
+  ASSERT_TRUE(to_cancel.ok());
+
+  std::vector<std::uint64_t> written;
+  auto write_batch = [&](int from, int to) {
+    std::vector<std::future<Reply>> batch;
+    for (int i = from; i < to; ++i) batch.push_back(writer->async().set("/many", std::to_string(i)));
+    for (auto& f : batch) {
+      auto r = f.get();
+      ASSERT_TRUE(r.ok()) << error_name(r.error);
+      written.push_back(r.index);
+    }
+  };
+  write_batch(0, 20);
+  ASSERT_TRUE(persistent.back()->wait_for(written.size(), 10s));
+  ASSERT_TRUE(watcher->unwatch(to_cancel.id).ok());
+  c.kill9(follower);
+  write_batch(20, 40);
+  c.start(follower);
+  write_batch(40, 60);
+  std::sort(written.begin(), written.end());
+  for (int i = 0; i < kWatches; ++i) {
+    auto& ev = *persistent[static_cast<std::size_t>(i)];
+    EXPECT_TRUE(ev.wait_for(written.size(), 20s)) << "watch " << i << " got " << ev.copy().size();
+    std::vector<std::uint64_t> got;
+    for (const auto& e : ev.copy()) got.push_back(e.index);
+    ASSERT_EQ(got, written) << "watch " << i;
+  }
+  ASSERT_EQ(one_shot.copy().size(), 1u);
+  EXPECT_EQ(one_shot.copy()[0].index, written[0]);
+  auto before_cancel = cancelled.copy();
+  ASSERT_EQ(before_cancel.size(), 20u);
+  EXPECT_EQ(before_cancel.back().index, written[19]);
+}
+
 // The asynchronous form: many writes of one session outstanding at once, through a follower,
 // each applied exactly once and in the order the calls were made.
 TEST(Client, ManyOutstandingAsyncWritesOfOneSessionApplyOnceInCallOrder) {

@@ -13,6 +13,7 @@
 
 #include <map>
 #include <optional>
+#include <set>
 
 #include "service/sm/path.h"
 #include "service/watch_hub.h"
@@ -75,35 +76,40 @@ RC_GTEST_PROP(WatchHubModel, DeliveredIsExactlyTheMatchingEventsAfterTheResumeIn
   };
   auto handle = [&](const std::vector<Notification>& ns) {
     for (const auto& n : ns) {
-      RC_LOG() << "note type " << int(n.type) << " watch " << n.watch << " index " << n.event.index << " resume " << n.resume_from << "\n";
-      auto it = watches.find(n.watch);
-      RC_ASSERT(it != watches.end());  // every notification names a watch of the client
-      ClientWatch& w = it->second;
-      RC_ASSERT(!w.done);
-      if (n.type == Notification::Type::event) {
-        auto want = expected(w);
-        RC_ASSERT(w.got.size() < want.size());  // no duplicate, nothing extra
-        RC_ASSERT(n.event == want[w.got.size()]);  // no gap: the next matching event
-        w.got.push_back(n.event);
-        if (!w.spec.persistent) w.done = true;
-      } else if (n.type == Notification::Type::resync) {
-        RC_ASSERT(bounded);  // only when history was trimmed
-        RC_ASSERT(n.resume_from >= w.from);
-        w.from = n.resume_from;  // the client reads the state, then expects what follows
-        w.got.clear();
-      } else {
-        RC_ASSERT(bounded);
-        // Everything up to the resume index was received and nothing after it.
-        std::vector<Event> upto;
-        for (const auto& e : expected(w))
-          if (e.index <= n.resume_from) upto.push_back(e);
-        RC_ASSERT(w.got == upto);
-        RC_ASSERT(n.resume_from >= w.from);
-        WatchSpec spec = w.spec;
-        std::uint64_t resume = n.resume_from;
-        bool fired = !w.spec.persistent && !w.got.empty();
-        watches.erase(it);
-        if (!fired) add(spec, resume);  // the client watches again from there (if it can)
+      RC_LOG() << "note type " << int(n.type) << " watches " << n.watches.size() << " index " << n.event.index << " resume " << n.resume_from << "\n";
+      RC_ASSERT(!n.watches.empty());
+      RC_ASSERT(std::set<std::uint64_t>(n.watches.begin(), n.watches.end()).size() == n.watches.size());
+      // An event is queued once for all the watches of the watcher it matches: each gets it.
+      for (auto watch : n.watches) {
+        auto it = watches.find(watch);
+        RC_ASSERT(it != watches.end());  // every notification names a watch of the client
+        ClientWatch& w = it->second;
+        RC_ASSERT(!w.done);
+        if (n.type == Notification::Type::event) {
+          auto want = expected(w);
+          RC_ASSERT(w.got.size() < want.size());  // no duplicate, nothing extra
+          RC_ASSERT(n.event == want[w.got.size()]);  // no gap: the next matching event
+          w.got.push_back(n.event);
+          if (!w.spec.persistent) w.done = true;
+        } else if (n.type == Notification::Type::resync) {
+          RC_ASSERT(bounded);  // only when history was trimmed
+          RC_ASSERT(n.resume_from >= w.from);
+          w.from = n.resume_from;  // the client reads the state, then expects what follows
+          w.got.clear();
+        } else {
+          RC_ASSERT(bounded);
+          // Everything up to the resume index was received and nothing after it.
+          std::vector<Event> upto;
+          for (const auto& e : expected(w))
+            if (e.index <= n.resume_from) upto.push_back(e);
+          RC_ASSERT(w.got == upto);
+          RC_ASSERT(n.resume_from >= w.from);
+          WatchSpec spec = w.spec;
+          std::uint64_t resume = n.resume_from;
+          bool fired = !w.spec.persistent && !w.got.empty();
+          watches.erase(it);
+          if (!fired) add(spec, resume);  // the client watches again from there (if it can)
+        }
       }
     }
   };

@@ -22,7 +22,7 @@ Event ev(std::uint64_t index, const std::string& path, EventType type = EventTyp
 // The resume index an overflow gives `watch` (an overflow for watch 0 covers every watch).
 std::optional<std::uint64_t> overflow_resume(const std::vector<Notification>& ns, std::uint64_t watch) {
   for (const auto& n : ns)
-    if (n.type == Notification::Type::overflow && (n.watch == watch || n.watch == 0)) return n.resume_from;
+    if (n.type == Notification::Type::overflow && (watch == 0 || n.watches == std::vector<std::uint64_t>{watch})) return n.resume_from;
   return std::nullopt;
 }
 
@@ -38,7 +38,7 @@ TEST(WatchHubRegression, ResumeFromBeforeAPartlyTrimmedEntryGetsAResyncNotHalfTh
   auto got = hub.poll(w);
   ASSERT_FALSE(got.empty());
   EXPECT_EQ(got[0].type, Notification::Type::resync);
-  EXPECT_EQ(got[0].watch, id);
+  EXPECT_EQ(got[0].watches, std::vector<std::uint64_t>{id});
   EXPECT_EQ(got[0].resume_from, 3u);
   for (const auto& n : got) EXPECT_NE(n.type, Notification::Type::event);  // never the kept half
 }
@@ -137,7 +137,7 @@ TEST(WatchHubRestart, ASnapshotJumpResyncsEveryWatchAndLaterResumesFromBeforeIt)
   EXPECT_EQ(ns[0].type, Notification::Type::event);
   EXPECT_EQ(ns[0].event.index, 3u);
   EXPECT_EQ(ns[1].type, Notification::Type::resync);
-  EXPECT_EQ(ns[1].watch, live);
+  EXPECT_EQ(ns[1].watches, std::vector<std::uint64_t>{live});
   EXPECT_EQ(ns[1].resume_from, 10u);
   EXPECT_EQ(ns[2].event.index, 11u);
 
@@ -146,7 +146,7 @@ TEST(WatchHubRestart, ASnapshotJumpResyncsEveryWatchAndLaterResumesFromBeforeIt)
   auto ns2 = hub.poll(w2);
   ASSERT_EQ(ns2.size(), 1u);
   EXPECT_EQ(ns2[0].type, Notification::Type::resync);
-  EXPECT_EQ(ns2[0].watch, resumed);
+  EXPECT_EQ(ns2[0].watches, std::vector<std::uint64_t>{resumed});
 }
 
 // A watch resumed on a node that lags its client (after_index ahead of the node) when that node
@@ -163,7 +163,7 @@ TEST(WatchHubRestart, ASnapshotBelowAWatchsResumeIndexNeitherResyncsNorRepeatsIt
   auto ns = hub.poll(w);
   ASSERT_EQ(ns.size(), 1u);
   EXPECT_EQ(ns[0].type, Notification::Type::event);
-  EXPECT_EQ(ns[0].watch, ahead);
+  EXPECT_EQ(ns[0].watches, std::vector<std::uint64_t>{ahead});
   EXPECT_EQ(ns[0].event.index, 21u);
 }
 

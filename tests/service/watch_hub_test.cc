@@ -42,14 +42,17 @@ TEST(WatchHub, OneShotFiresOncePersistentFiresEveryTime) {
   Cluster c;
   c.create("/cfg", "1");
   auto w = c.hub.add_watcher();
-  c.hub.watch(w, {"/cfg", WatchKind::data, false, false});
-  c.hub.watch(w, {"/cfg", WatchKind::data, true, false});
+  auto one_shot = c.hub.watch(w, {"/cfg", WatchKind::data, false, false});
+  auto persistent = c.hub.watch(w, {"/cfg", WatchKind::data, true, false});
   c.set("/cfg", "2");
   c.set("/cfg", "3");
   auto got = c.hub.poll(w);
-  ASSERT_EQ(got.size(), 3u);  // one-shot once + persistent twice
+  ASSERT_EQ(got.size(), 2u);  // the first event once for both watches, the second for the persistent one
+  EXPECT_EQ(got[0].watches, (std::vector<std::uint64_t>{one_shot, persistent}));
   EXPECT_EQ(got[0].event.prev_data, "1");
   EXPECT_EQ(got[0].event.data, "2");
+  EXPECT_EQ(got[1].watches, std::vector<std::uint64_t>{persistent});
+  EXPECT_EQ(got[1].event.data, "3");
   EXPECT_EQ(c.hub.watch_count(), 1u);
 }
 
