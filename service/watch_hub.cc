@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <set>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 
+#include "common/assert.h"
 #include "service/sm/path.h"
 
 namespace tern {
@@ -28,6 +31,77 @@ bool planted_drop_one() {
 #endif
 
 WatchHub::WatchHub(Limits limits) : limits_(limits) {}
+
+void WatchHub::LiveWatches::add(Watch w) {
+  bool recursive = w.spec.recursive;
+  auto [it, added] = where_.emplace(w.id, std::pair{recursive, w.spec.path});
+  TERN_ASSERT_MSG(added, "a watch id is live twice");
+  (recursive ? recursive_ : exact_)[w.spec.path].push_back(std::move(w));
+}
+
+bool WatchHub::LiveWatches::erase(std::uint64_t id) {
+  auto it = where_.find(id);
+  if (it == where_.end()) return false;
+  Lists& lists = it->second.first ? recursive_ : exact_;
+  auto list = lists.find(it->second.second);
+  TERN_ASSERT(list != lists.end());
+  std::erase_if(list->second, [&](const Watch& w) { return w.id == id; });
+  if (list->second.empty()) lists.erase(list);
+  where_.erase(it);
+  return true;
+}
+
+void WatchHub::LiveWatches::erase(const std::vector<std::uint64_t>& ids) {
+  if (ids.size() == 1) {
+    erase(ids.front());
+    return;
+  }
+  std::unordered_set<std::uint64_t> gone(ids.begin(), ids.end());
+  std::set<std::pair<bool, std::string>> keys;
+  for (auto id : ids)
+    if (auto it = where_.find(id); it != where_.end()) {
+      keys.insert(it->second);
+      where_.erase(it);
+    }
+  for (const auto& [recursive, path] : keys) {
+    Lists& lists = recursive ? recursive_ : exact_;
+    auto list = lists.find(path);
+    TERN_ASSERT(list != lists.end());
+    std::erase_if(list->second, [&](const Watch& w) { return gone.contains(w.id); });
+    if (list->second.empty()) lists.erase(list);
+  }
+}
+
+void WatchHub::LiveWatches::clear() {
+  exact_.clear();
+  recursive_.clear();
+  where_.clear();
+}
+
+std::vector<WatchHub::Watch*> WatchHub::LiveWatches::all() {
+  std::vector<Watch*> out;
+  out.reserve(where_.size());
+  for (Lists* lists : {&exact_, &recursive_})
+    for (auto& [path, list] : *lists)
+      for (auto& w : list) out.push_back(&w);
+  std::sort(out.begin(), out.end(), [](const Watch* a, const Watch* b) { return a->id < b->id; });
+  return out;
+}
+
+template <class F>
+void WatchHub::LiveWatches::for_each_candidate(const std::string& path, F&& f) const {
+  auto visit = [&](const Lists& lists, std::string_view key) {
+    if (auto it = lists.find(key); it != lists.end())
+      for (const auto& w : it->second) f(w);
+  };
+  visit(exact_, path);
+  if (recursive_.empty()) return;
+  // Recursive watches on the path itself or any ancestor ("/" covers everything: sm::in_subtree).
+  visit(recursive_, "/");
+  for (std::size_t i = 1; i < path.size(); ++i)
+    if (path[i] == '/' && path[0] == '/') visit(recursive_, std::string_view(path).substr(0, i));
+  if (path != "/") visit(recursive_, path);
+}
 
 std::uint64_t WatchHub::add_watcher() {
   std::uint64_t id = next_id_++;
@@ -79,7 +153,8 @@ void WatchHub::cut_off(Watcher& w, std::uint64_t index) {
     else
       for (auto id : n.watches) first_event.emplace(id, n.event.index);
   }
-  for (const auto& watch : w.watches) {
+  for (const Watch* live : w.watches.all()) {
+    const Watch& watch = *live;
     auto it = first_event.find(watch.id);
     std::uint64_t next = it != first_event.end() ? it->second : index;
     notes.push_back(Notification{Notification::Type::overflow, {watch.id}, {}, std::max(next - 1, watch.after)});
@@ -108,13 +183,13 @@ std::uint64_t WatchHub::watch(std::uint64_t watcher, WatchSpec spec, std::uint64
   Watch watch{next_id_++, std::move(spec), std::max(resume_from, last_index_)};
   if (resume_from >= last_index_) {
     // Live at once; events at or below a resume index ahead of this server are skipped.
-    w.watches.push_back(watch);
+    w.watches.add(watch);
     return watch.id;
   }
   if (trimmed_through_ > resume_from) {
     // An event after resume_from is gone: say so rather than skip it.
     w.queue.push_back(Notification{Notification::Type::resync, {watch.id}, {}, last_index_});
-    w.watches.push_back(watch);
+    w.watches.add(watch);
     return watch.id;
   }
   // Replay lazily, from the first history event after resume_from (all of them are kept).
@@ -135,13 +210,13 @@ bool WatchHub::replay_step(Watcher& w, std::vector<Notification>& out, std::size
       out.push_back(Notification{Notification::Type::resync, {r.watch.id}, {}, last_index_});
       Watch live = r.watch;
       live.after = last_index_;
-      w.watches.push_back(live);
+      w.watches.add(live);
       w.replays.erase(w.replays.begin());
       continue;
     }
     std::size_t pos = r.cursor + 1 - oldest;
     if (pos >= history_.size()) {  // caught up: the watch goes live
-      w.watches.push_back(r.watch);
+      w.watches.add(r.watch);
       w.replays.erase(w.replays.begin());
       continue;
     }
@@ -159,11 +234,9 @@ bool WatchHub::replay_step(Watcher& w, std::vector<Notification>& out, std::size
 bool WatchHub::cancel(std::uint64_t watcher, std::uint64_t watch) {
   auto it = watchers_.find(watcher);
   if (it == watchers_.end()) return false;
-  auto& ws = it->second.watches;
   auto& rs = it->second.replays;
-  auto before = ws.size() + rs.size();
-  std::erase_if(ws, [&](const Watch& x) { return x.id == watch; });
-  std::erase_if(rs, [&](const Replay& x) { return x.watch.id == watch; });
+  bool found = it->second.watches.erase(watch);
+  found |= std::erase_if(rs, [&](const Replay& x) { return x.watch.id == watch; }) > 0;
   // Nothing more for a cancelled watch, queued notifications included.
   Watcher& w = it->second;
   std::erase_if(w.queue, [&](Notification& n) {
@@ -172,7 +245,7 @@ bool WatchHub::cancel(std::uint64_t watcher, std::uint64_t watch) {
     if (n.type == Notification::Type::event) w.queue_bytes -= event_bytes(n.event);
     return true;
   });
-  return ws.size() + rs.size() != before;
+  return found;
 }
 
 void WatchHub::restart_at(std::uint64_t index) {
@@ -181,9 +254,10 @@ void WatchHub::restart_at(std::uint64_t index) {
   last_index_ = std::max(last_index_, index);
   trimmed_through_ = std::max(trimmed_through_, last_index_);
   for (auto& [id, w] : watchers_) {
-    for (auto& r : w.replays) w.watches.push_back(r.watch);
+    for (auto& r : w.replays) w.watches.add(r.watch);
     w.replays.clear();
-    for (auto& watch : w.watches) {
+    for (Watch* live : w.watches.all()) {
+      Watch& watch = *live;
       // A watch resumed from ahead of this server (its client had it from a node further on)
       // missed nothing the snapshot covers: moving it back would hand out again what it has.
       if (watch.after >= last_index_) continue;
@@ -209,14 +283,12 @@ void WatchHub::publish(const std::vector<Event>& events) {
 
 // One notification for every watch of `w` that `e` matches.
 void WatchHub::publish_to(Watcher& w, const Event& e) {
-  std::vector<std::uint64_t> fired;
-  std::vector<std::size_t> one_shots;  // positions in w.watches, ascending
-  for (std::size_t i = 0; i < w.watches.size(); ++i) {
-    const Watch& watch = w.watches[i];
-    if (e.index <= watch.after || !matches(watch.spec, e)) continue;
+  std::vector<std::uint64_t> fired, one_shots;
+  w.watches.for_each_candidate(e.path, [&](const Watch& watch) {
+    if (e.index <= watch.after || !matches(watch.spec, e)) return;
     fired.push_back(watch.id);
-    if (!watch.spec.persistent) one_shots.push_back(i);
-  }
+    if (!watch.spec.persistent) one_shots.push_back(watch.id);
+  });
   if (fired.empty()) return;
   bool drop = false;
 #ifdef TERN_PLANTED_BUGS
@@ -225,13 +297,8 @@ void WatchHub::publish_to(Watcher& w, const Event& e) {
   // Delivered before the one-shot watches are removed, so that a cut-off right now still gives
   // them a resume index.
   if (!drop) deliver(w, std::move(fired), e);
-  if (w.overflowed || one_shots.empty()) return;
-  std::size_t pos = 0, next = 0;  // remove_if visits every element once, in order
-  std::erase_if(w.watches, [&](const Watch&) {
-    bool fired_once = next < one_shots.size() && one_shots[next] == pos++;
-    next += fired_once ? 1 : 0;
-    return fired_once;
-  });
+  if (w.overflowed) return;
+  if (!one_shots.empty()) w.watches.erase(one_shots);
 }
 
 std::vector<Notification> WatchHub::poll(std::uint64_t watcher, std::size_t max) {

@@ -31,8 +31,11 @@
 // The notifications of one watch are in index order and never duplicated.
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "service/sm/types.h"
@@ -108,13 +111,38 @@ class WatchHub {
     WatchSpec spec;
     std::uint64_t after;  // only events with index > after (a resume index ahead of this server)
   };
+  // A watcher's live watches, indexed by path so that an event is matched only against the
+  // watches that can match it (those of its exact path, and the recursive ones on it or an
+  // ancestor), not against every watch: 10,000 watches of distinct keys cost a lookup per event.
+  class LiveWatches {
+   public:
+    void add(Watch w);
+    bool erase(std::uint64_t id);
+    void erase(const std::vector<std::uint64_t>& ids);  // one pass per list they are in
+    void clear();
+    std::size_t size() const { return where_.size(); }
+    // Every watch, in id order.
+    std::vector<Watch*> all();
+    // The watches an event at `path` can match (matches() decides); each visited once.
+    template <class F>
+    void for_each_candidate(const std::string& path, F&& f) const;
+
+   private:
+    struct Hash {
+      using is_transparent = void;
+      std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+    };
+    using Lists = std::unordered_map<std::string, std::vector<Watch>, Hash, std::equal_to<>>;
+    Lists exact_, recursive_;
+    std::unordered_map<std::uint64_t, std::pair<bool, std::string>> where_;  // id -> (recursive, path)
+  };
   struct Replay {
     Watch watch;
     std::uint64_t cursor;   // sequence number of the last history event considered
     std::uint64_t through;  // every event with index <= through has been considered
   };
   struct Watcher {
-    std::vector<Watch> watches;
+    LiveWatches watches;
     std::vector<Replay> replays;  // watches still catching up from the history
     std::deque<Notification> queue;
     std::size_t queue_bytes = 0;
