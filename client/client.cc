@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <future>
@@ -245,13 +246,28 @@ struct Client::Impl {
   // watch meanwhile keeps it alive until it returns.
   const WatchCallback* running = nullptr;
   std::shared_ptr<const WatchCallback> running_kept;
+  // An exception out of the application's callback stops here: thrown on through the notify call
+  // it would fail that call, and the server drops every watch of a sink that fails, without the
+  // client knowing (ZooKeeper's client, likewise, logs it and goes on). The watch goes on; the
+  // first one is printed to stderr.
   void run_callback(const WatchCallback& callback, const WatchEvent& e) {
     running = &callback;
     KJ_DEFER({
       running = nullptr;
       running_kept.reset();
     });
-    callback(e);
+    try {
+      callback(e);
+    } catch (const std::exception& x) {
+      callback_threw(x.what());
+    } catch (...) {
+      callback_threw("not a std::exception");
+    }
+  }
+  bool told_callback_threw = false;
+  void callback_threw(const char* what) {
+    if (std::exchange(told_callback_threw, true)) return;
+    std::fprintf(stderr, "tern client: a watch callback threw (%s); the watch goes on\n", what);
   }
   kj::Own<kj::TaskSet> tasks;
   struct Errors : kj::TaskSet::ErrorHandler {

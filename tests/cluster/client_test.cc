@@ -10,6 +10,7 @@
 #include <future>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 #include "tern/client.h"
@@ -529,6 +530,35 @@ TEST(Client, ManyWatchesOfOneKeyInOneSessionEachGetEveryChangeOnceInOrderAcrossA
   auto before_cancel = cancelled.copy();
   ASSERT_EQ(before_cancel.size(), 20u);
   EXPECT_EQ(before_cancel.back().index, written[19]);
+}
+
+// A watch callback that throws (an application bug) does not cost the session its watches: the
+// library stops the exception, the same watch and the session's other watches get every later
+// change. Before, the exception failed the server's notify call, the server dropped every watch
+// of the session, and the client never knew.
+TEST(Client, AWatchCallbackThatThrowsDoesNotEndTheSessionsWatches) {
+  Cluster c(ternd(), sm_cluster());
+  c.start_all();
+  auto [watcher, writer] = watcher_on_a_follower_writer_on_the_leader(c);
+  ASSERT_TRUE(watcher && writer);
+  ASSERT_TRUE(writer->create("/throws", "").ok());
+  std::atomic<int> calls{0};
+  ASSERT_TRUE(watcher->watch("/throws", WatchKind::data, [&](const WatchEvent&) {
+    if (calls++ == 0) throw std::runtime_error("a bug in the application's callback");
+  }).ok());
+  Events other;
+  ASSERT_TRUE(watcher->watch("/throws", WatchKind::data, other.callback()).ok());
+  std::vector<std::uint64_t> written;
+  for (int i = 0; i < 3; ++i) {
+    auto r = writer->set("/throws", std::to_string(i));
+    ASSERT_TRUE(r.ok()) << error_name(r.error);
+    written.push_back(r.index);
+    ASSERT_TRUE(other.wait_for(written.size(), 5s)) << "change " << i << " never arrived";
+  }
+  std::vector<std::uint64_t> got;
+  for (const auto& e : other.copy()) got.push_back(e.index);
+  EXPECT_EQ(got, written);
+  EXPECT_TRUE(eventually(5s, [&] { return calls.load() == 3; })) << calls.load();
 }
 
 // The asynchronous form: many writes of one session outstanding at once, through a follower,
