@@ -8,6 +8,9 @@
 // re-established as a user would: a new session watching again from the last index it delivered
 // (a resync if the history no longer reaches back), so watchers are live at the end of long runs
 // and each one's events stay a single sequence (stats: sessions and expiries per watcher).
+// Each watcher's session holds a twin of its watch (the same spec, its own sequence, checked as
+// a watcher of its own): the server sends every event once for both (one note naming both
+// watches) and the library hands it to each, across every failover and resume.
 //
 // After the heal, one final acknowledged write per znode fixes M (the highest acknowledged
 // index); the harness waits (bounded) until every watcher has delivered up to M, then checks
@@ -56,9 +59,14 @@ struct Watcher {
   int suspensions = 0;    // connection losses the library reported (all sessions)
   std::string renew_error;  // the last failed re-establishment, if any
   std::mutex mu;
-  std::vector<Delivered> events;
-  std::uint64_t last_index = 0;  // of the last event (mu)
+  struct Sequence {
+    std::vector<Delivered> events;
+    std::uint64_t last_index = 0;  // of the last event (mu)
+  };
+  Sequence main, twin;  // the watch and its twin in the same session (mu)
+  std::uint64_t twin_watch_id = 0;
 };
+constexpr int kTwinNumber = 100;  // a twin's watcher number in the checks: its watcher's + this
 
 const char* type_name(WatchEvent::Type t) {
   switch (t) {
@@ -147,7 +155,7 @@ class WatchWorkload final : public Workload {
       while (Clock::now() < until && !interrupted()) {
         {
           std::lock_guard<std::mutex> lock(w->mu);
-          if (w->last_index >= m_) break;
+          if (w->main.last_index >= m_ && w->twin.last_index >= m_) break;
         }
         std::this_thread::sleep_for(20ms);
       }
@@ -155,6 +163,7 @@ class WatchWorkload final : public Workload {
     stop_keeper();
     for (auto& w : watchers_) {
       if (w->watch_id != 0) w->client->unwatch(w->watch_id);
+      if (w->twin_watch_id != 0) w->client->unwatch(w->twin_watch_id);
       live_at_end_ += w->watch_id != 0 && !w->expired->load();
       w->client.reset();
     }
@@ -169,9 +178,12 @@ class WatchWorkload final : public Workload {
     for (const auto& w : writes_) writes.push_back({w.path, w.value, outcome(w.outcome), w.index});
     std::vector<checks::WatcherRecord> watchers;
     for (const auto& wp : watchers_) {
-      checks::WatcherRecord r{wp->number, !wp->expired->load() && wp->watch_id != 0, {}};
-      for (const auto& e : wp->events) r.events.push_back({type_name(e.type), e.index, e.path, e.data});
-      watchers.push_back(std::move(r));
+      bool live = !wp->expired->load() && wp->watch_id != 0;
+      for (const auto* seq : {&wp->main, &wp->twin}) {
+        checks::WatcherRecord r{wp->number + (seq == &wp->twin ? kTwinNumber : 0), live, {}};
+        for (const auto& e : seq->events) r.events.push_back({type_name(e.type), e.index, e.path, e.data});
+        watchers.push_back(std::move(r));
+      }
     }
     return checks::check_watch(writes, watchers, n0_, m_);
   }
@@ -184,9 +196,10 @@ class WatchWorkload final : public Workload {
     }
     nlohmann::json per_watcher = nlohmann::json::array();
     for (const auto& wp : watchers_) {
-      delivered += wp->events.size();
-      per_watcher.push_back({{"watcher", wp->number}, {"events", wp->events.size()}, {"sessions", wp->sessions},
-                             {"suspensions", wp->suspensions}, {"last_index", wp->last_index},
+      delivered += wp->main.events.size() + wp->twin.events.size();
+      per_watcher.push_back({{"watcher", wp->number}, {"events", wp->main.events.size()},
+                             {"twin_events", wp->twin.events.size()}, {"sessions", wp->sessions},
+                             {"suspensions", wp->suspensions}, {"last_index", wp->main.last_index},
                              {"renew_error", wp->renew_error}});
     }
     return {{"writes", writes_.size()}, {"writes_acknowledged", ok}, {"writes_unknown", unknown},
@@ -198,15 +211,16 @@ class WatchWorkload final : public Workload {
   bool start_watcher(const RunContext& ctx, int number, std::string* error) {
     auto w = std::make_unique<Watcher>();
     w->number = number;
-    if (!open_watch(ctx, *w, n0_, error)) return false;
+    if (!open_watch(ctx, *w, n0_, n0_, error)) return false;
     std::lock_guard<std::mutex> lock(mu_);
     watchers_.push_back(std::move(w));
     return true;
   }
 
-  // Opens a session for `w` and watches /jepsen/w from `after` (events go to w's one sequence);
-  // sets w.client, w.watch_id and w.expired.
-  bool open_watch(const RunContext& ctx, Watcher& w, std::uint64_t after, std::string* error) {
+  // Opens a session for `w` and watches /jepsen/w from `after` (events go to w's main sequence,
+  // and to the watch's history) and its twin from `twin_after` (to the twin sequence); sets
+  // w.client, w.watch_id, w.twin_watch_id and w.expired.
+  bool open_watch(const RunContext& ctx, Watcher& w, std::uint64_t after, std::uint64_t twin_after, std::string* error) {
     const int number = w.number;
     auto expired = std::make_shared<std::atomic<bool>>(false);
     ClientOptions o = options_for(ctx, number);
@@ -221,20 +235,25 @@ class WatchWorkload final : public Workload {
     if (!client) return *error = "setup: no session for watcher " + std::to_string(number), false;
     Watcher* raw = &w;
     Recorder* history = ctx.history;
-    auto cb = [raw, history](const WatchEvent& e) {
-      {
-        std::lock_guard<std::mutex> lock(raw->mu);
-        raw->events.push_back(Delivered{e.type, e.index, e.path, e.data});
-        if (e.type != WatchEvent::Type::resync) raw->last_index = std::max(raw->last_index, e.index);
-      }
+    auto record = [raw](Watcher::Sequence& seq, const WatchEvent& e) {
+      std::lock_guard<std::mutex> lock(raw->mu);
+      seq.events.push_back(Delivered{e.type, e.index, e.path, e.data});
+      if (e.type != WatchEvent::Type::resync) seq.last_index = std::max(seq.last_index, e.index);
+    };
+    auto cb = [raw, history, record](const WatchEvent& e) {
+      record(raw->main, e);
       nlohmann::json v{{"type", type_name(e.type)}, {"index", e.index}, {"path", e.path}, {"data", e.data}};
       history->add(kWatcherProcess + raw->number, "invoke", "event", "watch", "null");
       history->add(kWatcherProcess + raw->number, "ok", "event", "watch", v.dump());
     };
     auto r = client->watch(kDir, WatchKind::data, cb, /*persistent=*/true, /*recursive=*/true, after);
     if (!r.ok()) return *error = "setup: watch for watcher " + std::to_string(number) + ": " + error_name(r.error), false;
+    auto twin = client->watch(kDir, WatchKind::data, [raw, record](const WatchEvent& e) { record(raw->twin, e); },
+                              /*persistent=*/true, /*recursive=*/true, twin_after);
+    if (!twin.ok()) return *error = "setup: twin watch for watcher " + std::to_string(number) + ": " + error_name(twin.error), false;
     w.client = std::move(client);
     w.watch_id = r.id;
+    w.twin_watch_id = twin.id;
     w.expired = std::move(expired);
     return true;
   }
@@ -259,15 +278,17 @@ class WatchWorkload final : public Workload {
 
   void renew(const RunContext& ctx, Watcher& w) {
     if (w.watch_id != 0) w.client->unwatch(w.watch_id);  // local: no callback runs after this
-    w.watch_id = 0;
+    if (w.twin_watch_id != 0) w.client->unwatch(w.twin_watch_id);
+    w.watch_id = w.twin_watch_id = 0;
     w.client.reset();  // closes what is left of the old session (bounded)
-    std::uint64_t from = n0_;
+    std::uint64_t from = n0_, twin_from = n0_;
     {
       std::lock_guard<std::mutex> lock(w.mu);
-      from = std::max(from, w.last_index);
+      from = std::max(from, w.main.last_index);
+      twin_from = std::max(twin_from, w.twin.last_index);
     }
     std::string error;
-    if (!open_watch(ctx, w, from, &error)) {
+    if (!open_watch(ctx, w, from, twin_from, &error)) {
       w.renew_error = error;  // tried again on the keeper's next round
       w.expired = std::make_shared<std::atomic<bool>>(true);
       return;
