@@ -1,8 +1,8 @@
 #pragma once
 // What the client-library cluster tests share (client_test, client_abuse_test, client_model_test,
 // recipes_test): the ternd binary, a cluster running the coordination state machine, client
-// options for a cluster's client ports (TLS as the harness set it up), a watch-event collector
-// and a bounded poll.
+// options for a cluster's client ports (TLS as the harness set it up), a watch-event collector,
+// writes that each wait for their event, and a bounded poll.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -103,6 +103,35 @@ struct Events {
     return got;
   }
 };
+
+// The index of each event, in the order the events arrived.
+inline std::vector<std::uint64_t> indices(const std::vector<WatchEvent>& events) {
+  std::vector<std::uint64_t> out;
+  out.reserve(events.size());
+  for (const auto& e : events) out.push_back(e.index);
+  return out;
+}
+
+// Sets `path` to "0", "1", ... `n` times through `writer`, waiting (5 s at most) after each write
+// until `events` holds one more event, so the notification stream drains between writes. Returns
+// the writes' indexes; a failed write or a missing event fails the test and ends the loop.
+inline std::vector<std::uint64_t> set_each_and_await(Client& writer, const std::string& path, int n,
+                                                     Events& events) {
+  std::vector<std::uint64_t> written;
+  for (int i = 0; i < n; ++i) {
+    auto r = writer.set(path, std::to_string(i));
+    if (!r.ok()) {
+      ADD_FAILURE() << "set " << path << " #" << i << ": " << error_name(r.error);
+      break;
+    }
+    written.push_back(r.index);
+    if (!events.wait_for(written.size(), std::chrono::seconds(5))) {
+      ADD_FAILURE() << "change " << i << " of " << path << " never reached the watcher";
+      break;
+    }
+  }
+  return written;
+}
 
 // Polls `cond` every 20 ms for at most `d`.
 template <class F>

@@ -268,12 +268,8 @@ TEST(Client, AWatchFromAnIndexOnABusyKeyDeliversEveryChangeOnceInOrder) {
   ASSERT_EQ(all.size(), 200u);
   EXPECT_TRUE(events.wait_for(all.size(), 10s)) << "got " << events.copy().size() << " of " << all.size();
   auto got = events.copy();
-  std::vector<std::uint64_t> indices;
-  for (const auto& e : got) {
-    ASSERT_NE(e.type, WatchEvent::Type::resync);
-    indices.push_back(e.index);
-  }
-  EXPECT_EQ(indices, all);
+  for (const auto& e : got) ASSERT_NE(e.type, WatchEvent::Type::resync);
+  EXPECT_EQ(indices(got), all);
 }
 
 // An idle client (no requests of its own: only its keep-alives) whose server is paused, not
@@ -460,16 +456,9 @@ TEST(Client, AnIdleWatcherGetsEveryChangeAnotherClientMakes) {
   ASSERT_TRUE(writer->create("/idle", "").ok());
   Events events;
   ASSERT_TRUE(watcher->watch("/idle", WatchKind::data, events.callback(), true).ok());
-  std::vector<std::uint64_t> written;
-  for (int i = 0; i < 20; ++i) {
-    auto r = writer->set("/idle", std::to_string(i));
-    ASSERT_TRUE(r.ok()) << error_name(r.error);
-    written.push_back(r.index);
-    ASSERT_TRUE(events.wait_for(written.size(), 5s)) << "change " << i << " never reached the idle watcher";
-  }
-  std::vector<std::uint64_t> got;
-  for (const auto& e : events.copy()) got.push_back(e.index);
-  EXPECT_EQ(got, written);
+  auto written = set_each_and_await(*writer, "/idle", 20, events);
+  ASSERT_EQ(written.size(), 20u);
+  EXPECT_EQ(indices(events.copy()), written);
 }
 
 // Many watches of one key in one session: the server sends each event once for all of them (one
@@ -521,9 +510,7 @@ TEST(Client, ManyWatchesOfOneKeyInOneSessionEachGetEveryChangeOnceInOrderAcrossA
   for (int i = 0; i < kWatches; ++i) {
     auto& ev = *persistent[static_cast<std::size_t>(i)];
     EXPECT_TRUE(ev.wait_for(written.size(), 20s)) << "watch " << i << " got " << ev.copy().size();
-    std::vector<std::uint64_t> got;
-    for (const auto& e : ev.copy()) got.push_back(e.index);
-    ASSERT_EQ(got, written) << "watch " << i;
+    ASSERT_EQ(indices(ev.copy()), written) << "watch " << i;
   }
   ASSERT_EQ(one_shot.copy().size(), 1u);
   EXPECT_EQ(one_shot.copy()[0].index, written[0]);
@@ -548,16 +535,9 @@ TEST(Client, AWatchCallbackThatThrowsDoesNotEndTheSessionsWatches) {
   }).ok());
   Events other;
   ASSERT_TRUE(watcher->watch("/throws", WatchKind::data, other.callback()).ok());
-  std::vector<std::uint64_t> written;
-  for (int i = 0; i < 3; ++i) {
-    auto r = writer->set("/throws", std::to_string(i));
-    ASSERT_TRUE(r.ok()) << error_name(r.error);
-    written.push_back(r.index);
-    ASSERT_TRUE(other.wait_for(written.size(), 5s)) << "change " << i << " never arrived";
-  }
-  std::vector<std::uint64_t> got;
-  for (const auto& e : other.copy()) got.push_back(e.index);
-  EXPECT_EQ(got, written);
+  auto written = set_each_and_await(*writer, "/throws", 3, other);
+  ASSERT_EQ(written.size(), 3u);
+  EXPECT_EQ(indices(other.copy()), written);
   EXPECT_TRUE(eventually(5s, [&] { return calls.load() == 3; })) << calls.load();
 }
 
