@@ -82,8 +82,12 @@ void AsioStream::abort() {
 }
 
 kj::Promise<void> AsioStream::when_readable() {
+  if (st_->read_pos < st_->read_end) return kj::READY_NOW;
+  return when_readable_now();
+}
+
+kj::Promise<void> AsioStream::when_readable_now() {
   auto& s = *st_;
-  if (s.read_pos < s.read_end) return kj::READY_NOW;
   auto paf = kj::newPromiseAndFulfiller<void>();
   s.socket.async_wait(asio::socket_base::wait_read, [f = kj::mv(paf.fulfiller)](const asio::error_code& ec) mutable {
     if (!ec) {
@@ -112,30 +116,62 @@ std::size_t AsioStream::take(kj::byte* out, std::size_t max) {
 
 kj::Promise<size_t> AsioStream::fill(kj::byte* out, std::size_t min_bytes, std::size_t max_bytes, std::size_t done) {
   auto& s = *st_;
-  if (s.read_buf.empty()) s.read_buf.resize(kReadAheadBytes);
-  for (int i = 0; i < kMaxSyncReadsPerCall; ++i) {
+  // The end stays the end: Asio would not read a socket again after it reported eof (it waits
+  // for an edge that never comes).
+  if (s.eof) return done;
+  if (s.read_buf.empty()) {
+    // The first read: wait for bytes before allocating the read-ahead buffer, so a connection
+    // that never sends costs none.
+    return when_readable_now().then([this, out, min_bytes, max_bytes, done] {
+      st_->read_buf.resize(kReadAheadBytes);
+      st_->maybe_more = true;
+      return fill(out, min_bytes, max_bytes, done);
+    });
+  }
+  // Read at once while the last read filled the buffer (more is probably waiting). After a short
+  // read the socket was drained: a read now would only return EAGAIN.
+  for (int i = 0; i < kMaxSyncReadsPerCall && s.maybe_more; ++i) {
     asio::error_code ec;
     s.read_pos = s.read_end = 0;
     std::size_t n = s.socket.read_some(asio::buffer(s.read_buf), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) break;
-    if (ec == asio::error::eof) return done;
+    if (ec == asio::error::eof) {
+      s.eof = true;
+      return done;
+    }
     if (ec) return KJ_EXCEPTION(DISCONNECTED, "read", ec.message().c_str());
-    s.read_end = n;
-    s.bytes_read += n;
+    got(s, n);
     done += take(out + done, max_bytes - done);
     if (done >= min_bytes) return done;
   }
-  auto paf = kj::newPromiseAndFulfiller<void>();
-  s.socket.async_wait(asio::socket_base::wait_read,
-                      [f = kj::mv(paf.fulfiller)](const asio::error_code& ec) mutable {
-                        if (!ec) {
-                          f->fulfill();
-                        } else {
-                          f->reject(KJ_EXCEPTION(DISCONNECTED, "async_wait", ec.message().c_str()));
-                        }
-                      });
-  return paf.promise.then(
-      [this, out, min_bytes, max_bytes, done] { return fill(out, min_bytes, max_bytes, done); });
+  // Let the reactor read when bytes arrive. A read, not a readiness wait: Asio keeps the socket
+  // registered for reads and re-arms it (one epoll_ctl per wait) only for a bare wait.
+  auto paf = kj::newPromiseAndFulfiller<std::size_t>();
+  s.socket.async_read_some(asio::buffer(s.read_buf),
+                           [st = st_, f = kj::mv(paf.fulfiller)](const asio::error_code& ec, std::size_t n) mutable {
+                             st->read_pos = st->read_end = 0;
+                             if (!ec) {
+                               got(*st, n);
+                               f->fulfill(kj::mv(n));
+                             } else if (ec == asio::error::eof) {
+                               st->eof = true;
+                               f->fulfill(0);  // Asio reports a stream's end as eof, never as 0 bytes read
+                             } else {
+                               f->reject(KJ_EXCEPTION(DISCONNECTED, "read", ec.message().c_str()));
+                             }
+                           });
+  return paf.promise.then([this, out, min_bytes, max_bytes, done](std::size_t n) mutable -> kj::Promise<size_t> {
+    if (n == 0) return done;
+    done += take(out + done, max_bytes - done);
+    if (done >= min_bytes) return done;
+    return fill(out, min_bytes, max_bytes, done);
+  });
+}
+
+void AsioStream::got(State& s, std::size_t n) {
+  s.read_end = n;
+  s.bytes_read += n;
+  s.maybe_more = n == s.read_buf.size();
 }
 
 void AsioStream::schedule_flush() {

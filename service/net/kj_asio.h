@@ -49,8 +49,8 @@ class AsioStream final : public kj::AsyncIoStream {
  public:
   static constexpr std::size_t kReadAheadBytes = 64 * 1024;
   static constexpr std::size_t kWriteHighWaterBytes = 1 << 20;  // writers wait above this
-  // Reads done synchronously in one tryRead() before it yields to the loop (async_wait) even if
-  // the socket still has data: bounds the bytes one connection consumes per turn.
+  // Reads done synchronously in one tryRead() before it yields to the loop (an asynchronous read)
+  // even if the socket still has data: bounds the bytes one connection consumes per turn.
   static constexpr int kMaxSyncReadsPerCall = 4;
 
   explicit AsioStream(asio::ip::tcp::socket socket);
@@ -88,6 +88,8 @@ class AsioStream final : public kj::AsyncIoStream {
     // connections were 64 MiB of RSS, zeroed on every flood of them).
     std::vector<kj::byte> read_buf;
     std::size_t read_pos = 0, read_end = 0;
+    bool maybe_more = false;  // the last read filled read_buf: the socket may hold more
+    bool eof = false;
     std::uint64_t bytes_read = 0, bytes_written = 0;
     std::vector<kj::byte> write_buf, in_flight;
     bool flush_scheduled = false, writing = false;
@@ -95,6 +97,8 @@ class AsioStream final : public kj::AsyncIoStream {
     kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> drained;
   };
   std::size_t take(kj::byte* out, std::size_t max);
+  static void got(State& s, std::size_t n);
+  kj::Promise<void> when_readable_now();
   kj::Promise<size_t> fill(kj::byte* out, std::size_t min_bytes, std::size_t max_bytes, std::size_t done);
   void schedule_flush();
   static void flush(const std::shared_ptr<State>& st);
