@@ -17,7 +17,8 @@ const char* message_name(const MessageBody& body) {
   static constexpr const char* names[] = {"AppendRequest",  "AppendReply",    "VoteRequest",
                                           "VoteReply",      "HeartbeatRequest", "HeartbeatReply",
                                           "InstallSnapshotRequest", "InstallSnapshotReply", "TimeoutNow",
-                                          "ReadIndexRequest", "ReadIndexReply", "ProposeRequest", "ProposeReply"};
+                                          "ReadIndexRequest", "ReadIndexReply", "ProposeRequest", "ProposeReply", "CommitNotice"};
+  static_assert(std::size(names) == std::variant_size_v<MessageBody>);
   return names[body.index()];
 }
 
@@ -380,9 +381,7 @@ std::optional<std::string> Core::check_against_state(const Message& m) const {
       return "append contradicts a committed entry";
   }
   if (m.term != term_) return std::nullopt;  // other terms: handled (or ignored) by step_term
-  bool from_leader = std::holds_alternative<AppendRequest>(m.body) ||
-                     std::holds_alternative<HeartbeatRequest>(m.body) ||
-                     std::holds_alternative<InstallSnapshotRequest>(m.body);
+  bool from_leader = sent_by_leader(m.body);
   // Election safety (§5.2): one leader per term.
   if (from_leader && role_ == Role::leader) return "a second leader in our term";
   if (from_leader && leader_ != no_node && leader_ != m.from) return "a second leader in our term";
@@ -409,14 +408,12 @@ bool Core::step_term(const Message& m) {
     }
     if (vreq && vreq->pre_vote) return true;  // a pre-vote never changes anyone's term
     if (const auto* vrep = std::get_if<VoteReply>(&m.body); vrep && vrep->pre_vote && vrep->granted) return true;
-    bool from_leader = std::holds_alternative<AppendRequest>(m.body) ||
-                       std::holds_alternative<HeartbeatRequest>(m.body) ||
-                       std::holds_alternative<InstallSnapshotRequest>(m.body);
-    become_follower(m.term, from_leader ? m.from : no_node);
+    become_follower(m.term, sent_by_leader(m.body) ? m.from : no_node);
     return true;
   }
   if (m.term < term_) {
-    if (std::holds_alternative<AppendRequest>(m.body) || std::holds_alternative<HeartbeatRequest>(m.body)) {
+    if (std::holds_alternative<AppendRequest>(m.body) || std::holds_alternative<HeartbeatRequest>(m.body) ||
+        std::holds_alternative<CommitNotice>(m.body)) {
       // A stale leader (e.g. healed from a partition) learns our term and steps down; with
       // pre-vote and check-quorum nothing else would tell it.
       send(m.from, AppendReply{});
@@ -454,6 +451,10 @@ void Core::step_candidate(Message& m) {
                    become_follower(term_, m.from);
                    handle_heartbeat(m, r);
                  },
+                 [&](CommitNotice& r) {
+                   become_follower(term_, m.from);
+                   handle_commit_notice(m, r);
+                 },
                  [&](InstallSnapshotRequest& r) {
                    become_follower(term_, m.from);
                    handle_snapshot(m, r);
@@ -470,6 +471,7 @@ void Core::step_follower(Message& m) {
   std::visit(Overloaded{
                  [&](AppendRequest& r) { handle_append(m, r); },
                  [&](HeartbeatRequest& r) { handle_heartbeat(m, r); },
+                 [&](CommitNotice& r) { handle_commit_notice(m, r); },
                  [&](InstallSnapshotRequest& r) { handle_snapshot(m, r); },
                  [&](VoteRequest& r) { handle_vote_request(m, r); },
                  [&](TimeoutNow&) {
@@ -609,13 +611,15 @@ void Core::handle_append_reply(const Message& m, const AppendReply& rep) {
       // The commit may have changed the membership (even removed us or this follower), so the
       // progress reference is not used past this point.
       if (role_ != Role::leader) return;
-      for (auto& [id, p] : progress_) send_append(id, p, true);  // tell followers the new commit
+      broadcast_commit();
       return;
     }
   }
   if (pr.state == ProgressState::probe) pr.probe_sent = false;
   for (int i = 0; i < 64 && send_append(m.from, pr, false); ++i) {
   }
+  // This follower now holds entries committed before it had them.
+  maybe_send_commit(m.from, pr);
 }
 
 void Core::handle_heartbeat(const Message& m, const HeartbeatRequest& req) {
@@ -624,6 +628,12 @@ void Core::handle_heartbeat(const Message& m, const HeartbeatRequest& req) {
   // The leader sends min(our match, its commit): entries we are known to hold.
   log_.commit_to(std::min(req.commit, log_.last_index()));
   send(m.from, HeartbeatReply{req.read_seq});
+}
+
+void Core::handle_commit_notice(const Message& m, const CommitNotice& n) {
+  leader_ = m.from;
+  election_elapsed_ = 0;
+  log_.commit_to(std::min(n.commit, log_.last_index()));
 }
 
 void Core::handle_heartbeat_reply(const Message& m, const HeartbeatReply& rep) {
@@ -703,6 +713,10 @@ bool Core::send_append(NodeId to, Progress& pr, bool allow_empty) {
   std::size_t bytes = 0;
   for (const auto& e : entries) bytes += e.data.size();
   Index last = entries.empty() ? prev : entries.back().index;
+  if (pr.state == ProgressState::replicate) {
+    // A follower that accepts this applies the commit through `last` (Figure 2, AppendEntries 5).
+    pr.commit_sent = std::max(pr.commit_sent, std::min(log_.committed(), last));
+  }
   if (pr.state == ProgressState::replicate && !entries.empty()) {
     pr.next_index = last.next();  // pipelining: assume success, back off on rejection
     pr.inflights.push_back(Inflight{last, bytes});
@@ -714,8 +728,30 @@ bool Core::send_append(NodeId to, Progress& pr, bool allow_empty) {
   return true;
 }
 
-void Core::send_heartbeat(NodeId to, const Progress& pr) {
-  send(to, HeartbeatRequest{std::min(pr.match_index, log_.committed()), read_seq_});
+void Core::send_heartbeat(NodeId to, Progress& pr) {
+  Index commit = std::min(pr.match_index, log_.committed());
+  pr.commit_sent = std::max(pr.commit_sent, commit);
+  send(to, HeartbeatRequest{commit, read_seq_});
+}
+
+void Core::broadcast_commit() {
+  for (auto& [id, pr] : progress_) {
+    // A follower being probed (or just added) gets an append, empty or not: its reply is what
+    // moves the probe on.
+    if (pr.state != ProgressState::replicate) {
+      send_append(id, pr, true);
+      continue;
+    }
+    // New entries carry the commit with them; a follower with nothing new gets a notice.
+    if (!send_append(id, pr, false)) maybe_send_commit(id, pr);
+  }
+}
+
+void Core::maybe_send_commit(NodeId to, Progress& pr) {
+  Index commit = std::min(pr.match_index, log_.committed());
+  if (commit <= pr.commit_sent) return;
+  pr.commit_sent = commit;
+  send(to, CommitNotice{commit});
 }
 
 void Core::broadcast_heartbeat() {
@@ -1055,9 +1091,7 @@ void Core::advance(const Ready& rd) {
   if (!rd.committed.empty()) applied_ = std::max(applied_, rd.committed.back().index);
   if (rd.snapshot) applied_ = std::max(applied_, rd.snapshot->meta.index);
   // The leader's own durable entries count towards commitment only now.
-  if (role_ == Role::leader && !rd.entries.empty() && maybe_commit() && role_ == Role::leader) {
-    for (auto& [id, pr] : progress_) send_append(id, pr, true);
-  }
+  if (role_ == Role::leader && !rd.entries.empty() && maybe_commit() && role_ == Role::leader) broadcast_commit();
 }
 
 const Progress* Core::progress(NodeId id) const {

@@ -191,6 +191,7 @@ class Core {
   void handle_append(const Message& m, AppendRequest& req);
   void handle_append_reply(const Message& m, const AppendReply& rep);
   void handle_heartbeat(const Message& m, const HeartbeatRequest& req);
+  void handle_commit_notice(const Message& m, const CommitNotice& n);
   void handle_heartbeat_reply(const Message& m, const HeartbeatReply& rep);
   void handle_snapshot(const Message& m, const InstallSnapshotRequest& req);
   void handle_snapshot_reply(const Message& m, const InstallSnapshotReply& rep);
@@ -201,7 +202,11 @@ class Core {
   void broadcast_append();
   void broadcast_heartbeat();
   bool send_append(NodeId to, Progress& pr, bool allow_empty);
-  void send_heartbeat(NodeId to, const Progress& pr);
+  void send_heartbeat(NodeId to, Progress& pr);
+  // After the commit index moved: new entries (which carry it) or a CommitNotice to each follower.
+  void broadcast_commit();
+  // A CommitNotice if this follower may apply more than it was told (min(match, commit)).
+  void maybe_send_commit(NodeId to, Progress& pr);
   bool maybe_commit();
   void append_leader_entry(EntryType type, std::string data);
   void tick_leader();

@@ -71,6 +71,10 @@ std::optional<std::string> check_message(const Message& m) {
             if (m.term.value == 0) return "heartbeat at term 0";
             return std::nullopt;
           },
+          [&](const CommitNotice&) -> std::optional<std::string> {
+            if (m.term.value == 0) return "commit notice at term 0";
+            return std::nullopt;
+          },
           [&](const VoteRequest& r) -> std::optional<std::string> {
             if (m.term.value == 0) return "vote request at term 0";
             if (r.last_term > m.term) return "vote request: last_term above the message term";

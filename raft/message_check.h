@@ -8,7 +8,7 @@
 // Rules (each a reason string when violated):
 //   - from and to are non-zero and differ;
 //   - requests that only a leader or candidate sends (AppendRequest, HeartbeatRequest,
-//     InstallSnapshotRequest, VoteRequest, TimeoutNow) carry a term >= 1;
+//     CommitNotice, InstallSnapshotRequest, VoteRequest, TimeoutNow) carry a term >= 1;
 //   - AppendRequest (§5.3): entries are contiguous from prev_index + 1 (no index overflow); their
 //     terms never decrease, start at or above prev_term, and are not above the message term
 //     (a leader only holds entries of its term or earlier); prev_index 0 has prev_term 0; every

@@ -110,10 +110,25 @@ struct ProposeReply {
   bool ok = false;
 };
 
+// The commit index a follower may apply, sent when it moves: min(the follower's match index, the
+// leader's commit), the rule heartbeats follow (the follower's log matches the leader's through
+// its match index, §5.3 Log Matching, so everything up to there that the leader committed is
+// committed). One way, no reply: an empty AppendRequest did this job before, and its reply (one
+// more message and wake-up per follower per commit) told the leader nothing new.
+struct CommitNotice {
+  Index commit;
+};
+
 using MessageBody =
     std::variant<AppendRequest, AppendReply, VoteRequest, VoteReply, HeartbeatRequest, HeartbeatReply,
                  InstallSnapshotRequest, InstallSnapshotReply, TimeoutNow, ReadIndexRequest, ReadIndexReply,
-                 ProposeRequest, ProposeReply>;
+                 ProposeRequest, ProposeReply, CommitNotice>;
+
+// Messages only a leader sends to its followers.
+inline bool sent_by_leader(const MessageBody& b) {
+  return std::holds_alternative<AppendRequest>(b) || std::holds_alternative<HeartbeatRequest>(b) ||
+         std::holds_alternative<InstallSnapshotRequest>(b) || std::holds_alternative<CommitNotice>(b);
+}
 
 struct Message {
   NodeId from;

@@ -29,12 +29,14 @@ struct Progress {
   Index pending_snapshot;         // snapshot: the index of the snapshot sent
   std::uint32_t snapshot_ticks = 0;
   std::uint32_t stalled_heartbeats = 0;  // replicate: heartbeat replies without match progress
+  Index commit_sent;              // the commit index this follower was told it may apply (a hint)
   std::deque<Inflight> inflights; // replicate: appends sent and not yet acknowledged
   std::size_t inflight_bytes = 0;
 
   void become_probe() {
     state = ProgressState::probe;
     next_index = match_index.next();
+    commit_sent = Index{};  // what was sent may have been rejected or lost
     probe_sent = false;
     inflights.clear();
     inflight_bytes = 0;

@@ -32,17 +32,11 @@ std::uint64_t micros_between(Clock::time_point t, Clock::time_point now) {
 
 // Messages a leader may send before its own write is durable (thesis §10.2.1): they vouch for
 // nothing on this node's disk. Replies and votes must wait (raft/ready.h).
-bool sendable_before_persist(const raft::Message& m) {
-  return std::holds_alternative<raft::AppendRequest>(m.body) || std::holds_alternative<raft::HeartbeatRequest>(m.body) ||
-         std::holds_alternative<raft::InstallSnapshotRequest>(m.body);
-}
+bool sendable_before_persist(const raft::Message& m) { return raft::sent_by_leader(m.body); }
 
-// An empty AppendRequest in a Ready that also commits entries: it only carries the new commit
-// index to followers, so it can leave after this node has answered its clients.
-bool is_commit_notice(const raft::Ready& rd, const raft::Message& m) {
-  const auto* a = std::get_if<raft::AppendRequest>(&m.body);
-  return a != nullptr && a->entries.empty() && !rd.committed.empty();
-}
+// A commit notice only carries the new commit index to followers, so it can leave after this
+// node has answered its clients.
+bool is_commit_notice(const raft::Message& m) { return std::holds_alternative<raft::CommitNotice>(m.body); }
 
 // Removes every entry of `waiting` (values with a `start` time) that started before `limit`,
 // and only then hands it to `expire`, so a callback never sees a half-updated map.
@@ -380,7 +374,7 @@ void Replica::write_ready(const std::shared_ptr<raft::Ready>& rd) {
   // otherwise ship entries of a term it could forget, and re-win it with different entries.
   if (term_vote_durable)
     for (const auto& m : rd->messages)
-      if (sendable_before_persist(m) && !is_commit_notice(*rd, m)) send(m);
+      if (sendable_before_persist(m) && !is_commit_notice(m)) send(m);
   // The commit index in the hard state is only a hint for restarts (raft/types.h): a Ready that
   // changes nothing else need not wait for a disk flush. Its commit index rides along with the
   // next write (or the periodic flush in on_tick), saving one fdatasync per commit. Not when it
@@ -420,7 +414,7 @@ void Replica::persisted(const std::shared_ptr<raft::Ready>& rd, bool sent_early)
   if (stopped_) return;
   std::vector<raft::Message> notices;
   for (auto& m : rd->messages) {
-    if (is_commit_notice(*rd, m)) {
+    if (is_commit_notice(m)) {
       notices.push_back(std::move(m));
     } else if (!sent_early || !sendable_before_persist(m)) {
       send(m);

@@ -168,6 +168,7 @@ std::string encode_peer_frame(std::uint64_t cluster_id, const Message& m) {
                    b.setIndex(r.index.value);
                    b.setOk(r.ok);
                  },
+                 [&](const CommitNotice& r) { body.initCommitNotice().setCommit(r.commit.value); },
              },
              m.body);
   return to_bytes(builder);
@@ -270,6 +271,7 @@ Result<PeerFrame, CodecError> decode_peer_frame(std::string_view bytes, const Ex
         m.body = ProposeReply{b.getContext(), Index{b.getIndex()}, b.getOk()};
         break;
       }
+      case proto::PeerMessage::Body::COMMIT_NOTICE: m.body = CommitNotice{Index{body.getCommitNotice().getCommit()}}; break;
       default: return fail(CodecError::malformed);  // a union member from a newer schema
     }
   } catch (const kj::Exception&) {

@@ -41,6 +41,7 @@ struct PeerMessage {
     readIndexReply @14 :ReadIndexReply;
     proposeRequest @15 :ProposeRequest;
     proposeReply @16 :ProposeReply;
+    commitNotice @17 :CommitNotice;
   }
 
   struct AppendRequest {
@@ -102,5 +103,8 @@ struct PeerMessage {
     context @0 :UInt64;
     index @1 :UInt64;
     ok @2 :Bool;
+  }
+  struct CommitNotice {     # the commit index the follower may apply; no reply
+    commit @0 :UInt64;
   }
 }

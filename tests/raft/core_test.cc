@@ -700,6 +700,95 @@ TEST(Replication, LostPipelinedAppendsAreResentAfterHeartbeats) {
   EXPECT_EQ(h[3].last_index(), h[1].last_index());
 }
 
+// Delivers queued messages until the network is quiet, holding back those `hold` picks.
+template <class Hold>
+std::vector<Message> settle_holding(Harness& h, Hold hold) {
+  std::vector<Message> held;
+  h.process_all();
+  for (int r = 0; r < 1000 && !h.queue.empty(); ++r) {
+    std::vector<Message> batch;
+    batch.swap(h.queue);
+    for (auto& m : batch) {
+      if (hold(m)) {
+        held.push_back(m);
+        continue;
+      }
+      EXPECT_TRUE(h.cores.at(m.to)->step(m).has_value());
+      h.process(m.to);
+    }
+  }
+  return held;
+}
+
+std::size_t count_sent(Harness& h, NodeId from, std::size_t since) {
+  std::size_t n = 0;
+  auto& rds = h.readies[from];
+  for (std::size_t i = since; i < rds.size(); ++i) n += rds[i].messages.size();
+  return n;
+}
+
+// A commit that leaves a follower nothing new to receive reaches it as a CommitNotice, which it
+// applies without answering (an empty append cost one reply per follower per commit). A follower
+// whose acknowledgement arrives after the commit (the slower of two) gets its notice then, not at
+// the next heartbeat: no tick happens here at all.
+TEST(Replication, FollowersLearnACommitByANoticeTheyDoNotAnswerAndALateFollowerGetsOneWhenItAcks) {
+  Harness h(3);
+  h.elect(1);
+  h.tick_all(2);
+  h.propose(1, "a");
+  ASSERT_EQ(h[1].progress(N(2))->state, ProgressState::replicate);
+  ASSERT_EQ(h[1].progress(N(3))->state, ProgressState::replicate);
+  std::size_t leader_from = h.readies[N(1)].size();
+  std::size_t two_from = h.readies[N(2)].size();
+  auto r = h[1].propose("b");
+  ASSERT_TRUE(r);
+  auto held = settle_holding(h, [](const Message& m) { return m.from == N(3) && m.to == N(1); });
+  ASSERT_EQ(held.size(), 1u);  // node 3's acknowledgement of "b"
+  EXPECT_GE(h[1].commit_index(), *r);
+  EXPECT_GE(h[2].commit_index(), *r) << "node 2 holds b and the leader committed it: it was told";
+  EXPECT_LT(h[3].commit_index(), *r) << "node 3's ack was held: the leader does not know it holds b";
+  EXPECT_EQ(count_sent(h, N(2), two_from), 1u) << "node 2 answered the append, and nothing else";
+  std::size_t notices = 0;
+  for (std::size_t i = leader_from; i < h.readies[N(1)].size(); ++i)
+    for (const auto& m : h.readies[N(1)][i].messages) {
+      if (const auto* a = std::get_if<AppendRequest>(&m.body)) {
+        EXPECT_FALSE(a->entries.empty()) << "an empty append";
+      }
+      if (const auto* n = std::get_if<CommitNotice>(&m.body)) {
+        EXPECT_EQ(m.to, N(2));
+        EXPECT_EQ(n->commit, *r);
+        ++notices;
+      }
+    }
+  EXPECT_EQ(notices, 1u);
+  std::size_t three_from = h.readies[N(3)].size();
+  h.queue = held;  // node 3's acknowledgement arrives late
+  h.settle();
+  EXPECT_GE(h[3].commit_index(), *r) << "the late follower was not told the commit when it acked";
+  EXPECT_EQ(count_sent(h, N(3), three_from), 0u) << "node 3 answered a commit notice";
+  EXPECT_EQ(h.applied[N(3)].back().data, "b");
+}
+
+// A notice from a deposed leader (a stale term) is answered like a stale append, so that leader
+// learns the new term; a notice never commits more than the receiver holds.
+TEST(Replication, ACommitNoticeNeverCommitsBeyondTheLogAndAStaleOneTellsItsSenderTheTerm) {
+  Harness h(3);
+  h.elect(1);
+  h.tick_all(2);
+  h.propose(1, "a");
+  Index last = h[2].last_index();
+  Term t = h[2].term();
+  ASSERT_TRUE(h[2].step(Message{N(1), N(2), t, CommitNotice{last + 5}}).has_value());
+  EXPECT_EQ(h[2].commit_index(), last);
+  h.process(N(2));
+  h.queue.clear();
+  ASSERT_TRUE(h[2].step(Message{N(1), N(2), Term{t.value - 1}, CommitNotice{last}}).has_value());
+  h.process(N(2));
+  ASSERT_EQ(h.queue.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<AppendReply>(h.queue[0].body));
+  EXPECT_EQ(h.queue[0].term, t);
+}
+
 TEST(Membership, InvalidChangesAreRejected) {
   Harness h(1);
   h.elect(1);

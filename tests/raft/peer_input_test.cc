@@ -306,7 +306,7 @@ class Fuzz {
   MessageBody random_body() {
     Term t = T(pick(8));
     Index i = I(pick(30));
-    switch (pick(13)) {
+    switch (pick(14)) {
       case 0: return AppendRequest{i, t, random_entries(i, t), I(pick(40))};
       case 1: return AppendReply{pick(2) == 0, I(pick(40)), I(pick(40)), I(pick(40)), T(pick(8))};
       case 2: return VoteRequest{i, t, pick(2) == 0, pick(2) == 0};
@@ -320,7 +320,8 @@ class Fuzz {
       case 9: return ReadIndexRequest{"r"};
       case 10: return ReadIndexReply{"r", I(pick(40)), pick(2) == 0};
       case 11: return ProposeRequest{pick(5), "c"};
-      default: return ProposeReply{pick(5), I(pick(40)), pick(2) == 0};
+      case 12: return ProposeReply{pick(5), I(pick(40)), pick(2) == 0};
+      default: return CommitNotice{I(pick(40))};
     }
   }
 
@@ -356,6 +357,7 @@ class Fuzz {
                    },
                    [&](VoteReply& r) { r.granted = !r.granted; },
                    [&](HeartbeatRequest& r) { r.commit = near_index(r.commit + 2); r.read_seq += pick(3); },
+                   [&](CommitNotice& r) { r.commit = near_index(r.commit + 2); },
                    [&](InstallSnapshotRequest& r) {
                      r.meta.index = near_index(r.meta.index);
                      r.meta.term = near_term(r.meta.term);

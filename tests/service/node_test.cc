@@ -112,9 +112,7 @@ TEST(NodeDurability, AOneVoterLeaderNeverSendsForATermThatIsNotDurable) {
   int checked = 0;
   std::string violation;
   o.on_send = [&](const raft::Message& m) {
-    bool leader_msg = std::holds_alternative<raft::AppendRequest>(m.body) ||
-                      std::holds_alternative<raft::HeartbeatRequest>(m.body);
-    if (!leader_msg) return;
+    if (!raft::sent_by_leader(m.body)) return;
     ++checked;
     auto hs = wal_contents(d.path).hard_state;
     if (hs.term < m.term && violation.empty())

@@ -22,7 +22,7 @@ rc::Gen<std::uint64_t> u64() { return rc::gen::arbitrary<std::uint64_t>(); }
 
 Message random_message() {
   Message m{NodeId{*u64()}, NodeId{*u64()}, Term{*u64()}, TimeoutNow{}};
-  switch (*rc::gen::inRange(0, 13)) {
+  switch (*rc::gen::inRange(0, 14)) {
     case 0: {
       AppendRequest r{Index{*u64()}, Term{*u64()}, {}, Index{*u64()}};
       int n = *rc::gen::inRange(0, 5);
@@ -50,7 +50,8 @@ Message random_message() {
     case 9: m.body = ReadIndexRequest{*rc::gen::arbitrary<std::string>()}; break;
     case 10: m.body = ReadIndexReply{*rc::gen::arbitrary<std::string>(), Index{*u64()}, *rc::gen::arbitrary<bool>()}; break;
     case 11: m.body = ProposeRequest{*u64(), *rc::gen::arbitrary<std::string>(), *u64(), *rc::gen::arbitrary<std::uint8_t>()}; break;
-    default: m.body = ProposeReply{*u64(), Index{*u64()}, *rc::gen::arbitrary<bool>()}; break;
+    case 12: m.body = ProposeReply{*u64(), Index{*u64()}, *rc::gen::arbitrary<bool>()}; break;
+    default: m.body = CommitNotice{Index{*u64()}}; break;
   }
   return m;
 }

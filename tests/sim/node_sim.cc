@@ -969,7 +969,7 @@ class Sim {
 
 void SimNode::send(const raft::Message& m) {
   sim.net_send(id, m);
-  bool leader_msg = std::holds_alternative<raft::AppendRequest>(m.body) || std::holds_alternative<raft::HeartbeatRequest>(m.body);
+  bool leader_msg = raft::sent_by_leader(m.body) && !std::holds_alternative<raft::InstallSnapshotRequest>(m.body);
   bool reply = std::holds_alternative<raft::AppendReply>(m.body) || std::holds_alternative<raft::VoteReply>(m.body);
   if ((crash_point == CrashPoint::after_leader_send && leader_msg) || (crash_point == CrashPoint::after_reply && reply)) {
     crash_point = CrashPoint::none;
