@@ -4,12 +4,10 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <typeinfo>
 
 namespace tern::storage {
 
@@ -80,25 +78,6 @@ int Io::lock(const std::string& path) {
 bool Io::is_dir(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-int Io::write_and_sync(int fd, const void* buf, std::size_t n, off_t off, bool* sync_failed) {
-  *sync_failed = false;
-  const char* p = static_cast<const char*>(buf);
-  std::size_t done = 0;
-  if (typeid(*this) == typeid(Io) && n > 0) {
-    iovec iov{const_cast<char*>(p), n};
-    ssize_t r = ::pwritev2(fd, &iov, 1, off, RWF_DSYNC);
-    if (r == static_cast<ssize_t>(n)) return 0;
-    if (r < 0 && errno != EOPNOTSUPP && errno != EINVAL && errno != ENOSYS) return -errno;
-    if (r > 0) done = static_cast<std::size_t>(r);  // short: the rest goes the two-call way
-  }
-  if (int r = write_full(*this, fd, p + done, n - done, off + static_cast<off_t>(done)); r < 0) return r;
-  if (int r = fdatasync(fd); r < 0) {
-    *sync_failed = true;
-    return r;
-  }
-  return 0;
 }
 
 Io& posix_io() {

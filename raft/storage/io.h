@@ -32,13 +32,6 @@ class Io {
   // close() releases the lock, or -EWOULDBLOCK if another process (or descriptor) holds it.
   virtual int lock(const std::string& path);
   virtual bool is_dir(const std::string& path);
-
-  // Writes all `n` bytes at `off` and makes them durable: pwrite, then fdatasync. Returns 0, or
-  // -errno with `*sync_failed` telling whether the write went through and the sync failed. The
-  // real file system does both in one system call where it can (pwritev2 with RWF_DSYNC: the
-  // kernel syncs the written range as fdatasync does); an Io that overrides any call (a test's
-  // simulated or faulty disk) gets pwrite and fdatasync through its own overrides.
-  int write_and_sync(int fd, const void* buf, std::size_t n, off_t off, bool* sync_failed);
 };
 
 Io& posix_io();

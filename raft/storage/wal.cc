@@ -441,16 +441,10 @@ Result<void, StorageError> Wal::flush() {
 
 Result<void, StorageError> Wal::sync() {
   if (failed_) return fail(StorageError{StorageErrc::failed, "the WAL failed earlier: " + failed_->message});
+  if (auto r = flush(); !r) return r;
   Segment& seg = segments_.back();
-  // One call writes and syncs the batch (Io::write_and_sync: pwritev2 with RWF_DSYNC).
-  bool sync_failed = false;
-  int r = pending_.empty() ? io_.fdatasync(seg.fd)
-                           : io_.write_and_sync(seg.fd, pending_.data(), pending_.size(), seg.end, &sync_failed);
-  if (r < 0 && (pending_.empty() || sync_failed))
+  if (int r = io_.fdatasync(seg.fd); r < 0)
     return fail(failure(StorageError{StorageErrc::fsync_failed, errno_error(r, "fdatasync " + seg.path).message}));
-  if (r < 0) return fail(failure(errno_error(r, "write " + location(seg.path, static_cast<std::size_t>(seg.end)))));
-  seg.end += static_cast<off_t>(pending_.size());
-  pending_.clear();
   seg.synced = seg.end;
   durable_ = last_index();
   return {};
